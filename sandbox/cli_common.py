@@ -1,0 +1,68 @@
+"""What every CLI command shares: consoles, verbosity, ``-o``, error-to-exit-code handling.
+
+Data goes to stdout; progress, logs and errors go to stderr (rich, colour only on a terminal,
+``NO_COLOR`` honoured by rich itself).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from sandbox.errors import EXIT_USAGE, SandboxError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: stderr: progress, logs, errors
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+#: stdout: data (tables, JSON, reports)
+out = Console(highlight=False, soft_wrap=True)
+
+output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="SANDBOX_OUTPUT",
+    help="text for people, json for machines (printed on stdout).",
+)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def report_error(error: SandboxError) -> None:
+    err.print(f"[bold red]error:[/] {click.style(str(error), bold=False)}", markup=True, highlight=False)
+    if error.hint:
+        err.print(f"[bold]hint:[/] {error.hint}", markup=True, highlight=False)
+
+
+def handle_errors(func: F) -> F:
+    """Turn SandboxError into its message and exit code; Ctrl-C into exit 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SandboxError as e:
+            report_error(e)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def usage_error(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    sys.exit(EXIT_USAGE)

@@ -1,0 +1,98 @@
+"""What the reference model decides for one request: the data behind ``sandbox explain -o json``.
+
+``Decision.to_json()`` has exactly the keys of the ``explain`` JSON contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class BackendChoice:
+    name: str
+    namespace: str
+    port: int | None
+    weight: int
+    kind: str = "Service"
+    group: str = ""
+    valid: bool = True  # False: unknown kind, missing Service, cross-ns without ReferenceGrant
+    invalid_reason: str = ""
+
+
+@dataclass
+class ModelRequest:
+    """A request as the backend would receive it (after filters)."""
+
+    method: str
+    host: str
+    path: str  # including the query string
+    headers: dict[str, str] = field(default_factory=dict)  # multiple values joined with ","
+
+
+@dataclass
+class ModelRedirect:
+    scheme: str
+    host: str
+    port: int | None
+    path: str
+    location: str
+
+
+@dataclass
+class Mirror:
+    name: str
+    namespace: str
+    port: int | None
+    percent: float = 100.0
+
+
+@dataclass
+class Decision:
+    status: int  # 200 when a backend is chosen; 3xx redirect; 404 no match; 500 invalid backends
+    gateway: str  # "ns/name"
+    listener: str | None
+    route: str | None  # "ns/name"
+    rule: int | None  # 0-based
+    backends: list[BackendChoice]
+    request: ModelRequest
+    response_headers: dict[str, str]
+    redirect: ModelRedirect | None
+    reason: str
+    # beyond the JSON contract, for the local reference gateway:
+    mirrors: list[Mirror] = field(default_factory=list)
+    request_timeout: float | None = None  # rule timeouts.request (s)
+    backend_timeout: float | None = None  # rule timeouts.backendRequest (s)
+    match: str | None = None  # human text of the winning match
+    losers: list[str] = field(default_factory=list)  # why the other candidates lost
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "gateway": self.gateway,
+            "listener": self.listener,
+            "route": self.route,
+            "rule": self.rule,
+            "backends": [
+                {"name": b.name, "namespace": b.namespace, "port": b.port, "weight": b.weight}
+                for b in self.backends
+            ],
+            "request": {
+                "method": self.request.method,
+                "host": self.request.host,
+                "path": self.request.path,
+                "headers": dict(self.request.headers),
+            },
+            "response_headers": dict(self.response_headers),
+            "redirect": None
+            if self.redirect is None
+            else {
+                "scheme": self.redirect.scheme,
+                "host": self.redirect.host,
+                "port": self.redirect.port,
+                "path": self.redirect.path,
+                "location": self.redirect.location,
+            },
+            "reason": self.reason,
+        }

@@ -1,0 +1,54 @@
+"""Where a scenario's checks are sent: the contract between the Runner and the providers.
+
+A *target* deploys a scenario somewhere and gives addresses to send its requests to:
+
+- ``cluster``  (``sandbox.targets.cluster``): apply the manifests into a fresh namespace of the
+  sandbox's k3d cluster (or a named kubeconfig context), wait for the Gateway and routes, and
+  port-forward the Gateway's data-plane Service;
+- ``local``    (``sandbox.targets.local``): the reference gateway of ``sandbox.reference`` served
+  on loopback with echo backends standing in for the pods;
+- ``address``  (``sandbox.targets.address``): a gateway someone already runs at HOST:PORT; no
+  deployment at all.
+
+The Runner only ever calls ``deploy`` and the methods of what it yields.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from sandbox.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+
+class Deployment(Protocol):
+    """A scenario deployed and reachable. Valid only inside ``Target.deploy``'s context."""
+
+    namespace: str  # the run's namespace ("" when the target has none)
+
+    def address(self, gateway: str, port: int) -> Address:
+        """Local address that reaches listener ``port`` of Gateway ``gateway`` (logical name)."""
+        ...
+
+    def namespace_of(self, logical: str) -> str:
+        """The real namespace that a logical namespace of the scenario was deployed to."""
+        ...
+
+    def diagnostics(self) -> str:
+        """Text for a failure report: Gateway and route conditions, controller log tail."""
+        ...
+
+
+class Target(Protocol):
+    name: str  # "k3d", "existing", "local", "address": shown in reports
+
+    def deploy(self, scenario: Scenario) -> AbstractContextManager[Deployment]:
+        """Deploy, wait until ready, yield; on exit clean up (raising if cleanup failed)."""
+        ...
