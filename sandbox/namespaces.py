@@ -280,7 +280,9 @@ def _rewrite_refs(node: Any, run_ns: str) -> None:
             _rewrite_refs(item, run_ns)
 
 
-def rewrite_object(obj: Mapping[str, Any], run_ns: str, gateway_class: str) -> dict[str, Any] | None:
+def rewrite_object(
+    obj: Mapping[str, Any], run_ns: str, gateway_class: str
+) -> dict[str, Any] | None:
     """A deep copy of ``obj`` rewritten for the run; ``None`` for objects never applied."""
     kind = str(obj.get("kind", ""))
     if kind == "GatewayClass":

@@ -158,13 +158,26 @@ REWRITES: list[tuple[str, dict[str, Any], tuple[Any, ...], Any]] = [
                     "backendRefs": [
                         {
                             "name": "b",
-                            "filters": [{"requestMirror": {"backendRef": {"name": "m", "namespace": "x"}}}],
+                            "filters": [
+                                {"requestMirror": {"backendRef": {"name": "m", "namespace": "x"}}}
+                            ],
                         }
                     ]
                 }
             ]
         ),
-        ("spec", "rules", 0, "backendRefs", 0, "filters", 0, "requestMirror", "backendRef", "namespace"),
+        (
+            "spec",
+            "rules",
+            0,
+            "backendRefs",
+            0,
+            "filters",
+            0,
+            "requestMirror",
+            "backendRef",
+            "namespace",
+        ),
         f"{RUN}-x",
     ),
     (
@@ -174,7 +187,13 @@ REWRITES: list[tuple[str, dict[str, Any], tuple[Any, ...], Any]] = [
             "kind": "ReferenceGrant",
             "metadata": {"name": "g", "namespace": "web"},
             "spec": {
-                "from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "default"}],
+                "from": [
+                    {
+                        "group": "gateway.networking.k8s.io",
+                        "kind": "HTTPRoute",
+                        "namespace": "default",
+                    }
+                ],
                 "to": [{"group": "", "kind": "Service", "name": "b"}],
             },
         },
@@ -215,7 +234,12 @@ REWRITES: list[tuple[str, dict[str, Any], tuple[Any, ...], Any]] = [
     ),
     (
         "gatewayClassName replaced",
-        {"apiVersion": GW_API, "kind": "Gateway", "metadata": {"name": "eg"}, "spec": {"gatewayClassName": "x"}},
+        {
+            "apiVersion": GW_API,
+            "kind": "Gateway",
+            "metadata": {"name": "eg"},
+            "spec": {"gatewayClassName": "x"},
+        },
         ("spec", "gatewayClassName"),
         "sandbox-class",
     ),
@@ -249,7 +273,9 @@ REWRITES: list[tuple[str, dict[str, Any], tuple[Any, ...], Any]] = [
         ("spec", "listeners", 0, "allowedRoutes", "namespaces"),
         {
             "from": "Selector",
-            "selector": {"matchLabels": {"kubernetes.io/metadata.name": f"{RUN}-infra", "team": "a"}},
+            "selector": {
+                "matchLabels": {"kubernetes.io/metadata.name": f"{RUN}-infra", "team": "a"}
+            },
         },
     ),
     (
@@ -279,7 +305,17 @@ REWRITES: list[tuple[str, dict[str, Any], tuple[Any, ...], Any]] = [
                 ]
             },
         },
-        ("spec", "listeners", 0, "allowedRoutes", "namespaces", "selector", "matchExpressions", 0, "values"),
+        (
+            "spec",
+            "listeners",
+            0,
+            "allowedRoutes",
+            "namespaces",
+            "selector",
+            "matchExpressions",
+            0,
+            "values",
+        ),
         [f"{RUN}-a", RUN],
     ),
     (
@@ -295,7 +331,11 @@ REWRITES: list[tuple[str, dict[str, Any], tuple[Any, ...], Any]] = [
     ),
     (
         "cluster-scoped objects get no namespace",
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "c"}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "c"},
+        },
         ("metadata",),
         {"name": "c", "labels": {RUN_LABEL: RUN}},
     ),
@@ -335,7 +375,11 @@ def test_gateway_class_is_dropped() -> None:
 
 MANIFEST: list[dict[str, Any]] = [
     {"apiVersion": GW_API, "kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "web"}},
-    {"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant", "metadata": {"name": "g"}},
+    {
+        "apiVersion": "gateway.networking.k8s.io/v1beta1",
+        "kind": "ReferenceGrant",
+        "metadata": {"name": "g"},
+    },
     {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}},
     {"apiVersion": GW_API, "kind": "Gateway", "metadata": {"name": "eg"}},
     {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}},
@@ -344,7 +388,11 @@ MANIFEST: list[dict[str, Any]] = [
     {"apiVersion": GW_API, "kind": "GatewayClass", "metadata": {"name": "eg"}},
     {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}},
     {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "ro"}},
-    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default", "labels": {"a": "b"}}},
+    {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "default", "labels": {"a": "b"}},
+    },
     {"apiVersion": GW_API, "kind": "HTTPRoute", "metadata": {"name": "r2"}},
 ]
 
