@@ -1,0 +1,396 @@
+"""kubectl pinned to one kubeconfig and one context.
+
+Every call passes ``--kubeconfig FILE --context NAME`` explicitly, so the user's default
+kubeconfig and current context are never read or changed. Output formats relied on (verified in
+kubernetes/kubernetes staging/src/k8s.io/kubectl):
+
+- ``kubectl apply --server-side`` prints one line per object, ``<kind>.<group>/<name>
+  serverside-applied`` (pkg/cmd/apply/apply.go: ``printer ... "serverside-applied"``; core
+  objects have no group: ``namespace/foo serverside-applied``).
+- ``kubectl wait`` prints ``<kind>.<group>/<name> condition met`` and on timeout exits 1 with
+  ``error: timed out waiting for the condition on <kind>/<name>`` (pkg/cmd/wait/wait.go,
+  ``wait.ErrWaitTimeout`` wrapped as "timed out waiting for the condition on %s").
+- A missing object: ``Error from server (NotFound): <kind>.<group> "<name>" not found``
+  (apimachinery StatusError printed by cmdutil.CheckErr), exit 1. A selector matching nothing
+  for wait: ``error: no matching resources found``.
+
+Usage::
+
+    k = Kubectl(binary, kubeconfig, "k3d-sandbox")
+    k.apply([Path("install.yaml")], force_conflicts=True)
+    k.wait("deployment/envoy-gateway", "condition=Available", namespace="envoy-gateway-system",
+           timeout=300)
+    obj = k.get_json("gatewayclass", "eg")          # None when it does not exist
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sandbox import tools
+from sandbox.errors import ToolError, WaitTimeout
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "gateway-sandbox"
+DEFAULT_TIMEOUT = 60.0  # seconds for one kubectl call that is not a wait
+POLL_INTERVAL = 0.5
+
+Manifest = Path | str | Mapping[str, Any]
+
+
+class KubectlError(tools.ToolFailed):
+    """kubectl exited non-zero. ``result.stderr`` has its message."""
+
+
+class NotFound(KubectlError):
+    """``Error from server (NotFound)``: the named object does not exist."""
+
+
+def _is_not_found(stderr: str) -> bool:
+    return "(NotFound)" in stderr or "no matching resources found" in stderr
+
+
+def summarize_status(obj: Mapping[str, Any] | None) -> str:
+    """One line per object: ``kind/name: Type=Status (Reason: message); ...``.
+
+    Used as the "last status seen" of a :class:`WaitTimeout`. Accepts a single object or a
+    ``List`` with ``items``; ``None`` reads "not found".
+    """
+    if obj is None:
+        return "not found"
+    if "items" in obj and isinstance(obj.get("items"), list):
+        items = obj["items"]
+        if not items:
+            return "no objects"
+        return "; ".join(summarize_status(i) for i in items)
+    kind = str(obj.get("kind", "object")).lower()
+    name = str(obj.get("metadata", {}).get("name", "?"))
+    status = obj.get("status") or {}
+    conditions = status.get("conditions") if isinstance(status, Mapping) else None
+    parts: list[str] = []
+    if isinstance(conditions, list):
+        for c in conditions:
+            if not isinstance(c, Mapping):
+                continue
+            text = f"{c.get('type')}={c.get('status')}"
+            reason, message = c.get("reason"), c.get("message")
+            if reason or message:
+                text += f" ({reason or ''}{': ' if reason and message else ''}{message or ''})"
+            parts.append(text)
+    elif isinstance(status, Mapping) and status.get("phase"):
+        parts.append(f"phase={status['phase']}")
+    return f"{kind}/{name}: " + (", ".join(parts) if parts else "no conditions yet")
+
+
+def dump_manifests(objects: Iterable[Mapping[str, Any]]) -> str:
+    """Objects as one multi-document YAML stream."""
+    return yaml.safe_dump_all([dict(o) for o in objects], sort_keys=False)
+
+
+class Kubectl:
+    """kubectl bound to ``kubeconfig`` + ``context`` (both always passed explicitly).
+
+    :param binary: path to the kubectl executable (see :func:`sandbox.tools.ensure_tool`).
+    :param kubeconfig: the private kubeconfig file (never the user's default).
+    :param context: the context in that file to use (``k3d-<cluster>`` for the sandbox).
+    :param timeout: default timeout in seconds of calls that are not waits.
+    """
+
+    def __init__(
+        self,
+        binary: Path | str,
+        kubeconfig: Path | str,
+        context: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.binary = Path(binary)
+        self.kubeconfig = Path(kubeconfig)
+        self.context = context
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"Kubectl({str(self.binary)!r}, {str(self.kubeconfig)!r}, {self.context!r})"
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @property
+    def base_args(self) -> list[str]:
+        """``--kubeconfig FILE --context NAME``: put before every kubectl verb."""
+        return ["--kubeconfig", str(self.kubeconfig), "--context", self.context]
+
+    def argv(self, args: Sequence[str]) -> list[str]:
+        """The full argv for ``args`` (for long-running processes such as port-forward)."""
+        return [str(self.binary), *self.base_args, *args]
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for a kubectl process started outside :meth:`run` (KUBECONFIG pinned too)."""
+        return tools.tool_env({"KUBECONFIG": str(self.kubeconfig)})
+
+    def run(
+        self,
+        args: Sequence[str],
+        *,
+        input: str | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+    ) -> tools.ToolResult:
+        """Run ``kubectl --kubeconfig F --context C ARGS``.
+
+        Raises :class:`NotFound` for ``Error from server (NotFound)``, :class:`KubectlError`
+        for any other non-zero exit (when ``check``), :class:`ToolError` on timeout.
+        """
+        result = tools.run(
+            self.argv(args),
+            input=input,
+            timeout=self.timeout if timeout is None else timeout,
+            env={"KUBECONFIG": str(self.kubeconfig)},
+            check=False,
+        )
+        if check and result.exit_code != 0:
+            what = "kubectl " + " ".join(args)
+            detail = result.stderr.strip() or result.stdout.strip() or "(no output)"
+            cls = NotFound if _is_not_found(result.stderr) else KubectlError
+            raise cls(f"`{what}` failed (exit {result.exit_code}):\n{detail}", result)
+        return result
+
+    # -- verbs ------------------------------------------------------------------------------
+
+    def apply(
+        self,
+        manifests: Sequence[Manifest] | Manifest,
+        *,
+        namespace: str | None = None,
+        server_side: bool = True,
+        force_conflicts: bool = False,
+        field_manager: str = FIELD_MANAGER,
+        timeout: float | None = None,
+    ) -> list[str]:
+        """Apply files/directories (Path or str) and/or objects (mappings).
+
+        Files are passed with ``-f``; objects are sent as one YAML stream on stdin (``-f -``).
+        Returns kubectl's per-object lines (``<kind>.<group>/<name> serverside-applied``).
+        """
+        items: list[Manifest] = (
+            [manifests] if isinstance(manifests, (Path, str, Mapping)) else list(manifests)
+        )
+        files = [str(m) for m in items if isinstance(m, (Path, str))]
+        objects = [m for m in items if isinstance(m, Mapping)]
+        if not files and not objects:
+            return []
+        args = ["apply"]
+        if server_side:
+            args += ["--server-side", f"--field-manager={field_manager}"]
+            if force_conflicts:
+                args.append("--force-conflicts")
+        if namespace:
+            args += ["-n", namespace]
+        for f in files:
+            args += ["-f", f]
+        stdin = None
+        if objects:
+            args += ["-f", "-"]
+            stdin = dump_manifests(objects)
+        result = self.run(args, input=stdin, timeout=timeout)
+        return [line for line in result.stdout.splitlines() if line.strip()]
+
+    def delete(
+        self,
+        kind: str,
+        name: str | None = None,
+        *,
+        namespace: str | None = None,
+        selector: str | None = None,
+        ignore_not_found: bool = True,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> str:
+        """Delete ``kind/name`` (or ``kind -l selector``). Missing objects are fine by default."""
+        args = ["delete", kind] + ([name] if name else [])
+        args += self._scope(namespace, selector)
+        if ignore_not_found:
+            args.append("--ignore-not-found=true")
+        args.append(f"--wait={'true' if wait else 'false'}")
+        t = self.timeout if timeout is None else timeout
+        args.append(f"--timeout={int(t)}s")
+        return self.run(args, timeout=t + 15).stdout
+
+    def delete_manifests(
+        self,
+        manifests: Sequence[Manifest] | Manifest,
+        *,
+        namespace: str | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> str:
+        """``kubectl delete -f ... --ignore-not-found`` for files and/or objects."""
+        items: list[Manifest] = (
+            [manifests] if isinstance(manifests, (Path, str, Mapping)) else list(manifests)
+        )
+        args = ["delete", "--ignore-not-found=true", f"--wait={'true' if wait else 'false'}"]
+        if namespace:
+            args += ["-n", namespace]
+        for m in items:
+            if not isinstance(m, Mapping):
+                args += ["-f", str(m)]
+        objects = [m for m in items if isinstance(m, Mapping)]
+        stdin = None
+        if objects:
+            args += ["-f", "-"]
+            stdin = dump_manifests(objects)
+        t = self.timeout if timeout is None else timeout
+        args.append(f"--timeout={int(t)}s")
+        return self.run(args, input=stdin, timeout=t + 15).stdout
+
+    def get_json(
+        self,
+        kind: str,
+        name: str | None = None,
+        *,
+        namespace: str | None = None,
+        selector: str | None = None,
+        all_namespaces: bool = False,
+        timeout: float | None = None,
+    ) -> dict[str, Any] | None:
+        """``kubectl get KIND [NAME] -o json``.
+
+        With ``name``: the object, or ``None`` when it does not exist. Without: the ``List``
+        (``{"kind": "List", "items": [...]}``; empty items when nothing matches).
+        """
+        args = ["get", kind] + ([name] if name else [])
+        if all_namespaces:
+            args.append("--all-namespaces")
+        args += self._scope(None if all_namespaces else namespace, selector)
+        args += ["-o", "json"]
+        try:
+            result = self.run(args, timeout=timeout)
+        except NotFound:
+            if name:
+                return None
+            return {"apiVersion": "v1", "kind": "List", "items": []}
+        try:
+            data = json.loads(result.stdout or "{}")
+        except ValueError as e:
+            raise ToolError(f"kubectl get {kind} printed no JSON: {result.stdout[:200]!r}") from e
+        if not isinstance(data, dict):
+            raise ToolError(f"kubectl get {kind} printed unexpected JSON: {result.stdout[:200]!r}")
+        return data
+
+    def exists(self, kind: str, name: str, *, namespace: str | None = None) -> bool:
+        return self.get_json(kind, name, namespace=namespace) is not None
+
+    def wait(
+        self,
+        resource: str,
+        condition: str,
+        *,
+        namespace: str | None = None,
+        selector: str | None = None,
+        all_: bool = False,
+        timeout: float,
+        what: str | None = None,
+    ) -> str:
+        """``kubectl wait RESOURCE --for=CONDITION``, bounded by ``timeout`` seconds.
+
+        ``resource`` is ``kind/name`` or, with ``selector``/``all_``, a kind. ``condition`` is
+        what follows ``--for=``: ``condition=Available``, ``condition=Ready=false``,
+        ``jsonpath={.status.phase}=Running``, ``create`` or ``delete``.
+
+        Objects that do not exist yet are polled for (every 0.5 s) within the same deadline, so
+        this works with any kubectl (``--for=create`` needs >= 1.31). On timeout raises
+        :class:`WaitTimeout` naming ``what`` and the object's last conditions.
+        """
+        what = what or f"{resource} {condition}" + (f" in {namespace}" if namespace else "")
+        deadline = time.monotonic() + timeout
+        kind, _, name = resource.partition("/")
+        target = [resource] + self._scope(namespace, selector) + (["--all"] if all_ else [])
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WaitTimeout(what, timeout, self._last_status(kind, name, namespace, selector))
+            seconds = max(1, int(remaining))
+            result = self.run(
+                ["wait", *target, f"--for={condition}", f"--timeout={seconds}s"],
+                timeout=seconds + 30,
+                check=False,
+            )
+            if result.exit_code == 0:
+                return result.stdout
+            stderr = result.stderr
+            if "timed out waiting for the condition" in stderr:
+                raise WaitTimeout(what, timeout, self._last_status(kind, name, namespace, selector))
+            if _is_not_found(stderr) and condition != "delete":
+                # not created yet: poll until it exists, then wait again
+                if time.monotonic() + POLL_INTERVAL >= deadline:
+                    raise WaitTimeout(what, timeout, "not found")
+                time.sleep(POLL_INTERVAL)
+                continue
+            if _is_not_found(stderr) and condition == "delete":
+                return result.stdout
+            raise KubectlError(
+                f"`kubectl wait {resource} --for={condition}` failed (exit {result.exit_code}):\n"
+                f"{stderr.strip() or result.stdout.strip()}",
+                result,
+            )
+
+    def logs(
+        self,
+        target: str,
+        *,
+        namespace: str | None = None,
+        tail: int | None = None,
+        container: str | None = None,
+        all_containers: bool = False,
+        selector: str | None = None,
+        since: str | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """``kubectl logs TARGET`` (``pod/x``, ``deployment/x``; or ``""`` with ``selector``)."""
+        args = ["logs"] + ([target] if target else [])
+        args += self._scope(namespace, selector)
+        if tail is not None:
+            args.append(f"--tail={tail}")
+        if container:
+            args += ["-c", container]
+        if all_containers:
+            args.append("--all-containers=true")
+        if since:
+            args.append(f"--since={since}")
+        return self.run(args, timeout=timeout).stdout
+
+    def server_version(self, *, timeout: float = 15) -> str | None:
+        """``serverVersion.gitVersion`` from ``kubectl version -o json``; None if unreachable."""
+        result = self.run(["version", "-o", "json"], timeout=timeout, check=False)
+        try:
+            return str(json.loads(result.stdout)["serverVersion"]["gitVersion"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _scope(namespace: str | None, selector: str | None) -> list[str]:
+        args: list[str] = []
+        if namespace:
+            args += ["-n", namespace]
+        if selector:
+            args += ["-l", selector]
+        return args
+
+    def _last_status(
+        self, kind: str, name: str, namespace: str | None, selector: str | None
+    ) -> str:
+        try:
+            obj = self.get_json(kind, name or None, namespace=namespace, selector=selector, timeout=15)
+        except ToolError as e:
+            return f"unknown ({e.message.splitlines()[0]})"
+        return summarize_status(obj)
