@@ -11,9 +11,20 @@ namespace ``default`` are the run's namespace; any other namespace N is mapped b
 
 from __future__ import annotations
 
+import difflib
+import json
+import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import yaml
+
+from sandbox.errors import InputError
 
 DEFAULT_CONSECUTIVE = 3  # gateway-api conformance RequiredConsecutiveSuccesses
 DEFAULT_CONVERGENCE_TIMEOUT = 30.0  # gateway-api conformance MaxTimeToConsistency (s)
@@ -91,6 +102,15 @@ class Check:
 
 
 @dataclass
+class TlsSecret:
+    """A kubernetes.io/tls Secret the runner generates (self-signed) for ``hosts``."""
+
+    secret: str
+    hosts: list[str]
+    namespace: str | None = None  # logical namespace; None: the run's
+
+
+@dataclass
 class Scenario:
     name: str  # folder name
     path: Path  # folder
@@ -103,3 +123,672 @@ class Scenario:
     features: list[str] = field(default_factory=list)  # upstream feature names it exercises
     consecutive: int = DEFAULT_CONSECUTIVE
     timeout: float = DEFAULT_CONVERGENCE_TIMEOUT
+    tls: list[TlsSecret] = field(default_factory=list)
+    # (file, line) of each object in ``objects``, same order, for messages
+    object_sources: list[tuple[Path, int]] = field(default_factory=list)
+
+    def check_location(self, check: Check) -> str:
+        """``file:line`` of a check, for messages."""
+        return f"{_display(self.file)}:{check.line}"
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and validation
+# --------------------------------------------------------------------------------------------
+
+SCENARIO_FILE = "scenario.yaml"
+GATEWAY_API_GROUP = "gateway.networking.k8s.io"
+
+FieldPath = tuple[str | int, ...]
+
+
+def _display(path: Path) -> str:
+    """A path as a person typed it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _field_name(path: FieldPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a scenario: where (file, line, field) and what."""
+
+    file: Path
+    line: int | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = _display(self.file) + (f":{self.line}" if self.line else "")
+        return f"{where}: " + (f"{self.field}: " if self.field else "") + self.message
+
+
+class ScenarioInvalid(InputError):
+    """Every problem found in one scenario (exit 2). ``problems`` holds them one by one."""
+
+    def __init__(self, problems: list[Problem], *, name: str = "") -> None:
+        self.problems = sorted(problems, key=lambda p: (str(p.file), p.line or 0))
+        first = self.problems[0]
+        if len(self.problems) == 1:
+            message = str(first)
+        else:
+            head = f"scenario {name!r} has {len(self.problems)} problems:" if name else (
+                f"{len(self.problems)} problems:")
+            message = head + "".join(f"\n  {p}" for p in self.problems)
+        super().__init__(message)
+        # keep the first problem's location for callers that read one
+        self.file = _display(first.file)
+        self.line = first.line
+        self.field = first.field
+
+
+class _Located:
+    """Python values built from a YAML node tree, with the line of every key and value."""
+
+    def __init__(self, file: Path, problems: list[Problem]) -> None:
+        self.file = file
+        self.problems = problems
+        self.value_lines: dict[FieldPath, int] = {}
+        self.key_lines: dict[FieldPath, int] = {}
+        self._constructor = yaml.SafeLoader("")
+
+    def line(self, path: FieldPath) -> int | None:
+        """Line of a field: its key's line, else its value's, else the nearest parent's."""
+        p = path
+        while True:
+            if p in self.key_lines:
+                return self.key_lines[p]
+            if p in self.value_lines:
+                return self.value_lines[p]
+            if not p:
+                return None
+            p = p[:-1]
+
+    def problem(self, path: FieldPath, message: str, *, line: int | None = None) -> None:
+        self.problems.append(
+            Problem(self.file, line if line is not None else self.line(path),
+                    _field_name(path) or None, message)
+        )
+
+    def build(self, node: yaml.Node, path: FieldPath = (), depth: int = 0) -> Any:
+        self.value_lines.setdefault(path, node.start_mark.line + 1)
+        if depth > 64:
+            self.problem(path, "nested too deeply (recursive YAML alias?)")
+            return None
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    self.problem(path, "YAML merge keys (<<) are not supported",
+                                 line=key_node.start_mark.line + 1)
+                    continue
+                if not isinstance(key_node, yaml.ScalarNode):
+                    self.problem(path, "a mapping key must be a plain value",
+                                 line=key_node.start_mark.line + 1)
+                    continue
+                key = self._scalar(key_node, path)
+                if isinstance(key, bool) or key is None:
+                    self.problem((*path, str(key_node.value)),
+                                 f"key {key_node.value!r} reads as {key!r} in YAML; quote it",
+                                 line=key_node.start_mark.line + 1)
+                    continue
+                key = str(key)
+                key_path: FieldPath = (*path, key)
+                if key in out:
+                    self.problem(key_path,
+                                 f"duplicate key (first at line {self.key_lines[key_path]})",
+                                 line=key_node.start_mark.line + 1)
+                    continue
+                self.key_lines[key_path] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, (*path, key), depth + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+        return self._scalar(node, path)
+
+    def _scalar(self, node: yaml.Node, path: FieldPath) -> Any:
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except yaml.YAMLError as e:
+            self.problem(path, f"invalid value: {getattr(e, 'problem', None) or e}",
+                         line=node.start_mark.line + 1)
+            return None
+
+
+def _yaml_problem(file: Path, e: yaml.YAMLError) -> Problem:
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or str(e)
+    context = getattr(e, "context", None)
+    text = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
+    if mark is not None:
+        text += f" at line {mark.line + 1}, column {mark.column + 1}"
+        return Problem(file, mark.line + 1, None, text)
+    return Problem(file, None, None, text)
+
+
+def _read_text(file: Path, problems: list[Problem], *, line: int | None = None,
+               field: str | None = None, owner: Path | None = None) -> str | None:
+    try:
+        return file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problems.append(Problem(owner or file, line, field, f"file not found: {_display(file)}"))
+    except IsADirectoryError:
+        problems.append(Problem(owner or file, line, field, f"is a directory: {_display(file)}"))
+    except UnicodeDecodeError as e:
+        problems.append(Problem(owner or file, line, field, f"not UTF-8 text: {e.reason}"))
+    except OSError as e:
+        problems.append(Problem(owner or file, line, field, f"cannot read: {e.strerror or e}"))
+    return None
+
+
+@lru_cache(maxsize=1)
+def scenario_schema() -> dict[str, Any]:
+    """The JSON Schema of scenario.yaml (sandbox/data/scenario.schema.json).
+
+    It is a published file, not only code, so that editors (yaml-language-server:
+    ``# yaml-language-server: $schema=...``) can complete and check scenario.yaml as people
+    type; the loader validates with the very same schema and then adds the checks a schema
+    cannot express (manifests, the Gateway, duplicate names).
+    """
+    text = resources.files("sandbox").joinpath("data/scenario.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+_TYPE_WORDS = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "object": "a mapping",
+    "array": "a list",
+    "boolean": "true or false",
+}
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, (int, float)):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    return f"{type(value).__name__} ({value})"
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if not match:
+        lowered = {c.lower().replace("-", "_"): c for c in choices}
+        hit = lowered.get(word.lower().replace("-", "_"))
+        match = [hit] if hit else []
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _schema_problems(data: Any, loc: _Located) -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(scenario_schema())
+    for error in validator.iter_errors(data):
+        path: FieldPath = tuple(error.absolute_path)
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        inst = error.instance
+        kind = error.validator
+        if kind == "additionalProperties" and isinstance(inst, dict):
+            allowed = sorted(schema.get("properties", {}))
+            for key in inst:
+                if key in allowed:
+                    continue
+                hint = _did_you_mean(key, allowed)
+                if not hint:
+                    hint = " (allowed: " + ", ".join(allowed) + ")"
+                loc.problem((*path, key), "unknown key" + hint)
+        elif kind == "required":
+            missing = error.validator_value
+            for name in missing if isinstance(missing, list) else []:
+                if isinstance(inst, dict) and name not in inst:
+                    loc.problem((*path, name), "missing (required)", line=loc.line(path))
+        elif kind == "type":
+            wanted = error.validator_value
+            words = " or ".join(_TYPE_WORDS.get(str(w), str(w)) for w in (
+                wanted if isinstance(wanted, list) else [wanted]))
+            quote = " (quote it in YAML)" if wanted == "string" and isinstance(
+                inst, (bool, int, float)) else ""
+            loc.problem(path, f"expected {words}, got {_describe(inst)}{quote}")
+        elif kind == "enum":
+            options = [str(o) for o in error.validator_value]
+            hint = _did_you_mean(str(inst), options) if isinstance(inst, str) else ""
+            loc.problem(path, f"must be one of {', '.join(options)}; got {_describe(inst)}{hint}")
+        elif kind in ("anyOf", "oneOf", "pattern"):
+            expected = schema.get("x-expected", "a valid value")
+            loc.problem(path, f"expected {expected}, got {_describe(inst)}")
+        elif kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+            op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=",
+                  "exclusiveMaximum": "<"}[kind]
+            loc.problem(path, f"must be {op} {error.validator_value}, got {inst}")
+        elif kind in ("minItems", "minLength", "minProperties"):
+            loc.problem(path, "must not be empty")
+        else:  # pragma: no cover - schema keywords not used today
+            loc.problem(path, error.message)
+
+
+def _is_gateway(obj: dict[str, Any]) -> bool:
+    api = obj.get("apiVersion")
+    return obj.get("kind") == "Gateway" and isinstance(api, str) and api.startswith(
+        GATEWAY_API_GROUP + "/")
+
+
+def _name(obj: dict[str, Any]) -> str | None:
+    meta = obj.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _listener_ports(gateway: dict[str, Any], objects: list[dict[str, Any]]) -> set[int]:
+    """Listener ports of a Gateway, including those of ListenerSets whose parentRef names it."""
+    ports: set[int] = set()
+    sources = [gateway]
+    name = _name(gateway)
+    for obj in objects:
+        spec = obj.get("spec")
+        if obj.get("kind") in ("ListenerSet", "XListenerSet") and isinstance(spec, dict):
+            parent = spec.get("parentRef")
+            if isinstance(parent, dict) and parent.get("name") == name:
+                sources.append(obj)
+    for obj in sources:
+        spec = obj.get("spec")
+        listeners = spec.get("listeners") if isinstance(spec, dict) else None
+        for listener in listeners if isinstance(listeners, list) else []:
+            if isinstance(listener, dict) and isinstance(listener.get("port"), int):
+                ports.add(listener["port"])
+    return ports
+
+
+def _load_manifests(folder: Path, scenario_file: Path, listed: Any, loc: _Located,
+                    problems: list[Problem]) -> tuple[list[Path], list[dict[str, Any]],
+                                                      list[tuple[Path, int]]]:
+    files: list[Path] = []
+    if isinstance(listed, list) and all(isinstance(m, str) for m in listed):
+        for i, entry in enumerate(listed):
+            file = folder / entry
+            if not file.is_file():
+                loc.problem(("manifests", i), f"file not found: {_display(file)}")
+            elif file.resolve() == scenario_file.resolve():
+                loc.problem(("manifests", i), f"{SCENARIO_FILE} is not a manifest")
+            else:
+                files.append(file)
+    elif listed is None:
+        files = sorted(
+            p for p in folder.iterdir()
+            if p.is_file() and p.suffix in (".yaml", ".yml") and p.name not in (
+                SCENARIO_FILE, "scenario.yml")
+        )
+    objects: list[dict[str, Any]] = []
+    sources: list[tuple[Path, int]] = []
+    seen: dict[tuple[str, str, str], tuple[Path, int]] = {}
+    for file in files:
+        text = _read_text(file, problems)
+        if text is None:
+            continue
+        mloc = _Located(file, problems)
+        try:
+            nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        except yaml.YAMLError as e:
+            problems.append(_yaml_problem(file, e))
+            continue
+        for n, node in enumerate(nodes):
+            if node is None:
+                continue
+            line = node.start_mark.line + 1
+            obj = mloc.build(node, (f"document {n + 1}",))
+            if obj is None:
+                continue
+            if not isinstance(obj, dict):
+                problems.append(Problem(file, line, None,
+                                        f"a manifest must be a mapping, got {_describe(obj)}"))
+                continue
+            label = f"{obj.get('kind', 'object')} {_name(obj) or '(no name)'}"
+            ok = True
+            for key in ("apiVersion", "kind"):
+                value = obj.get(key)
+                if not isinstance(value, str) or not value:
+                    problems.append(Problem(file, mloc.line((f"document {n + 1}", key)) or line,
+                                            key, f"{label}: missing or not a string"))
+                    ok = False
+            if _name(obj) is None or not _name(obj):
+                problems.append(Problem(file, mloc.line((f"document {n + 1}", "metadata")) or line,
+                                        "metadata.name", f"{label}: missing or not a string"))
+                ok = False
+            if not ok:
+                continue
+            meta = obj["metadata"]
+            ns = meta.get("namespace") if isinstance(meta.get("namespace"), str) else ""
+            ident = (str(obj["kind"]), ns or "default", str(_name(obj)))
+            if ident in seen:
+                first_file, first_line = seen[ident]
+                problems.append(Problem(file, line, "metadata.name",
+                                        f"duplicate {ident[0]} {ident[1]}/{ident[2]} (first at "
+                                        f"{_display(first_file)}:{first_line})"))
+                continue
+            seen[ident] = (file, line)
+            objects.append(obj)
+            sources.append((file, line))
+    return files, objects, sources
+
+
+def _semantic_problems(data: dict[str, Any], loc: _Located, objects: list[dict[str, Any]],
+                       manifests_ok: bool) -> None:
+    gateways = {_name(o): o for o in objects if _is_gateway(o)}
+    names = sorted(n for n in gateways if n)
+
+    def gateway_problem(path: FieldPath, name: str) -> None:
+        if not manifests_ok:
+            return
+        if not names:
+            loc.problem(path, f"no Gateway named {name!r}: the manifests have no Gateway "
+                              f"(apiVersion {GATEWAY_API_GROUP}/v1, kind Gateway)")
+        else:
+            hint = _did_you_mean(name, names) or f" (Gateways: {', '.join(names)})"
+            loc.problem(path, f"no Gateway named {name!r} in the manifests{hint}")
+
+    gateway = data.get("gateway")
+    if isinstance(gateway, str) and gateway and gateway not in gateways:
+        gateway_problem(("gateway",), gateway)
+
+    _feature_problems(data.get("features"), ("features",), loc)
+
+    tls = data.get("tls")
+    if isinstance(tls, list):
+        secrets = {_name(o) for o in objects if o.get("kind") == "Secret"}
+        for i, entry in enumerate(tls):
+            if isinstance(entry, dict) and isinstance(entry.get("secret"), str) and (
+                    entry["secret"] in secrets):
+                loc.problem(("tls", i, "secret"),
+                            f"Secret {entry['secret']!r} is also in the manifests; "
+                            "the runner generates it: remove one")
+
+    checks = data.get("checks")
+    if not isinstance(checks, list):
+        return
+    first_seen: dict[str, int] = {}
+    for i, check in enumerate(checks):
+        if not isinstance(check, dict):
+            continue
+        name = check.get("name")
+        if isinstance(name, str):
+            if name in first_seen:
+                loc.problem((("checks", i, "name")),
+                            f"duplicate check name {name!r} (first at line {first_seen[name]})")
+            else:
+                first_seen[name] = loc.line(("checks", i, "name")) or 0
+        _feature_problems(check.get("features"), ("checks", i, "features"), loc)
+        request = check.get("request")
+        if isinstance(request, dict):
+            gw_name = request.get("gateway")
+            if isinstance(gw_name, str) and gw_name and gw_name not in gateways:
+                gateway_problem(("checks", i, "request", "gateway"), gw_name)
+            target = gateways.get(gw_name if isinstance(gw_name, str) else gateway)
+            port = request.get("port")
+            scheme = request.get("scheme", "http")
+            if port is None and scheme in ("http", "https"):
+                port = 443 if scheme == "https" else 80
+            ports = _listener_ports(target, objects) if target is not None else set()
+            if isinstance(port, int) and ports and port not in ports:
+                where = ("checks", i, "request", "port" if "port" in request else "scheme")
+                loc.problem(where, f"Gateway {_name(target or {})!r} has no listener on port "
+                                   f"{port} (its ports: {', '.join(map(str, sorted(ports)))})")
+        expect = check.get("expect")
+        if not isinstance(expect, dict):
+            continue
+        status = expect.get("status", 200)
+        statuses = status if isinstance(status, list) else [status]
+        statuses = [s for s in statuses if isinstance(s, int)]
+        if not statuses:
+            continue
+        if expect.get("redirect") is not None and not any(300 <= s < 400 for s in statuses):
+            loc.problem(("checks", i, "expect", "redirect"),
+                        "is compared only on a 3xx response, and expect.status has none "
+                        "(add e.g. status: 302)")
+        if not any(s in (200, 204) for s in statuses):
+            for key in ("backend", "namespace", "request", "backends"):
+                if expect.get(key) is not None:
+                    loc.problem(("checks", i, "expect", key),
+                                "is compared only on a 200 or 204 response, and expect.status "
+                                f"is {status}")
+        backends = expect.get("backends")
+        if isinstance(backends, dict) and backends and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in backends.values()):
+            total = sum(float(v) for v in backends.values())
+            if abs(total - 1.0) > 0.001:
+                loc.problem(("checks", i, "expect", "backends"),
+                            f"shares add up to {total:g}; they must add up to 1")
+
+
+def _feature_problems(features: Any, path: FieldPath, loc: _Located) -> None:
+    if not isinstance(features, list):
+        return
+    try:
+        from sandbox import features as upstream
+    except ImportError:  # pragma: no cover - module of another part
+        return
+    for i, name in enumerate(features):
+        if isinstance(name, str) and not upstream.is_known(name):
+            loc.problem((*path, i), upstream.unknown_feature_message(name))
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _build_check(raw: dict[str, Any], line: int, scenario_consecutive: int,
+                 scenario_timeout: float) -> Check:
+    req = raw.get("request") or {}
+    grpc_raw = req.get("grpc")
+    grpc = None
+    if isinstance(grpc_raw, dict):
+        grpc = GrpcRequest(metadata=dict(grpc_raw.get("metadata") or {}))
+        if "service" in grpc_raw:
+            grpc.service = grpc_raw["service"]
+        if "method" in grpc_raw:
+            grpc.method = grpc_raw["method"]
+    request = Request(
+        host=_opt_str(req.get("host")),
+        path=req.get("path", "/"),
+        method=str(req.get("method", "GET")).upper(),
+        headers=dict(req.get("headers") or {}),
+        scheme=req.get("scheme", "http"),
+        port=req.get("port"),
+        gateway=_opt_str(req.get("gateway")),
+        backend_response_headers=dict(req.get("backend_response_headers") or {}),
+        grpc=grpc,
+    )
+    exp = raw.get("expect") or {}
+    status = exp.get("status", 200)
+    er = exp.get("request")
+    expected_request = None
+    if isinstance(er, dict):
+        method = er.get("method")
+        expected_request = ExpectedRequest(
+            path=er.get("path"),
+            host=er.get("host"),
+            method=method.upper() if isinstance(method, str) else None,
+            headers=dict(er.get("headers") or {}),
+            absent_headers=list(er.get("absent_headers") or []),
+        )
+    rd = exp.get("redirect")
+    redirect = None
+    if isinstance(rd, dict):
+        redirect = ExpectedRedirect(scheme=rd.get("scheme"), host=rd.get("host"),
+                                    port=rd.get("port"), path=rd.get("path"))
+    backends = exp.get("backends")
+    expect = Expect(
+        status=[int(s) for s in (status if isinstance(status, list) else [status])],
+        backend=exp.get("backend"),
+        namespace=exp.get("namespace"),
+        request=expected_request,
+        headers=dict(exp.get("headers") or {}),
+        absent_headers=list(exp.get("absent_headers") or []),
+        redirect=redirect,
+        backends={k: float(v) for k, v in backends.items()} if isinstance(backends, dict) else None,
+    )
+    return Check(
+        name=raw["name"],
+        request=request,
+        expect=expect,
+        line=line,
+        consecutive=int(raw.get("consecutive", scenario_consecutive)),
+        timeout=float(raw.get("timeout", scenario_timeout)),
+        request_timeout=float(raw.get("request_timeout", DEFAULT_REQUEST_TIMEOUT)),
+        samples=int(raw.get("samples", DEFAULT_SAMPLES)),
+        tolerance=float(raw.get("tolerance", DEFAULT_TOLERANCE)),
+        features=list(raw.get("features") or []),
+    )
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Load and validate one scenario (its folder, or its scenario.yaml).
+
+    Raises ``ScenarioInvalid`` (an ``InputError``, exit 2) listing *every* problem found, each
+    with file, line and field.
+    """
+    p = Path(path)
+    if p.is_dir():
+        folder, file = p, p / SCENARIO_FILE
+    else:
+        folder, file = p.parent, p
+    if not file.is_file():
+        raise InputError(
+            f"no {SCENARIO_FILE} in {_display(folder)}" if p.is_dir() else
+            f"scenario not found: {_display(p)}",
+            hint="a scenario is a folder holding scenario.yaml and its manifests",
+        )
+    name = folder.resolve().name
+    problems: list[Problem] = []
+    text = _read_text(file, problems)
+    if text is None:
+        raise ScenarioInvalid(problems, name=name)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        raise ScenarioInvalid([_yaml_problem(file, e)], name=name) from None
+    loc = _Located(file, problems)
+    data = loc.build(node) if node is not None else None
+    if not isinstance(data, dict):
+        problems.append(Problem(file, 1, None,
+                                f"expected a mapping of scenario keys, got {_describe(data)}"))
+        raise ScenarioInvalid(problems, name=name)
+
+    _schema_problems(data, loc)
+    before = len(problems)
+    manifest_files, objects, sources = _load_manifests(
+        folder, file, data.get("manifests"), loc, problems)
+    manifests_ok = len(problems) == before
+    _semantic_problems(data, loc, objects, manifests_ok)
+    if problems:
+        raise ScenarioInvalid(problems, name=name)
+
+    consecutive = int(data.get("consecutive", DEFAULT_CONSECUTIVE))
+    timeout = float(data.get("timeout", DEFAULT_CONVERGENCE_TIMEOUT))
+    checks = [
+        _build_check(raw, loc.line(("checks", i)) or 0, consecutive, timeout)
+        for i, raw in enumerate(data["checks"])
+    ]
+    return Scenario(
+        name=name,
+        path=folder,
+        file=file,
+        description=" ".join(str(data["description"]).split()),
+        gateway=data["gateway"],
+        manifests=manifest_files,
+        objects=objects,
+        checks=checks,
+        features=list(data.get("features") or []),
+        consecutive=consecutive,
+        timeout=timeout,
+        tls=[TlsSecret(secret=t["secret"], hosts=list(t["hosts"]), namespace=t.get("namespace"))
+             for t in data.get("tls") or []],
+        object_sources=sources,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Finding scenarios by name
+# --------------------------------------------------------------------------------------------
+
+
+def scenario_roots() -> list[Path]:
+    """Where scenario names are looked up, in order: ``$SANDBOX_SCENARIOS`` (os.pathsep-separated
+    folders), ``./scenarios``, and the ``scenarios/`` folder beside the installed package."""
+    roots: list[Path] = []
+    env = os.environ.get("SANDBOX_SCENARIOS")
+    if env:
+        roots.extend(Path(p) for p in env.split(os.pathsep) if p)
+    roots.append(Path.cwd() / "scenarios")
+    roots.append(Path(__file__).resolve().parent.parent / "scenarios")
+    out: list[Path] = []
+    for r in roots:
+        if r.is_dir() and all(r.resolve() != o.resolve() for o in out):
+            out.append(r)
+    return out
+
+
+def find_scenarios(root: str | Path) -> list[Path]:
+    """Scenario folders (holding scenario.yaml) under ``root``, at any depth, sorted by path."""
+    base = Path(root)
+    if (base / SCENARIO_FILE).is_file():
+        return [base]
+    if not base.is_dir():
+        return []
+    return sorted(p.parent for p in base.rglob(SCENARIO_FILE) if p.is_file())
+
+
+def _iter_named() -> Iterator[tuple[str, Path]]:
+    for root in scenario_roots():
+        for folder in find_scenarios(root):
+            yield folder.name, folder
+
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def resolve_scenario(arg: str) -> Path:
+    """A scenario folder from a path (folder or scenario.yaml) or a name under the roots."""
+    p = Path(arg)
+    if p.is_dir() and (p / SCENARIO_FILE).is_file():
+        return p
+    if p.is_file() and p.name in (SCENARIO_FILE, "scenario.yml"):
+        return p.parent
+    if p.is_dir():
+        raise InputError(f"no {SCENARIO_FILE} in {_display(p)}",
+                         hint="a scenario is a folder holding scenario.yaml and its manifests")
+    if _NAME_RE.match(arg):
+        named = dict(reversed(list(_iter_named())))  # the first root wins
+        if arg in named:
+            return named[arg]
+        hint = _did_you_mean(arg, sorted(named))
+        roots = ", ".join(_display(r) for r in scenario_roots()) or "(no scenarios folder found)"
+        raise InputError(f"no scenario named {arg!r}{hint}",
+                         hint=f"looked in {roots}; `sandbox list` shows the names")
+    raise InputError(f"scenario not found: {arg}",
+                     hint="give a scenario name (see `sandbox list`) or a folder path")
+
+
+def list_scenarios() -> list[Path]:
+    """Every scenario folder under the roots (first root wins for a name), sorted by name."""
+    named: dict[str, Path] = {}
+    for name, folder in _iter_named():
+        named.setdefault(name, folder)
+    return [named[n] for n in sorted(named)]
