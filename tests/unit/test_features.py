@@ -1,0 +1,70 @@
+"""Upstream feature names and conformance profiles (sandbox.features, gateway-api v1.6.1)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sandbox import features as F
+from sandbox.errors import InputError
+
+
+def test_counts_match_upstream_sets() -> None:
+    # pkg/features/*.go v1.6.1: GatewayExtendedFeatures has 10, HTTPRouteExtendedFeatures 26
+    by = lambda api, level: {f.name for f in F.FEATURES.values()  # noqa: E731
+                             if f.api == api and f.level == level}
+    assert by("Gateway", "core") == {"Gateway"}
+    assert len(by("Gateway", "extended")) == 10
+    assert len(by("HTTPRoute", "extended")) == 26
+    assert by("GRPCRoute", "extended") == {"GRPCRouteNamedRouteRule"}
+    assert len(F.FEATURES) == 1 + 10 + 1 + 1 + 26 + 1 + 1 + 2 + 3 + 1 + 1 + 10
+
+
+def test_channels() -> None:
+    assert F.FEATURES["HTTPRouteRetry"].channel == "experimental"
+    assert F.FEATURES["HTTPRouteDestinationPortMatching"].channel == "experimental"
+    assert F.FEATURES["TLSRouteModeMixed"].channel == "experimental"
+    assert F.FEATURES["HTTPRouteQueryParamMatching"].channel == "standard"
+
+
+def test_profiles_membership() -> None:
+    http, grpc = F.PROFILES[F.GATEWAY_HTTP], F.PROFILES[F.GATEWAY_GRPC]
+    assert http.core == {"Gateway", "ReferenceGrant", "HTTPRoute"}
+    assert "BackendTLSPolicy" in http.extended and "GatewayPort8080" in http.extended
+    assert grpc.core == {"Gateway", "ReferenceGrant", "GRPCRoute"}
+    assert "GRPCRouteNamedRouteRule" not in grpc.extended  # upstream does not list it
+    assert "GatewayPort8080" in grpc.extended
+
+
+@pytest.mark.parametrize(("needed", "expected"), [
+    (["Gateway", "HTTPRoute"], [("GATEWAY-HTTP", False)]),
+    (["Gateway", "HTTPRoute", "HTTPRouteQueryParamMatching"], [("GATEWAY-HTTP", True)]),
+    (["Gateway", "ReferenceGrant"], [("GATEWAY-HTTP", False), ("GATEWAY-GRPC", False)]),
+    (["Gateway", "GatewayPort8080"], [("GATEWAY-HTTP", True), ("GATEWAY-GRPC", True)]),
+    (["Gateway", "GRPCRoute"], [("GATEWAY-GRPC", False)]),
+    (["GRPCRoute", "GRPCRouteNamedRouteRule"], []),  # in no profile, like upstream
+    (["HTTPRoute", "TLSRoute"], []),  # HTTPRouteDisallowedKind: no profile
+    ([], []),
+])
+def test_profiles_for(needed: list[str], expected: list[tuple[str, bool]]) -> None:
+    assert [(p.name, ext) for p, ext in F.profiles_for(needed)] == expected
+
+
+def test_parse_feature_list_and_did_you_mean() -> None:
+    assert F.parse_feature_list("HTTPRoute, GRPCRoute,", field="--x") == {"HTTPRoute", "GRPCRoute"}
+    assert F.parse_feature_list("", field="--x") == frozenset()
+    with pytest.raises(InputError) as info:
+        F.parse_feature_list("HTTPRoute,HTTPRouteQueryParamMatch", field="--supported-features")
+    assert str(info.value) == ("--supported-features: unknown Gateway API feature "
+                               "'HTTPRouteQueryParamMatch' (did you mean "
+                               "'HTTPRouteQueryParamMatching'?)")
+
+
+def test_effective_supported_like_upstream() -> None:
+    # None = all features; exempt removed; profile core features always added back
+    all_but = F.effective_supported(None, exempt=["HTTPRouteRequestMirror", "HTTPRoute"])
+    assert "HTTPRouteRequestMirror" not in all_but
+    assert "HTTPRoute" in all_but
+    only = F.effective_supported(["HTTPRouteMethodMatching"])
+    assert only == {"HTTPRouteMethodMatching", "Gateway", "ReferenceGrant", "HTTPRoute",
+                    "GRPCRoute"}
+    assert F.missing(["HTTPRoute", "HTTPRouteCORS", "HTTPRouteCORS"], only) == ["HTTPRouteCORS"]
