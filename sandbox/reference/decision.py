@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.reference.objects import HeaderOps
+
 
 @dataclass
 class BackendChoice:
@@ -19,6 +21,11 @@ class BackendChoice:
     group: str = ""
     valid: bool = True  # False: unknown kind, missing Service, cross-ns without ReferenceGrant
     invalid_reason: str = ""
+    # beyond the JSON contract, for the local reference gateway:
+    request: ModelRequest | None = None  # the request as THIS backend receives it (backend filters)
+    # ResponseHeaderModifiers to apply, in order, to this backend's response (rule's, then its own)
+    response_header_ops: list[HeaderOps] = field(default_factory=list)
+    deployments: list[str] = field(default_factory=list)  # Deployments whose pods back the Service
 
 
 @dataclass
@@ -66,6 +73,25 @@ class Decision:
     backend_timeout: float | None = None  # rule timeouts.backendRequest (s)
     match: str | None = None  # human text of the winning match
     losers: list[str] = field(default_factory=list)  # why the other candidates lost
+    listener_port: int | None = None
+    grpc_status: int | None = None  # gRPC: 0 OK, 12 UNIMPLEMENTED (no route), 14 UNAVAILABLE
+    # the rule's ResponseHeaderModifier (apply with filters.apply_header_ops to the backend's
+    # response headers); per-backend lists, with backend-level filters, are on BackendChoice
+    response_header_ops: list[HeaderOps] = field(default_factory=list)
+
+    def backend_shares(self) -> dict[str, float]:
+        """Share of traffic per ``ns/name`` of a valid backend with weight > 0, plus ``"500"``
+        for the share that goes to invalid backends."""
+        total = sum(b.weight for b in self.backends)
+        shares: dict[str, float] = {}
+        if total <= 0:
+            return shares
+        for b in self.backends:
+            if b.weight <= 0:
+                continue
+            key = f"{b.namespace}/{b.name}" if b.valid else "500"
+            shares[key] = shares.get(key, 0.0) + b.weight / total
+        return shares
 
     def to_json(self) -> dict[str, Any]:
         return {
