@@ -290,7 +290,7 @@ class Kubectl:
 
     def wait(
         self,
-        resource: str,
+        resource: str | Sequence[str],
         condition: str,
         *,
         namespace: str | None = None,
@@ -301,7 +301,8 @@ class Kubectl:
     ) -> str:
         """``kubectl wait RESOURCE --for=CONDITION``, bounded by ``timeout`` seconds.
 
-        ``resource`` is ``kind/name`` or, with ``selector``/``all_``, a kind. ``condition`` is
+        ``resource`` is ``kind/name`` (or a list of them) or, with ``selector``/``all_``, a
+        kind. ``condition`` is
         what follows ``--for=``: ``condition=Available``, ``condition=Ready=false``,
         ``jsonpath={.status.phase}=Running``, ``create`` or ``delete``.
 
@@ -309,10 +310,12 @@ class Kubectl:
         this works with any kubectl (``--for=create`` needs >= 1.31). On timeout raises
         :class:`WaitTimeout` naming ``what`` and the object's last conditions.
         """
-        what = what or f"{resource} {condition}" + (f" in {namespace}" if namespace else "")
+        resources = [resource] if isinstance(resource, str) else list(resource)
+        label = resources[0] if len(resources) == 1 else f"{resources[0]} (+{len(resources) - 1})"
+        what = what or f"{label} {condition}" + (f" in {namespace}" if namespace else "")
         deadline = time.monotonic() + timeout
-        kind, _, name = resource.partition("/")
-        target = [resource] + self._scope(namespace, selector) + (["--all"] if all_ else [])
+        kind, _, name = resources[0].partition("/")
+        target = resources + self._scope(namespace, selector) + (["--all"] if all_ else [])
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -327,7 +330,14 @@ class Kubectl:
                 return result.stdout
             stderr = result.stderr
             if "timed out waiting for the condition" in stderr:
-                raise WaitTimeout(what, timeout, self._last_status(kind, name, namespace, selector))
+                # "error: timed out waiting for the condition on deployments/envoy-gateway"
+                on = stderr.split("condition on ", 1)[-1].strip().splitlines()[0]
+                kind_t, _, name_t = on.partition("/") if "/" in on else (kind, "", name)
+                if selector or all_:
+                    kind_t, name_t = kind, ""
+                raise WaitTimeout(
+                    what, timeout, self._last_status(kind_t, name_t, namespace, selector)
+                )
             if _is_not_found(stderr) and condition != "delete":
                 # not created yet: poll until it exists, then wait again
                 if time.monotonic() + POLL_INTERVAL >= deadline:
@@ -337,7 +347,7 @@ class Kubectl:
             if _is_not_found(stderr) and condition == "delete":
                 return result.stdout
             raise KubectlError(
-                f"`kubectl wait {resource} --for={condition}` failed (exit {result.exit_code}):\n"
+                f"`kubectl wait {label} --for={condition}` failed (exit {result.exit_code}):\n"
                 f"{stderr.strip() or result.stdout.strip()}",
                 result,
             )

@@ -1,0 +1,66 @@
+"""Gateway controllers: install one into a cluster and find what it creates.
+
+Only Envoy Gateway exists today (``sandbox.controllers.envoy_gateway.EnvoyGateway``). The runner
+and the cluster target use a controller only through :class:`Controller`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
+
+from sandbox.kube import Kubectl
+
+Progress = Callable[[str], None]
+
+
+class DataPlaneService(NamedTuple):
+    """The Service that carries a Gateway's traffic: ``(namespace, name, ports)``.
+
+    ``ports`` are the Service ports, which equal the Gateway's listener ports (Envoy Gateway
+    maps each listener port to a Service port and shifts only the container targetPort).
+    """
+
+    namespace: str
+    name: str
+    ports: tuple[int, ...]
+
+
+class Controller(Protocol):
+    name: str  # "envoy-gateway"
+    version: str  # "v1.9.0"
+    namespace: str  # where the controller and (by default) the data planes run
+    gateway_class: str  # the reference GatewayClass it is installed with ("eg")
+    controller_name: str  # GatewayClass spec.controllerName it serves
+
+    def installed(self, kubectl: Kubectl) -> bool:
+        """True when this version is installed and its controller is Available (no changes)."""
+        ...
+
+    def install(self, kubectl: Kubectl, *, timeout: float, progress: Progress | None = None) -> None:
+        """Apply the controller and wait until its CRDs are Established and it is Available."""
+        ...
+
+    def gateway_class_ready(self, kubectl: Kubectl) -> bool:
+        """True when the reference GatewayClass exists as configured and is Accepted."""
+        ...
+
+    def ensure_gateway_class(self, kubectl: Kubectl, *, timeout: float) -> None:
+        """Apply the reference GatewayClass (and its parameters) and wait until Accepted."""
+        ...
+
+    def data_plane_service(
+        self, kubectl: Kubectl, gateway_namespace: str, gateway_name: str
+    ) -> DataPlaneService | None:
+        """The data-plane Service of Gateway ``gateway_namespace/gateway_name``, or None yet."""
+        ...
+
+    def wait_data_plane_service(
+        self, kubectl: Kubectl, gateway_namespace: str, gateway_name: str, *, timeout: float
+    ) -> DataPlaneService:
+        """Poll :meth:`data_plane_service` until it exists; WaitTimeout otherwise."""
+        ...
+
+    def controller_logs_tail(self, kubectl: Kubectl, lines: int = 50) -> str:
+        """The last ``lines`` lines of the controller's log ("" when unavailable)."""
+        ...

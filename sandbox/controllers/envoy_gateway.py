@@ -1,0 +1,301 @@
+"""Envoy Gateway: install the pinned release ``install.yaml`` and the reference GatewayClass.
+
+Facts (envoyproxy/gateway at tag v1.9.0):
+
+- ``install.yaml`` is ``helm template`` of charts/gateway-crds-helm (Gateway API v1.6.1
+  experimental CRDs + Envoy Gateway CRDs) followed by charts/gateway-helm in namespace
+  ``envoy-gateway-system`` (tools/make/kube.mk ``generate-manifests``); the controller is
+  ``deployment/envoy-gateway`` (charts/gateway-helm/templates/envoy-gateway-deployment.yaml).
+  It is applied server-side with ``--force-conflicts`` (its CRDs exceed the 256 KiB
+  last-applied annotation of client-side apply).
+- EnvoyProxy ``spec.provider.type: Kubernetes`` and ``spec.provider.kubernetes.envoyService.type``
+  in ``ClusterIP|LoadBalancer|NodePort`` (api/v1alpha1/envoyproxy_types.go, shared_types.go).
+  ClusterIP: k3s's ServiceLB binds each LoadBalancer port once per node, so a second Gateway on
+  :80 would never get an address (Envoy Gateway issue #1654); port-forward reaches a ClusterIP.
+- Data-plane Services carry ``gateway.envoyproxy.io/owning-gateway-name`` and
+  ``gateway.envoyproxy.io/owning-gateway-namespace`` (internal/gatewayapi/translator.go) and
+  live in the controller namespace by default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from sandbox import settings as settings_mod
+from sandbox.controllers import DataPlaneService, Progress
+from sandbox.errors import ToolError, WaitTimeout
+from sandbox.kube import Kubectl, summarize_status
+from sandbox.providers.k3d import write_private
+
+log = logging.getLogger(__name__)
+
+INSTALL_ENV = "SANDBOX_ENVOY_GATEWAY_INSTALL_YAML"
+DEPLOYMENT = "envoy-gateway"
+OWNING_GATEWAY_NAME = "gateway.envoyproxy.io/owning-gateway-name"
+OWNING_GATEWAY_NAMESPACE = "gateway.envoyproxy.io/owning-gateway-namespace"
+# CRDs the sandbox itself relies on; every CRD in install.yaml is waited for at install.
+KEY_CRDS = (
+    "gatewayclasses.gateway.networking.k8s.io",
+    "gateways.gateway.networking.k8s.io",
+    "httproutes.gateway.networking.k8s.io",
+    "envoyproxies.gateway.envoyproxy.io",
+)
+
+
+def _condition(obj: dict[str, Any] | None, type_: str) -> str | None:
+    if not obj:
+        return None
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if isinstance(c, dict) and c.get("type") == type_:
+            return str(c.get("status"))
+    return None
+
+
+class EnvoyGateway:
+    """Envoy Gateway ``version`` with the reference GatewayClass ``gateway_class``."""
+
+    name = "envoy-gateway"
+
+    def __init__(
+        self,
+        version: str = settings_mod.ENVOY_GATEWAY_VERSION,
+        *,
+        gateway_class: str = settings_mod.DEFAULT_GATEWAY_CLASS,
+        namespace: str = settings_mod.ENVOY_GATEWAY_NAMESPACE,
+        proxy_name: str = settings_mod.ENVOY_PROXY_NAME,
+    ) -> None:
+        self.version = version
+        self.gateway_class = gateway_class
+        self.namespace = namespace
+        self.proxy_name = proxy_name
+        self.controller_name = settings_mod.ENVOY_GATEWAY_CONTROLLER_NAME
+
+    # -- install.yaml -----------------------------------------------------------------------
+
+    @property
+    def install_url(self) -> str:
+        return settings_mod.ENVOY_GATEWAY_INSTALL_URL.format(version=self.version)
+
+    def install_yaml(self, *, progress: Progress | None = None) -> Path:
+        """The pinned install.yaml: ``$SANDBOX_ENVOY_GATEWAY_INSTALL_YAML``, else the cached
+        copy, else downloaded (and cached) from the release."""
+        override = os.environ.get(INSTALL_ENV)
+        if override:
+            path = Path(override)
+            if not path.is_file():
+                raise ToolError(f"{INSTALL_ENV}={override}: no such file")
+            return path
+        cached = settings_mod.cache_dir() / "manifests" / "envoy-gateway" / self.version / "install.yaml"
+        if cached.is_file() and cached.stat().st_size > 0:
+            return cached
+        if progress:
+            progress(f"downloading {self.install_url}")
+        text = self._download(self.install_url)
+        self._check_install_yaml(text, self.install_url)
+        write_private(cached, text)
+        cached.chmod(0o644)
+        return cached
+
+    @staticmethod
+    def _download(url: str) -> str:
+        last = ""
+        for attempt in range(3):
+            if attempt:
+                time.sleep(attempt)
+            try:
+                r = requests.get(url, timeout=60, allow_redirects=True)
+            except requests.RequestException as e:
+                last = str(e)
+                continue
+            if r.status_code == 200:
+                return r.text
+            last = f"HTTP {r.status_code}"
+            if r.status_code < 500 and r.status_code not in (408, 429):
+                break
+        raise ToolError(
+            f"cannot download {url}: {last}",
+            hint=f"check the network, or point {INSTALL_ENV} at a downloaded copy",
+        )
+
+    def _check_install_yaml(self, text: str, source: str) -> list[dict[str, Any]]:
+        try:
+            docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+        except yaml.YAMLError as e:
+            raise ToolError(f"{source} is not YAML: {e}") from e
+        if not any(
+            d.get("kind") == "Deployment" and (d.get("metadata") or {}).get("name") == DEPLOYMENT
+            for d in docs
+        ):
+            raise ToolError(f"{source} has no Deployment {DEPLOYMENT}: not an Envoy Gateway install.yaml")
+        return docs
+
+    def crd_names(self, path: Path) -> list[str]:
+        docs = self._check_install_yaml(path.read_text(), str(path))
+        return [
+            str(d["metadata"]["name"])
+            for d in docs
+            if d.get("kind") == "CustomResourceDefinition" and (d.get("metadata") or {}).get("name")
+        ]
+
+    # -- controller -------------------------------------------------------------------------
+
+    def installed(self, kubectl: Kubectl) -> bool:
+        deployment = kubectl.get_json("deployment", DEPLOYMENT, namespace=self.namespace)
+        if deployment is None or _condition(deployment, "Available") != "True":
+            return False
+        containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+        images = [str(c.get("image", "")) for c in containers if isinstance(c, dict)]
+        if not any(i.endswith(f":{self.version}") for i in images):
+            return False
+        return all(kubectl.exists("crd", name) for name in KEY_CRDS)
+
+    def install(self, kubectl: Kubectl, *, timeout: float, progress: Progress | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        path = self.install_yaml(progress=progress)
+        crds = self.crd_names(path) or list(KEY_CRDS)
+        if progress:
+            progress(f"applying {path.name} (server-side)")
+        kubectl.apply([path], server_side=True, force_conflicts=True, timeout=max(60.0, timeout / 2))
+        kubectl.wait(
+            [f"crd/{n}" for n in crds],
+            "condition=Established",
+            timeout=max(1.0, deadline - time.monotonic()),
+            what=f"{len(crds)} CRDs of Envoy Gateway {self.version} Established",
+        )
+        if progress:
+            progress(f"waiting for deployment/{DEPLOYMENT} Available")
+        kubectl.wait(
+            f"deployment/{DEPLOYMENT}",
+            "condition=Available",
+            namespace=self.namespace,
+            timeout=max(1.0, deadline - time.monotonic()),
+            what=f"deployment/{DEPLOYMENT} Available in {self.namespace}",
+        )
+
+    # -- GatewayClass -----------------------------------------------------------------------
+
+    def envoy_proxy(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "gateway.envoyproxy.io/v1alpha1",
+            "kind": "EnvoyProxy",
+            "metadata": {"name": self.proxy_name, "namespace": self.namespace},
+            "spec": {
+                "provider": {
+                    "type": "Kubernetes",
+                    "kubernetes": {"envoyService": {"type": "ClusterIP"}},
+                }
+            },
+        }
+
+    def gateway_class_object(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": self.gateway_class},
+            "spec": {
+                "controllerName": self.controller_name,
+                "parametersRef": {
+                    "group": "gateway.envoyproxy.io",
+                    "kind": "EnvoyProxy",
+                    "name": self.proxy_name,
+                    "namespace": self.namespace,
+                },
+            },
+        }
+
+    def gateway_class_ready(self, kubectl: Kubectl) -> bool:
+        gc = kubectl.get_json("gatewayclass", self.gateway_class)
+        if gc is None or _condition(gc, "Accepted") != "True":
+            return False
+        spec = gc.get("spec") or {}
+        ref = spec.get("parametersRef") or {}
+        if spec.get("controllerName") != self.controller_name or ref.get("name") != self.proxy_name:
+            return False
+        return kubectl.exists("envoyproxy", self.proxy_name, namespace=self.namespace)
+
+    def ensure_gateway_class(self, kubectl: Kubectl, *, timeout: float) -> None:
+        # EnvoyProxy first: a parametersRef to a missing object makes the class Accepted=False
+        kubectl.apply([self.envoy_proxy()], force_conflicts=True)
+        kubectl.apply([self.gateway_class_object()], force_conflicts=True)
+        kubectl.wait(
+            f"gatewayclass/{self.gateway_class}",
+            "condition=Accepted",
+            timeout=timeout,
+            what=f"GatewayClass {self.gateway_class} Accepted by {self.controller_name}",
+        )
+
+    # -- data plane -------------------------------------------------------------------------
+
+    def data_plane_service(
+        self, kubectl: Kubectl, gateway_namespace: str, gateway_name: str
+    ) -> DataPlaneService | None:
+        selector = f"{OWNING_GATEWAY_NAME}={gateway_name},{OWNING_GATEWAY_NAMESPACE}={gateway_namespace}"
+        found = kubectl.get_json("service", namespace=self.namespace, selector=selector) or {}
+        items = [i for i in found.get("items") or [] if isinstance(i, dict)]
+        if not items:
+            return None
+        svc = sorted(items, key=lambda i: str(i.get("metadata", {}).get("name")))[0]
+        ports = tuple(
+            int(p["port"]) for p in (svc.get("spec") or {}).get("ports") or [] if "port" in p
+        )
+        meta = svc.get("metadata") or {}
+        return DataPlaneService(str(meta.get("namespace", self.namespace)), str(meta["name"]), ports)
+
+    def wait_data_plane_service(
+        self, kubectl: Kubectl, gateway_namespace: str, gateway_name: str, *, timeout: float
+    ) -> DataPlaneService:
+        deadline = time.monotonic() + timeout
+        while True:
+            svc = self.data_plane_service(kubectl, gateway_namespace, gateway_name)
+            if svc is not None:
+                return svc
+            if time.monotonic() >= deadline:
+                gw = kubectl.get_json("gateway", gateway_name, namespace=gateway_namespace)
+                raise WaitTimeout(
+                    f"the data-plane Service of Gateway {gateway_namespace}/{gateway_name} "
+                    f"in {self.namespace}",
+                    timeout,
+                    summarize_status(gw),
+                    hint=f"kubectl logs -n {self.namespace} deployment/{DEPLOYMENT}",
+                )
+            time.sleep(0.5)
+
+    def controller_logs_tail(self, kubectl: Kubectl, lines: int = 50) -> str:
+        try:
+            return kubectl.logs(
+                f"deployment/{DEPLOYMENT}", namespace=self.namespace, tail=lines, timeout=20
+            )
+        except ToolError as e:
+            log.info("no controller logs: %s", e)
+            return ""
+
+    def status(self, kubectl: Kubectl) -> dict[str, Any]:
+        """For ``sandbox status``: controller and GatewayClass health, as data."""
+        deployment = kubectl.get_json("deployment", DEPLOYMENT, namespace=self.namespace)
+        gc = kubectl.get_json("gatewayclass", self.gateway_class)
+        image = None
+        if deployment:
+            containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+            image = next((c.get("image") for c in containers if isinstance(c, dict)), None)
+        return {
+            "controller": {
+                "name": self.name,
+                "version": self.version,
+                "namespace": self.namespace,
+                "image": image,
+                "available": _condition(deployment, "Available") == "True",
+                "status": summarize_status(deployment),
+            },
+            "gatewayClass": {
+                "name": self.gateway_class,
+                "accepted": _condition(gc, "Accepted") == "True",
+                "status": summarize_status(gc),
+            },
+        }

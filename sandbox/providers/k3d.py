@@ -1,0 +1,226 @@
+"""k3d: clusters as Docker containers. Flags and formats checked in k3d-io/k3d at tag v5.9.0.
+
+- ``cluster create NAME`` (cmd/cluster/clusterCreate.go): ``--image``, ``--k3s-arg
+  ARG@NODEFILTER``, ``--api-port [HOST:]HOSTPORT`` (HOSTPORT may be ``random``; cmd/util/ports.go
+  ``apiPortRegexp``; a host given as ``127.0.0.1:`` is looked up and kept as the kubeconfig
+  server host), ``--runtime-label KEY=VALUE@NODEFILTER`` (keys starting ``k3d.``/``k3s.`` are
+  reserved: cmd/util/runtimeLabels.go), ``--wait`` (log lines only), ``--timeout DURATION``
+  (rolls back on timeout), ``--kubeconfig-update-default`` / ``--kubeconfig-switch-context``
+  (both default true). A name already taken: ``Failed to create cluster 'NAME' because a
+  cluster with that name already exists``, exit 1.
+- ``cluster list [NAME] -o json`` (cmd/cluster/clusterList.go): a JSON list of clusters with
+  ``nodes[].role``, ``nodes[].runtimeLabels`` (all Docker labels of the container:
+  pkg/runtimes/docker/translate.go), ``nodes[].State.Running`` (no json tags), ``serversRunning``,
+  ``serversCount``, ``agentsRunning``, ``agentsCount``. ``list NAME`` for a missing cluster exits
+  1 with ``No nodes found for given cluster`` (pkg/client/cluster.go ClusterGetNoNodesFoundError);
+  so the whole list is read and filtered here.
+- ``cluster delete NAME``: a missing cluster logs ``No nodes found for cluster 'NAME', nothing to
+  delete.`` and exits 0. It ALWAYS rewrites the default kubeconfig (``$KUBECONFIG`` or
+  ``~/.kube/config``) through ``KubeconfigRemoveClusterFromDefaultConfig`` (pkg/client/
+  kubeconfig.go: load, remove, write back), so every k3d call here runs with ``KUBECONFIG``
+  pointing at a file in the sandbox's state dir that does not exist: k3d then only warns, and
+  the user's kubeconfig is never rewritten.
+- ``kubeconfig get NAME`` (cmd/kubeconfig/kubeconfigGet.go) prints ``---`` then the YAML.
+- Logs: logrus, info lines to stdout and warn/error/fatal to stderr (cmd/root.go); with
+  ``LOG_COLORS=false`` the lines read ``time="..." level=info msg="..."``. Every failure exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sandbox import tools
+from sandbox.errors import ClusterError, ToolError
+from sandbox.providers import ClusterInfo
+from sandbox.settings import OWNER_LABEL
+
+OWNER_VALUE = "gateway-sandbox"
+LIST_TIMEOUT = 30.0
+
+
+def owner_label_arg() -> str:
+    """``--runtime-label`` value: the sandbox's owner label on every server container."""
+    return f"{OWNER_LABEL}={OWNER_VALUE}@server:*"
+
+
+def create_args(
+    name: str,
+    *,
+    image: str,
+    api_port: str = "127.0.0.1:random",
+    timeout: float,
+) -> list[str]:
+    """argv (after the binary) of ``k3d cluster create`` for a sandbox cluster."""
+    return [
+        "cluster",
+        "create",
+        name,
+        "--image",
+        image,
+        # Traefik ships its own Gateway API CRDs and holds 80/443 through ServiceLB
+        "--k3s-arg",
+        "--disable=traefik@server:*",
+        "--api-port",
+        api_port,
+        "--runtime-label",
+        owner_label_arg(),
+        "--kubeconfig-update-default=false",
+        "--kubeconfig-switch-context=false",
+        "--wait",
+        "--timeout",
+        f"{int(timeout)}s",
+    ]
+
+
+def parse_cluster_list(text: str, name: str) -> ClusterInfo | None:
+    """The cluster ``name`` from ``k3d cluster list -o json`` output, or None."""
+    try:
+        clusters = json.loads(text or "[]")
+    except ValueError as e:
+        raise ToolError(f"k3d cluster list printed no JSON: {text[:200]!r}") from e
+    if not isinstance(clusters, list):
+        raise ToolError(f"k3d cluster list printed unexpected JSON: {text[:200]!r}")
+    for cluster in clusters:
+        if isinstance(cluster, Mapping) and cluster.get("name") == name:
+            return _info(cluster)
+    return None
+
+
+def _info(cluster: Mapping[str, Any]) -> ClusterInfo:
+    nodes = [n for n in cluster.get("nodes") or [] if isinstance(n, Mapping)]
+    servers = [n for n in nodes if n.get("role") == "server"]
+    owned = bool(servers) and all(
+        (n.get("runtimeLabels") or {}).get(OWNER_LABEL) == OWNER_VALUE for n in servers
+    )
+    api_port = None
+    image = None
+    if servers:
+        api_port = (servers[0].get("runtimeLabels") or {}).get("k3d.server.api.port")
+        image = servers[0].get("image")
+    return ClusterInfo(
+        name=str(cluster.get("name")),
+        owned=owned,
+        servers_running=int(cluster.get("serversRunning", 0)),
+        servers_count=int(cluster.get("serversCount", 0)),
+        agents_running=int(cluster.get("agentsRunning", 0)),
+        agents_count=int(cluster.get("agentsCount", 0)),
+        api_port=str(api_port) if api_port else None,
+        image=str(image) if image else None,
+    )
+
+
+def parse_kubeconfig(text: str) -> dict[str, Any]:
+    """``k3d kubeconfig get`` output (a ``---`` line, then YAML) as a mapping."""
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    if len(docs) != 1 or not isinstance(docs[0], dict) or docs[0].get("kind") != "Config":
+        raise ToolError(f"k3d kubeconfig get printed no kubeconfig: {text[:200]!r}")
+    return docs[0]
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class K3dProvider:
+    """Drive one k3d binary.
+
+    :param binary: path to k3d.
+    :param image: the k3s image for new clusters.
+    :param scratch_kubeconfig: a path that does not exist, used as ``KUBECONFIG`` for k3d so it
+        can never rewrite the user's default kubeconfig (see the module docstring).
+    :param env: extra environment (``DOCKER_HOST`` of the engine found by the preflight).
+    """
+
+    name = "k3d"
+
+    def __init__(
+        self,
+        binary: Path,
+        *,
+        image: str,
+        scratch_kubeconfig: Path,
+        env: Mapping[str, str] | None = None,
+        api_port: str = "127.0.0.1:random",
+    ) -> None:
+        self.binary = binary
+        self.image = image
+        self.scratch_kubeconfig = scratch_kubeconfig
+        self.api_port = api_port
+        self._env = {**(env or {}), "KUBECONFIG": str(scratch_kubeconfig)}
+
+    def _run(self, args: list[str], *, timeout: float, check: bool = True) -> tools.ToolResult:
+        return tools.run([self.binary, *args], timeout=timeout, env=self._env, check=check)
+
+    def list_json(self) -> str:
+        return self._run(["cluster", "list", "-o", "json"], timeout=LIST_TIMEOUT).stdout
+
+    def get(self, cluster: str) -> ClusterInfo | None:
+        return parse_cluster_list(self.list_json(), cluster)
+
+    def create(self, cluster: str, *, timeout: float) -> None:
+        args = create_args(cluster, image=self.image, api_port=self.api_port, timeout=timeout)
+        try:
+            self._run(args, timeout=timeout + 60)
+        except tools.ToolFailed as e:
+            if "already exists" in e.result.stderr:
+                raise ClusterError(
+                    f"a k3d cluster named {cluster!r} already exists", hint="`sandbox status`"
+                ) from e
+            raise ClusterError(
+                f"k3d could not create cluster {cluster!r}:\n{tools._tail(e.result.stderr)}",
+                hint="`sandbox doctor` checks Docker, ports and tools",
+            ) from e
+
+    def start(self, cluster: str, *, timeout: float) -> None:
+        self._run(
+            ["cluster", "start", cluster, "--wait", "--timeout", f"{int(timeout)}s"],
+            timeout=timeout + 60,
+        )
+
+    def delete(self, cluster: str, *, timeout: float) -> None:
+        self._run(["cluster", "delete", cluster], timeout=timeout)
+
+    def kubeconfig_text(self, cluster: str) -> str:
+        return self._run(["kubeconfig", "get", cluster], timeout=LIST_TIMEOUT).stdout
+
+    def write_kubeconfig(self, cluster: str, path: Path) -> None:
+        text = self.kubeconfig_text(cluster)
+        config = parse_kubeconfig(text)
+        write_private(path, yaml.safe_dump(config, sort_keys=False))
+
+    def merge_into_default(self, cluster: str) -> str:
+        """Opt-in only (``--merge-kubeconfig``): merge into the user's default kubeconfig
+        WITHOUT switching its current context (``k3d kubeconfig merge -d -s=false``)."""
+        env = {k: v for k, v in self._env.items() if k != "KUBECONFIG"}
+        if "KUBECONFIG" in os.environ:
+            env["KUBECONFIG"] = os.environ["KUBECONFIG"]
+        result = tools.run(
+            [
+                self.binary,
+                "kubeconfig",
+                "merge",
+                cluster,
+                "--kubeconfig-merge-default",
+                "--kubeconfig-switch-context=false",
+            ],
+            timeout=LIST_TIMEOUT,
+            env=env,
+        )
+        return result.stdout.strip()
