@@ -1,0 +1,346 @@
+"""The upstream ``ConformanceReport`` (gateway.networking.k8s.io/v1), written from our results.
+
+Shape and semantics follow kubernetes-sigs/gateway-api v1.6.1:
+
+- ``conformance/apis/v1/conformancereport.go``: top level ``apiVersion``, ``kind``,
+  ``implementation{organization, project, url, version, contact[]}`` (all required),
+  ``date`` (RFC 3339), ``gatewayAPIVersion``, ``mode`` (default ``default``),
+  ``gatewayAPIChannel``, ``profiles``, ``succeededProvisionalTests`` (omitempty);
+- ``profilereport.go``: ``name``, ``summary``, ``core{result, statistics, skippedTests,
+  failedTests}``, ``extended`` (omitempty) adding ``supportedFeatures`` / ``unsupportedFeatures``;
+  the lists are omitempty;
+- ``statistics.go``: ``Passed``, ``Skipped``, ``Failed``: no JSON tags, so capitalised keys;
+- ``conformance/utils/suite/reports.go``: a test is counted in every profile whose core+extended
+  features hold all its features, as *extended* when any feature is outside the profile's core
+  set; a test whose features are not supported is NOT counted (upstream ``NOT_SUPPORTED``); only
+  explicitly skipped tests count as Skipped; ``result`` is ``failure`` if Failed > 0, else
+  ``partial`` if Skipped > 0, else ``success``; the summary reads "Core tests succeeded.
+  Extended tests partially succeeded with N test skips." (``buildSummary``); the extended section
+  exists only once an extended test passed, failed or was skipped;
+- ``conformance/utils/suite/suite.go``: per profile, supported extended features are the
+  profile's extended set ∩ the supported features, unsupported the difference; version and
+  channel come from the CRDs' ``bundle-version`` / ``channel`` annotations, ``UNDEFINED`` when
+  they cannot be determined.
+
+Our *test* is one scenario check, named ``<scenario>/<check>``; its features are the scenario's
+features plus the check's own.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from sandbox import features as F
+from sandbox.errors import InputError
+
+API_VERSION = "gateway.networking.k8s.io/v1"
+KIND = "ConformanceReport"
+DEFAULT_MODE = "default"
+
+Outcome = Literal["passed", "failed", "skipped", "not-supported"]
+OUTCOMES: tuple[Outcome, ...] = ("passed", "failed", "skipped", "not-supported")
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One conformance test (a scenario check) and how it ended."""
+
+    __test__ = False  # not a pytest class
+
+    name: str  # "<scenario>/<check>"
+    features: tuple[str, ...]  # every feature it needs
+    outcome: Outcome
+    provisional: bool = False
+
+
+@dataclass(frozen=True)
+class Implementation:
+    organization: str
+    project: str
+    url: str
+    version: str
+    contact: tuple[str, ...]
+
+    def validate(self) -> None:
+        """Upstream Implementation.Validate: every field is required."""
+        for name in ("organization", "project", "url", "version"):
+            if not getattr(self, name):
+                raise InputError(f"implementation's {name} cannot be empty",
+                                 field="implementation")
+        if not self.contact:
+            raise InputError("implementation's contact cannot be empty", field="implementation")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"organization": self.organization, "project": self.project, "url": self.url,
+                "version": self.version, "contact": list(self.contact)}
+
+
+def envoy_gateway_implementation(version: str | None = None) -> Implementation:
+    """Envoy Gateway as it names itself in its upstream reports
+    (gateway-api conformance/reports/v1.4.1/envoy-gateway/*-report.yaml)."""
+    from sandbox import settings
+
+    return Implementation(
+        organization="envoyproxy", project="envoy-gateway",
+        url="https://github.com/envoyproxy/gateway",
+        version=version or settings.Settings().envoy_gateway_version,
+        contact=("https://github.com/envoyproxy/gateway/blob/main/GOVERNANCE.md",),
+    )
+
+
+def reference_implementation() -> Implementation:
+    """The sandbox's own reference gateway (``--sandbox-provider local``)."""
+    from sandbox import __version__
+
+    return Implementation(
+        organization="gateway-sandbox", project="gateway-sandbox-reference",
+        url="https://github.com/gateway-sandbox/gateway-sandbox", version=f"v{__version__}",
+        contact=("https://github.com/gateway-sandbox/gateway-sandbox/issues",),
+    )
+
+
+def parse_implementation(text: str, base: Implementation) -> Implementation:
+    """``organization=o,project=p,url=u,version=v,contact=a;b`` over ``base`` (any subset)."""
+    values = base.as_dict()
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in values:
+            raise InputError(f"expected KEY=VALUE with KEY one of {', '.join(values)}, got {part!r}",
+                             field="--conformance-implementation")
+        values[key] = [c for c in value.split(";") if c] if key == "contact" else value.strip()
+    return Implementation(values["organization"], values["project"], values["url"],
+                          values["version"], tuple(values["contact"]))
+
+
+@dataclass
+class _Status:
+    passed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    skipped_tests: list[str] = field(default_factory=list)
+    failed_tests: list[str] = field(default_factory=list)
+
+    @property
+    def result(self) -> str:
+        if self.failed > 0:
+            return "failure"
+        if self.skipped > 0:
+            return "partial"
+        return "success"
+
+    def summary(self) -> str:
+        # reports.go buildReportSummary
+        if self.result == "success":
+            return "succeeded"
+        if self.result == "partial":
+            return f"partially succeeded with {self.skipped} test skips"
+        return f"failed with {self.failed} test failures"
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "result": self.result,
+            "statistics": {"Failed": self.failed, "Passed": self.passed, "Skipped": self.skipped},
+        }
+        if self.skipped_tests:
+            out["skippedTests"] = list(self.skipped_tests)
+        if self.failed_tests:
+            out["failedTests"] = list(self.failed_tests)
+        return out
+
+
+def build_report(
+    results: Iterable[TestResult],
+    *,
+    implementation: Implementation,
+    supported_features: Iterable[str],
+    profiles: Sequence[str] = F.DEFAULT_PROFILES,
+    gateway_api_version: str | None = None,
+    gateway_api_channel: str | None = None,
+    mode: str = DEFAULT_MODE,
+    date: str | None = None,
+) -> dict[str, Any]:
+    """The ConformanceReport as a plain mapping, keys in upstream's order.
+
+    ``supported_features``: what the run treated as supported (``features.effective_supported``).
+    Version and channel default to the CRDs' annotations (``UNDEFINED`` when unavailable).
+    """
+    implementation.validate()
+    for p in profiles:
+        if p not in F.PROFILES:
+            raise InputError(f"{p} is not a valid conformance profile", field="profiles")
+    supported = frozenset(supported_features)
+    if gateway_api_version is None or gateway_api_channel is None:
+        version, channel = crd_version_and_channel()
+        gateway_api_version = gateway_api_version or version
+        gateway_api_channel = gateway_api_channel or channel
+
+    core: dict[str, _Status] = {}
+    extended: dict[str, _Status] = {}
+    succeeded_provisional: set[str] = set()
+    for r in sorted(results, key=lambda r: r.name):
+        if r.outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {r.outcome!r}")
+        if r.outcome == "passed" and r.provisional:
+            succeeded_provisional.add(r.name)
+        for profile, is_ext in F.profiles_for(r.features, profiles):
+            core.setdefault(profile.name, _Status())
+            if r.outcome == "not-supported":
+                continue  # reports.go addTestResults: NOT_SUPPORTED counts nowhere
+            status = extended.setdefault(profile.name, _Status()) if is_ext else core[profile.name]
+            if r.outcome == "passed":
+                status.passed += 1
+            elif r.outcome == "failed":
+                status.failed += 1
+                status.failed_tests.append(r.name)
+            else:
+                status.skipped += 1
+                status.skipped_tests.append(r.name)
+
+    profile_reports: list[dict[str, Any]] = []
+    for pname in profiles:
+        if pname not in core:
+            continue
+        profile = F.PROFILES[pname]
+        summary = f"Core tests {core[pname].summary()}"
+        entry: dict[str, Any] = {"name": pname, "core": core[pname].as_dict()}
+        if pname in extended:
+            ext = extended[pname]
+            summary += f". Extended tests {ext.summary()}"
+            ext_d = ext.as_dict()
+            sup = sorted(profile.extended & supported)
+            unsup = sorted(profile.extended - supported)
+            if sup:
+                ext_d["supportedFeatures"] = sup
+            if unsup:
+                ext_d["unsupportedFeatures"] = unsup
+            entry["extended"] = ext_d
+        entry["summary"] = summary + "."
+        profile_reports.append(entry)
+
+    report: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "implementation": implementation.as_dict(),
+        "date": date or _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "gatewayAPIVersion": gateway_api_version,
+        "gatewayAPIChannel": gateway_api_channel,
+        "mode": mode,
+        "profiles": profile_reports,
+    }
+    if succeeded_provisional:
+        report["succeededProvisionalTests"] = sorted(succeeded_provisional)
+    return report
+
+
+def crd_version_and_channel() -> tuple[str, str]:
+    """(bundle-version, channel) from the Gateway API CRDs this project validates against.
+
+    ``UNDEFINED`` for both when the CRDs are not available or disagree (as upstream does with
+    ``--allow-crds-mismatch``).
+    """
+    from sandbox import schema
+    from sandbox.errors import SandboxError
+
+    try:
+        crds = schema.load_crds()
+    except SandboxError:
+        return schema.UNDEFINED, schema.UNDEFINED
+    return crds.bundle_version, crds.channel
+
+
+def render(report: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(report), sort_keys=False, default_flow_style=False)
+
+
+def write_conformance_report(
+    results: Iterable[TestResult | Any],
+    path: str | Path,
+    *,
+    implementation: Implementation,
+    supported_features: Iterable[str] | None = None,
+    exempt_features: Iterable[str] = (),
+    profiles: Sequence[str] = F.DEFAULT_PROFILES,
+    gateway_api_version: str | None = None,
+    gateway_api_channel: str | None = None,
+    mode: str = DEFAULT_MODE,
+    date: str | None = None,
+) -> dict[str, Any]:
+    """Write the ConformanceReport YAML to ``path`` and return it.
+
+    ``results``: TestResult items, or runner reports (anything ``results_from_run`` accepts).
+    ``supported_features`` None means every feature (minus ``exempt_features``).
+    """
+    tests: list[TestResult] = []
+    for r in results:
+        if isinstance(r, TestResult):
+            tests.append(r)
+        else:
+            tests.extend(results_from_run(r))
+    supported = F.effective_supported(supported_features, exempt_features, profiles)
+    report = build_report(tests, implementation=implementation, supported_features=supported,
+                          profiles=profiles, gateway_api_version=gateway_api_version,
+                          gateway_api_channel=gateway_api_channel, mode=mode, date=date)
+    p = Path(path)
+    try:
+        if p.parent and not p.parent.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(render(report), encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot write the conformance report: {e.strerror or e}",
+                         file=str(p)) from None
+    return report
+
+
+def results_from_run(run: Any) -> list[TestResult]:
+    """TestResults from a runner report (duck-typed, so this module does not import the runner).
+
+    Accepts an object with ``scenario`` (a Scenario) and ``checks`` (items with ``check`` or
+    ``name``, and ``outcome``/``status`` among passed/failed/skipped/not-supported, or
+    ``passed: bool``; ``error``/``skipped`` flags are honoured).
+    """
+    scenario = getattr(run, "scenario", None)
+    scenario_name = getattr(scenario, "name", None) or getattr(run, "name", "?")
+    scenario_features = list(getattr(scenario, "features", None) or
+                             getattr(run, "features", None) or [])
+    check_features: dict[str, list[str]] = {
+        c.name: list(c.features) for c in getattr(scenario, "checks", []) or []}
+    out: list[TestResult] = []
+    for item in getattr(run, "checks", None) or getattr(run, "results", None) or []:
+        check = getattr(item, "check", None)
+        name = str(getattr(check, "name", None) or getattr(item, "name", "?"))
+        feats = scenario_features + check_features.get(name, list(getattr(check, "features", [])))
+        out.append(TestResult(f"{scenario_name}/{name}", tuple(dict.fromkeys(feats)),
+                              _outcome_of(item)))
+    return out
+
+
+def _outcome_of(item: Any) -> Outcome:
+    for attr in ("outcome", "status", "result", "verdict"):
+        value = getattr(item, attr, None)
+        if value is None:
+            continue
+        text = str(getattr(value, "value", value)).lower().replace("_", "-")
+        aliases: dict[str, Outcome] = {
+            "passed": "passed", "pass": "passed", "ok": "passed", "success": "passed",
+            "failed": "failed", "fail": "failed", "failure": "failed", "error": "failed",
+            "skipped": "skipped", "skip": "skipped",
+            "not-supported": "not-supported", "unsupported": "not-supported",
+        }
+        if text in aliases:
+            return aliases[text]
+    passed = getattr(item, "passed", None)
+    if isinstance(passed, bool):
+        return "passed" if passed else "failed"
+    ok = getattr(item, "ok", None)
+    if isinstance(ok, bool):
+        return "passed" if ok else "failed"
+    raise ValueError(f"cannot tell the outcome of {item!r}")

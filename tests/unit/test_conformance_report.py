@@ -1,0 +1,142 @@
+"""The upstream ConformanceReport shape (sandbox.conformance; gateway-api v1.6.1 apis/v1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from sandbox import conformance as C
+from sandbox import features as F
+from sandbox.errors import InputError
+
+IMPL = C.envoy_gateway_implementation("v1.9.0")
+HTTP = ("Gateway", "HTTPRoute")
+QUERY = ("Gateway", "HTTPRoute", "HTTPRouteQueryParamMatching")
+GRPC = ("Gateway", "GRPCRoute")
+
+
+def _report(results: list[C.TestResult], supported: frozenset[str] | None = None,
+            **kw: object) -> dict[str, object]:
+    sup = supported if supported is not None else F.effective_supported(None)
+    return C.build_report(results, implementation=IMPL, supported_features=sup,
+                          gateway_api_version="v1.6.1", gateway_api_channel="experimental",
+                          date="2026-11-26T22:00:00+00:00", **kw)  # type: ignore[arg-type]
+
+
+def test_top_level_shape_and_key_order() -> None:
+    report = _report([C.TestResult("quickstart/routed", HTTP, "passed")])
+    assert list(report) == ["apiVersion", "kind", "implementation", "date", "gatewayAPIVersion",
+                            "gatewayAPIChannel", "mode", "profiles"]
+    assert report["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert report["kind"] == "ConformanceReport"
+    assert report["mode"] == "default"
+    assert report["implementation"] == {
+        "organization": "envoyproxy", "project": "envoy-gateway",
+        "url": "https://github.com/envoyproxy/gateway", "version": "v1.9.0",
+        "contact": ["https://github.com/envoyproxy/gateway/blob/main/GOVERNANCE.md"]}
+    assert report["profiles"] == [{
+        "name": "GATEWAY-HTTP",
+        "core": {"result": "success", "statistics": {"Failed": 0, "Passed": 1, "Skipped": 0}},
+        "summary": "Core tests succeeded.",
+    }]
+
+
+def test_core_and_extended_counts_lists_and_summary() -> None:
+    supported = F.effective_supported(None, exempt=["HTTPRouteRequestMirror"])
+    report = _report([
+        C.TestResult("a/one", HTTP, "passed"),
+        C.TestResult("a/two", HTTP, "failed"),
+        C.TestResult("b/query", QUERY, "passed"),
+        C.TestResult("b/skipped", QUERY, "skipped"),
+        C.TestResult("c/mirror", ("Gateway", "HTTPRoute", "HTTPRouteRequestMirror"),
+                     "not-supported"),
+        C.TestResult("d/grpc", GRPC, "passed"),
+    ], supported)
+    profiles = {p["name"]: p for p in report["profiles"]}  # type: ignore[attr-defined]
+    http = profiles["GATEWAY-HTTP"]
+    assert http["core"] == {"result": "failure",
+                            "statistics": {"Failed": 1, "Passed": 1, "Skipped": 0},
+                            "failedTests": ["a/two"]}
+    ext = http["extended"]
+    assert ext["result"] == "partial"
+    assert ext["statistics"] == {"Failed": 0, "Passed": 1, "Skipped": 1}
+    assert ext["skippedTests"] == ["b/skipped"]
+    assert "failedTests" not in ext  # omitempty
+    assert ext["unsupportedFeatures"] == ["HTTPRouteRequestMirror"]
+    assert "HTTPRouteQueryParamMatching" in ext["supportedFeatures"]
+    assert ext["supportedFeatures"] == sorted(ext["supportedFeatures"])
+    assert http["summary"] == ("Core tests failed with 1 test failures. Extended tests partially "
+                               "succeeded with 1 test skips.")
+    grpc = profiles["GATEWAY-GRPC"]
+    assert grpc["core"]["statistics"] == {"Failed": 0, "Passed": 1, "Skipped": 0}
+    assert "extended" not in grpc
+    assert list(profiles) == ["GATEWAY-HTTP", "GATEWAY-GRPC"]
+
+
+def test_not_supported_counts_nowhere_but_opens_the_profile() -> None:
+    report = _report([C.TestResult("x/y", QUERY, "not-supported")],
+                     F.effective_supported([]))
+    assert report["profiles"] == [{
+        "name": "GATEWAY-HTTP",
+        "core": {"result": "success", "statistics": {"Failed": 0, "Passed": 0, "Skipped": 0}},
+        "summary": "Core tests succeeded.",
+    }]
+
+
+def test_tests_in_no_profile_are_left_out_and_provisional() -> None:
+    report = _report([C.TestResult("n/named", ("GRPCRoute", "GRPCRouteNamedRouteRule"), "passed",
+                                   provisional=True)])
+    assert report["profiles"] == []
+    assert report["succeededProvisionalTests"] == ["n/named"]
+
+
+def test_implementation_is_required_and_parsed() -> None:
+    with pytest.raises(InputError, match="implementation's contact cannot be empty"):
+        C.Implementation("o", "p", "u", "v", ()).validate()
+    impl = C.parse_implementation("organization=acme,version=v2,contact=@a;@b",
+                                  C.reference_implementation())
+    assert (impl.organization, impl.version, impl.contact) == ("acme", "v2", ("@a", "@b"))
+    with pytest.raises(InputError, match="--conformance-implementation"):
+        C.parse_implementation("colour=blue", impl)
+
+
+def test_write_reads_back_as_yaml_with_capitalised_statistics(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "report.yaml"
+    C.write_conformance_report([C.TestResult("q/c", QUERY, "passed")], path,
+                               implementation=IMPL, gateway_api_version="v1.6.1",
+                               gateway_api_channel="experimental")
+    data = yaml.safe_load(path.read_text())
+    assert data["kind"] == "ConformanceReport"
+    assert data["profiles"][0]["extended"]["statistics"] == {"Failed": 0, "Passed": 1,
+                                                             "Skipped": 0}
+    assert data["date"][:4].isdigit() and "T" in data["date"]
+
+
+def test_version_and_channel_from_crds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    crd = tmp_path / "crd.yaml"
+    crd.write_text(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n"
+        "  name: x.gateway.networking.k8s.io\n  annotations:\n"
+        "    gateway.networking.k8s.io/bundle-version: v9.9.9\n"
+        "    gateway.networking.k8s.io/channel: standard\n"
+        "spec:\n  group: gateway.networking.k8s.io\n  names: {kind: X}\n"
+        "  versions: [{name: v1, served: true, schema: {openAPIV3Schema: {type: object}}}]\n")
+    monkeypatch.setenv("SANDBOX_GATEWAY_API_CRDS", str(tmp_path))
+    report = C.build_report([], implementation=IMPL, supported_features=set())
+    assert (report["gatewayAPIVersion"], report["gatewayAPIChannel"]) == ("v9.9.9", "standard")
+    monkeypatch.setenv("SANDBOX_GATEWAY_API_CRDS", str(tmp_path / "missing"))
+    report = C.build_report([], implementation=IMPL, supported_features=set())
+    assert report["gatewayAPIVersion"] == "UNDEFINED"
+
+
+def test_results_from_a_runner_report() -> None:
+    scenario = SimpleNamespace(name="query", features=["Gateway", "HTTPRoute"],
+                               checks=[SimpleNamespace(name="by query",
+                                                       features=["HTTPRouteQueryParamMatching"])])
+    run = SimpleNamespace(scenario=scenario, checks=[
+        SimpleNamespace(check=scenario.checks[0], passed=False)])
+    assert C.results_from_run(run) == [C.TestResult(
+        "query/by query", ("Gateway", "HTTPRoute", "HTTPRouteQueryParamMatching"), "failed")]
