@@ -1,7 +1,159 @@
+"""``sandbox explain``: what the Gateway API says happens to one request, and why.
+
+    sandbox explain -f scenarios/quickstart http://www.example.com/get
+    sandbox explain -f routes.yaml -f backends.yaml --gateway infra/gw -H 'X-Env: canary' \\
+        -X POST 'https://app.example.com:8443/api?v=2' -o json
+
+Files are manifests or folders of them (every *.yaml / *.yml but scenario.yaml). The URL's host
+is the Host header (and the SNI for https), its port picks the listener (default 80 / 443), its
+path and query are sent as they are. Exit 0 whenever the model answers (a 404 included),
+2 for bad input.
+"""
+
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
+
 import click
+
+from sandbox.cli_common import handle_errors, out, output_option, print_json
+from sandbox.errors import InputError
+from sandbox.reference.decision import Decision
+from sandbox.reference.filters import DEFAULT_PORTS
+from sandbox.reference.loader import load_manifests
+from sandbox.reference.model import Model
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 7230 token (method, header name)
+
+
+def parse_url(url: str) -> tuple[str, str, int, str]:
+    """(scheme, Host header, listener port, path?query) of ``http://host[:port]/path?query``."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise InputError(f"invalid URL {url!r}: {e}", field="URL") from None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise InputError(f"invalid URL {url!r}: want http://host[:port]/path or https://...", field="URL")
+    if not parts.hostname:
+        raise InputError(f"invalid URL {url!r}: no host", field="URL")
+    if parts.username or parts.password:
+        raise InputError(f"invalid URL {url!r}: user info is not supported", field="URL")
+    default = DEFAULT_PORTS[scheme]
+    listener_port = port if port is not None else default
+    host = parts.hostname + (f":{port}" if port is not None and port != default else "")
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return scheme, host, listener_port, target
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    name = name.strip()
+    if not sep or not _TOKEN.match(name):
+        raise InputError(f"invalid header {text!r}: want 'Name: value'", field="-H")
+    return name, value.strip()
+
+
+def render_text(d: Decision, model: Model, method: str, url: str) -> str:
+    lines = [f"{method} {url}  ->  {d.status}"]
+    lines.append(f"gateway    {d.gateway}")
+    lines.append(f"listener   {d.listener or '(none)'}")
+    if d.route is not None:
+        lines.append(f"route      {d.route}, rule {d.rule}")
+        lines.append(f"match      {d.match}")
+    if d.redirect is not None:
+        lines.append(f"redirect   {d.status} Location: {d.redirect.location}")
+    if d.backends:
+        total = sum(b.weight for b in d.backends) or 1
+        lines.append("backends")
+        for b in d.backends:
+            state = "" if b.valid else f"  INVALID: {b.invalid_reason}"
+            pods = f"  (Deployments: {', '.join(b.deployments)})" if b.deployments else ""
+            lines.append(
+                f"  {b.namespace}/{b.name}:{b.port}  weight {b.weight} ({b.weight / total:.0%}){pods}{state}"
+            )
+    if d.mirrors:
+        for m in d.mirrors:
+            lines.append(f"mirror     {m.namespace}/{m.name}:{m.port} ({m.percent:g}%)")
+    if d.request_timeout is not None or d.backend_timeout is not None:
+        lines.append(f"timeouts   request={d.request_timeout}s backendRequest={d.backend_timeout}s")
+    if d.status < 300 or d.backends:
+        r = d.request
+        lines.append(f"backend receives  {r.method} {r.path}  Host: {r.host}")
+        for k, v in r.headers.items():
+            lines.append(f"  {k}: {v}")
+    if d.response_headers:
+        lines.append("response headers set by the gateway")
+        for k, v in d.response_headers.items():
+            lines.append(f"  {k}: {v}")
+    lines.append(f"why        {d.reason}")
+    if d.losers:
+        lines.append("other candidates")
+        lines.extend(f"  - {x}" for x in d.losers)
+    if model.notes:
+        lines.append("not attached")
+        lines.extend(f"  - {x}" for x in model.notes)
+    return "\n".join(lines)
 
 
 def register(group: click.Group) -> None:
     """Add this module's commands to the ``sandbox`` group."""
+
+    @group.command("explain")
+    @click.option(
+        "-f",
+        "--file",
+        "files",
+        multiple=True,
+        required=True,
+        metavar="PATH",
+        help="Manifest file or folder of manifests (repeatable).",
+    )
+    @click.option("--gateway", metavar="NAMESPACE/NAME", help="Gateway taking the request (default: the only one).")
+    @click.option("-X", "--request", "method", default="GET", show_default=True, help="HTTP method.")
+    @click.option("-H", "--header", "headers", multiple=True, metavar="'Name: value'", help="Request header (repeatable).")
+    @click.argument("url")
+    @output_option
+    @handle_errors
+    def explain(
+        files: tuple[str, ...],
+        gateway: str | None,
+        method: str,
+        headers: tuple[str, ...],
+        url: str,
+        output: str,
+    ) -> None:
+        """Explain which listener, route, rule and backend the Gateway API picks for URL.
+
+        URL is http://host[:port]/path?query: host is the Host header, port picks the listener.
+        """
+        if not _TOKEN.match(method):
+            raise InputError(f"invalid method {method!r}", field="-X")
+        scheme, host, port, target = parse_url(url)
+        hdrs: dict[str, str] = {}
+        for h in headers:
+            name, value = parse_header(h)
+            existing = next((k for k in hdrs if k.lower() == name.lower()), None)
+            if existing:
+                hdrs[existing] += "," + value
+            else:
+                hdrs[name] = value
+        objects, sources = load_manifests(list(files))
+        model = Model.from_objects(objects, sources)
+        if gateway is None:
+            gws = model.gateways()
+            if len(gws) != 1:
+                raise InputError(
+                    f"{len(gws)} Gateways in the manifests ({', '.join(gws) or 'none'}); choose one",
+                    field="--gateway",
+                )
+            gateway = gws[0]
+        decision = model.decide(gateway, port, method.upper(), host, target, hdrs, scheme=scheme)
+        if output == "json":
+            print_json(decision.to_json())
+        else:
+            out.print(render_text(decision, model, method.upper(), url), markup=False, highlight=False)

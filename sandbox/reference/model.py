@@ -526,6 +526,10 @@ class Model:
         else:
             kind = "GRPCRoute" if grpc else "HTTPRoute"
             reason = f"no {kind} rule attached to listener {ls.name} matches the request"
+            if not losers:
+                reason += " (no routes attached)"
+        if losers:
+            reason += ": " + "; ".join(losers[:5]) + ("; ..." if len(losers) > 5 else "")
         return Decision(
             status=404,
             gateway=gw.meta.key,
