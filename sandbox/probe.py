@@ -1,0 +1,589 @@
+"""Send a check's request, read what the echo backend saw, compare, and wait for convergence.
+
+Follows the upstream conformance suite (kubernetes-sigs/gateway-api v1.6.1):
+
+- ``conformance/utils/roundtripper/roundtripper.go`` ``DefaultRoundTripper``: a new transport per
+  request without keep-alive, a per-request timeout, redirects not followed
+  (``UnfollowRedirect``), the body decoded as the echo JSON when the response's Content-Type is
+  ``application/json``, the ``Location`` of a 3xx parsed into scheme/host/port/path;
+- ``conformance/utils/http/http.go`` ``CompareRoundTrip``: status in the expected list (a 408 or
+  504 also passes when a timeout code is expected); on a 200 or 204 the request the backend saw
+  (exact path with query, method, host when given, headers case-insensitive with values joined
+  by ``,``, absent headers), the namespace, response headers present and absent, and the backend
+  by pod-name prefix; on a 3xx the redirect with the default-port rules;
+- ``AwaitConvergence``: N consecutive matches within the timeout, the next try at once after a
+  match and after a 1 s back-off after a miss (connection errors and 5xx count as misses);
+- ``conformance/utils/weight``: traffic shares over many requests, a backend's name being its pod
+  name minus the last two ``-`` parts, exactly the backends with a share > 0 answering.
+
+Everything that waits or sends is injectable (``Prober(send=..., clock=..., sleep=...)``) so the
+logic is tested without the network or the wall clock.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from sandbox import __version__
+from sandbox.scenario import Check, ExpectedRequest
+from sandbox.targets import Address
+
+BACKOFF = 1.0  # s after a miss (upstream AwaitConvergence)
+TIMEOUT_CODES = (408, 504)  # upstream IsTimeoutError
+WEIGHT_CONCURRENCY = 10  # upstream weight tests: 10 concurrent requests
+USER_AGENT = f"gateway-sandbox/{__version__}"
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SeenRequest:
+    """The request as the backend received it (from the echo JSON)."""
+
+    path: str
+    host: str
+    method: str
+    headers: dict[str, list[str]] = field(default_factory=dict)
+    proto: str = ""
+
+    def header(self, name: str) -> str | None:
+        """Values of a header (any case), joined with "," like upstream; None if absent."""
+        values = [v for k, vs in self.headers.items() if k.lower() == name.lower() for v in vs]
+        return ",".join(values) if values else None
+
+
+@dataclass
+class Observed:
+    """One response, protocol-neutral (an HTTP or a gRPC probe fills the same fields)."""
+
+    status: int | None  # HTTP status (a gRPC probe maps its code); None: no response at all
+    headers: dict[str, str] = field(default_factory=dict)  # response headers, values joined ","
+    body: Any = None  # decoded JSON body, when it was JSON
+    text: str = ""  # the body's first characters, when it was not JSON
+    pod: str | None = None  # the answering echo backend's pod
+    namespace: str | None = None  # its (real) namespace
+    request: SeenRequest | None = None  # what the backend saw
+    location: str | None = None  # Location header of a 3xx
+    error: str | None = None  # connection error, timeout: why there is no response
+    protocol: str = "http"
+    duration: float = 0.0  # s
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers.items():
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def summary(self) -> str:
+        if self.status is None:
+            return f"no response ({self.error})"
+        out = f"{self.status}"
+        if self.pod:
+            out += f" from pod {self.pod}"
+            if self.namespace:
+                out += f" in {self.namespace}"
+        elif self.location:
+            out += f" Location: {self.location}"
+        return out
+
+
+@dataclass
+class Mismatch:
+    field: str  # "status", "backend", "request.path", "headers.X-Foo", "backends.v1", ...
+    expected: str
+    observed: str
+
+
+@dataclass
+class ProbeRequest:
+    """A request ready to send: where to, and exactly what."""
+
+    address: Address
+    scheme: str
+    host: str | None  # Host header and SNI; None: the address
+    method: str
+    path: str
+    headers: dict[str, str]
+    timeout: float
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.address.host}]" if ":" in self.address.host else self.address.host
+        return f"{self.scheme}://{host}:{self.address.port}{self.path}"
+
+    @property
+    def host_header(self) -> str:
+        return self.host or f"{self.address.host}:{self.address.port}"
+
+    def all_headers(self) -> dict[str, str]:
+        headers = dict(self.headers)
+        if self.host:
+            headers["Host"] = self.host
+        return headers
+
+    def curl(self) -> str:
+        """The same request as a curl command a person can paste."""
+        parts = ["curl", "-sS", "-i"]
+        if self.method != "GET":
+            parts += ["-X", self.method]
+        if self.scheme == "https" and self.host:
+            parts += ["-k", "--resolve", f"{self.host}:{self.address.port}:{self.address.host}"]
+            url = f"https://{self.host}:{self.address.port}{self.path}"
+        else:
+            url = self.url
+            if self.scheme == "https":
+                parts.append("-k")
+        for name, value in self.all_headers().items():
+            parts += ["-H", f"{name}: {value}"]
+        parts.append(url)
+        return " ".join(shlex.quote(p) for p in parts)
+
+
+@dataclass
+class CheckResult:
+    check: Check
+    passed: bool
+    attempts: int
+    elapsed: float  # s
+    observed: Observed | None  # the last response seen
+    mismatches: list[Mismatch]  # of the last response (empty when passed)
+    request: ProbeRequest | None = None
+    matches: int = 0  # consecutive matches when it stopped
+    shares: dict[str, float] | None = None  # for expect.backends: the last round's shares
+    skipped: str | None = None  # why the check was not run
+    error: str | None = None  # a problem that is not a mismatch (no address for the gateway...)
+
+    @property
+    def status(self) -> str:
+        if self.skipped is not None:
+            return "skipped"
+        return "passed" if self.passed else "failed"
+
+
+# --------------------------------------------------------------------------------------------
+# Sending
+# --------------------------------------------------------------------------------------------
+
+
+class _SNIAdapter(HTTPAdapter):
+    """Connect to the address but send ``server_hostname`` as TLS SNI (and check nothing)."""
+
+    def __init__(self, server_hostname: str) -> None:
+        self._server_hostname = server_hostname
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["server_hostname"] = self._server_hostname
+        kwargs["assert_hostname"] = False
+        super().init_poolmanager(*args, **kwargs)
+
+
+def _join_headers(raw: Any) -> dict[str, str]:
+    """Response headers with repeated names joined by "," (upstream), first spelling kept."""
+    out: dict[str, str] = {}
+    lower: dict[str, str] = {}
+    items = raw.items() if hasattr(raw, "items") else []
+    for name, value in items:
+        key = lower.setdefault(name.lower(), name)
+        out[key] = f"{out[key]},{value}" if key in out else value
+    return out
+
+
+def parse_echo(observed: Observed, body: Any) -> None:
+    """Fill ``pod``, ``namespace`` and ``request`` from an echo-basic JSON body."""
+    if not isinstance(body, dict) or "path" not in body:
+        return
+    headers_raw = body.get("headers") or {}
+    headers: dict[str, list[str]] = {}
+    if isinstance(headers_raw, dict):
+        for k, v in headers_raw.items():
+            headers[str(k)] = [str(x) for x in v] if isinstance(v, list) else [str(v)]
+    observed.request = SeenRequest(
+        path=str(body.get("path", "")),
+        host=str(body.get("host", "")),
+        method=str(body.get("method", "")),
+        headers=headers,
+        proto=str(body.get("proto", "")),
+    )
+    pod = body.get("pod")
+    observed.pod = str(pod) if pod is not None else None
+    ns = body.get("namespace")
+    observed.namespace = str(ns) if ns is not None else None
+
+
+def send_http(req: ProbeRequest) -> Observed:
+    """Send one request on a fresh connection (no keep-alive, no redirects) and describe it."""
+    start = time.monotonic()
+    session = requests.Session()
+    session.trust_env = False  # never through a proxy from the environment: loopback only
+    if req.scheme == "https":
+        session.mount("https://", _SNIAdapter(req.host or req.address.host))
+    else:
+        session.mount("http://", HTTPAdapter(max_retries=0))
+    headers = {"User-Agent": USER_AGENT, "Connection": "close", **req.all_headers()}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # InsecureRequestWarning: we check no certificate
+            resp = session.request(
+                req.method, req.url, headers=headers, allow_redirects=False,
+                timeout=req.timeout, verify=False, stream=False,
+            )
+    except requests.Timeout:
+        return Observed(status=None, error=f"no response within {req.timeout:g}s",
+                        duration=time.monotonic() - start)
+    except requests.RequestException as e:
+        return Observed(status=None, error=_short_error(e), duration=time.monotonic() - start)
+    finally:
+        session.close()
+    observed = Observed(
+        status=resp.status_code,
+        headers=_join_headers(resp.raw.headers if resp.raw is not None else resp.headers),
+        location=resp.headers.get("Location"),
+        duration=time.monotonic() - start,
+    )
+    content_type = resp.headers.get("Content-Type", "")
+    if content_type.split(";")[0].strip().lower() == "application/json":
+        try:
+            observed.body = resp.json()
+        except ValueError:
+            observed.text = resp.text[:500]
+        parse_echo(observed, observed.body)
+    else:
+        observed.text = resp.text[:500]
+    return observed
+
+
+def _short_error(e: Exception) -> str:
+    text = str(e)
+    for marker in ("Connection refused", "Connection reset", "Connection aborted",
+                   "RemoteDisconnected", "BadStatusLine", "Name or service not known"):
+        if marker in text:
+            return f"{type(e).__name__}: {marker}"
+    return f"{type(e).__name__}: {text[:200]}"
+
+
+# --------------------------------------------------------------------------------------------
+# Comparing
+# --------------------------------------------------------------------------------------------
+
+
+def backend_name(pod: str) -> str:
+    """The backend a pod belongs to: its name minus the last two ``-`` parts (upstream weight)."""
+    parts = pod.split("-")
+    return "-".join(parts[:-2]) if len(parts) > 2 else pod
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
+
+
+def _fmt_status(statuses: list[int]) -> str:
+    return " or ".join(str(s) for s in statuses)
+
+
+def compare(check: Check, observed: Observed, *,
+            namespace_of: Callable[[str], str] = lambda ns: ns) -> list[Mismatch]:
+    """Every field where ``observed`` differs from ``check.expect`` (upstream CompareRoundTrip)."""
+    exp = check.expect
+    out: list[Mismatch] = []
+    if observed.status is None:
+        return [Mismatch("status", _fmt_status(exp.status), f"no response ({observed.error})")]
+    status = observed.status
+    if status not in exp.status:
+        if not (status in TIMEOUT_CODES and any(s in TIMEOUT_CODES for s in exp.status)):
+            out.append(Mismatch("status", _fmt_status(exp.status), str(status)))
+            return out  # nothing else is meaningful for a different status
+        return out  # a timeout that was expected: upstream stops here too
+
+    if 300 <= status < 400 and exp.redirect is not None:
+        out.extend(_compare_redirect(check, observed))
+
+    if status in (200, 204):
+        out.extend(_compare_backend(check, observed, namespace_of))
+
+    for name, value in exp.headers.items():
+        got = observed.header(name)
+        if got != value:
+            out.append(Mismatch(f"headers.{name}", value, "(absent)" if got is None else got))
+    for name in exp.absent_headers:
+        present = observed.header(name)
+        if present is not None:
+            out.append(Mismatch(f"absent_headers.{name}", "(absent)", present))
+    return out
+
+
+def _effective_expected_request(check: Check) -> ExpectedRequest:
+    """What the backend must have seen: ``expect.request``, else the sent request unchanged."""
+    req = check.request
+    er = check.expect.request
+    if er is None:
+        return ExpectedRequest(path=req.path, host=req.host, method=req.method,
+                               headers=dict(req.headers))
+    return ExpectedRequest(
+        path=er.path if er.path is not None else req.path,
+        host=er.host,
+        method=er.method if er.method is not None else req.method,
+        headers=er.headers,
+        absent_headers=er.absent_headers,
+    )
+
+
+def _compare_backend(check: Check, observed: Observed,
+                     namespace_of: Callable[[str], str]) -> list[Mismatch]:
+    exp = check.expect
+    out: list[Mismatch] = []
+    needs_echo = (
+        exp.backend is not None or exp.namespace is not None or exp.request is not None
+        or exp.backends is not None
+    )
+    seen = observed.request
+    if seen is None:
+        if needs_echo:
+            snippet = observed.text[:80] if observed.text else "(empty body)"
+            out.append(Mismatch("body", "the echo backend's JSON", f"not echo JSON: {snippet!r}"))
+        return out
+    er = _effective_expected_request(check)
+    if er.host is not None and seen.host != er.host:
+        out.append(Mismatch("request.host", er.host, seen.host))
+    if er.path is not None and seen.path != er.path:
+        out.append(Mismatch("request.path", er.path, seen.path))
+    if er.method is not None and seen.method != er.method:
+        out.append(Mismatch("request.method", er.method, seen.method))
+    for name, value in er.headers.items():
+        got = seen.header(name)
+        if got != value:
+            out.append(Mismatch(f"request.headers.{name}", value,
+                                "(absent)" if got is None else got))
+    for name in er.absent_headers:
+        present = seen.header(name)
+        if present is not None:
+            out.append(Mismatch(f"request.absent_headers.{name}", "(absent)", present))
+    if exp.namespace is not None:
+        real = namespace_of(exp.namespace)
+        if observed.namespace != real:
+            shown = exp.namespace if real == exp.namespace else f"{exp.namespace} ({real})"
+            out.append(Mismatch("namespace", shown, observed.namespace or "(none)"))
+    if exp.backend is not None and not (observed.pod or "").startswith(exp.backend):
+        out.append(Mismatch("backend", f"{exp.backend}*", observed.pod or "(no pod name)"))
+    return out
+
+
+def _compare_redirect(check: Check, observed: Observed) -> list[Mismatch]:
+    exp = check.expect.redirect
+    assert exp is not None
+    req = check.request
+    if not observed.location:
+        return [Mismatch("redirect", _describe_redirect(check), "(no Location header)")]
+    loc = urlsplit(observed.location)
+    out: list[Mismatch] = []
+    scheme = loc.scheme or req.scheme
+    want_scheme = exp.scheme or req.scheme
+    if scheme != want_scheme:
+        out.append(Mismatch("redirect.scheme", want_scheme, scheme))
+    host = loc.hostname or ""
+    if exp.host is not None and host.lower() != exp.host.lower():
+        out.append(Mismatch("redirect.host", exp.host, host or "(none)"))
+    try:
+        port = loc.port
+    except ValueError:
+        port = None
+    if exp.port is None:
+        if port not in (None, _default_port(scheme)):
+            out.append(Mismatch("redirect.port", f"(none) or {_default_port(scheme)}", str(port)))
+    elif port != exp.port:
+        out.append(Mismatch("redirect.port", str(exp.port), "(none)" if port is None else str(port)))
+    want_path = exp.path if exp.path is not None else urlsplit(req.path).path
+    if loc.path != want_path:
+        out.append(Mismatch("redirect.path", want_path, loc.path or "(empty)"))
+    return out
+
+
+def _describe_redirect(check: Check) -> str:
+    r = check.expect.redirect
+    assert r is not None
+    parts = [f"{k}={v}" for k, v in
+             (("scheme", r.scheme), ("host", r.host), ("port", r.port), ("path", r.path)) if v]
+    return "a Location" + (f" with {', '.join(parts)}" if parts else "")
+
+
+def compare_shares(check: Check, pods: list[str | None]) -> tuple[dict[str, float],
+                                                                   list[Mismatch]]:
+    """Traffic shares by backend over a round of samples, and where they miss expectations."""
+    want = check.expect.backends or {}
+    total = len(pods)
+    counts: dict[str, int] = {}
+    for pod in pods:
+        name = backend_name(pod) if pod else "(no backend)"
+        counts[name] = counts.get(name, 0) + 1
+    shares = {k: v / total for k, v in sorted(counts.items())} if total else {}
+    out: list[Mismatch] = []
+    for name, share in sorted(want.items()):
+        got = shares.get(name, 0.0)
+        n = counts.get(name, 0)
+        if share > 0 and n == 0:
+            out.append(Mismatch(f"backends.{name}", f"{share:.2f}", f"0.00 (0/{total}): no traffic"))
+        elif share == 0 and n > 0:
+            out.append(Mismatch(f"backends.{name}", "0.00 (no traffic)", f"{got:.2f} ({n}/{total})"))
+        elif abs(got - share) > check.tolerance:
+            out.append(Mismatch(f"backends.{name}", f"{share:.2f} ± {check.tolerance:g}",
+                                f"{got:.2f} ({n}/{total})"))
+    for name, n in sorted(counts.items()):
+        if name not in want:
+            out.append(Mismatch(f"backends.{name}", "0.00 (not expected)",
+                                f"{n / total:.2f} ({n}/{total})"))
+    return shares, out
+
+
+# --------------------------------------------------------------------------------------------
+# Converging
+# --------------------------------------------------------------------------------------------
+
+Sender = Callable[[ProbeRequest], Observed]
+
+
+class Prober:
+    """Runs checks against addresses until they converge or time out."""
+
+    def __init__(
+        self,
+        *,
+        send: Sender = send_http,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        backoff: float = BACKOFF,
+        grpc_send: Callable[[Check, Address], Observed] | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.send = send
+        self.clock = clock
+        self.sleep = sleep
+        self.backoff = backoff
+        self.grpc_send = grpc_send
+        self.stop = stop
+
+    def build(self, check: Check, address: Address) -> ProbeRequest:
+        req = check.request
+        headers = dict(req.headers)
+        if req.backend_response_headers:
+            # upstream MakeRequest: X-Echo-Set-Header built from BackendSetResponseHeaders
+            headers["X-Echo-Set-Header"] = ",".join(
+                f"{k}:{v}" for k, v in req.backend_response_headers.items())
+        return ProbeRequest(
+            address=address, scheme=req.scheme, host=req.host, method=req.method,
+            path=req.path, headers=headers, timeout=check.request_timeout,
+        )
+
+    def _send(self, check: Check, address: Address, probe: ProbeRequest) -> Observed:
+        if check.request.grpc is not None:
+            assert self.grpc_send is not None
+            return self.grpc_send(check, address)
+        return self.send(probe)
+
+    def run(self, check: Check, address: Address, *,
+            namespace_of: Callable[[str], str] = lambda ns: ns) -> CheckResult:
+        probe = self.build(check, address)
+        if check.request.grpc is not None and self.grpc_send is None:
+            return CheckResult(check, False, 0, 0.0, None, [], request=probe,
+                               skipped="gRPC checks need the gRPC probe, which is not available")
+        if check.expect.backends is not None:
+            return self._run_weighted(check, address, probe)
+        start = self.clock()
+        attempts = 0
+        matches = 0
+        observed: Observed | None = None
+        mismatches: list[Mismatch] = []
+        while True:
+            if self.stop is not None and self.stop.is_set():
+                raise KeyboardInterrupt
+            attempts += 1
+            observed = self._send(check, address, probe)
+            mismatches = compare(check, observed, namespace_of=namespace_of)
+            elapsed = self.clock() - start
+            if not mismatches:
+                matches += 1
+                if matches >= check.consecutive:
+                    return CheckResult(check, True, attempts, elapsed, observed, [],
+                                       request=probe, matches=matches)
+                if elapsed >= check.timeout:
+                    break
+                continue
+            matches = 0
+            if elapsed + self.backoff >= check.timeout:
+                break
+            self.sleep(self.backoff)
+        return CheckResult(check, False, attempts, self.clock() - start, observed, mismatches,
+                           request=probe, matches=matches)
+
+    def _round(self, check: Check, address: Address, probe: ProbeRequest
+               ) -> tuple[list[Observed], list[Mismatch], dict[str, float]]:
+        workers = min(WEIGHT_CONCURRENCY, check.samples)
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(lambda _: self._send(check, address, probe),
+                                        range(check.samples)))
+        else:
+            results = [self._send(check, address, probe) for _ in range(check.samples)]
+        for obs in results:
+            mismatches = [m for m in compare(check, obs) if m.field in ("status", "body")]
+            if mismatches:
+                return results, mismatches, {}
+        shares, mismatches = compare_shares(check, [o.pod for o in results])
+        return results, mismatches, shares
+
+    def _run_weighted(self, check: Check, address: Address, probe: ProbeRequest) -> CheckResult:
+        start = self.clock()
+        attempts = 0
+        last: Observed | None = None
+        mismatches: list[Mismatch] = []
+        shares: dict[str, float] = {}
+        while True:
+            if self.stop is not None and self.stop.is_set():
+                raise KeyboardInterrupt
+            results, mismatches, shares = self._round(check, address, probe)
+            attempts += len(results)
+            last = results[-1] if results else None
+            elapsed = self.clock() - start
+            if not mismatches:
+                return CheckResult(check, True, attempts, elapsed, last, [], request=probe,
+                                   matches=1, shares=shares)
+            if elapsed + self.backoff >= check.timeout:
+                break
+            self.sleep(self.backoff)
+        return CheckResult(check, False, attempts, self.clock() - start, last, mismatches,
+                           request=probe, shares=shares or None)
+
+
+def render_observed(observed: Observed | None) -> str:
+    """A short multi-line description of a response for failure reports."""
+    if observed is None:
+        return "(nothing observed)"
+    lines = [f"status: {observed.status if observed.status is not None else '(no response)'}"]
+    if observed.error:
+        lines.append(f"error: {observed.error}")
+    if observed.pod is not None:
+        lines.append(f"pod: {observed.pod}  namespace: {observed.namespace}")
+    if observed.request is not None:
+        r = observed.request
+        lines.append(f"backend saw: {r.method} {r.path} Host: {r.host}")
+    if observed.location:
+        lines.append(f"Location: {observed.location}")
+    if observed.body is None and observed.text:
+        lines.append(f"body: {observed.text[:200]!r}")
+    elif observed.body is not None and observed.request is None:
+        lines.append("body: " + json.dumps(observed.body)[:200])
+    return "\n".join(lines)

@@ -1,0 +1,64 @@
+"""Target ``address``: a gateway someone already runs at HOST:PORT (``sandbox run --address``).
+
+No cluster actions at all: nothing is deployed or cleaned up, every Gateway and listener port of
+the scenario maps to that one address, and namespaces are taken as written.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sandbox.errors import InputError
+from sandbox.scenario import Scenario
+from sandbox.targets import Address
+
+
+def parse_address(text: str) -> Address:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) -> Address; InputError naming ``--address``."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text:
+        raise InputError(f"expected HOST:PORT, got {text!r}", field="--address",
+                         hint="for example --address 127.0.0.1:8080")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise InputError(f"not an IPv6 address: {host!r}", field="--address") from None
+    elif ":" in host:
+        raise InputError(f"write an IPv6 address in brackets: [{host}]:{port_text}",
+                         field="--address")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise InputError(f"port must be 1-65535, got {port_text!r}", field="--address")
+    return Address(host, int(port_text))
+
+
+class AddressDeployment:
+    """Every Gateway and port of the scenario is the one address."""
+
+    def __init__(self, address: Address) -> None:
+        self._address = address
+        self.namespace = ""
+
+    def address(self, gateway: str, port: int) -> Address:
+        return self._address
+
+    def namespace_of(self, logical: str) -> str:
+        return logical
+
+    def diagnostics(self) -> str:
+        return (f"target {self._address.host}:{self._address.port} was given with --address: "
+                "the sandbox deployed nothing there and has no Gateway status or logs to show")
+
+
+class AddressTarget:
+    name = "address"
+
+    def __init__(self, address: Address) -> None:
+        self.address = address
+
+    @contextmanager
+    def deploy(self, scenario: Scenario) -> Iterator[AddressDeployment]:
+        yield AddressDeployment(self.address)
