@@ -62,6 +62,21 @@ def engine_host() -> str | None:
     return _context_host()
 
 
+def _reason(error: BaseException, timeout: float) -> str:
+    """A short reason from the SDK's nested connection errors."""
+    text = str(error)
+    if "FileNotFoundError" in text or "No such file" in text:
+        return "no such socket"
+    if "Connection refused" in text or "ConnectionRefused" in text:
+        return "connection refused"
+    if "Permission denied" in text or "PermissionError" in text:
+        return "permission denied: add your user to the docker group, then log in again"
+    if "timed out" in text.lower() or "timeout" in text.lower():
+        return f"no answer within {timeout:g}s"
+    first = text.splitlines()[0] if text else error.__class__.__name__
+    return first if len(first) <= 200 else first[:200] + "..."
+
+
 @dataclass(frozen=True)
 class Engine:
     """An engine that answered: its address (None = SDK default) and version."""
@@ -101,11 +116,9 @@ def ping(timeout: float = PING_TIMEOUT) -> Engine:
     except DockerUnavailable:
         raise
     except Exception as e:
-        reason = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-        if len(reason) > 200:
-            reason = reason[:200] + "..."
         raise DockerUnavailable(
-            f"the Docker engine does not answer at {where} ({reason})", hint=fix_hint()
+            f"the Docker engine does not answer at {where} ({_reason(e, timeout)})",
+            hint=fix_hint(),
         ) from e
     return Engine(
         host=engine_host(),

@@ -1,0 +1,553 @@
+"""The stack: a k3d cluster with Envoy Gateway and the reference GatewayClass.
+
+``ensure_up`` is what everything else calls ("make sure the stack is up, give me a Kubectl and
+a Controller"). It runs phases, each of which checks first and acts only when needed, so a
+ready stack is confirmed in seconds and an interrupted ``up`` is finished by the next one:
+
+    docker      the Docker engine answers (before any download or any file is written)
+    tools       k3d and kubectl: from PATH if their version fits, else pinned + verified
+    cluster     exists and is ours (owner label) / is created / is started
+    kubeconfig  a private kubeconfig in the state dir (the user's is never touched)
+    node        every node Ready and the default ServiceAccount exists (k3d --wait is not enough)
+    controller  Envoy Gateway installed and Available
+    class       EnvoyProxy (ClusterIP Services) and GatewayClass, Accepted
+
+Ownership: k3d copies ``--runtime-label`` onto the server containers, and ``k3d cluster list -o
+json`` returns every container label as ``nodes[].runtimeLabels``. The label travels with the
+containers, so it stays right when a cluster is deleted or re-created outside the sandbox; a
+marker file in the state dir could not tell a foreign cluster of the same name from ours. The
+state file (``stack.json``) only records what was installed, for ``status``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sandbox import docker_engine, tools
+from sandbox import settings as settings_mod
+from sandbox.controllers.envoy_gateway import EnvoyGateway
+from sandbox.errors import ClusterError, DockerUnavailable, EnvironmentProblem, SandboxError
+from sandbox.kube import Kubectl
+from sandbox.providers import ClusterInfo
+from sandbox.providers.k3d import K3dProvider
+from sandbox.settings import Settings
+
+DEFAULT_TIMEOUT = 600.0  # seconds for a whole `up` from nothing (image pulls included)
+NODE_TIMEOUT = 180.0
+GUARD_NAME = "k3d-default-kubeconfig-guard"  # never created: see providers/k3d.py
+
+
+# ------------------------------------------------------------------------------------------
+# Progress
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    seconds: float
+    action: str  # what was done: "created", "already ready", ...
+
+
+class Reporter:
+    """Progress of phases. The default prints nothing; the CLI passes a rich one (stderr)."""
+
+    def start(self, phase: str, title: str) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+    def done(self, result: PhaseResult) -> None:
+        pass
+
+    def failed(self, phase: str, seconds: float, error: BaseException) -> None:
+        pass
+
+
+class ConsoleReporter(Reporter):
+    """Phase lines with durations on a rich Console (stderr)."""
+
+    def __init__(self, console: Any, *, quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+
+    def start(self, phase: str, title: str) -> None:
+        if not self.quiet:
+            self.console.print(f"[bold]▶[/] {title} ...", highlight=False)
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(f"  {message}", highlight=False, markup=False)
+
+    def done(self, result: PhaseResult) -> None:
+        if not self.quiet:
+            self.console.print(
+                f"[green]✓[/] {result.name}: {result.action} [dim]({result.seconds:.1f}s)[/]",
+                highlight=False,
+            )
+
+    def failed(self, phase: str, seconds: float, error: BaseException) -> None:
+        what = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        self.console.print(f"[red]✗[/] {phase}: {what} [dim]({seconds:.1f}s)[/]", highlight=False)
+        if isinstance(error, KeyboardInterrupt):
+            self.console.print("  run `sandbox up` again: it resumes where this one stopped")
+
+
+@dataclass
+class Phases:
+    reporter: Reporter
+    results: list[PhaseResult] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def phase(self, name: str, title: str) -> Iterator[list[str]]:
+        """Time a phase; the body appends what it did to the yielded list."""
+        self.reporter.start(name, title)
+        started = time.monotonic()
+        action: list[str] = []
+        try:
+            yield action
+        except BaseException as e:
+            self.reporter.failed(name, time.monotonic() - started, e)
+            raise
+        result = PhaseResult(name, round(time.monotonic() - started, 2), action[-1] if action else "ok")
+        self.results.append(result)
+        self.reporter.done(result)
+
+
+# ------------------------------------------------------------------------------------------
+# The stack
+
+
+@dataclass
+class Stack:
+    """A ready stack: what the runner and the cluster target need."""
+
+    settings: Settings
+    kubectl: Kubectl
+    controller: EnvoyGateway
+    provider: K3dProvider
+    phases: list[PhaseResult] = field(default_factory=list)
+
+    @property
+    def gateway_class(self) -> str:
+        return self.controller.gateway_class
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.kubectl.kubeconfig
+
+    @property
+    def context(self) -> str:
+        return self.kubectl.context
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "cluster": self.settings.cluster_name,
+            "kubeconfig": str(self.kubeconfig),
+            "context": self.context,
+            "gatewayClass": self.gateway_class,
+            "versions": versions(self.settings),
+            "phases": [asdict(p) for p in self.phases],
+        }
+
+
+def versions(settings: Settings) -> dict[str, str]:
+    return {
+        "k3d": settings.k3d_version,
+        "k3s": settings.k3s_image,
+        "kubectl": settings.kubectl_version,
+        "envoyGateway": settings.envoy_gateway_version,
+        "gatewayAPI": settings.gateway_api_version,
+    }
+
+
+def guard_kubeconfig(settings: Settings) -> Path:
+    return settings.cluster_state_dir / GUARD_NAME
+
+
+def state_file(settings: Settings) -> Path:
+    return settings.cluster_state_dir / "stack.json"
+
+
+def api_port_spec() -> str:
+    """``--api-port`` for k3d: ``127.0.0.1:<SANDBOX_API_PORT or random>``."""
+    port = os.environ.get("SANDBOX_API_PORT", "random").strip() or "random"
+    return f"127.0.0.1:{port}"
+
+
+def preflight() -> docker_engine.Engine:
+    """The Docker engine answers, or DockerUnavailable (exit 3) within seconds."""
+    return docker_engine.ping()
+
+
+@contextlib.contextmanager
+def _lock(settings: Settings) -> Iterator[None]:
+    """One ``up``/``down`` per cluster at a time (pytest-xdist workers share one stack)."""
+    path = settings_mod.state_dir() / "clusters" / f"{settings.cluster_name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _foreign(settings: Settings) -> ClusterError:
+    return ClusterError(
+        f"a k3d cluster named {settings.cluster_name!r} exists but was not created by the sandbox "
+        f"(its containers lack the label {settings_mod.OWNER_LABEL}); it is left untouched",
+        hint="pick another name with --name or SANDBOX_CLUSTER_NAME",
+    )
+
+
+def _provider(settings: Settings, k3d: Path, engine: docker_engine.Engine) -> K3dProvider:
+    return K3dProvider(
+        k3d,
+        image=settings.k3s_image,
+        scratch_kubeconfig=guard_kubeconfig(settings),
+        env=engine.env(),
+        api_port=api_port_spec(),
+    )
+
+
+def _write_state(settings: Settings, **data: Any) -> None:
+    path = state_file(settings)
+    current: dict[str, Any] = {}
+    if path.is_file():
+        with contextlib.suppress(ValueError, OSError):
+            current = json.loads(path.read_text())
+    current.update(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(current, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def ensure_up(
+    settings: Settings | None = None,
+    reporter: Reporter | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    merge_kubeconfig: bool = False,
+) -> Stack:
+    """Bring the stack up (or confirm it is up) and return it. Safe to call repeatedly."""
+    settings = settings or Settings()
+    phases = Phases(reporter or Reporter())
+    deadline = time.monotonic() + timeout
+
+    def remaining(cap: float | None = None) -> float:
+        left = max(1.0, deadline - time.monotonic())
+        return min(left, cap) if cap else left
+
+    with phases.phase("docker", "Docker engine") as act:
+        engine = preflight()
+        act.append(f"engine {engine.version} answers")
+
+    with _lock(settings):
+        with phases.phase("tools", "k3d and kubectl") as act:
+            k3d = tools.ensure_tool("k3d", settings.k3d_version, on_download=phases.reporter.note)
+            kubectl_tool = tools.ensure_tool(
+                "kubectl", settings.kubectl_version, on_download=phases.reporter.note
+            )
+            act.append(f"k3d {k3d.version} ({k3d.source}), kubectl {kubectl_tool.version} ({kubectl_tool.source})")
+
+        provider = _provider(settings, k3d.path, engine)
+        name = settings.cluster_name
+        with phases.phase("cluster", f"k3d cluster {name}") as act:
+            info = provider.get(name)
+            if info is None:
+                phases.reporter.note(f"creating with {settings.k3s_image} (Traefik disabled)")
+                settings.cluster_state_dir.mkdir(parents=True, exist_ok=True)
+                _write_state(settings, cluster=name, created=datetime.now(timezone.utc).isoformat(),
+                             versions=versions(settings), ready=False)
+                provider.create(name, timeout=remaining(300))
+                act.append("created")
+            elif not info.owned:
+                raise _foreign(settings)
+            elif not info.running:
+                phases.reporter.note("starting the stopped cluster")
+                provider.start(name, timeout=remaining(300))
+                act.append("started")
+            else:
+                act.append("exists")
+
+        kubectl = Kubectl(kubectl_tool.path, settings.kubeconfig_path, settings.kube_context)
+        with phases.phase("kubeconfig", "private kubeconfig") as act:
+            provider.write_kubeconfig(name, settings.kubeconfig_path)
+            act.append(str(settings.kubeconfig_path))
+            if merge_kubeconfig:
+                provider.merge_into_default(name)
+                phases.reporter.note(
+                    f"merged into your default kubeconfig (context {settings.kube_context}; "
+                    "current context unchanged)"
+                )
+
+        with phases.phase("node", "node Ready and default ServiceAccount") as act:
+            kubectl.wait("nodes", "condition=Ready", all_=True, timeout=remaining(NODE_TIMEOUT),
+                         what="every node Ready")
+            kubectl.wait("serviceaccount/default", "create", namespace="default",
+                         timeout=remaining(NODE_TIMEOUT), what="ServiceAccount default/default")
+            act.append("ready")
+
+        controller = EnvoyGateway(settings.envoy_gateway_version, gateway_class=settings.gateway_class)
+        with phases.phase("controller", f"Envoy Gateway {controller.version}") as act:
+            if controller.installed(kubectl):
+                act.append("already installed")
+            else:
+                controller.install(kubectl, timeout=remaining(), progress=phases.reporter.note)
+                act.append("installed")
+
+        with phases.phase("class", f"GatewayClass {controller.gateway_class}") as act:
+            if controller.gateway_class_ready(kubectl):
+                act.append("already Accepted")
+            else:
+                controller.ensure_gateway_class(kubectl, timeout=remaining(120))
+                act.append("Accepted")
+
+        _write_state(settings, ready=True, versions=versions(settings),
+                     last_up=datetime.now(timezone.utc).isoformat())
+    return Stack(settings, kubectl, controller, provider, phases.results)
+
+
+def down(settings: Settings | None = None, reporter: Reporter | None = None, *, timeout: float = 180) -> str:
+    """Delete the sandbox's cluster and its state. Idempotent; refuses a foreign cluster.
+
+    Returns what happened: "deleted" or "absent".
+    """
+    settings = settings or Settings()
+    phases = Phases(reporter or Reporter())
+    with phases.phase("docker", "Docker engine") as act:
+        engine = preflight()
+        act.append(f"engine {engine.version} answers")
+    with _lock(settings):
+        with phases.phase("tools", "k3d") as act:
+            k3d = tools.ensure_tool("k3d", settings.k3d_version, on_download=phases.reporter.note)
+            act.append(f"k3d {k3d.version} ({k3d.source})")
+        provider = _provider(settings, k3d.path, engine)
+        with phases.phase("cluster", f"delete k3d cluster {settings.cluster_name}") as act:
+            info = provider.get(settings.cluster_name)
+            if info is not None and not info.owned:
+                raise _foreign(settings)
+            if info is not None:
+                provider.delete(settings.cluster_name, timeout=timeout)
+                if provider.get(settings.cluster_name) is not None:
+                    raise ClusterError(f"k3d cluster {settings.cluster_name!r} still exists after delete")
+                outcome = "deleted"
+            else:
+                outcome = "absent"
+            act.append(outcome)
+        with phases.phase("state", "sandbox state") as act:
+            if settings.cluster_state_dir.exists():
+                shutil.rmtree(settings.cluster_state_dir)
+                act.append(f"removed {settings.cluster_state_dir}")
+            else:
+                act.append("nothing to remove")
+    return outcome
+
+
+# ------------------------------------------------------------------------------------------
+# status and doctor (never download, never change anything)
+
+
+def _kubectl_for_status(settings: Settings) -> Kubectl | None:
+    if not settings.kubeconfig_path.is_file():
+        return None
+    info = tools.describe_tool("kubectl", settings.kubectl_version)
+    use = info.get("use") or shutil.which("kubectl")
+    if not use:
+        return None
+    return Kubectl(use, settings.kubeconfig_path, settings.kube_context, timeout=15)
+
+
+def cluster_from_docker(settings: Settings) -> ClusterInfo | None:
+    """The cluster as the Docker engine sees it (no k3d needed): containers labelled
+    ``k3d.cluster=NAME`` with ``k3d.role`` server/agent (k3d pkg/types LabelRole)."""
+    containers = docker_engine.cluster_containers(settings.cluster_name)
+    if not containers:
+        return None
+    servers = [c for c in containers if c.labels.get("k3d.role") == "server"]
+    agents = [c for c in containers if c.labels.get("k3d.role") == "agent"]
+    owned = bool(servers) and all(
+        c.labels.get(settings_mod.OWNER_LABEL) == "gateway-sandbox" for c in servers
+    )
+    return ClusterInfo(
+        name=settings.cluster_name,
+        owned=owned,
+        servers_running=sum(c.state == "running" for c in servers),
+        servers_count=len(servers),
+        agents_running=sum(c.state == "running" for c in agents),
+        agents_count=len(agents),
+        api_port=servers[0].labels.get("k3d.server.api.port") if servers else None,
+    )
+
+
+def status(settings: Settings | None = None) -> dict[str, Any]:
+    """The stack's state as data. ``health`` is ok | absent | foreign | stopped | degraded |
+    docker-unavailable."""
+    settings = settings or Settings()
+    report: dict[str, Any] = {
+        "cluster": {"name": settings.cluster_name, "exists": False},
+        "kubeconfig": str(settings.kubeconfig_path),
+        "context": settings.kube_context,
+        "versions": versions(settings),
+        "problems": [],
+    }
+    try:
+        engine = preflight()
+        report["docker"] = {"version": engine.version, "host": engine.host or "default"}
+    except DockerUnavailable as e:
+        report["docker"] = {"error": e.message}
+        report["health"] = "docker-unavailable"
+        report["problems"].append(e.message)
+        return report
+    info = cluster_from_docker(settings)
+    if info is None:
+        report["health"] = "absent"
+        return report
+    report["cluster"].update(
+        exists=True,
+        owned=info.owned,
+        running=info.running,
+        servers=f"{info.servers_running}/{info.servers_count}",
+        agents=f"{info.agents_running}/{info.agents_count}",
+        apiPort=info.api_port,
+    )
+    if not info.owned:
+        report["health"] = "foreign"
+        report["problems"].append(_foreign(settings).message)
+        return report
+    if not info.running:
+        report["health"] = "stopped"
+        report["problems"].append("the cluster is stopped; `sandbox up` starts it")
+        return report
+    kubectl = _kubectl_for_status(settings)
+    if kubectl is None:
+        report["health"] = "degraded"
+        report["problems"].append("no private kubeconfig or kubectl; `sandbox up` repairs it")
+        return report
+    try:
+        nodes = kubectl.get_json("nodes") or {}
+        node_list = []
+        for n in nodes.get("items") or []:
+            conds = {c.get("type"): c.get("status") for c in (n.get("status") or {}).get("conditions") or []}
+            node_list.append(
+                {
+                    "name": n.get("metadata", {}).get("name"),
+                    "ready": conds.get("Ready") == "True",
+                    "kubelet": (n.get("status") or {}).get("nodeInfo", {}).get("kubeletVersion"),
+                }
+            )
+        report["nodes"] = node_list
+        controller = EnvoyGateway(settings.envoy_gateway_version, gateway_class=settings.gateway_class)
+        report.update(controller.status(kubectl))
+    except SandboxError as e:
+        report["health"] = "degraded"
+        report["problems"].append(e.message.splitlines()[0])
+        return report
+    if not node_list or not all(n["ready"] for n in node_list):
+        report["problems"].append("not every node is Ready")
+    if not report["controller"]["available"]:
+        report["problems"].append("Envoy Gateway is not Available; `sandbox up` repairs it")
+    if not report["gatewayClass"]["accepted"]:
+        report["problems"].append(f"GatewayClass {settings.gateway_class} is not Accepted")
+    report["health"] = "ok" if not report["problems"] else "degraded"
+    return report
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def doctor(settings: Settings | None = None) -> list[Check]:
+    """Everything ``up`` needs, each with the fix when it is missing. Changes nothing."""
+    settings = settings or Settings()
+    checks: list[Check] = []
+    try:
+        engine = preflight()
+        checks.append(Check("Docker engine", True, f"{engine.version} (API {engine.api_version}, {engine.os}) at {engine.host or 'the default socket'}"))
+    except DockerUnavailable as e:
+        checks.append(Check("Docker engine", False, e.message, e.hint))
+        engine = None
+    try:
+        os_name, arch = settings_mod.host_platform()
+        checks.append(Check("platform", True, f"{os_name}/{arch}"))
+    except EnvironmentProblem as e:
+        checks.append(Check("platform", False, e.message, e.hint))
+        return checks
+    for tool, pinned in (("k3d", settings.k3d_version), ("kubectl", settings.kubectl_version)):
+        info = tools.describe_tool(tool, pinned)
+        if info["use"]:
+            checks.append(Check(tool, True, f"{info['use']} (pin {pinned})"))
+        else:
+            found = f"{info['path']} is {info['path_version']}; " if info["path"] else ""
+            checks.append(
+                Check(tool, True, f"{found}pinned {pinned} will be downloaded and verified on `sandbox up`")
+            )
+    cache = settings_mod.cache_dir()
+    probe = cache if cache.exists() else next((p for p in cache.parents if p.exists()), Path("/"))
+    if os.access(probe, os.W_OK):
+        checks.append(Check("cache dir", True, str(cache)))
+    else:
+        checks.append(Check("cache dir", False, f"{probe} is not writable", "set SANDBOX_CACHE_DIR to a writable folder"))
+    port = os.environ.get("SANDBOX_API_PORT", "random")
+    if port.isdigit():
+        free = _port_free(int(port))
+        cluster_up = False
+        if not free and engine is not None:
+            info_c = cluster_from_docker(settings)
+            cluster_up = info_c is not None and info_c.api_port == port
+        checks.append(
+            Check(
+                f"API port 127.0.0.1:{port}",
+                free or cluster_up,
+                "free" if free else ("used by the sandbox's cluster" if cluster_up else "in use"),
+                None if free or cluster_up else "free it or choose another SANDBOX_API_PORT (or 'random')",
+            )
+        )
+    else:
+        checks.append(Check("API port", True, "127.0.0.1:random (k3d picks a free port)"))
+    checks.append(
+        Check(
+            "loopback port for port-forward",
+            _port_free(0),
+            "127.0.0.1 can bind a free port",
+            "check the loopback interface and local firewall",
+        )
+    )
+    if engine is not None:
+        info_d = cluster_from_docker(settings)
+        if info_d is None:
+            checks.append(Check(f"cluster {settings.cluster_name}", True, "absent (`sandbox up` creates it)"))
+        elif not info_d.owned:
+            err = _foreign(settings)
+            checks.append(Check(f"cluster {settings.cluster_name}", False, err.message, err.hint))
+        else:
+            state = "running" if info_d.running else "stopped (`sandbox up` starts it)"
+            checks.append(Check(f"cluster {settings.cluster_name}", True, f"created by the sandbox, {state}"))
+    return checks
+
