@@ -48,9 +48,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
+from sandbox.certs import self_signed
 from sandbox.echo import EchoServer
 from sandbox.errors import EnvironmentProblem, InputError, WaitTimeout
 from sandbox.reference.decision import BackendChoice, Decision, ModelRequest
+from sandbox.reference.filters import apply_header_ops
 from sandbox.reference.model import DeploymentInfo, ListenerInfo, Model
 from sandbox.scenario import Scenario
 from sandbox.targets import Address
@@ -478,43 +480,28 @@ class _Outcome:
 
 
 def _backend_request(decision: Decision, choice: BackendChoice) -> ModelRequest:
-    """The request as the chosen backend receives it: its own (backend-level filters) if the
-    model gives one, else the rule's."""
-    own = getattr(choice, "request", None)
-    return own if isinstance(own, ModelRequest) else decision.request
+    """The request as the chosen backend receives it (with its backendRef's own filters)."""
+    return choice.request if choice.request is not None else decision.request
 
 
 def _modify_response_headers(
     decision: Decision, choice: BackendChoice, headers: list[tuple[str, str]]
 ) -> list[tuple[str, str]]:
-    """Apply the ResponseHeaderModifiers of the Decision to a backend's response headers.
-
-    The model lists them per backend (the rule's, then the backendRef's own) on
-    ``BackendChoice.response_header_ops``, and the rule's alone on
-    ``Decision.response_header_ops``; a model without those lists gives ``response_headers`` to set.
-    """
-    if hasattr(choice, "response_header_ops") or hasattr(decision, "response_header_ops"):
-        ops = getattr(choice, "response_header_ops", None) or getattr(
-            decision, "response_header_ops", None
-        ) or []
-        if not ops:
-            return headers
-        apply = importlib.import_module("sandbox.reference.filters").apply_header_ops
-        joined: dict[str, str] = {}
-        for name, value in headers:
-            key = next((k for k in joined if k.lower() == name.lower()), None)
-            if key is None:
-                joined[name] = value
-            else:
-                joined[key] += "," + value
-        for op in ops:
-            joined = apply(op, joined)
-        return list(joined.items())
-    out = list(headers)
-    for name, value in decision.response_headers.items():
-        out = [(n, v) for n, v in out if n.lower() != name.lower()]
-        out.append((name, value))
-    return out
+    """Apply the ResponseHeaderModifiers to a backend's response headers: the chosen backend's
+    list (the rule's, then the backendRef's own), else the rule's."""
+    ops = choice.response_header_ops or decision.response_header_ops
+    if not ops:
+        return headers
+    joined: dict[str, str] = {}
+    for name, value in headers:
+        key = next((k for k in joined if k.lower() == name.lower()), None)
+        if key is None:
+            joined[name] = value
+        else:
+            joined[key] += "," + value
+    for op in ops:
+        joined = apply_header_ops(op, joined)
+    return list(joined.items())
 
 
 class _Router:
@@ -708,62 +695,8 @@ def _tls_entries(scenario: Scenario) -> list[tuple[str, list[str]]]:
 
 
 def _self_signed(hosts: list[str], directory: Path, stem: str) -> tuple[Path, Path]:
-    """A self-signed certificate for ``hosts`` (cert, key files). Uses ``sandbox.certs`` when
-    the project provides it, else the ``cryptography`` package."""
-    with contextlib.suppress(ModuleNotFoundError):
-        certs: Any = importlib.import_module("sandbox.certs")
-        make = getattr(certs, "self_signed", None) or getattr(certs, "generate_self_signed", None)
-        if make is not None:
-            result = make(hosts)
-            cert_pem, key_pem = (result[0], result[1]) if isinstance(result, tuple) else (
-                result.cert_pem,
-                result.key_pem,
-            )
-            return _write_pair(directory, stem, _bytes(cert_pem), _bytes(key_pem))
-    try:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-    except ModuleNotFoundError:
-        raise EnvironmentProblem(
-            "HTTPS listeners need a certificate and the 'cryptography' package is not installed",
-            hint="pip install cryptography",
-        ) from None
-    import datetime
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0] if hosts else "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    sans: list[x509.GeneralName] = [x509.DNSName(h) for h in hosts] or [x509.DNSName("localhost")]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return _write_pair(
-        directory,
-        stem,
-        cert.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
-
-
-def _bytes(value: Any) -> bytes:
-    return value if isinstance(value, bytes) else str(value).encode()
-
-
-def _write_pair(directory: Path, stem: str, cert: bytes, key: bytes) -> tuple[Path, Path]:
+    """A self-signed certificate for ``hosts``, as (cert file, key file) in ``directory``."""
+    cert, key = self_signed(hosts)
     cert_file, key_file = directory / f"{stem}.crt", directory / f"{stem}.key"
     cert_file.write_bytes(cert)
     key_file.write_bytes(key)
