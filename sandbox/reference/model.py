@@ -101,7 +101,8 @@ class Attached:
 
 def _age_key(route: Route) -> tuple[int, str, int]:
     m = route.meta
-    return (0, m.creation, m.order) if m.creation else (1, "", m.order)
+    # equal timestamps tie (and fall through to namespace/name); without one, input order is age
+    return (0, m.creation, 0) if m.creation else (1, "", m.order)
 
 
 def _describe_age(route: Route) -> str:

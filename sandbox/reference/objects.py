@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from sandbox.errors import InputError
@@ -456,8 +457,23 @@ def parse_meta(obj: dict[str, Any], order: int, source: str | None) -> Meta:
         raise where0.error("metadata.namespace", "must be a string")
     where = Where(kind, ns, name, source)
     labels = {str(k): str(v) for k, v in _dict(md, "labels", where, "metadata").items()}
-    created = md.get("creationTimestamp")
-    return Meta(kind, ns, name, labels, str(created) if created else None, order, where)
+    created = _timestamp(md.get("creationTimestamp"), where)
+    return Meta(kind, ns, name, labels, created, order, where)
+
+
+def _timestamp(value: Any, where: Where) -> str | None:
+    """metadata.creationTimestamp as a sortable UTC string "YYYY-MM-DDTHH:MM:SS.ffffffZ"."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise where.error("metadata.creationTimestamp", f"not an RFC 3339 time: {value!r}") from None
+    if not isinstance(value, datetime):
+        raise where.error("metadata.creationTimestamp", f"not an RFC 3339 time: {value!r}")
+    stamp: datetime = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return stamp.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _spec(obj: dict[str, Any], meta: Meta) -> dict[str, Any]:
