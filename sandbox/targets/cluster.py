@@ -1,0 +1,664 @@
+"""The ``cluster`` target: a scenario applied into a fresh namespace of a real cluster.
+
+``ClusterTarget(kubectl, controller, gateway_class).deploy(scenario)``:
+
+1. picks the run namespace ``sbx-<scenario>-<random>`` and maps the scenario's logical
+   namespaces onto it (:mod:`sandbox.namespaces`);
+2. creates the namespaces, generates a self-signed certificate Secret for each ``tls:`` entry
+   (:mod:`sandbox.certs`), and server-side applies the rewritten manifests in kind order;
+3. waits, bounded and polling ``kubectl get -o json``, until every Gateway is ``Programmed``,
+   every route's ``status.parents[]`` entry written by the controller for each of its
+   ``parentRefs`` says ``Accepted`` and ``ResolvedRefs`` True (at the object's current
+   generation), and every Deployment is ``Available``. On timeout the
+   :class:`~sandbox.errors.WaitTimeout` lists what was not ready with its last conditions
+   (type=status (reason: message)) and the controller's last log lines;
+4. yields a :class:`ClusterDeployment`: ``address(gateway, port)`` finds the Gateway's data-plane
+   Service through the controller and port-forwards to it on demand (restarted when kubectl
+   drops it); ``diagnostics()`` gives current conditions and the controller's log tail;
+5. on exit, also after a failure or Ctrl-C, stops the port-forwards and, unless ``keep``, deletes
+   what it applied in reverse kind order, then the namespaces, and waits (bounded) until the
+   namespaces and the Gateways' data-plane Services are gone. A cleanup that fails raises (a
+   failed cleanup never exits 0); when the body already failed, that error wins and the cleanup
+   failure is logged.
+
+Negative scenarios: routes named in the scenario's optional ``unaccepted_routes`` (``name`` or
+``namespace/name``, logical) are only waited for until the controller has written a status for
+them, whatever it says; the checks then show what traffic does.
+
+Status written by Envoy Gateway (envoyproxy/gateway internal/gatewayapi/status/gateway.go,
+internal/gatewayapi/route.go): Gateway ``Programmed`` True reason ``Programmed`` ("Address
+assigned to the Gateway, %d/%d envoy Deployment replicas available"), or False with reason
+``AddressNotAssigned`` ("No addresses have been assigned to the Gateway") or ``NoResources``
+("Deployment replicas unavailable"); route parents with ``controllerName``
+``gateway.envoyproxy.io/gatewayclass-controller``, ``Accepted`` True reason ``Accepted``
+("Route is accepted") and ``ResolvedRefs`` True reason ``ResolvedRefs`` ("Resolved all the Object
+references for the Route").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sandbox import certs, tools
+from sandbox.controllers import Controller, DataPlaneService
+from sandbox.errors import ClusterError, InputError, SandboxError, WaitTimeout
+from sandbox.kube import Kubectl, KubectlError, summarize_status
+from sandbox.namespaces import (
+    ROUTE_KINDS,
+    RUN_LABEL,
+    NamespaceMap,
+    apply_order,
+    delete_order,
+    is_namespaced,
+    namespace_objects,
+    rewrite_objects,
+    run_namespace,
+)
+from sandbox.portforward import PortForward
+from sandbox.scenario import Scenario
+from sandbox.settings import Settings
+from sandbox.targets import Address
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+# Fully qualified resource names, so another project's "gateways" (e.g. networking.istio.io) is
+# never picked by a short name.
+RESOURCE = {
+    "Gateway": "gateways.gateway.networking.k8s.io",
+    "HTTPRoute": "httproutes.gateway.networking.k8s.io",
+    "GRPCRoute": "grpcroutes.gateway.networking.k8s.io",
+    "TLSRoute": "tlsroutes.gateway.networking.k8s.io",
+    "TCPRoute": "tcproutes.gateway.networking.k8s.io",
+    "UDPRoute": "udproutes.gateway.networking.k8s.io",
+    "Deployment": "deployments.apps",
+}
+LOG_TAIL = 30
+INVALID_MARKERS = (
+    "(Invalid)",
+    "(BadRequest)",
+    "is invalid",
+    "error validating",
+    "strict decoding error",
+    "unknown field",
+)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds for each bounded wait of a cluster run."""
+
+    apply: float = 120.0
+    ready: float = 180.0  # Gateways Programmed, routes Accepted, Deployments Available
+    data_plane: float = 60.0  # the Gateway's data-plane Service to exist
+    port_forward: float = 30.0  # kubectl port-forward to print its Forwarding line
+    delete: float = 180.0  # namespaces and data-plane Services gone
+    poll: float = 0.5  # between two looks at the cluster
+
+
+def _conditions(obj: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    status = (obj or {}).get("status") or {}
+    return [c for c in status.get("conditions") or [] if isinstance(c, dict)]
+
+
+def _cond(conditions: list[dict[str, Any]], type_: str) -> dict[str, Any] | None:
+    return next((c for c in conditions if c.get("type") == type_), None)
+
+
+def _fmt(c: Mapping[str, Any]) -> str:
+    text = f"{c.get('type')}={c.get('status')}"
+    reason, message = c.get("reason"), c.get("message")
+    if reason or message:
+        text += f" ({reason or ''}{': ' if reason and message else ''}{message or ''})"
+    return text
+
+
+def _current(obj: Mapping[str, Any], c: Mapping[str, Any]) -> bool:
+    """The condition was written for the object's current generation (when both are known)."""
+    generation = (obj.get("metadata") or {}).get("generation")
+    observed = c.get("observedGeneration")
+    return generation is None or observed is None or int(observed) >= int(generation)
+
+
+def _true(obj: Mapping[str, Any], conditions: list[dict[str, Any]], type_: str) -> bool:
+    c = _cond(conditions, type_)
+    return c is not None and c.get("status") == "True" and _current(obj, c)
+
+
+def _key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    meta = obj.get("metadata") or {}
+    return str(obj.get("kind")), str(meta.get("namespace", "")), str(meta.get("name", ""))
+
+
+@dataclass
+class _Item:
+    """One object the run waits for."""
+
+    kind: str
+    namespace: str  # real
+    name: str
+    label: str  # for people: kind logical-ns/name
+    spec_obj: dict[str, Any]  # as applied
+    negative: bool = False  # a route listed under unaccepted_routes
+
+
+def gateway_state(obj: Mapping[str, Any]) -> tuple[bool, str]:
+    conds = _conditions(obj)
+    ready = _true(obj, conds, "Programmed")
+    parts = [_fmt(c) for c in conds] or ["no conditions yet"]
+    for listener in (obj.get("status") or {}).get("listeners") or []:
+        bad = [_fmt(c) for c in listener.get("conditions") or [] if c.get("status") != "True"]
+        if bad:
+            parts.append(f"listener {listener.get('name')}: " + ", ".join(bad))
+    return ready, "; ".join(parts)
+
+
+def _ref_matches(status_ref: Mapping[str, Any], spec_ref: Mapping[str, Any], route_ns: str) -> bool:
+    for field, default in (
+        ("name", None),
+        ("namespace", route_ns),
+        ("kind", "Gateway"),
+        ("group", GATEWAY_GROUP),
+        ("sectionName", None),
+        ("port", None),
+    ):
+        if (status_ref.get(field) or default) != (spec_ref.get(field) or default):
+            return False
+    return True
+
+
+def route_state(
+    obj: Mapping[str, Any], controller_name: str, *, negative: bool = False
+) -> tuple[bool, str]:
+    """(ready, summary) of a route: every parentRef Accepted and ResolvedRefs by the controller.
+
+    ``negative``: ready as soon as the controller wrote an ``Accepted`` condition, whatever it is.
+    """
+    route_ns = str((obj.get("metadata") or {}).get("namespace", ""))
+    spec_refs = ((obj.get("spec") or {}).get("parentRefs")) or []
+    parents = [
+        p
+        for p in (obj.get("status") or {}).get("parents") or []
+        if isinstance(p, dict) and p.get("controllerName") == controller_name
+    ]
+    if not spec_refs:
+        return False, "no parentRefs"
+    ready = True
+    parts = []
+    for ref in spec_refs:
+        label = f"parent {ref.get('kind', 'Gateway')} {ref.get('namespace') or route_ns}/{ref.get('name')}"
+        if ref.get("sectionName"):
+            label += f" section {ref['sectionName']}"
+        if ref.get("port"):
+            label += f" port {ref['port']}"
+        entry = next(
+            (p for p in parents if _ref_matches(p.get("parentRef") or {}, ref, route_ns)), None
+        )
+        if entry is None:
+            ready = False
+            parts.append(f"{label}: no status from {controller_name} yet")
+            continue
+        conds = [c for c in entry.get("conditions") or [] if isinstance(c, dict)]
+        if negative:
+            accepted = _cond(conds, "Accepted")
+            ok = accepted is not None and _current(obj, accepted)
+        else:
+            ok = _true(obj, conds, "Accepted") and _true(obj, conds, "ResolvedRefs")
+        ready = ready and ok
+        parts.append(f"{label}: " + (", ".join(_fmt(c) for c in conds) or "no conditions yet"))
+    return ready, "; ".join(parts)
+
+
+def deployment_state(obj: Mapping[str, Any]) -> tuple[bool, str]:
+    conds = _conditions(obj)
+    return _true(obj, conds, "Available"), summarize_status(obj).split(": ", 1)[-1]
+
+
+class ClusterDeployment:
+    """A scenario applied to the cluster. See the module docstring."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, target: ClusterTarget, scenario: Scenario, nsmap: NamespaceMap) -> None:
+        self.target = target
+        self.scenario = scenario
+        self.nsmap = nsmap
+        self.namespace = nsmap.run_ns
+        self.namespaces: list[dict[str, Any]] = []  # Namespace objects created
+        self.objects: list[dict[str, Any]] = []  # everything else applied, in apply order
+        self.items: list[_Item] = []
+        self._services: dict[tuple[str, str], DataPlaneService] = {}
+        self._forwards: dict[tuple[str, str, int], PortForward] = {}
+        self._lock = threading.Lock()
+
+    # --- Deployment protocol ---------------------------------------------------------------------
+
+    def namespace_of(self, logical: str) -> str:
+        return self.nsmap.real(logical)
+
+    def address(self, gateway: str, port: int) -> Address:
+        """A loopback address reaching listener ``port`` of Gateway ``gateway`` (logical name).
+
+        Call it before every request: a dropped port-forward is restarted here.
+        """
+        ns, name = self._resolve_gateway(gateway)
+        with self._lock:
+            pf = self._forwards.get((ns, name, port))
+            if pf is None:
+                svc = self.data_plane_service(ns, name)
+                if svc.ports and port not in svc.ports:
+                    raise InputError(
+                        f"Gateway {gateway} has no listener on port {port}; its data-plane "
+                        f"Service {svc.namespace}/{svc.name} has ports "
+                        f"{', '.join(map(str, svc.ports))}",
+                        file=str(self.scenario.file),
+                        field="request.port",
+                    )
+                t = self.target
+                pf = PortForward(
+                    t.kubectl.argv([]),
+                    f"svc/{svc.name}",
+                    port,
+                    namespace=svc.namespace,
+                    env=t.kubectl.env,
+                    ready_timeout=t.timeouts.port_forward,
+                    max_restarts=t.max_port_forward_restarts,
+                )
+                self._forwards[(ns, name, port)] = pf
+                t.progress(f"port-forward svc/{svc.name} :{port} -n {svc.namespace}")
+                pf.start()
+        return Address(self.host, pf.port())
+
+    def diagnostics(self) -> str:
+        """Current Gateway/route/Deployment conditions, port-forwards, controller log tail."""
+        t = self.target
+        lines = [
+            f"cluster target {t.name}: run namespace {self.namespace} (context {t.kubectl.context})"
+        ]
+        try:
+            states = self.target._states(self.items)
+            for item in self.items:
+                ready, summary = states.get((item.kind, item.namespace, item.name), (False, "?"))
+                lines.append(f"  {item.label}{'' if ready else ' (not ready)'}: {summary}")
+        except SandboxError as e:
+            lines.append(f"  cannot read status: {e}")
+        for (ns, name, port), pf in sorted(self._forwards.items()):
+            state = "running" if pf.alive() else "not running"
+            lines.append(
+                f"  port-forward to Gateway {self.nsmap.logical(ns)}/{name} :{port} ({pf.target}) "
+                f"{state}, restarts {pf.restarts}"
+            )
+        tail = ""
+        try:
+            tail = t.controller.controller_logs_tail(t.kubectl, LOG_TAIL)
+        except SandboxError as e:
+            tail = f"(cannot read: {e})"
+        lines.append(f"controller {t.controller.name} log (last {LOG_TAIL} lines):")
+        lines.extend("  " + line for line in (tail.strip() or "(empty)").splitlines())
+        return "\n".join(lines)
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def gateways(self) -> list[tuple[str, str]]:
+        """(real namespace, name) of every Gateway applied."""
+        return [
+            (o["metadata"]["namespace"], o["metadata"]["name"])
+            for o in self.objects
+            if o.get("kind") == "Gateway"
+        ]
+
+    def _resolve_gateway(self, gateway: str) -> tuple[str, str]:
+        known = self.gateways()
+        if "/" in gateway:
+            logical_ns, name = gateway.split("/", 1)
+            key = (self.nsmap.real(logical_ns), name)
+            if key in known:
+                return key
+        else:
+            if (self.namespace, gateway) in known:
+                return (self.namespace, gateway)
+            named = [k for k in known if k[1] == gateway]
+            if len(named) == 1:
+                return named[0]
+        names = ", ".join(f"{self.nsmap.logical(ns)}/{n}" for ns, n in known) or "none"
+        raise InputError(
+            f"no Gateway {gateway!r} in scenario {self.scenario.name}; Gateways: {names}",
+            file=str(self.scenario.file),
+            field="gateway",
+        )
+
+    def data_plane_service(self, namespace: str, name: str) -> DataPlaneService:
+        key = (namespace, name)
+        if key not in self._services:
+            t = self.target
+            self._services[key] = t.controller.wait_data_plane_service(
+                t.kubectl, namespace, name, timeout=t.timeouts.data_plane
+            )
+        return self._services[key]
+
+    def close(self) -> None:
+        """Stop every port-forward."""
+        with self._lock:
+            forwards, self._forwards = list(self._forwards.values()), {}
+        for pf in forwards:
+            pf.close()
+
+
+class ClusterTarget:
+    """Deploys scenarios into a cluster that ``kubectl`` reaches and ``controller`` serves.
+
+    :param kubectl: kubectl pinned to the cluster's kubeconfig and context.
+    :param controller: the Gateway controller installed there (data-plane lookup, logs).
+    :param gateway_class: the GatewayClass every Gateway of a run is given.
+    :param keep: leave the namespaces for inspection instead of deleting them.
+    :param progress: called with one line per step (to stderr in the CLI).
+    """
+
+    def __init__(
+        self,
+        kubectl: Kubectl,
+        controller: Controller,
+        gateway_class: str,
+        *,
+        keep: bool = False,
+        timeouts: Timeouts | None = None,
+        name: str = "k3d",
+        progress: Progress | None = None,
+        max_port_forward_restarts: int = 5,
+        namespace_suffix: str | None = None,
+    ) -> None:
+        self.kubectl = kubectl
+        self.controller = controller
+        self.gateway_class = gateway_class
+        self.keep = keep
+        self.timeouts = timeouts or Timeouts()
+        self.name = name
+        self.progress: Progress = progress or (lambda line: log.info("%s", line))
+        self.max_port_forward_restarts = max_port_forward_restarts
+        self.namespace_suffix = namespace_suffix  # tests: a fixed run namespace
+
+    # --- deploy ----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def deploy(self, scenario: Scenario) -> Iterator[ClusterDeployment]:
+        self._check_gateway_class()
+        nsmap = NamespaceMap(run_namespace(scenario.name, suffix=self.namespace_suffix))
+        dep = ClusterDeployment(self, scenario, nsmap)
+        dep.namespaces = namespace_objects(scenario.objects, nsmap.run_ns)
+        for ns in dep.namespaces:  # register every logical name for nsmap.logical()
+            nsmap.logical(ns["metadata"]["name"])
+        dep.objects = apply_order(
+            self._tls_secrets(scenario, nsmap)
+            + rewrite_objects(scenario.objects, nsmap.run_ns, self.gateway_class)
+        )
+        dep.items = self._items(scenario, dep)
+        failed = False
+        try:
+            self._apply(scenario, dep)
+            self._wait_ready(dep)
+            yield dep
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            dep.close()
+            self._finish(dep, failed)
+
+    def _check_gateway_class(self) -> None:
+        gc = self.kubectl.get_json("gatewayclasses.gateway.networking.k8s.io", self.gateway_class)
+        if gc is None:
+            raise ClusterError(
+                f"GatewayClass {self.gateway_class} does not exist in context {self.kubectl.context}",
+                hint="run `sandbox up` first, or name an existing class with --gateway-class",
+            )
+
+    def _tls_secrets(self, scenario: Scenario, nsmap: NamespaceMap) -> list[dict[str, Any]]:
+        secrets = []
+        for entry in scenario.tls:
+            cert, key = certs.self_signed(list(entry.hosts))
+            secret = certs.tls_secret(
+                entry.secret, cert, key, namespace=nsmap.real(entry.namespace)
+            )
+            secret["metadata"]["labels"] = {RUN_LABEL: nsmap.run_ns}
+            secrets.append(secret)
+        return secrets
+
+    def _apply(self, scenario: Scenario, dep: ClusterDeployment) -> None:
+        names = ", ".join(n["metadata"]["name"] for n in dep.namespaces)
+        self.progress(f"creating namespace{'s' if len(dep.namespaces) > 1 else ''} {names}")
+        self.kubectl.apply(dep.namespaces, timeout=self.timeouts.apply)
+        self.progress(
+            f"applying {len(dep.objects)} objects of scenario {scenario.name} (server-side)"
+        )
+        try:
+            self.kubectl.apply(dep.objects, timeout=self.timeouts.apply)
+        except KubectlError as e:
+            stderr = e.result.stderr
+            if any(marker in stderr for marker in INVALID_MARKERS):
+                raise InputError(
+                    f"the cluster rejected the manifests of scenario {scenario.name}:\n"
+                    f"{stderr.strip()}",
+                    file=str(scenario.file),
+                ) from None
+            raise
+
+    def _items(self, scenario: Scenario, dep: ClusterDeployment) -> list[_Item]:
+        negative = {str(r) for r in getattr(scenario, "unaccepted_routes", None) or []}
+        items = []
+        for obj in dep.objects:
+            kind, ns, name = _key(obj)
+            if kind not in ("Gateway", "Deployment") and kind not in ROUTE_KINDS:
+                continue
+            logical_ns = dep.nsmap.logical(ns)
+            is_negative = kind in ROUTE_KINDS and (
+                name in negative or f"{logical_ns}/{name}" in negative
+            )
+            items.append(
+                _Item(kind, ns, name, f"{kind} {logical_ns}/{name}", obj, negative=is_negative)
+            )
+        return items
+
+    def _states(self, items: list[_Item]) -> dict[tuple[str, str, str], tuple[bool, str]]:
+        """Current (ready, summary) of each item: one ``kubectl get`` per namespace."""
+        by_ns: dict[str, set[str]] = {}
+        for item in items:
+            by_ns.setdefault(item.namespace, set()).add(RESOURCE[item.kind])
+        seen: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for ns, resources in sorted(by_ns.items()):
+            found = self.kubectl.get_json(",".join(sorted(resources)), namespace=ns) or {}
+            for obj in found.get("items") or []:
+                if isinstance(obj, dict):
+                    seen[
+                        _key({**obj, "metadata": {"namespace": ns, **(obj.get("metadata") or {})}})
+                    ] = obj
+        states = {}
+        for item in items:
+            key = (item.kind, item.namespace, item.name)
+            obj = seen.get(key)
+            if obj is None:
+                states[key] = (False, "not found")
+            elif item.kind == "Gateway":
+                states[key] = gateway_state(obj)
+            elif item.kind == "Deployment":
+                states[key] = deployment_state(obj)
+            else:
+                states[key] = route_state(
+                    obj, self.controller.controller_name, negative=item.negative
+                )
+        return states
+
+    def _wait_ready(self, dep: ClusterDeployment) -> None:
+        if not dep.items:
+            return
+        counts: dict[str, int] = {}
+        for item in dep.items:
+            counts[item.kind] = counts.get(item.kind, 0) + 1
+        what = ", ".join(f"{n} {k}{'s' if n > 1 else ''}" for k, n in counts.items())
+        self.progress(
+            f"waiting for {what} to be ready (Programmed / Accepted+ResolvedRefs / Available)"
+        )
+        timeout = self.timeouts.ready
+        deadline = time.monotonic() + timeout
+        while True:
+            states = self._states(dep.items)
+            pending = [i for i in dep.items if not states[(i.kind, i.namespace, i.name)][0]]
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                last = "\n" + "\n".join(
+                    f"  - {i.label}: {states[(i.kind, i.namespace, i.name)][1]}" for i in pending
+                )
+                tail = self.controller.controller_logs_tail(self.kubectl, 10).strip()
+                hint = None
+                if any(i.kind in ROUTE_KINDS for i in pending):
+                    hint = (
+                        "a route that is meant not to be accepted can be listed under "
+                        "`unaccepted_routes` in scenario.yaml"
+                    )
+                if tail:
+                    last += f"\n  controller {self.controller.name} log tail:\n" + "\n".join(
+                        "    " + line for line in tail.splitlines()
+                    )
+                raise WaitTimeout(
+                    f"{len(pending)} of {len(dep.items)} objects in namespace {dep.namespace} "
+                    "to be ready",
+                    timeout,
+                    last,
+                    hint=hint,
+                )
+            time.sleep(min(self.timeouts.poll, max(0.0, deadline - time.monotonic())))
+
+    # --- cleanup ---------------------------------------------------------------------------------
+
+    def _finish(self, dep: ClusterDeployment, failed: bool) -> None:
+        if self.keep:
+            names = " ".join(n["metadata"]["name"] for n in dep.namespaces)
+            self.progress(
+                f"kept namespaces {names} (--keep); remove with: kubectl delete namespace {names}"
+            )
+            return
+        try:
+            self.cleanup(dep)
+        except SandboxError as e:
+            if not failed:
+                raise
+            log.error("cleanup of %s failed too: %s", dep.namespace, e)
+
+    def cleanup(self, dep: ClusterDeployment) -> None:
+        """Delete what the run applied (reverse kind order), then its namespaces; wait until gone."""
+        names = [n["metadata"]["name"] for n in dep.namespaces]
+        self.progress(f"deleting namespace{'s' if len(names) > 1 else ''} {' '.join(names)}")
+        timeout = self.timeouts.delete
+        deadline = time.monotonic() + timeout
+        objects = delete_order(dep.objects)
+        if objects:
+            self.kubectl.delete_manifests(objects, wait=False, timeout=timeout)
+        for name in names:
+            self.kubectl.delete("namespace", name, wait=False, timeout=timeout)
+        gateways = dep.gateways()
+        cluster_scoped = [o for o in objects if not is_namespaced(str(o.get("kind")))]
+        while True:
+            left: list[str] = []
+            for name in names:
+                ns = self.kubectl.get_json("namespace", name)
+                if ns is not None:
+                    left.append(summarize_status(ns))
+            for gw_ns, gw in gateways:
+                svc = self.controller.data_plane_service(self.kubectl, gw_ns, gw)
+                if svc is not None:
+                    left.append(
+                        f"data-plane service {svc.namespace}/{svc.name} of Gateway {gw_ns}/{gw}"
+                    )
+            for obj in cluster_scoped:
+                kind, _, obj_name = _key(obj)
+                if self.kubectl.get_json(kind.lower(), obj_name) is not None:
+                    left.append(f"{kind.lower()}/{obj_name}")
+            if not left:
+                return
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(
+                    f"the namespaces of run {dep.namespace} to be deleted",
+                    timeout,
+                    "; ".join(left),
+                    hint=f"inspect with `kubectl get namespace {' '.join(names)} -o yaml`",
+                )
+            time.sleep(min(self.timeouts.poll, max(0.0, deadline - time.monotonic())))
+
+
+# --- factories (CLI ``sandbox run`` and the pytest plugin) -------------------------------------
+
+
+def target_for_stack(
+    stack: Any,
+    *,
+    keep: bool = False,
+    gateway_class: str | None = None,
+    progress: Progress | None = None,
+    timeouts: Timeouts | None = None,
+) -> ClusterTarget:
+    """The target for the sandbox's own k3d stack (``sandbox.stack.Stack``)."""
+    return ClusterTarget(
+        stack.kubectl,
+        stack.controller,
+        gateway_class or stack.gateway_class,
+        keep=keep,
+        name="k3d",
+        progress=progress,
+        timeouts=timeouts,
+    )
+
+
+def default_kubeconfig() -> Path:
+    """The kubeconfig kubectl itself would read: the first file of $KUBECONFIG, else ~/.kube/config."""
+    env = os.environ.get("KUBECONFIG", "")
+    first = next((p for p in env.split(os.pathsep) if p), None)
+    return Path(first) if first else Path.home() / ".kube" / "config"
+
+
+def target_for_context(
+    context: str,
+    *,
+    kubeconfig: Path | str | None = None,
+    keep: bool = False,
+    gateway_class: str | None = None,
+    progress: Progress | None = None,
+    timeouts: Timeouts | None = None,
+    settings: Settings | None = None,
+) -> ClusterTarget:
+    """The target for a cluster the user names by kubeconfig context (Envoy Gateway installed).
+
+    The sandbox never picks such a cluster by itself: ``context`` must be given explicitly.
+    """
+    from sandbox.controllers.envoy_gateway import EnvoyGateway
+
+    if not context:
+        raise InputError("an existing cluster needs a kubeconfig context", field="--context")
+    settings = settings or Settings()
+    path = Path(kubeconfig) if kubeconfig else default_kubeconfig()
+    if not path.is_file():
+        raise ClusterError(
+            f"kubeconfig {path} does not exist",
+            hint="set KUBECONFIG or pass the kubeconfig file",
+        )
+    binary = tools.ensure_tool("kubectl", settings.kubectl_version).path
+    kubectl = Kubectl(binary, path, context)
+    controller = EnvoyGateway(settings.envoy_gateway_version, gateway_class=settings.gateway_class)
+    return ClusterTarget(
+        kubectl,
+        controller,
+        gateway_class or settings.gateway_class,
+        keep=keep,
+        name="existing",
+        progress=progress,
+        timeouts=timeouts,
+    )
