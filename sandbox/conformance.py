@@ -301,25 +301,22 @@ def write_conformance_report(
 
 
 def results_from_run(run: Any) -> list[TestResult]:
-    """TestResults from a runner report (duck-typed, so this module does not import the runner).
+    """TestResults from a ``sandbox.runner`` report: a RunReport (``.scenarios``) or one
+    ScenarioReport (``.scenario`` and ``.checks`` of ``probe.CheckResult``).
 
-    Accepts an object with ``scenario`` (a Scenario) and ``checks`` (items with ``check`` or
-    ``name``, and ``outcome``/``status`` among passed/failed/skipped/not-supported, or
-    ``passed: bool``; ``error``/``skipped`` flags are honoured).
+    Duck-typed so that this module does not import the runner. A scenario whose cleanup failed
+    fails all its checks (upstream: a test fails when its cleanup fails).
     """
-    scenario = getattr(run, "scenario", None)
-    scenario_name = getattr(scenario, "name", None) or getattr(run, "name", "?")
-    scenario_features = list(getattr(scenario, "features", None) or
-                             getattr(run, "features", None) or [])
-    check_features: dict[str, list[str]] = {
-        c.name: list(c.features) for c in getattr(scenario, "checks", []) or []}
+    if hasattr(run, "scenarios"):
+        return [t for sr in run.scenarios for t in results_from_run(sr)]
+    scenario = run.scenario
+    cleanup_failed = getattr(run, "cleanup_error", None) is not None
     out: list[TestResult] = []
-    for item in getattr(run, "checks", None) or getattr(run, "results", None) or []:
-        check = getattr(item, "check", None)
-        name = str(getattr(check, "name", None) or getattr(item, "name", "?"))
-        feats = scenario_features + check_features.get(name, list(getattr(check, "features", [])))
-        out.append(TestResult(f"{scenario_name}/{name}", tuple(dict.fromkeys(feats)),
-                              _outcome_of(item)))
+    for result in run.checks:
+        check = result.check
+        feats = tuple(dict.fromkeys([*scenario.features, *check.features]))
+        outcome = "failed" if cleanup_failed else _outcome_of(result)
+        out.append(TestResult(f"{scenario.name}/{check.name}", feats, outcome))
     return out
 
 

@@ -1,1 +1,550 @@
-"""pytest plugin (entry point ``pytest11``): scenario folders as test items. See issue 5."""
+"""pytest plugin (entry point ``pytest11``): scenario folders as test items.
+
+Every ``scenario.yaml`` that pytest collects becomes one collector (the scenario: deployed once,
+when its first selected check runs, and cleaned up after its last) holding one item per check.
+So ``-k`` selects by scenario or check name (and by upstream feature name), ``--junitxml``
+records one test case per check, and pytest-xdist distributes scenarios (each deployment has its
+own namespace; ``--dist loadfile`` or ``loadgroup`` keeps a scenario's checks on one worker).
+
+The plugin is loaded by every pytest run (including this project's own tests) and stays inert:
+it collects ``scenario.yaml`` only under ``--sandbox-scenarios DIR`` or under paths given
+explicitly on the command line, and imports nothing heavy until a scenario is collected.
+
+Options: ``--sandbox-provider`` (k3d | local | existing), ``--sandbox-keep``,
+``--sandbox-scenarios DIR``, ``--sandbox-context``, ``--supported-features``,
+``--exempt-features``, ``--conformance-report FILE``, ``--conformance-implementation``.
+Fixtures: ``sandbox`` (the stack, brought up or reused, session scope) and ``gateway`` (deploys
+scenarios and runs checks against the sandbox's GatewayClass).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from sandbox.conformance import TestResult
+    from sandbox.scenario import Check, Scenario
+    from sandbox.targets import Deployment, Target
+
+SCENARIO_FILE = "scenario.yaml"
+PROVIDERS = ("k3d", "local", "existing")
+CLUSTER_PROVIDERS = ("k3d", "existing")
+FEATURES_PROPERTY = "gateway_api_features"  # item.user_properties: features the check needs
+UNSUPPORTED_PROPERTY = "gateway_api_unsupported"  # features it needs that are not supported
+
+_STATE = pytest.StashKey["SandboxState"]()
+
+
+# --------------------------------------------------------------------------------------------
+# options
+# --------------------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gateway-sandbox", "Gateway API scenarios (gateway-sandbox)")
+    group.addoption(
+        "--sandbox-provider", choices=PROVIDERS,
+        default=os.environ.get("SANDBOX_PROVIDER", "k3d"),
+        help="where scenarios run: k3d (default; a sandbox k3d cluster with Envoy Gateway, "
+             "brought up or reused), local (the reference gateway on loopback, no Docker), "
+             "existing (the kubeconfig context of --sandbox-context) [env SANDBOX_PROVIDER]")
+    group.addoption("--sandbox-keep", action="store_true", default=False,
+                    help="leave scenario namespaces in place for inspection (the stack always stays up)")
+    group.addoption("--sandbox-scenarios", action="append", default=[], metavar="DIR",
+                    help="collect every scenario folder (scenario.yaml) under DIR (repeatable)")
+    group.addoption("--sandbox-context", default=os.environ.get("SANDBOX_CONTEXT"),
+                    metavar="CONTEXT",
+                    help="kubeconfig context for --sandbox-provider existing [env SANDBOX_CONTEXT]")
+    group.addoption("--supported-features", default=None, metavar="F1,F2",
+                    help="upstream Gateway API features the gateway supports (default: all); "
+                         "checks needing others are skipped")
+    group.addoption("--exempt-features", default=None, metavar="F1,F2",
+                    help="features to treat as unsupported (as upstream's --exempt-features)")
+    group.addoption("--conformance-report", default=None, metavar="FILE",
+                    help="write the upstream ConformanceReport YAML (gateway.networking.k8s.io/v1)")
+    group.addoption("--conformance-implementation", default=None,
+                    metavar="organization=O,project=P,url=U,version=V,contact=C1;C2",
+                    help="implementation fields of the ConformanceReport (default: Envoy Gateway "
+                         "for cluster providers, the sandbox reference gateway for local)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "e2e: needs a real Docker engine and builds a real k3d cluster "
+                   "(skipped when none answers)")
+    config.addinivalue_line("markers", "xdist_group(name): pytest-xdist --dist loadgroup group")
+    scenario_dirs = [Path(d) for d in config.getoption("sandbox_scenarios") or []]
+    for d in scenario_dirs:
+        if not d.exists():
+            raise pytest.UsageError(f"--sandbox-scenarios: {d} does not exist")
+    explicit: list[Path] = []
+    if config.args_source == pytest.Config.ArgsSource.ARGS:
+        explicit = [Path(str(a).split("::")[0]).resolve() for a in config.args]
+    # --sandbox-scenarios DIR adds DIR to what pytest collects
+    if scenario_dirs:
+        config.args.extend(str(d) for d in scenario_dirs)
+    config.stash[_STATE] = SandboxState(
+        config=config, scenario_roots=[d.resolve() for d in scenario_dirs], explicit=explicit)
+    report = config.getoption("conformance_report")
+    if report and not hasattr(config, "workerinput"):  # xdist workers: the controller writes it
+        config.pluginmanager.register(ResultsPlugin(config, report), "gateway_sandbox_results")
+
+
+def _is_wanted(state: SandboxState, path: Path) -> bool:
+    resolved = path.resolve()
+    for root in [*state.scenario_roots, *state.explicit]:
+        if resolved == root or root in resolved.parents:
+            return True
+    return False
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.name != SCENARIO_FILE:
+        return None
+    state = parent.config.stash.get(_STATE, None)
+    if state is None or not _is_wanted(state, file_path):
+        return None
+    return ScenarioFile.from_parent(parent, path=file_path)
+
+
+# --------------------------------------------------------------------------------------------
+# session state: the provider, the stack, feature support, results
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SandboxState:
+    config: pytest.Config
+    scenario_roots: list[Path]
+    explicit: list[Path]
+    collected: bool = False  # a scenario was collected in this process
+    _supported: frozenset[str] | None = None
+    _unavailable: str | None = None  # why the provider cannot run, once known
+    _probed: bool = False
+    _target: Any = None
+    _stack: Any = None
+
+    @property
+    def provider(self) -> str:
+        return str(self.config.getoption("sandbox_provider"))
+
+    @property
+    def keep(self) -> bool:
+        return bool(self.config.getoption("sandbox_keep"))
+
+    @property
+    def supported(self) -> frozenset[str]:
+        """Supported features after --supported-features / --exempt-features (upstream rules)."""
+        if self._supported is None:
+            from sandbox import features as F
+            from sandbox.errors import InputError
+
+            try:
+                sup_text = self.config.getoption("supported_features")
+                supported = (F.parse_feature_list(sup_text, field="--supported-features")
+                             if sup_text else None)
+                exempt = F.parse_feature_list(self.config.getoption("exempt_features"),
+                                              field="--exempt-features")
+            except InputError as e:
+                raise pytest.UsageError(str(e)) from None
+            self._supported = F.effective_supported(supported, exempt)
+        return self._supported
+
+    def unavailable(self) -> str | None:
+        """Why the provider cannot run here (None when it can). Asked once per process."""
+        if self._probed:
+            return self._unavailable
+        self._probed = True
+        from sandbox.errors import SandboxError
+
+        try:
+            if self.provider == "k3d":
+                from sandbox import docker_engine
+
+                docker_engine.ping()
+            elif self.provider == "existing" and not self.config.getoption("sandbox_context"):
+                self._unavailable = ("--sandbox-provider existing needs --sandbox-context "
+                                     "(a kubeconfig context)")
+        except SandboxError as e:
+            self._unavailable = f"{self.provider} provider unavailable: {e}"
+        return self._unavailable
+
+    def target(self) -> Target:
+        """The Target scenarios deploy to; for k3d brings the stack up (or reuses it)."""
+        if self._target is None:
+            self._target = make_target(self)
+        return self._target  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Nothing to stop: the stack stays up for the next run (``sandbox down`` removes it)."""
+
+
+def make_target(state: SandboxState) -> Target:
+    """Build the provider's Target (imports only what the provider needs)."""
+    if state.provider == "local":
+        from sandbox.targets.local import LocalTarget
+
+        return LocalTarget()
+    from sandbox import settings as S
+    from sandbox.controllers.envoy_gateway import EnvoyGateway
+    from sandbox.targets.cluster import ClusterTarget
+
+    settings = S.Settings()
+    if state.provider == "k3d":
+        from sandbox import stack
+
+        state._stack = stack.ensure_up(settings)
+        st = state._stack
+        return ClusterTarget(st.kubectl, st.controller, st.gateway_class, keep=state.keep,
+                             name="k3d")
+    # existing: the user's kubeconfig (KUBECONFIG, else ~/.kube/config) and the named context
+    from sandbox import tools
+    from sandbox.kube import Kubectl
+
+    kubeconfig = (os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+                  or str(Path.home() / ".kube" / "config"))
+    kubectl = tools.ensure_tool("kubectl", settings.kubectl_version)
+    controller = EnvoyGateway(settings.envoy_gateway_version,
+                              gateway_class=settings.gateway_class)
+    return ClusterTarget(Kubectl(kubectl.path, kubeconfig, state.config.getoption("sandbox_context")),
+                         controller, settings.gateway_class, keep=state.keep, name="existing")
+
+
+def _state(config: pytest.Config) -> SandboxState:
+    return config.stash[_STATE]
+
+
+# --------------------------------------------------------------------------------------------
+# collection
+# --------------------------------------------------------------------------------------------
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be loaded: reported as a collection error without traceback."""
+
+
+class ScenarioFile(pytest.File):
+    """One scenario folder: loads scenario.yaml, yields one item per check, deploys once."""
+
+    scenario: Scenario | None = None
+    _deploy_cm: contextlib.AbstractContextManager[Any] | None = None
+    deployment: Deployment | None = None
+
+    def collect(self) -> Iterator[pytest.Item]:
+        from sandbox.errors import SandboxError
+        from sandbox.scenario import load_scenario
+
+        state = _state(self.config)
+        state.collected = True
+        try:
+            scenario = load_scenario(self.path.parent)
+        except SandboxError as e:
+            raise ScenarioError(str(e)) from None
+        self.scenario = scenario
+        supported = state.supported
+        for check in scenario.checks:
+            needed = tuple(dict.fromkeys([*scenario.features, *check.features]))
+            item = CheckItem.from_parent(self, name=check.name, check=check, features=needed)
+            item.user_properties.append((FEATURES_PROPERTY, ",".join(needed)))
+            missing = [f for f in needed if f not in supported]
+            if missing:
+                item.user_properties.append((UNSUPPORTED_PROPERTY, ",".join(missing)))
+                item.add_marker(pytest.mark.skip(
+                    reason="gateway does not support " + ", ".join(missing)
+                    + " (see --supported-features / --exempt-features)"))
+            if state.provider in CLUSTER_PROVIDERS:
+                item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.xdist_group(name=scenario.name))
+            for word in (scenario.name, *needed):
+                item.extra_keyword_matches.add(word)
+            yield item
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str:
+        if isinstance(excinfo.value, ScenarioError):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo))
+
+    def setup(self) -> None:
+        """Deploy the scenario (only when one of its checks runs and is not skipped)."""
+        state = _state(self.config)
+        why = state.unavailable()
+        if why:
+            pytest.skip(why)
+        assert self.scenario is not None
+        target = state.target()
+        cm = target.deploy(self.scenario)
+        self.deployment = cm.__enter__()
+        self._deploy_cm = cm
+
+    def teardown(self) -> None:
+        cm, self._deploy_cm, self.deployment = self._deploy_cm, None, None
+        if cm is not None:
+            cm.__exit__(None, None, None)
+
+
+class CheckItem(pytest.Item):
+    """One check of a scenario."""
+
+    def __init__(self, *, check: Check, features: tuple[str, ...], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.check = check
+        self.features = features
+        self.result: Any = None
+
+    @property
+    def scenario_file(self) -> ScenarioFile:
+        assert isinstance(self.parent, ScenarioFile)
+        return self.parent
+
+    def runtest(self) -> None:
+        parent = self.scenario_file
+        assert parent.scenario is not None and parent.deployment is not None
+        self.result = run_check(parent.scenario, self.check, parent.deployment,
+                                _state(self.config).target())
+        if getattr(self.result, "skipped", None):
+            # reported at the check's line in scenario.yaml, not at this line
+            raise pytest.skip.Exception(str(self.result.skipped), _use_item_location=True)
+        if not getattr(self.result, "passed", False):
+            raise CheckFailure(self.result)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str:
+        text = _domain_failure(self, excinfo)
+        return text if text is not None else str(super().repr_failure(excinfo, style=style))
+
+    def _repr_failure_py(self, excinfo: pytest.ExceptionInfo[BaseException],
+                         style: Any = None) -> Any:
+        # setup (deployment) and teardown (cleanup) errors: the message, not a traceback
+        text = _domain_failure(self, excinfo)
+        return text if text is not None else super()._repr_failure_py(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        parent = self.scenario_file
+        line = self.check.line - 1 if self.check.line else None
+        scenario = parent.scenario.name if parent.scenario else parent.path.parent.name
+        return self.path, line, f"{scenario}: {self.check.name}"
+
+
+class CheckFailure(Exception):
+    """A check did not converge; carries the runner's result."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__(getattr(result, "check", None))
+        self.result = result
+
+
+def _domain_failure(item: CheckItem, excinfo: pytest.ExceptionInfo[BaseException]) -> str | None:
+    from sandbox.errors import SandboxError
+
+    exc = excinfo.value
+    if isinstance(exc, CheckFailure):
+        return failure_text(item.scenario_file.scenario, exc.result,
+                            item.scenario_file.deployment)
+    if isinstance(exc, SandboxError):
+        text = f"{type(exc).__name__}: {exc}"
+        if exc.hint:
+            text += f"\nhint: {exc.hint}"
+        return text
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# running one check (the Runner's per-check path)
+# --------------------------------------------------------------------------------------------
+
+
+def run_check(scenario: Scenario, check: Check, deployment: Deployment,
+              target: Target | None = None) -> Any:
+    """Run one check against a deployed scenario through the Runner; a ``probe.CheckResult``."""
+    from sandbox.runner import Runner
+
+    runner = Runner(target if target is not None else _NoTarget())
+    run_one = getattr(runner, "run_check", None) or runner._run_check
+    return run_one(scenario, check, deployment)
+
+
+class _NoTarget:
+    name = "deployed"
+
+    def deploy(self, scenario: Scenario) -> Any:  # pragma: no cover - never called
+        raise NotImplementedError
+
+
+def failure_text(scenario: Scenario | None, result: Any, deployment: Deployment | None) -> str:
+    """What a failed check says: where it is, what was sent, expected vs observed, diagnostics."""
+    from sandbox.probe import render_observed
+
+    check = result.check
+    lines: list[str] = []
+    where = scenario.check_location(check) if scenario is not None else ""
+    lines.append(f"{where}: check {check.name!r} failed after {result.attempts} attempt(s) "
+                 f"in {result.elapsed:.1f}s ({result.matches} consecutive match(es) of "
+                 f"{check.consecutive} needed)")
+    if getattr(result, "error", None):
+        lines.append(f"error: {result.error}")
+    if result.request is not None:
+        lines.append(f"request: {result.request.curl()}")
+    if result.mismatches:
+        lines.append("mismatches (last response):")
+        width = max(len(m.field) for m in result.mismatches)
+        for m in result.mismatches:
+            lines.append(f"  {m.field:<{width}}  expected {m.expected}, observed {m.observed}")
+    lines.append("last response:")
+    lines.extend("  " + line for line in render_observed(result.observed).splitlines())
+    if deployment is not None:
+        try:
+            diag = deployment.diagnostics()
+        except Exception as e:  # diagnostics must never hide the failure
+            diag = f"(diagnostics unavailable: {e})"
+        if diag:
+            lines.append("diagnostics:")
+            lines.extend("  " + line for line in diag.splitlines())
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# results for the ConformanceReport (on the xdist controller, reports arrive from the workers)
+# --------------------------------------------------------------------------------------------
+
+
+class ResultsPlugin:
+    """Collects an outcome per check (the worst phase wins: a failed cleanup fails the check)
+    and writes the ConformanceReport at the end. Registered only when a report is asked for;
+    under xdist it runs on the controller, where the workers' reports arrive."""
+
+    def __init__(self, config: pytest.Config, path: str) -> None:
+        self.config = config
+        self.path = path
+        self.by_nodeid: dict[str, tuple[str, tuple[str, ...], str]] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = dict(report.user_properties)
+        if FEATURES_PROPERTY not in props:
+            return
+        features = tuple(f for f in str(props[FEATURES_PROPERTY]).split(",") if f)
+        if report.failed:
+            outcome = "failed"
+        elif report.skipped:
+            outcome = "not-supported" if UNSUPPORTED_PROPERTY in props else "skipped"
+        elif report.when == "call":
+            outcome = "passed"
+        else:
+            return
+        previous = self.by_nodeid.get(report.nodeid)
+        if previous is not None and previous[2] == "failed":
+            return
+        self.by_nodeid[report.nodeid] = (conformance_test_name(report.nodeid), features, outcome)
+
+    def results(self) -> list[TestResult]:
+        from sandbox.conformance import TestResult
+
+        return [TestResult(name, feats, outcome)  # type: ignore[arg-type]
+                for name, feats, outcome in self.by_nodeid.values()]
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        from sandbox import conformance
+        from sandbox.errors import SandboxError
+
+        config = self.config
+        state = config.stash.get(_STATE, None)
+        provider = str(config.getoption("sandbox_provider"))
+        base = (conformance.reference_implementation() if provider == "local"
+                else conformance.envoy_gateway_implementation())
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        try:
+            text = config.getoption("conformance_implementation")
+            impl = conformance.parse_implementation(text, base) if text else base
+            supported = state.supported if state is not None else None
+            conformance.write_conformance_report(
+                self.results(), self.path, implementation=impl, supported_features=supported)
+        except SandboxError as e:
+            if tr is not None:
+                tr.write_line(f"gateway-sandbox: cannot write the conformance report: {e}",
+                              red=True)
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+            return
+        if tr is not None:
+            tr.write_line(f"gateway-sandbox: ConformanceReport written to {self.path}")
+
+
+def conformance_test_name(nodeid: str) -> str:
+    """``scenarios/quickstart/scenario.yaml::routed by host`` -> ``quickstart/routed by host``."""
+    path, _, check = nodeid.partition("::")
+    parts = path.split("/")
+    scenario = parts[-2] if len(parts) >= 2 else path
+    return f"{scenario}/{check}"
+
+
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = session.config.stash.get(_STATE, None)
+    if state is not None:
+        state.close()
+
+
+# --------------------------------------------------------------------------------------------
+# fixtures
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sandbox:
+    """What the ``sandbox`` fixture gives: the provider and the Target to deploy to."""
+
+    provider: str
+    target: Target
+    supported_features: frozenset[str]
+    keep: bool
+
+
+@dataclass
+class Gateway:
+    """What the ``gateway`` fixture gives: deploy scenarios and run their checks."""
+
+    sandbox: Sandbox
+
+    @contextlib.contextmanager
+    def deploy(self, scenario: str | Path | Scenario) -> Iterator[Deployment]:
+        from sandbox.scenario import Scenario, load_scenario, resolve_scenario
+
+        sc = scenario if isinstance(scenario, Scenario) else load_scenario(
+            resolve_scenario(str(scenario)))
+        with self.sandbox.target.deploy(sc) as deployment:
+            yield deployment
+
+    def run(self, scenario: str | Path | Scenario) -> list[Any]:
+        """Deploy a scenario, run every check, clean up; returns the probe CheckResults."""
+        from sandbox.scenario import Scenario, load_scenario, resolve_scenario
+
+        sc = scenario if isinstance(scenario, Scenario) else load_scenario(
+            resolve_scenario(str(scenario)))
+        with self.sandbox.target.deploy(sc) as deployment:
+            return [run_check(sc, check, deployment, self.sandbox.target) for check in sc.checks]
+
+
+@pytest.fixture(scope="session")
+def sandbox(request: pytest.FixtureRequest) -> Sandbox:
+    """The stack for this session: brought up or reused (k3d), or the local/existing target.
+
+    Skips (with the reason) when the provider cannot run here, e.g. no Docker engine for k3d.
+    """
+    state = _state(request.config)
+    why = state.unavailable()
+    if why:
+        pytest.skip(why)
+    return Sandbox(state.provider, state.target(), state.supported, state.keep)
+
+
+@pytest.fixture(scope="session")
+def gateway(sandbox: Sandbox) -> Gateway:
+    return Gateway(sandbox)

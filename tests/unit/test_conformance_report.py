@@ -136,7 +136,10 @@ def test_results_from_a_runner_report() -> None:
     scenario = SimpleNamespace(name="query", features=["Gateway", "HTTPRoute"],
                                checks=[SimpleNamespace(name="by query",
                                                        features=["HTTPRouteQueryParamMatching"])])
-    run = SimpleNamespace(scenario=scenario, checks=[
-        SimpleNamespace(check=scenario.checks[0], passed=False)])
+    sr = SimpleNamespace(scenario=scenario, cleanup_error=None, checks=[
+        SimpleNamespace(check=scenario.checks[0], status="passed")])
+    run = SimpleNamespace(scenarios=[sr])
     assert C.results_from_run(run) == [C.TestResult(
-        "query/by query", ("Gateway", "HTTPRoute", "HTTPRouteQueryParamMatching"), "failed")]
+        "query/by query", ("Gateway", "HTTPRoute", "HTTPRouteQueryParamMatching"), "passed")]
+    sr.cleanup_error = RuntimeError("namespace stuck")
+    assert C.results_from_run(sr)[0].outcome == "failed"
