@@ -394,7 +394,12 @@ class ClusterTarget:
         self._check_gateway_class()
         nsmap = NamespaceMap(run_namespace(scenario.name, suffix=self.namespace_suffix))
         dep = ClusterDeployment(self, scenario, nsmap)
-        dep.namespaces = namespace_objects(scenario.objects, nsmap.run_ns)
+        # namespaces of the objects, plus those only the generated TLS Secrets live in
+        tls_stubs = [
+            {"kind": "Secret", "metadata": {"name": t.secret, "namespace": t.namespace or ""}}
+            for t in scenario.tls
+        ]
+        dep.namespaces = namespace_objects([*scenario.objects, *tls_stubs], nsmap.run_ns)
         for ns in dep.namespaces:  # register every logical name for nsmap.logical()
             nsmap.logical(ns["metadata"]["name"])
         dep.objects = apply_order(
