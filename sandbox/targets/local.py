@@ -181,7 +181,7 @@ class LocalPod:
 
     def saw(self, path: str) -> bool:
         """Whether this pod received a request for exactly ``path`` (path + query)."""
-        return any(f" {path} HTTP/" in line for line in list(self.requests))
+        return any(f" {path} HTTP/" in line for line in self.requests.copy())
 
 
 @dataclass
@@ -213,13 +213,16 @@ class GrpcConnection:
     record: Callable[[str], None]  # adds a line to diagnostics()
 
 
-def _load_grpc_module() -> ModuleType | None:
+def _load_grpc_module() -> tuple[ModuleType | None, str]:
+    """The optional gRPC part, and why it is missing (for diagnostics) when it is."""
     try:
-        return importlib.import_module("sandbox.targets.local_grpc")
+        return importlib.import_module("sandbox.targets.local_grpc"), ""
     except ModuleNotFoundError as e:
         if e.name == "sandbox.targets.local_grpc":
-            return None
-        raise
+            return None, "no sandbox.targets.local_grpc"
+        return None, f"sandbox.targets.local_grpc needs {e.name}, which is not installed"
+    except ImportError as e:
+        return None, f"sandbox.targets.local_grpc failed to import: {e}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,6 +271,7 @@ class _ProxyServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False
+    request_queue_size = 128  # listen backlog: weight checks send 10 requests at once
 
     def __init__(
         self,
@@ -349,7 +353,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if handler is None:
             srv.router.record(
                 f"HTTP/2 (gRPC) connection to {srv.gateway}:{srv.listener_port} closed: the local "
-                "provider serves HTTP/1.1 only (no sandbox.targets.local_grpc)"
+                f"provider serves HTTP/1.1 only ({srv.router.grpc_missing or 'no handle_connection'})"
             )
             return
         handler(
@@ -511,6 +515,7 @@ class _Router:
         self.model = model
         self.rng = rng
         self.grpc_module = grpc_module
+        self.grpc_missing = ""  # why there is no gRPC part, when there is none
         self.pods: dict[tuple[str, str], list[LocalPod]] = {}  # (namespace, service) -> pods
         self._next: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
@@ -868,8 +873,9 @@ class LocalTarget:
     @contextlib.contextmanager
     def deploy(self, scenario: Scenario) -> Iterator[LocalDeployment]:
         model = self.model_factory(scenario.objects)
-        grpc_module = _load_grpc_module()
+        grpc_module, grpc_missing = _load_grpc_module()
         router = _Router(model, self.rng, grpc_module)
+        router.grpc_missing = grpc_missing
         deployment = LocalDeployment(scenario, model, router)
         with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="sandbox-local-") as tmp:
             try:

@@ -406,3 +406,54 @@ def test_https_listeners_pick_the_certificate_by_sni(deploy: Callable[..., Local
         assert status == 200
         assert body["host"] == sni
     assert seen == ["https", "https"]
+
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def test_http2_preface_goes_to_the_grpc_hook(
+    deploy: Callable[..., LocalDeployment], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sandbox.targets.local_grpc.handle_connection receives connections that open with the
+    HTTP/2 preface (gRPC over h2c), with everything it needs to route them."""
+    import sys
+    import types
+
+    from sandbox.targets.local import GrpcConnection
+
+    handed: list[GrpcConnection] = []
+
+    def handle_connection(conn: GrpcConnection) -> None:
+        rest = conn.rfile.read(len(H2_PREFACE) - len(conn.preface))
+        handed.append(conn)
+        pod = conn.pick_pod("default", "v1")
+        conn.record(f"grpc hook saw {conn.preface + rest!r}")
+        conn.sock.sendall(f"{conn.gateway} {conn.port} {conn.scheme} {pod and pod.name}".encode())
+
+    fake = types.ModuleType("sandbox.targets.local_grpc")
+    fake.handle_connection = handle_connection  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "sandbox.targets.local_grpc", fake)
+    dep = deploy(ScriptedModel(passthrough([svc("v1")]), services={"default/v1": 1}))
+    addr = dep.address("eg", 80)
+    with socket.create_connection((addr.host, addr.port), timeout=5) as s:
+        s.sendall(H2_PREFACE)
+        answer = s.recv(200).decode()
+    assert answer == f"default/eg 80 http {dep.pods[0].name}"
+    assert len(handed) == 1 and handed[0].model is dep.model
+    assert repr(H2_PREFACE) in dep.diagnostics()
+    # plain HTTP/1.1 on the same port is unaffected
+    assert send(dep)[0] == 200
+
+
+def test_http2_without_grpc_hook_is_closed_and_explained(
+    deploy: Callable[..., LocalDeployment], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sandbox.targets.local_grpc", None)  # import fails
+    dep = deploy(ScriptedModel(passthrough([svc("v1")]), services={"default/v1": 1}))
+    addr = dep.address("eg", 80)
+    with socket.create_connection((addr.host, addr.port), timeout=5) as s:
+        s.sendall(H2_PREFACE)
+        assert s.recv(100) == b""  # closed
+    assert "HTTP/1.1 only" in dep.diagnostics()
