@@ -1,13 +1,335 @@
-"""Scenario commands: ``sandbox list``, ``check``, ``run`` and the ``echo`` backend."""
+"""Scenario commands: ``sandbox list``, ``check``, ``run`` and the ``echo`` backend.
+
+Thin: loading and validation live in :mod:`sandbox.scenario`, running in :mod:`sandbox.runner`,
+rendering in :mod:`sandbox.report`. Targets are imported lazily so that ``list``/``check``/``echo``
+work without any cluster tooling.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
+from typing import Any
 
 import click
 
-from sandbox.cli_common import err, handle_errors
+from sandbox.cli_common import err, handle_errors, out, output_option, print_json
+from sandbox.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, InputError, SandboxError
+from sandbox.scenario import (
+    Scenario,
+    ScenarioInvalid,
+    display_path,
+    list_scenarios,
+    load_scenario,
+    resolve_scenario,
+)
+
+PROVIDERS = ("k3d", "local", "existing")
+
+
+# --------------------------------------------------------------------------------------------
+# sandbox list
+# --------------------------------------------------------------------------------------------
+
+
+def _list_command() -> click.Command:
+    @click.command("list")
+    @output_option
+    @handle_errors
+    def list_(output: str) -> None:
+        """List the scenarios (name and description).
+
+        Scenarios are looked up in $SANDBOX_SCENARIOS, ./scenarios and the scenarios folder
+        beside the installed package.
+        """
+        rows: list[dict[str, Any]] = []
+        for folder in list_scenarios():
+            try:
+                s = load_scenario(folder)
+                rows.append({"name": s.name, "path": display_path(folder),
+                             "description": s.description, "checks": len(s.checks),
+                             "features": s.features, "valid": True, "problems": []})
+            except ScenarioInvalid as e:
+                rows.append({"name": folder.name, "path": display_path(folder),
+                             "description": None, "checks": None, "features": [],
+                             "valid": False, "problems": [str(p) for p in e.problems]})
+            except InputError as e:
+                rows.append({"name": folder.name, "path": display_path(folder),
+                             "description": None, "checks": None, "features": [],
+                             "valid": False, "problems": [str(e)]})
+        if output == "json":
+            print_json(rows)
+            return
+        if not rows:
+            err.print("no scenarios found (looked in $SANDBOX_SCENARIOS, ./scenarios)")
+            return
+        width = max(len(r["name"]) for r in rows)
+        for r in rows:
+            if r["valid"]:
+                out.print(f"{r['name'].ljust(width)}  {r['description']}", markup=False)
+            else:
+                out.print(f"{r['name'].ljust(width)}  INVALID: {len(r['problems'])} problem(s); "
+                          f"see `sandbox check {r['path']}`", markup=False)
+
+    return list_
+
+
+# --------------------------------------------------------------------------------------------
+# sandbox check
+# --------------------------------------------------------------------------------------------
+
+
+def _verify(scenario: Scenario) -> tuple[list[str] | None, str | None]:
+    """The reference model's disagreements, or (None, why it was not consulted)."""
+    try:
+        from sandbox.reference.verify import verify_scenario
+    except ImportError as e:
+        return None, f"reference model not available ({e})"
+    try:
+        return list(verify_scenario(scenario)), None
+    except NotImplementedError:
+        return None, "reference model not implemented yet"
+
+
+def _check_command() -> click.Command:
+    @click.command("check")
+    @click.argument("paths", nargs=-1, required=True)
+    @click.option("--no-model", is_flag=True,
+                  help="Only validate; do not ask the reference model whether the "
+                       "expectations hold for the manifests.")
+    @output_option
+    @handle_errors
+    def check(paths: tuple[str, ...], no_model: bool, output: str) -> None:
+        """Validate scenarios without a cluster (PATHS: folders, scenario.yaml files or names).
+
+        Exit 0 when valid, 2 when a scenario is invalid (every problem is listed with file,
+        line and field), 1 when the reference model disagrees with an expectation.
+        """
+        results: list[dict[str, Any]] = []
+        invalid = disagree = False
+        for arg in paths:
+            entry: dict[str, Any] = {"arg": arg, "name": None, "valid": False, "problems": [],
+                                     "model": None, "model_note": None}
+            results.append(entry)
+            try:
+                scenario = load_scenario(resolve_scenario(arg))
+            except ScenarioInvalid as e:
+                invalid = True
+                entry["problems"] = [
+                    {"file": display_path(p.file), "line": p.line, "field": p.field,
+                     "message": p.message, "text": str(p)} for p in e.problems]
+                if output != "json":
+                    err.print(f"[bold red]invalid:[/] {e}", markup=True, highlight=False)
+                continue
+            except InputError as e:
+                invalid = True
+                entry["problems"] = [{"file": e.file, "line": e.line, "field": e.field,
+                                      "message": str(e), "text": str(e)}]
+                if output != "json":
+                    err.print(f"[bold red]invalid:[/] {e}", markup=True, highlight=False)
+                    if e.hint:
+                        err.print(f"  hint: {e.hint}", markup=False, highlight=False)
+                continue
+            entry["name"] = scenario.name
+            entry["valid"] = True
+            note = None
+            messages: list[str] | None = None
+            if no_model:
+                note = "model not consulted (--no-model)"
+            else:
+                try:
+                    messages, note = _verify(scenario)
+                except InputError as e:
+                    invalid = True
+                    entry["valid"] = False
+                    entry["problems"] = [{"file": e.file, "line": e.line, "field": e.field,
+                                          "message": str(e), "text": str(e)}]
+                    if output != "json":
+                        err.print(f"[bold red]invalid:[/] {e}", markup=True, highlight=False)
+                    continue
+            entry["model"] = messages
+            entry["model_note"] = note
+            if messages:
+                disagree = True
+            if output == "json":
+                continue
+            if messages:
+                err.print(f"[bold red]model disagrees:[/] {scenario.name}", markup=True)
+                for m in messages:
+                    err.print(f"  {m}", markup=False, highlight=False)
+            else:
+                suffix = f" ({note})" if note else ", the reference model agrees"
+                out.print(f"ok {scenario.name}: {len(scenario.checks)} checks{suffix}",
+                          markup=False)
+        if output == "json":
+            print_json(results)
+        sys.exit(EXIT_USAGE if invalid else EXIT_CHECK_FAILED if disagree else EXIT_OK)
+
+    return check
+
+
+# --------------------------------------------------------------------------------------------
+# sandbox run
+# --------------------------------------------------------------------------------------------
+
+
+def _cluster_target(provider: str, gateway_class: str | None, context: str | None, keep: bool,
+                    quiet: bool) -> Any:
+    """ClusterTarget for k3d (the sandbox's own stack, brought up if needed) or an existing
+    kubeconfig context."""
+    try:
+        from sandbox.targets.cluster import ClusterTarget
+    except ImportError as e:  # pragma: no cover - part of another helper's work
+        raise InputError(f"--provider {provider} is not available in this build ({e})",
+                         field="--provider") from None
+
+    def progress(line: str) -> None:
+        if not quiet:
+            err.print(f"  {line}", markup=False, highlight=False, style="dim")
+
+    from sandbox.settings import Settings
+
+    settings = Settings()
+    if provider == "k3d":
+        if context:
+            raise InputError("--context names a cluster of --provider existing",
+                             field="--context", hint="add --provider existing")
+        from sandbox import stack
+
+        st = stack.ensure_up(settings, stack.ConsoleReporter(err, quiet=quiet))
+        return ClusterTarget(st.kubectl, st.controller, gateway_class or st.gateway_class,
+                             keep=keep, name="k3d", progress=progress)
+    # existing: a context of the user's kubeconfig, never changed by us
+    if not context:
+        raise InputError("--provider existing needs --context NAME", field="--context",
+                         hint="kubectl config get-contexts lists them")
+    from sandbox import tools
+    from sandbox.controllers.envoy_gateway import EnvoyGateway
+    from sandbox.kube import Kubectl
+
+    kubeconfig = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] or str(
+        Path.home() / ".kube" / "config")
+    kubectl_tool = tools.ensure_tool("kubectl", settings.kubectl_version)
+    cls = gateway_class or settings.gateway_class
+    return ClusterTarget(Kubectl(kubectl_tool.path, kubeconfig, context),
+                         EnvoyGateway(settings.envoy_gateway_version, gateway_class=cls),
+                         cls, keep=keep, name="existing", progress=progress)
+
+
+def make_target(*, address: str | None, provider: str | None, gateway_class: str | None,
+                context: str | None, keep: bool, quiet: bool) -> Any:
+    if address:
+        if provider:
+            raise InputError("--address runs the checks against a gateway already listening; "
+                             "it cannot be combined with --provider", field="--address")
+        from sandbox.targets.address import AddressTarget, parse_address
+
+        return AddressTarget(parse_address(address))
+    provider = provider or "k3d"
+    if provider == "local":
+        if context:
+            raise InputError("--context is for --provider existing", field="--context")
+        try:
+            from sandbox.targets.local import LocalTarget
+        except ImportError as e:  # pragma: no cover - part of another helper's work
+            raise InputError(f"--provider local is not available in this build ({e})",
+                             field="--provider") from None
+        return LocalTarget()
+    return _cluster_target(provider, gateway_class, context, keep, quiet)
+
+
+def _run_command() -> click.Command:
+    @click.command("run")
+    @click.argument("scenarios", nargs=-1, required=True)
+    @click.option("--keep", is_flag=True, help="Leave the run's namespaces for inspection.")
+    @click.option("--fail-fast", is_flag=True, help="Stop at the first failed check.")
+    @click.option("-k", "pattern", metavar="PATTERN",
+                  help="Only checks whose 'scenario/check name' contains PATTERN "
+                       "(glob with * ? [ ]; 'not PATTERN' inverts).")
+    @click.option("--junit", "junit", type=click.Path(dir_okay=False, path_type=Path),
+                  help="Write a JUnit XML report to FILE.")
+    @output_option
+    @click.option("--address", metavar="HOST:PORT",
+                  help="Send the checks to a gateway already listening there; nothing is "
+                       "deployed (every Gateway and port of the scenario maps to it).")
+    @click.option("--provider", type=click.Choice(PROVIDERS), default=None,
+                  help="Where to deploy: k3d (the sandbox's cluster, brought up if needed; "
+                       "default), local (the reference gateway on loopback), existing "
+                       "(--context of your kubeconfig).")
+    @click.option("--gateway-class", metavar="NAME",
+                  help="GatewayClass given to every Gateway [default: the sandbox's, eg].")
+    @click.option("--context", metavar="NAME", help="kubeconfig context for --provider existing.")
+    @click.pass_context
+    @handle_errors
+    def run(ctx: click.Context, scenarios: tuple[str, ...], keep: bool, fail_fast: bool,
+            pattern: str | None, junit: Path | None, output: str, address: str | None,
+            provider: str | None, gateway_class: str | None, context: str | None) -> None:
+        """Run scenarios (names or folders) and report every check.
+
+        Exit 0 when every check passed, 1 when one failed, 2 for bad input, 3 when the
+        environment (Docker, cluster, cleanup) failed.
+        """
+        from sandbox import report as report_mod
+        from sandbox.runner import Runner
+
+        quiet = bool((ctx.obj or {}).get("quiet"))
+        loaded: list[Scenario] = []
+        problems: list[SandboxError] = []
+        for arg in scenarios:
+            try:
+                loaded.append(load_scenario(resolve_scenario(arg)))
+            except InputError as e:
+                problems.append(e)
+        if problems:
+            for problem in problems[:-1]:
+                err.print(f"[bold red]error:[/] {problem}", markup=True, highlight=False)
+            raise problems[-1]
+
+        target = make_target(address=address, provider=provider, gateway_class=gateway_class,
+                             context=context, keep=keep, quiet=quiet)
+        live = out if output == "text" else err
+
+        def progress(line: str) -> None:
+            if not quiet:
+                err.print(line, markup=False, highlight=False, style="dim")
+
+        def on_result(scenario: Scenario, result: Any) -> None:
+            style = {"passed": "green", "failed": "bold red", "skipped": "yellow"}[result.status]
+            live.print(report_mod.check_line(scenario, result), markup=False, highlight=False,
+                       style=style)
+
+        runner = Runner(target, progress=progress, on_result=on_result)
+        run_report = runner.run(loaded, keep=keep, fail_fast=fail_fast, pattern=pattern)
+
+        details = report_mod.render_details(run_report)
+        for sr in run_report.scenarios:  # lines not shown live: skipped and not run
+            for r in sr.checks:
+                if r.status == "skipped" or (r.error and not r.attempts):
+                    on_result(sr.scenario, r)
+        if junit is not None:
+            report_mod.write_junit(run_report, junit)
+        summary = report_mod.format_summary(run_report)
+        if output == "json":
+            if details:
+                err.print("\n" + details, markup=False, highlight=False)
+            err.print(summary, markup=False, highlight=False)
+            print_json(report_mod.to_json(run_report))
+        else:
+            if details:
+                out.print("\n" + details, markup=False, highlight=False)
+            style = "green" if run_report.exit_code == EXIT_OK else "bold red"
+            out.print("\n" + summary, markup=False, highlight=False, style=style)
+        if junit is not None and not quiet:
+            err.print(f"JUnit report: {junit}", markup=False, highlight=False)
+        sys.exit(run_report.exit_code)
+
+    return run
+
+
+# --------------------------------------------------------------------------------------------
+# sandbox echo
+# --------------------------------------------------------------------------------------------
 
 
 def _echo_command() -> click.Command:
@@ -24,10 +346,11 @@ def _echo_command() -> click.Command:
              service: str | None, ingress: str | None) -> None:
         """Run an HTTP echo backend that answers like the upstream echo-basic image.
 
-        Foreground; Ctrl-C stops it.
+        JSON with path (with query), host, method, proto, headers, namespace, ingress,
+        service, pod; X-Echo-Set-Header sets response headers; /status/NNN; ?delay=1s;
+        /health. Foreground; Ctrl-C stops it.
         """
         from sandbox.echo import EchoServer
-        from sandbox.errors import InputError
 
         try:
             server = EchoServer(
@@ -54,4 +377,7 @@ def _echo_command() -> click.Command:
 
 def register(group: click.Group) -> None:
     """Add this module's commands to the ``sandbox`` group."""
+    group.add_command(_list_command())
+    group.add_command(_check_command())
+    group.add_command(_run_command())
     group.add_command(_echo_command())

@@ -142,12 +142,15 @@ GATEWAY_API_GROUP = "gateway.networking.k8s.io"
 FieldPath = tuple[str | int, ...]
 
 
-def _display(path: Path) -> str:
+def display_path(path: Path) -> str:
     """A path as a person typed it: relative to the working directory when inside it."""
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+_display = display_path
 
 
 def _field_name(path: FieldPath) -> str:

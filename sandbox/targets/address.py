@@ -55,6 +55,7 @@ class AddressDeployment:
 
 class AddressTarget:
     name = "address"
+    deploys = False  # nothing to deploy or clean up: the Runner says nothing about it
 
     def __init__(self, address: Address) -> None:
         self.address = address

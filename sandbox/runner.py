@@ -1,0 +1,221 @@
+"""Run scenarios on a target: deploy, probe every check, collect diagnostics, clean up.
+
+The CLI and the pytest plugin both drive this; nothing here prints except through the
+``progress`` callback (stderr in the CLI). Reports are data (``RunReport``); ``sandbox.report``
+renders them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sandbox.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError, SandboxError
+from sandbox.probe import CheckResult, Prober
+from sandbox.scenario import Check, Scenario
+from sandbox.targets import Target
+
+Progress = Callable[[str], None]
+OnResult = Callable[[Scenario, CheckResult], None]
+
+
+@dataclass
+class ScenarioReport:
+    scenario: Scenario
+    target: str
+    checks: list[CheckResult] = field(default_factory=list)
+    namespace: str = ""
+    duration: float = 0.0
+    error: SandboxError | None = None  # deploy failed, or the run was cut short
+    cleanup_error: SandboxError | None = None  # cleanup failed: the run fails too
+    diagnostics: str | None = None  # from the deployment, when a check failed
+
+    @property
+    def passed(self) -> bool:
+        return (self.error is None and self.cleanup_error is None
+                and all(r.status != "failed" for r in self.checks))
+
+
+@dataclass
+class RunReport:
+    scenarios: list[ScenarioReport]
+    target: str
+    started: float  # epoch seconds
+    duration: float = 0.0
+    interrupted: bool = False
+
+    def results(self) -> list[CheckResult]:
+        return [r for s in self.scenarios for r in s.checks]
+
+    @property
+    def executed(self) -> int:
+        return sum(1 for r in self.results() if r.status != "skipped")
+
+    @property
+    def passed(self) -> int:
+        return sum(1 for r in self.results() if r.status == "passed")
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.results() if r.status == "failed")
+
+    @property
+    def skipped(self) -> int:
+        return sum(1 for r in self.results() if r.status == "skipped")
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for s in self.scenarios if s.error or s.cleanup_error)
+
+    @property
+    def exit_code(self) -> int:
+        """0 all passed; else the exit code of a deploy/cleanup error (3 for the environment);
+        else 1 when a check failed."""
+        for s in self.scenarios:
+            for e in (s.error, s.cleanup_error):
+                if e is not None:
+                    return e.exit_code
+        return EXIT_CHECK_FAILED if self.failed else EXIT_OK
+
+
+def select(checks: Sequence[Check], scenario: Scenario, pattern: str | None) -> list[Check]:
+    """Checks whose ``scenario/check name`` matches ``-k``: a glob (``*?[``) or a
+    case-insensitive substring; ``not X`` inverts."""
+    if not pattern:
+        return list(checks)
+    text = pattern.strip()
+    negate = text.lower().startswith("not ")
+    if negate:
+        text = text[4:].strip()
+
+    def hit(check: Check) -> bool:
+        full = f"{scenario.name}/{check.name}".lower()
+        needle = text.lower()
+        if any(c in needle for c in "*?["):
+            return fnmatch.fnmatchcase(full, needle) or fnmatch.fnmatchcase(
+                check.name.lower(), needle)
+        return needle in full
+
+    return [c for c in checks if hit(c) != negate]
+
+
+class Runner:
+    """Runs scenarios on one target. ``keep`` is passed to the target as ``target.keep`` when
+    the target has that attribute (the address target has nothing to keep)."""
+
+    def __init__(self, target: Target, *, prober: Prober | None = None,
+                 progress: Progress | None = None, on_result: OnResult | None = None) -> None:
+        self.target = target
+        self.prober = prober or Prober()
+        self.progress = progress or (lambda _msg: None)
+        self.on_result = on_result or (lambda _scenario, _result: None)
+
+    def run(self, scenarios: Sequence[Scenario], *, keep: bool = False, fail_fast: bool = False,
+            pattern: str | None = None) -> RunReport:
+        if keep and hasattr(self.target, "keep"):
+            self.target.keep = True
+        selected = [(s, select(s.checks, s, pattern)) for s in scenarios]
+        if pattern and not any(checks for _, checks in selected):
+            raise InputError(f"-k {pattern!r} matches no check", field="-k",
+                             hint="patterns match 'scenario/check name', e.g. -k quickstart/")
+        report = RunReport([], self.target.name, time.time())
+        start = time.monotonic()
+        stop = False
+        try:
+            for scenario, checks in selected:
+                if not checks:
+                    continue
+                if stop:
+                    sr = ScenarioReport(scenario, self.target.name)
+                    sr.checks = [_skipped(c, "not run: --fail-fast after a failure")
+                                 for c in checks]
+                    report.scenarios.append(sr)
+                    continue
+                sr = ScenarioReport(scenario, self.target.name)
+                report.scenarios.append(sr)
+                self._run_scenario(sr, checks, fail_fast)
+                if fail_fast and not sr.passed:
+                    stop = True
+        except KeyboardInterrupt:
+            report.interrupted = True
+            report.duration = time.monotonic() - start
+            raise
+        report.duration = time.monotonic() - start
+        return report
+
+    def _run_scenario(self, sr: ScenarioReport, checks: list[Check], fail_fast: bool) -> None:
+        scenario = sr.scenario
+        start = time.monotonic()
+        body_done = False
+        deploys = getattr(self.target, "deploys", True)  # the address target deploys nothing
+        if deploys:
+            self.progress(f"{scenario.name}: deploying on {self.target.name}")
+        try:
+            with self.target.deploy(scenario) as deployment:
+                sr.namespace = deployment.namespace
+                if deployment.namespace:
+                    self.progress(f"{scenario.name}: ready in namespace {deployment.namespace}")
+                failed = False
+                for check in checks:
+                    if failed and fail_fast:
+                        sr.checks.append(_skipped(check, "not run: --fail-fast after a failure"))
+                        continue
+                    result = self._run_check(scenario, check, deployment)
+                    sr.checks.append(result)
+                    self.on_result(scenario, result)
+                    failed = failed or result.status == "failed"
+                if failed:
+                    try:
+                        sr.diagnostics = deployment.diagnostics()
+                    except SandboxError as e:
+                        sr.diagnostics = f"(diagnostics unavailable: {e})"
+                    except Exception as e:  # diagnostics must never hide the failure itself
+                        sr.diagnostics = f"(diagnostics unavailable: {type(e).__name__}: {e})"
+                body_done = True
+                if deploys and not self._keep():
+                    self.progress(f"{scenario.name}: cleaning up")
+        except SandboxError as e:
+            if body_done:
+                sr.cleanup_error = e
+                self.progress(f"{scenario.name}: cleanup failed: {e}")
+            else:
+                sr.error = e
+                self.progress(f"{scenario.name}: {e}")
+                done = {r.check.name for r in sr.checks}
+                sr.checks.extend(
+                    _errored(c, f"not run: {e}") for c in checks if c.name not in done)
+        sr.duration = time.monotonic() - start
+
+    def _keep(self) -> bool:
+        return bool(getattr(self.target, "keep", False))
+
+    def _run_check(self, scenario: Scenario, check: Check, deployment: object) -> CheckResult:
+        from sandbox.targets import Deployment
+
+        dep: Deployment = deployment  # type: ignore[assignment]
+        gateway = check.request.gateway or scenario.gateway
+        port = check.request.port or (443 if check.request.scheme == "https" else 80)
+        start = time.monotonic()
+        try:
+            address = dep.address(gateway, port)
+        except SandboxError as e:
+            return CheckResult(check, False, 0, time.monotonic() - start, None, [],
+                               error=f"no address for Gateway {gateway!r} port {port}: {e}")
+        try:
+            return self.prober.run(check, address, namespace_of=dep.namespace_of)
+        except SandboxError as e:
+            return CheckResult(check, False, 0, time.monotonic() - start, None, [],
+                               error=str(e))
+
+
+def _skipped(check: Check, why: str) -> CheckResult:
+    return CheckResult(check, False, 0, 0.0, None, [], skipped=why)
+
+
+def _errored(check: Check, why: str) -> CheckResult:
+    return CheckResult(check, False, 0, 0.0, None, [], error=why)
+
+
+__all__ = ["RunReport", "Runner", "ScenarioReport", "select"]
