@@ -1,0 +1,133 @@
+"""``sandbox explain`` on the tutorial quickstart, in text and JSON, and its input errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sandbox.cli import main
+from sandbox.cli_explain import parse_url
+from sandbox.errors import EXIT_USAGE, InputError
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "reference"
+QUICKSTART = str(DATA / "quickstart.yaml")
+KEYS = ["status", "gateway", "listener", "route", "rule", "backends", "request", "response_headers", "redirect", "reason"]
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["explain", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_quickstart_www_example_com_json() -> None:
+    code, out, _ = run("-f", QUICKSTART, "http://www.example.com/get?x=1", "-o", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert list(data) == KEYS
+    assert data["status"] == 200
+    assert (data["gateway"], data["listener"], data["route"], data["rule"]) == ("default/eg", "http", "default/backend", 0)
+    assert data["backends"] == [{"name": "backend", "namespace": "default", "port": 3000, "weight": 1}]
+    assert data["request"] == {"method": "GET", "host": "www.example.com", "path": "/get?x=1", "headers": {}}
+    assert data["redirect"] is None and data["response_headers"] == {}
+
+
+def test_quickstart_other_host_is_404_json() -> None:
+    code, out, _ = run("-f", QUICKSTART, "-o", "json", "http://other.example.com/get")
+    assert code == 0
+    data = json.loads(out)
+    assert list(data) == KEYS
+    assert (data["status"], data["route"], data["rule"], data["backends"]) == (404, None, None, [])
+    assert "www.example.com do not match other.example.com" in data["reason"]
+
+
+def test_quickstart_text_output_names_listener_route_and_losers() -> None:
+    code, out, _ = run("-f", str(DATA), "-H", "X-Env: canary", "-X", "post", "http://www.example.com/get")
+    assert code == 0
+    assert out.splitlines()[0] == "POST http://www.example.com/get  ->  200"
+    assert "listener   http" in out
+    assert "route      default/backend, rule 0" in out
+    assert "default/backend:3000  weight 1 (100%)  (Deployments: backend)" in out
+    assert "X-Env: canary" in out
+    code, out, _ = run("-f", QUICKSTART, "http://other.example.com/")
+    assert code == 0
+    assert out.splitlines()[0] == "GET http://other.example.com/  ->  404"
+    assert "other candidates" in out and "do not match other.example.com" in out
+
+
+def test_port_selects_the_listener() -> None:
+    code, out, _ = run("-f", QUICKSTART, "-o", "json", "http://www.example.com:8080/")
+    assert code == 0
+    data = json.loads(out)
+    assert (data["status"], data["listener"]) == (404, None)
+    assert "no HTTP listener on port 8080" in data["reason"]
+
+
+def test_gateway_flag_and_ambiguity(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text((DATA / "quickstart.yaml").read_text())
+    (tmp_path / "b.yml").write_text(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: eg2}\n"
+        "spec: {gatewayClassName: eg, listeners: [{name: http, protocol: HTTP, port: 80}]}\n"
+    )
+    (tmp_path / "scenario.yaml").write_text("description: not a manifest\n")  # skipped in folders
+    code, _, err = run("-f", str(tmp_path), "http://www.example.com/")
+    assert code == EXIT_USAGE and "--gateway" in err and "default/eg, default/eg2" in err
+    code, out, _ = run("-f", str(tmp_path), "--gateway", "default/eg2", "-o", "json", "http://www.example.com/")
+    assert code == 0 and json.loads(out)["status"] == 404
+    code, out, _ = run("-f", str(tmp_path), "--gateway", "eg", "-o", "json", "http://www.example.com/")
+    assert code == 0 and json.loads(out)["status"] == 200
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["-f", "/no/such/file.yaml", "http://x/"], "no such file or folder"),
+        (["-f", QUICKSTART, "ftp://x/"], "invalid URL"),
+        (["-f", QUICKSTART, "http://x:notaport/"], "invalid URL"),
+        (["-f", QUICKSTART, "-H", "no-colon", "http://x/"], "invalid header"),
+        (["-f", QUICKSTART, "--gateway", "default/nope", "http://x/"], "no Gateway default/nope"),
+    ],
+)
+def test_bad_input_exits_2_without_traceback(args: list[str], fragment: str) -> None:
+    code, out, err = run(*args)
+    assert code == EXIT_USAGE
+    assert fragment in err
+    assert "Traceback" not in out + err
+
+
+def test_bad_yaml_names_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: Service\nmetadata: {name: x\n")
+    code, _, err = run("-f", str(bad), "http://x/")
+    assert code == EXIT_USAGE and f"{bad}:" in err and "invalid YAML" in err
+
+
+def test_bad_manifest_field_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "route.yaml"
+    bad.write_text(
+        (DATA / "quickstart.yaml").read_text().replace("type: PathPrefix\n            value: /", "type: Prefix\n            value: /")
+    )
+    code, _, err = run("-f", str(bad), "http://x/")
+    assert code == EXIT_USAGE
+    assert "spec.rules[0].matches[0].path.type" in err and "HTTPRoute default/backend" in err
+    assert f"{bad}:" in err
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://www.example.com/get?x=1", ("http", "www.example.com", 80, "/get?x=1")),
+        ("https://a.example.com", ("https", "a.example.com", 443, "/")),
+        ("http://a.example.com:8080/p", ("http", "a.example.com:8080", 8080, "/p")),
+        ("http://a.example.com:80/p", ("http", "a.example.com", 80, "/p")),
+    ],
+)
+def test_parse_url(url: str, expected: tuple[str, str, int, str]) -> None:
+    assert parse_url(url) == expected
+
+
+def test_parse_url_rejects_missing_host() -> None:
+    with pytest.raises(InputError):
+        parse_url("http:///path")
