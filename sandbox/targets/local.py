@@ -37,6 +37,7 @@ import json
 import random
 import socket
 import ssl
+import sys
 import tempfile
 import threading
 import time
@@ -199,7 +200,8 @@ class GrpcConnection:
     """A connection that opened with the HTTP/2 preface, for ``sandbox.targets.local_grpc``.
 
     ``preface`` holds the bytes already read from ``sock``; read further through ``rfile``
-    (which may hold bytes read ahead), write through ``sock``.
+    (which may hold bytes read ahead), write through ``sock`` (a TLS socket on HTTPS listeners,
+    ALPN ``h2`` offered; its timeout is 30 s until changed). Return when the connection is done.
     """
 
     sock: socket.socket
@@ -302,6 +304,16 @@ class _ProxyServer(ThreadingHTTPServer):
                 self.router.record(f"TLS handshake on {self.gateway}:{self.listener_port} failed: {e}")
                 return
         super().finish_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A failed connection goes to diagnostics, not as a traceback on stderr."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return  # the client went away
+        self.router.record(
+            f"gateway {self.gateway}:{self.listener_port}: connection failed: "
+            f"{type(exc).__name__}: {exc}"
+        )
 
     def start(self) -> None:
         self._thread = threading.Thread(

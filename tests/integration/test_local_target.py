@@ -457,3 +457,20 @@ def test_http2_without_grpc_hook_is_closed_and_explained(
         s.sendall(H2_PREFACE)
         assert s.recv(100) == b""  # closed
     assert "HTTP/1.1 only" in dep.diagnostics()
+
+
+def test_client_that_hangs_up_leaves_no_traceback(
+    deploy: Callable[..., LocalDeployment], capfd: pytest.CaptureFixture[str]
+) -> None:
+    dep = deploy(ScriptedModel(passthrough([svc("v1")]), services={"default/v1": 1}))
+    addr = dep.address("eg", 80)
+    for _ in range(3):
+        with socket.create_connection((addr.host, addr.port), timeout=5) as s:
+            s.sendall(b"GET /hangup?delay=100ms HTTP/1.1\r\nHost: www.example.com\r\n\r\n")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and not all(p.saw("/hangup?delay=100ms") for p in dep.pods):
+        time.sleep(0.02)
+    time.sleep(0.3)  # the gateway writes its answer into the closed connection
+    assert send(dep)[0] == 200
+    assert "Traceback" not in capfd.readouterr().err
