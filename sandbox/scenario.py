@@ -178,7 +178,8 @@ class ScenarioInvalid(InputError):
     """Every problem found in one scenario (exit 2). ``problems`` holds them one by one."""
 
     def __init__(self, problems: list[Problem], *, name: str = "") -> None:
-        self.problems = sorted(problems, key=lambda p: (str(p.file), p.line or 0))
+        unique = list(dict.fromkeys(problems))
+        self.problems = sorted(unique, key=lambda p: (str(p.file), p.line or 0))
         first = self.problems[0]
         if len(self.problems) == 1:
             message = str(first)
@@ -267,14 +268,20 @@ class _Located:
 
 
 def _yaml_problem(file: Path, e: yaml.YAMLError) -> Problem:
-    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    mark = getattr(e, "problem_mark", None)
+    context_mark = getattr(e, "context_mark", None)
     problem = getattr(e, "problem", None) or str(e)
     context = getattr(e, "context", None)
-    text = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
+    text = f"invalid YAML: {problem}"
     if mark is not None:
         text += f" at line {mark.line + 1}, column {mark.column + 1}"
-        return Problem(file, mark.line + 1, None, text)
-    return Problem(file, None, None, text)
+    if context:
+        text += f" ({context}"
+        if context_mark is not None:
+            text += f" started at line {context_mark.line + 1}, column {context_mark.column + 1}"
+        text += ")"
+    where = mark or context_mark
+    return Problem(file, where.line + 1 if where is not None else None, None, text)
 
 
 def _read_text(file: Path, problems: list[Problem], *, line: int | None = None,
@@ -463,17 +470,18 @@ def _load_manifests(folder: Path, scenario_file: Path, listed: Any, loc: _Locate
                 problems.append(Problem(file, line, None,
                                         f"a manifest must be a mapping, got {_describe(obj)}"))
                 continue
-            label = f"{obj.get('kind', 'object')} {_name(obj) or '(no name)'}"
+            kind_text = obj.get("kind") if isinstance(obj.get("kind"), str) else "object"
+            label = f"{kind_text} {_name(obj)!r}" if _name(obj) else f"a {kind_text}"
             ok = True
             for key in ("apiVersion", "kind"):
                 value = obj.get(key)
                 if not isinstance(value, str) or not value:
                     problems.append(Problem(file, mloc.line((f"document {n + 1}", key)) or line,
-                                            key, f"{label}: missing or not a string"))
+                                            key, f"missing or not a string (in {label})"))
                     ok = False
             if _name(obj) is None or not _name(obj):
                 problems.append(Problem(file, mloc.line((f"document {n + 1}", "metadata")) or line,
-                                        "metadata.name", f"{label}: missing or not a string"))
+                                        "metadata.name", f"missing or not a string (in {label})"))
                 ok = False
             if not ok:
                 continue

@@ -1,0 +1,272 @@
+"""Loading and validating scenarios: the shipped ones load, broken ones give precise messages."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sandbox.cli import main
+from sandbox.errors import EXIT_USAGE, InputError
+from sandbox.scenario import (
+    DEFAULT_CONSECUTIVE,
+    ScenarioInvalid,
+    find_scenarios,
+    load_scenario,
+    resolve_scenario,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKEN = ROOT / "tests" / "data" / "broken"
+SCENARIOS = ROOT / "scenarios"
+
+GATEWAY = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: eg
+spec:
+  gatewayClassName: eg
+  listeners:
+    - {name: http, protocol: HTTP, port: 80}
+    - {name: alt, protocol: HTTP, port: 8080}
+"""
+
+
+def write(folder: Path, scenario: str, **files: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "scenario.yaml").write_text(textwrap.dedent(scenario))
+    for name, text in {"gateway.yaml": GATEWAY, **files}.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+# --- the broken corpus: (case, [substrings every message must contain, in order]) ----------
+CASES: dict[str, list[str]] = {
+    "bad-yaml": ["bad-yaml/scenario.yaml:6: invalid YAML: expected ',' or '}'",
+                 "started at line 5"],
+    "wrong-types": [
+        "wrong-types/scenario.yaml:3: consecutive: expected an integer, got a string ('3')",
+        "wrong-types/scenario.yaml:4: timeout: must be > 0, got -1",
+        "scenario.yaml:7: checks[0].request.headers.X-Num: expected a string, got a number (1) "
+        "(quote it in YAML)",
+        "scenario.yaml:7: checks[0].request.port: expected an integer, got a string ('http')",
+        "scenario.yaml:9: checks[0].expect.status: expected an HTTP status code",
+        "scenario.yaml:10: checks[0].expect.absent_headers: expected a list",
+    ],
+    "unknown-keys": [
+        "unknown-keys/scenario.yaml:3: timout: unknown key (did you mean 'timeout'?)",
+        "scenario.yaml:6: checks[0].request.methd: unknown key (did you mean 'method'?)",
+        "scenario.yaml:9: checks[0].expect.absentHeaders: unknown key (did you mean "
+        "'absent_headers'?)",
+        "scenario.yaml:10: checks[0].expect.bakend: unknown key (did you mean 'backend'?)",
+    ],
+    "missing-manifest": ["missing-manifest/scenario.yaml:3: manifests[1]: file not found: ",
+                         "missing-manifest/app.yaml"],
+    "gateway-not-in-manifests": [
+        "scenario.yaml:2: gateway: no Gateway named 'egg' in the manifests (did you mean 'eg'?)",
+        "scenario.yaml:5: checks[0].request.gateway: no Gateway named 'other' in the manifests "
+        "(Gateways: eg)",
+    ],
+    "manifest-without-kind": [
+        "manifest-without-kind/gateway.yaml:12: kind: missing or not a string (in object "
+        "'backend')",
+        "manifest-without-kind/gateway.yaml:20: metadata.name: missing or not a string "
+        "(in a Service)",
+    ],
+    "manifest-bad-yaml": ["manifest-bad-yaml/app.yaml:5: invalid YAML: mapping values are not "
+                          "allowed here at line 5, column 10"],
+    "duplicate-checks": [
+        "scenario.yaml:7: checks[1].name: duplicate check name 'routed' (first at line 4)",
+        "scenario.yaml:9: checks[1].request: duplicate key (first at line 8)",
+    ],
+    "missing-required": [
+        "missing-required/scenario.yaml:1: description: missing (required)",
+        "scenario.yaml:3: checks[0].name: missing (required)",
+        "scenario.yaml:3: checks[0].expect: missing (required)",
+    ],
+    "not-a-mapping": ["not-a-mapping/scenario.yaml:1: expected a mapping of scenario keys, "
+                      "got a list"],
+    "empty": ["empty/scenario.yaml:1: expected a mapping of scenario keys, got nothing"],
+    "impossible-expectations": [
+        "scenario.yaml:6: checks[0].expect.redirect: is compared only on a 3xx response",
+        "scenario.yaml:8: checks[1].request.port: Gateway 'eg' has no listener on port 8080 "
+        "(its ports: 80)",
+        "scenario.yaml:9: checks[1].expect.backend: is compared only on a 200 or 204 response",
+        "scenario.yaml:12: checks[2].expect.backends: shares add up to 0.7; they must add up to 1",
+    ],
+    "no-scenario-file": ["no scenario.yaml in ", "no-scenario-file"],
+}
+
+
+def test_corpus_is_complete() -> None:
+    assert sorted(p.name for p in BROKEN.iterdir() if p.is_dir()) == sorted(CASES)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_broken_scenario_exits_2_with_precise_messages(case: str) -> None:
+    result = CliRunner().invoke(main, ["check", "--no-model", str(BROKEN / case)])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)  # handled, not a crash
+    text = " ".join(result.stderr.split())
+    pos = 0
+    for expected in CASES[case]:
+        found = text.find(" ".join(expected.split()), pos)
+        assert found >= 0, f"{expected!r} not in (after {pos}):\n{result.stderr}"
+        pos = found
+
+
+@pytest.mark.parametrize("case", sorted(set(CASES) - {"no-scenario-file"}))
+def test_every_problem_has_file_and_line(case: str) -> None:
+    with pytest.raises(ScenarioInvalid) as info:
+        load_scenario(BROKEN / case)
+    assert info.value.exit_code == EXIT_USAGE
+    for problem in info.value.problems:
+        assert problem.file.is_relative_to(BROKEN / case)
+        assert problem.line and problem.line > 0
+
+
+def test_run_of_a_broken_scenario_exits_2_before_any_target() -> None:
+    result = CliRunner().invoke(
+        main, ["run", str(BROKEN / "unknown-keys"), "--address", "127.0.0.1:9"])
+    assert result.exit_code == EXIT_USAGE
+    assert "did you mean 'timeout'?" in result.stderr
+
+
+def test_shipped_scenarios_all_load() -> None:
+    folders = find_scenarios(SCENARIOS)
+    assert any(f.name == "quickstart" for f in folders)
+    for folder in folders:
+        scenario = load_scenario(folder)
+        assert scenario.checks and scenario.description
+
+
+def test_quickstart_model() -> None:
+    s = load_scenario(SCENARIOS / "quickstart")
+    assert s.name == "quickstart"
+    assert s.gateway == "eg"
+    kinds = [o["kind"] for o in s.objects]
+    assert kinds == ["GatewayClass", "Gateway", "ServiceAccount", "Service", "Deployment",
+                     "HTTPRoute"]
+    routed, query, other = s.checks
+    assert routed.request.host == "www.example.com"
+    assert routed.expect.status == [200] and routed.expect.backend == "backend"
+    assert query.request.path == "/search?q=gateway&page=2"
+    assert other.expect.status == [404]
+    assert routed.consecutive == DEFAULT_CONSECUTIVE
+    lines = (SCENARIOS / "quickstart" / "scenario.yaml").read_text().splitlines()
+    assert lines[other.line - 1].strip() == "- name: another host is not routed"
+    assert s.object_sources[1][1] == 11  # the Gateway's first line in quickstart.yaml
+
+
+def test_defaults_overrides_and_normalisation(tmp_path: Path) -> None:
+    folder = write(tmp_path / "s", """\
+        description: >-
+          one
+          two
+        gateway: eg
+        consecutive: 5
+        timeout: 12
+        tls: [{secret: web-cert, hosts: [a.example.com, "*.example.org"]}]
+        checks:
+          - name: list status, per-check override
+            request: {host: a.example.com, method: post, port: 8080, path: "/x?y=1"}
+            expect: {status: [301, 302], redirect: {scheme: https}}
+            consecutive: 1
+            timeout: 2.5
+          - name: defaults
+            request: {}
+            expect:
+              request: {method: put}
+              backends: {a: 0.25, b: 0.75}
+        """)
+    s = load_scenario(folder / "scenario.yaml")  # the file works as well as the folder
+    assert s.description == "one two"
+    a, b = s.checks
+    assert (a.consecutive, a.timeout) == (1, 2.5)
+    assert (b.consecutive, b.timeout) == (5, 12.0)
+    assert a.request.method == "POST" and a.request.port == 8080
+    assert a.expect.status == [301, 302]
+    assert a.expect.redirect is not None and a.expect.redirect.scheme == "https"
+    assert b.request.path == "/" and b.request.method == "GET" and b.expect.status == [200]
+    assert b.expect.request is not None and b.expect.request.method == "PUT"
+    assert b.expect.backends == {"a": 0.25, "b": 0.75}
+    assert s.tls[0].secret == "web-cert" and s.tls[0].hosts == ["a.example.com", "*.example.org"]
+    assert s.manifests == [folder / "gateway.yaml"]
+
+
+def test_default_manifests_are_every_other_yaml_sorted(tmp_path: Path) -> None:
+    folder = write(tmp_path / "s", """\
+        description: d
+        gateway: eg
+        checks: [{name: a, request: {}, expect: {status: 404}}]
+        """, **{"b.yml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n",
+                "notes.txt": "not yaml"})
+    s = load_scenario(folder)
+    assert [p.name for p in s.manifests] == ["b.yml", "gateway.yaml"]
+    assert [o["kind"] for o in s.objects] == ["Namespace", "Gateway"]
+
+
+def test_duplicate_objects_and_tls_secret_clash(tmp_path: Path) -> None:
+    folder = write(tmp_path / "s", """\
+        description: d
+        gateway: eg
+        tls: [{secret: cert, hosts: [a.example.com]}]
+        checks: [{name: a, request: {}, expect: {status: 404}}]
+        """, **{"more.yaml": GATEWAY + "---\napiVersion: v1\nkind: Secret\nmetadata: {name: cert}\n"})
+    with pytest.raises(ScenarioInvalid) as info:
+        load_scenario(folder)
+    text = str(info.value)
+    assert "more.yaml:1: metadata.name: duplicate Gateway default/eg (first at" in text
+    assert "scenario.yaml:3: tls[0].secret: Secret 'cert' is also in the manifests" in text
+
+
+def test_unknown_feature_suggests(tmp_path: Path) -> None:
+    folder = write(tmp_path / "s", """\
+        description: d
+        gateway: eg
+        features: [HTTPRoute, HTTPRouteQueryParamMatchin]
+        checks: [{name: a, request: {}, expect: {status: 404}}]
+        """)
+    with pytest.raises(ScenarioInvalid, match=r"scenario.yaml:3: features\[1\]: unknown Gateway "
+                                              r"API feature 'HTTPRouteQueryParamMatchin' \(did "
+                                              r"you mean 'HTTPRouteQueryParamMatching'\?\)"):
+        load_scenario(folder)
+
+
+def test_boolean_key_and_merge_key_are_reported(tmp_path: Path) -> None:
+    folder = write(tmp_path / "s", """\
+        description: d
+        gateway: eg
+        base: &base {status: 404}
+        checks:
+          - name: a
+            request: {headers: {on: x}}
+            expect: {<<: *base}
+        """)
+    with pytest.raises(ScenarioInvalid) as info:
+        load_scenario(folder)
+    text = str(info.value)
+    assert "scenario.yaml:3: base: unknown key" in text
+    assert "scenario.yaml:6: checks[0].request.headers.on: key 'on' reads as True in YAML; " \
+           "quote it" in text
+    assert "scenario.yaml:7: checks[0].expect: YAML merge keys (<<) are not supported" in text
+
+
+def test_resolve_by_name_path_and_typo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path / "lib" / "group" / "demo", """\
+        description: d
+        gateway: eg
+        checks: [{name: a, request: {}, expect: {status: 404}}]
+        """)
+    monkeypatch.setenv("SANDBOX_SCENARIOS", str(tmp_path / "lib"))
+    assert resolve_scenario("demo") == tmp_path / "lib" / "group" / "demo"
+    assert resolve_scenario(str(tmp_path / "lib/group/demo/scenario.yaml")).name == "demo"
+    assert resolve_scenario("quickstart").name == "quickstart"  # repo scenarios still found
+    with pytest.raises(InputError, match=r"no scenario named 'dmeo' \(did you mean 'demo'\?\)"):
+        resolve_scenario("dmeo")
+    with pytest.raises(InputError, match="scenario not found"):
+        resolve_scenario("no/such/path")
