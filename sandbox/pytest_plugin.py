@@ -90,8 +90,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # --sandbox-scenarios DIR adds DIR to what pytest collects
     if scenario_dirs:
         config.args.extend(str(d) for d in scenario_dirs)
-    config.stash[_STATE] = SandboxState(
+    state = SandboxState(
         config=config, scenario_roots=[d.resolve() for d in scenario_dirs], explicit=explicit)
+    config.stash[_STATE] = state
+    if config.getoption("supported_features") or config.getoption("exempt_features"):
+        state.supported  # noqa: B018 - validates the feature names now: a usage error
     report = config.getoption("conformance_report")
     if report and not hasattr(config, "workerinput"):  # xdist workers: the controller writes it
         config.pluginmanager.register(ResultsPlugin(config, report), "gateway_sandbox_results")

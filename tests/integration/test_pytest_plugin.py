@@ -1,0 +1,279 @@
+"""The pytest plugin (sandbox.pytest_plugin) driven through pytester, with the local provider.
+
+Each run is a real pytest session in a temporary folder: scenario folders are collected as one
+item per check, run against the reference gateway on loopback (``--sandbox-provider local``),
+and reported through -k, --junitxml and --conformance-report.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+# Imported here, before any pytester run: pytester's in-process runs drop modules first imported
+# inside them, while the ``sandbox`` package keeps its attributes, which would mix two copies of
+# e.g. sandbox.errors across runs. Modules loaded beforehand are shared by every run.
+import sandbox.conformance
+import sandbox.errors
+import sandbox.features
+import sandbox.probe
+import sandbox.runner
+import sandbox.scenario
+import sandbox.targets.local  # noqa: F401
+
+pytest_plugins = ["pytester"]
+
+MANIFESTS = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: eg}
+spec:
+  gatewayClassName: eg
+  listeners: [{name: http, protocol: HTTP, port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend}
+spec:
+  selector: {app: backend}
+  ports: [{name: http, port: 3000, targetPort: 3000}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: backend}
+spec:
+  selector: {matchLabels: {app: backend}}
+  template:
+    metadata: {labels: {app: backend}}
+    spec:
+      containers: [{name: backend, image: registry.k8s.io/gateway-api/echo-basic:v1.5.1}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: backend}
+spec:
+  parentRefs: [{name: eg}]
+  hostnames: [www.example.com]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /}, queryParams: [{name: animal, value: whale}]}]
+    backendRefs: [{name: backend, port: 3000}]
+"""
+
+SCENARIO = """\
+description: www.example.com reaches the echo backend only with animal=whale.
+gateway: eg
+features: [Gateway, HTTPRoute]
+consecutive: 1
+timeout: 1
+checks:
+  - name: whale is routed
+    request: {host: www.example.com, path: "/get?animal=whale"}
+    features: [HTTPRouteQueryParamMatching]
+    expect: {status: 200, backend: backend, request: {path: "/get?animal=whale"}}
+  - name: other hosts get 404
+    request: {host: other.example.com, path: /}
+    expect: {status: 404}
+  - name: wrong expectation fails
+    request: {host: other.example.com, path: /}
+    expect: {status: 200}
+"""
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """scenarios/whale (3 checks) and scenarios/plain (1 check), plus an ordinary test file."""
+    monkeypatch.delenv("SANDBOX_PROVIDER", raising=False)
+    for name, text in (("whale", SCENARIO), ("plain", _plain())):
+        folder = pytester.path / "scenarios" / name
+        folder.mkdir(parents=True)
+        (folder / "app.yaml").write_text(MANIFESTS)
+        (folder / "scenario.yaml").write_text(text)
+    pytester.makepyfile(test_ordinary="def test_ordinary():\n    assert True\n")
+    return pytester
+
+
+def _plain() -> str:
+    return ("description: A plain host check.\ngateway: eg\nfeatures: [Gateway, HTTPRoute]\n"
+            "consecutive: 1\nchecks:\n  - name: routed\n"
+            "    request: {host: www.example.com, path: '/x?animal=whale'}\n"
+            "    expect: {status: 200, backend: backend}\n")
+
+
+def test_inert_without_scenarios_option(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)  # only test_ordinary; scenario.yaml files are not collected
+
+
+def test_one_item_per_check_grouped_by_scenario(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("--collect-only", "-q", "--sandbox-scenarios", "scenarios",
+                             "--sandbox-provider", "local", "-p", "no:cacheprovider")
+    lines = [line for line in result.outlines if "::" in line]
+    assert sorted(lines) == sorted([
+        "scenarios/plain/scenario.yaml::routed",
+        "scenarios/whale/scenario.yaml::whale is routed",
+        "scenarios/whale/scenario.yaml::other hosts get 404",
+        "scenarios/whale/scenario.yaml::wrong expectation fails",
+        "test_ordinary.py::test_ordinary",
+    ])
+
+
+def test_explicit_path_collects_scenarios(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("scenarios/plain", "--sandbox-provider", "local",
+                             "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_local_run_junit_and_failure_text(suite: pytest.Pytester) -> None:
+    junit = suite.path / "junit.xml"
+    result = suite.runpytest("scenarios", "--sandbox-provider", "local", "-p", "no:cacheprovider",
+                             f"--junitxml={junit}")
+    result.assert_outcomes(passed=3, failed=1)
+    text = result.stdout.str()
+    # the runner's failure, not a traceback: location, request, expected vs observed
+    assert "scenarios/whale/scenario.yaml:" in text
+    assert "check 'wrong expectation fails' failed" in text
+    assert "status" in text and "expected 200" in text
+    assert "curl" in text
+    assert "Traceback" not in text
+    cases = {c.get("name"): c for c in ET.parse(junit).iter("testcase")}
+    assert set(cases) == {"routed", "whale is routed", "other hosts get 404",
+                          "wrong expectation fails"}
+    failure = cases["wrong expectation fails"].find("failure")
+    assert failure is not None and "expected 200" in (failure.text or "")
+    props = {p.get("name"): p.get("value")
+             for p in cases["whale is routed"].iter("property")}
+    assert props["gateway_api_features"] == "Gateway,HTTPRoute,HTTPRouteQueryParamMatching"
+
+
+@pytest.mark.parametrize(("expr", "expected"), [
+    ("whale", {"whale is routed", "other hosts get 404", "wrong expectation fails"}),
+    ("404", {"other hosts get 404"}),
+    ("plain or 404", {"routed", "other hosts get 404"}),
+    ("HTTPRouteQueryParamMatching", {"whale is routed"}),
+])
+def test_k_selects_by_scenario_check_or_feature(suite: pytest.Pytester, expr: str,
+                                                expected: set[str]) -> None:
+    result = suite.runpytest("scenarios", "--collect-only", "-q", "-k", expr,
+                             "--sandbox-provider", "local", "-p", "no:cacheprovider")
+    got = {line.split("::", 1)[1] for line in result.outlines if "::" in line}
+    assert got == expected
+
+
+def test_unsupported_features_skip_with_reason_and_report(suite: pytest.Pytester) -> None:
+    report = suite.path / "conformance.yaml"
+    result = suite.runpytest("scenarios", "--sandbox-provider", "local", "-p", "no:cacheprovider",
+                             "-rs", "--exempt-features", "HTTPRouteQueryParamMatching",
+                             f"--conformance-report={report}")
+    result.assert_outcomes(passed=2, failed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*whale/scenario.yaml:*gateway does not support "
+                                 "HTTPRouteQueryParamMatching*"])
+    data = yaml.safe_load(report.read_text())
+    assert data["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert data["kind"] == "ConformanceReport"
+    assert data["implementation"]["project"] == "gateway-sandbox-reference"
+    http = data["profiles"][0]
+    assert http["name"] == "GATEWAY-HTTP"
+    # not-supported checks count nowhere (upstream NOT_SUPPORTED); no extended test ran
+    assert http["core"] == {"result": "failure",
+                            "statistics": {"Failed": 1, "Passed": 2, "Skipped": 0},
+                            "failedTests": ["whale/wrong expectation fails"]}
+    assert "extended" not in http
+    assert http["summary"] == "Core tests failed with 1 test failures."
+
+
+def test_report_counts_extended_and_skips(suite: pytest.Pytester) -> None:
+    report = suite.path / "conformance.yaml"
+    result = suite.runpytest("scenarios", "--sandbox-provider", "local", "-p", "no:cacheprovider",
+                             "-k", "not wrong", f"--conformance-report={report}",
+                             "--conformance-implementation", "organization=acme,version=v9")
+    result.assert_outcomes(passed=3)
+    data = yaml.safe_load(report.read_text())
+    assert data["implementation"]["organization"] == "acme"
+    http = data["profiles"][0]
+    assert http["core"]["statistics"] == {"Failed": 0, "Passed": 2, "Skipped": 0}
+    assert http["extended"]["statistics"] == {"Failed": 0, "Passed": 1, "Skipped": 0}
+    assert "HTTPRouteQueryParamMatching" in http["extended"]["supportedFeatures"]
+    assert http["summary"] == "Core tests succeeded. Extended tests succeeded."
+
+
+def test_unknown_feature_option_is_a_usage_error(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("scenarios", "--sandbox-provider", "local", "-p", "no:cacheprovider",
+                             "--supported-features", "HTTPRoute,HTTPRouteQueryParamMatch")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*did you mean 'HTTPRouteQueryParamMatching'*"])
+
+
+def test_cluster_provider_items_are_e2e_and_skip_without_docker(
+        suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # an engine address that cannot answer: the docker SDK fails at once on a missing socket
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    result = suite.runpytest("scenarios/plain", "-p", "no:cacheprovider", "-rs", "-m", "e2e")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*k3d provider unavailable*Docker engine*"])
+
+
+def test_existing_provider_needs_a_context(suite: pytest.Pytester,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SANDBOX_CONTEXT", raising=False)
+    result = suite.runpytest("scenarios/plain", "--sandbox-provider", "existing", "-rs",
+                             "-p", "no:cacheprovider")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*needs --sandbox-context*"])
+
+
+def test_invalid_scenario_is_a_collection_error_without_traceback(
+        suite: pytest.Pytester) -> None:
+    bad = suite.path / "scenarios" / "broken"
+    bad.mkdir()
+    (bad / "app.yaml").write_text(MANIFESTS)
+    (bad / "scenario.yaml").write_text("description: x\ngateway: eg\nchecks:\n  - nme: a\n")
+    result = suite.runpytest("scenarios/broken", "--sandbox-provider", "local",
+                             "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    text = result.stdout.str()
+    assert "scenario.yaml:4" in text
+    assert "Traceback" not in text
+
+
+def test_fixtures_give_the_sandbox_and_a_gateway(suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_fixtures="""
+        def test_gateway(sandbox, gateway):
+            assert sandbox.provider == "local"
+            assert "HTTPRoute" in sandbox.supported_features
+            results = gateway.run("scenarios/plain")
+            assert [r.status for r in results] == ["passed"]
+    """)
+    result = suite.runpytest("test_fixtures.py", "--sandbox-provider", "local",
+                             "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_xdist_runs_scenarios_in_workers(suite: pytest.Pytester) -> None:
+    pytest.importorskip("xdist", reason="pytest-xdist is not installed")
+    report = suite.path / "conformance.yaml"
+    result = suite.runpytest("scenarios", "--sandbox-provider", "local", "-p", "no:cacheprovider",
+                             "-n", "2", "--dist", "loadgroup", f"--conformance-report={report}")
+    result.assert_outcomes(passed=3, failed=1)
+    data = yaml.safe_load(report.read_text())
+    assert data["profiles"][0]["core"]["statistics"]["Failed"] == 1
+
+
+def test_plugin_does_not_slow_ordinary_runs() -> None:
+    # collecting a plain test file must not import the heavy parts of the sandbox
+    import subprocess
+    import sys
+
+    code = ("import sys, pytest\n"
+            "pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', "
+            "'tests/unit/test_features.py'])\n"
+            "heavy = [m for m in ('sandbox.schema', 'sandbox.targets.local', 'sandbox.runner', "
+            "'jsonschema', 'docker') if m in sys.modules]\n"
+            "print('HEAVY', heavy)\n")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert "HEAVY []" in out.stdout, out.stdout + out.stderr
