@@ -26,6 +26,7 @@ class BackendChoice:
     # ResponseHeaderModifiers to apply, in order, to this backend's response (rule's, then its own)
     response_header_ops: list[HeaderOps] = field(default_factory=list)
     deployments: list[str] = field(default_factory=list)  # Deployments whose pods back the Service
+    endpoints: bool = True  # False: a valid Service that no pod backs (the gateway answers 503)
 
 
 @dataclass
@@ -81,7 +82,7 @@ class Decision:
 
     def backend_shares(self) -> dict[str, float]:
         """Share of traffic per ``ns/name`` of a valid backend with weight > 0, plus ``"500"``
-        for the share that goes to invalid backends."""
+        for the share that goes to invalid backends and ``"503"`` for Services without pods."""
         total = sum(b.weight for b in self.backends)
         shares: dict[str, float] = {}
         if total <= 0:
@@ -89,7 +90,7 @@ class Decision:
         for b in self.backends:
             if b.weight <= 0:
                 continue
-            key = f"{b.namespace}/{b.name}" if b.valid else "500"
+            key = f"{b.namespace}/{b.name}" if b.valid and b.endpoints else "500" if not b.valid else "503"
             shares[key] = shares.get(key, 0.0) + b.weight / total
         return shares
 

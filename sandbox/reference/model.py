@@ -52,6 +52,7 @@ from sandbox.reference.objects import (
 )
 
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute")
+WORKLOAD_KINDS = ("Pod", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicationController")
 GRPC_OK, GRPC_UNIMPLEMENTED, GRPC_UNAVAILABLE = 0, 12, 14
 
 
@@ -97,6 +98,8 @@ class Attached:
 
     route: Route
     hostnames: list[str]  # effective (listener ∩ route); [] = every host the listener takes
+    # effective hostname -> the most specific route hostname it came from (None: route has none)
+    origins: dict[str, str | None] = field(default_factory=dict)
 
 
 def _age_key(route: Route) -> tuple[int, str, int]:
@@ -136,6 +139,8 @@ class Model:
         self._grants: list[ReferenceGrant] = []
         self._attached: dict[tuple[str, str], list[Attached]] = {}
         self._bad_listeners: dict[tuple[str, str], str] = {}
+        # pods are modelled from Deployments only when they are the only workloads given
+        self._endpoints_known = False
 
     # ------------------------------------------------------------ building
 
@@ -143,6 +148,7 @@ class Model:
     def from_objects(cls, objects: list[dict[str, Any]], sources: list[str] | None = None) -> Model:
         """Build the model. ``sources`` optionally gives "file:line" per object, for errors."""
         model = cls()
+        other_workloads = False
         seen: dict[tuple[str, str], str] = {}
         for i, obj in enumerate(objects):
             source = sources[i] if sources and i < len(sources) else None
@@ -167,7 +173,10 @@ class Model:
                 model._deployments.append(parse_deployment(obj, meta))
             elif meta.kind == "ReferenceGrant":
                 model._grants.append(parse_reference_grant(obj, meta))
+            elif meta.kind in WORKLOAD_KINDS:
+                other_workloads = True
             # other kinds (GatewayClass, Secret, ConfigMap, TLSRoute...) do not affect HTTP routing
+        model._endpoints_known = bool(model._deployments) and not other_workloads
         model._index_backends()
         model._check_listeners()
         model._attach()
@@ -216,9 +225,20 @@ class Model:
         return False
 
     def _check_listeners(self) -> None:
-        """Listeners whose certificateRefs cross namespaces without a ReferenceGrant are not
-        programmed (ResolvedRefs=False, RefNotPermitted)."""
+        """Listeners that are not programmed: indistinct ones (same port, protocol and hostname:
+        "Conflicted", none of them is accepted) and those whose certificateRefs cross namespaces
+        without a ReferenceGrant (ResolvedRefs=False, RefNotPermitted)."""
         for gw in self._gateways.values():
+            groups: dict[tuple[int, str, str | None], list[Listener]] = {}
+            for ls in gw.listeners:
+                groups.setdefault((ls.port, ls.protocol, ls.hostname), []).append(ls)
+            for (port, protocol, hostname), same in groups.items():
+                if len(same) > 1:
+                    for ls in same:
+                        self._bad_listeners[(gw.meta.key, ls.name)] = (
+                            f"Conflicted: listeners {', '.join(x.name for x in same)} share port {port}, "
+                            f"protocol {protocol} and hostname {hostname or '(none)'}"
+                        )
             for ls in gw.listeners:
                 for ref in ls.tls_secrets:
                     ns, _, name = ref.partition("/")
@@ -250,7 +270,11 @@ class Model:
                         continue
                     eff = mt.effective_hostnames(ls.hostname, route.hostnames)
                     assert eff is not None
-                    self._attached.setdefault((gw.meta.key, ls.name), []).append(Attached(route, eff))
+                    origins: dict[str, str | None] = {}
+                    for e in eff:
+                        srcs = [h for h in route.hostnames if mt.intersect(ls.hostname, h) == e]
+                        origins[e] = max(srcs, key=mt.hostname_rank) if srcs else None
+                    self._attached.setdefault((gw.meta.key, ls.name), []).append(Attached(route, eff, origins))
                     hits += 1
                 if hits:
                     attached_any = True
@@ -412,7 +436,7 @@ class Model:
                 )
                 continue
             rhost = rh if isinstance(rh, str) else None
-            hrank = mt.hostname_rank(rhost)
+            hrank = _host_key(rhost, att)
             for rule in route.rules:
                 for m in rule.http_matches:
                     why = mt.http_match_failure(m, method, req_path, query, headers)
@@ -482,7 +506,7 @@ class Model:
                 )
                 continue
             rhost = rh if isinstance(rh, str) else None
-            hrank = mt.hostname_rank(rhost)
+            hrank = _host_key(rhost, att)
             for rule in route.rules:
                 for m in rule.grpc_matches:
                     why = mt.grpc_match_failure(m, service, method, metadata)
@@ -554,7 +578,10 @@ class Model:
             choice.valid = False
             choice.invalid_reason = why
         else:
-            choice.deployments = [d.name for d in self.backends_of(ref.namespace, ref.name)]
+            deps = self.backends_of(ref.namespace, ref.name)
+            choice.deployments = [d.name for d in deps]
+            if self._endpoints_known and sum(max(d.replicas, 0) for d in deps) == 0:
+                choice.endpoints = False
         return choice
 
     def backend_invalid(self, route: Route, ref: BackendRef) -> str | None:
@@ -646,18 +673,26 @@ class Model:
             elif not live:
                 status = 500
                 notes.append("every backendRef has weight 0 (500)")
-            elif any(b.valid for b in live):
+            elif any(b.valid and b.endpoints for b in live):
                 status = 200
-                bad = [b for b in live if not b.valid]
+                total = sum(b.weight for b in live)
+                bad = sum(b.weight for b in live if not b.valid)
+                empty = sum(b.weight for b in live if b.valid and not b.endpoints)
                 if bad:
-                    share = sum(b.weight for b in bad) / sum(b.weight for b in live)
-                    notes.append(f"{share:.0%} of requests get 500: invalid backendRefs")
+                    notes.append(f"{bad / total:.0%} of requests get 500: invalid backendRefs")
+                if empty:
+                    notes.append(f"{empty / total:.0%} of requests get 503: Services without pods")
+            elif any(b.valid for b in live):
+                status = 503
+                notes.append("no pod backs the chosen Services (503: no ready endpoints)")
             else:
                 status = 500
                 notes.append("every backendRef with weight > 0 is invalid (500)")
         for b in backends:
             if not b.valid:
                 notes.append(b.invalid_reason)
+            elif not b.endpoints and redirect is None:
+                notes.append(f"Service {b.namespace}/{b.name} has no pods in the manifests")
         if len(live) == 1 and live[0].request is not None:
             out_request = live[0].request
         response_headers: dict[str, str] = {}
@@ -679,7 +714,7 @@ class Model:
             reason += f"; redirect {status} to {redirect.location}"
         elif status == 200:
             reason += "; backends " + ", ".join(
-                f"{b.namespace}/{b.name}:{b.port} weight {b.weight}" for b in live if b.valid
+                f"{b.namespace}/{b.name}:{b.port} weight {b.weight}" for b in live if b.valid and b.endpoints
             )
         if notes:
             reason += "; " + "; ".join(notes)
@@ -703,6 +738,14 @@ class Model:
             grpc_status=grpc_status,
             response_header_ops=resp_ops,
         )
+
+
+def _host_key(hostname: str | None, att: Attached) -> tuple[int, ...]:
+    """Hostname precedence: the matching (listener ∩ route) hostname, then, when that ties, the
+    hostname as written on the route (spec.hostnames: "SHOULD evaluate precedence using the
+    original hostnames configured on the Route")."""
+    origin = att.origins.get(hostname) if hostname else None
+    return (*mt.hostname_rank(hostname), *mt.hostname_rank(origin))
 
 
 def _hosts_intersect(a: list[str], b: list[str]) -> bool:

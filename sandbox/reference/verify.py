@@ -26,6 +26,7 @@ from sandbox.scenario import Check, Scenario
 # headers a proxy may add on its way to the backend; unknown to the model
 PROXY_HEADERS = ("x-forwarded-", "x-envoy-", "x-request-id", "via", "forwarded", "x-real-ip")
 INVALID_SHARE = "(500: invalid backendRef)"
+NO_PODS_SHARE = "(503: Service without pods)"
 
 
 def build_model(scenario: Scenario) -> Model:
@@ -94,10 +95,9 @@ def _possible_statuses(d: Decision) -> list[int]:
         return [504]
     shares = d.backend_shares()
     out = []
-    if any(k != "500" for k in shares):
+    if any(k not in ("500", "503") for k in shares):
         out.append(200)
-    if "500" in shares:
-        out.append(500)
+    out.extend(code for code in (500, 503) if str(code) in shares)
     return out or [d.status]
 
 
@@ -105,8 +105,9 @@ def deployment_shares(model: Model, d: Decision) -> dict[str, float]:
     """Traffic share per Deployment name (pods answer in proportion to their replicas)."""
     out: dict[str, float] = {}
     for key, share in d.backend_shares().items():
-        if key == "500":
-            out[INVALID_SHARE] = out.get(INVALID_SHARE, 0.0) + share
+        if key in ("500", "503"):
+            label = INVALID_SHARE if key == "500" else NO_PODS_SHARE
+            out[label] = out.get(label, 0.0) + share
             continue
         ns, _, name = key.partition("/")
         deps = model.backends_of(ns, name)

@@ -220,6 +220,31 @@ def test_listener_isolation_request_never_falls_back_to_a_less_specific_listener
     assert decide(m, host="example.com").status == 200
 
 
+def test_indistinct_listeners_are_conflicted_and_not_accepted() -> None:
+    base = BASE.replace(
+        "    - {name: http, protocol: HTTP, port: 80}",
+        "    - {name: a, protocol: HTTP, port: 80, hostname: x.example.com}\n"
+        "    - {name: b, protocol: HTTP, port: 80, hostname: x.example.com}\n"
+        "    - {name: c, protocol: HTTP, port: 80}",
+    )
+    m = model(route("r", f"[{to('v1')}}}]"), base)
+    assert [x.name for x in m.listeners("gw")] == ["c"]
+    d = decide(m, host="x.example.com")
+    assert (d.status, d.listener) == (200, "c")
+
+
+def test_original_route_hostname_breaks_an_intersection_tie() -> None:
+    # listener foo.example.com: both routes intersect to foo.example.com; the route that wrote
+    # the precise hostname wins over the wildcard one (GatewayRouteHostnameIntersectionPrecedence)
+    base = BASE.replace("{name: http, protocol: HTTP, port: 80}", "{name: http, protocol: HTTP, port: 80, hostname: foo.example.com}")
+    routes = route("a-wild", f"[{to('v1')}}}]", hostnames="['*.example.com']") + route(
+        "b-exact", f"[{to('v2')}}}]", hostnames="[foo.example.com]"
+    )
+    d = decide(model(routes, base), host="foo.example.com")
+    assert d.route == "default/b-exact"
+    assert any("less specific hostname" in x for x in d.losers)
+
+
 def test_https_listener_by_scheme() -> None:
     m = model(route("r", f"[{to('v1')}}}]"), LISTENERS)
     d = m.decide("default/gw", 443, "GET", "secure.example.com", "/", {}, scheme="https")
@@ -346,7 +371,12 @@ def test_reference_grant_allows_cross_namespace_backend() -> None:
 apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: other}
-spec: {ports: [{port: 8080}]}
+spec: {selector: {app: web}, ports: [{port: 8080}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: other}
+spec: {template: {metadata: {labels: {app: web}}}}
 ---
 apiVersion: gateway.networking.k8s.io/v1beta1
 kind: ReferenceGrant
@@ -359,6 +389,17 @@ spec:
     assert d.status == 200 and d.backends[0].valid
     wrong = other.replace("name: web}]", "name: not-web}]")
     assert decide(model(wrong + route("r", "[{backendRefs: [{name: web, namespace: other, port: 8080}]}]"))).status == 500
+
+
+def test_service_without_pods_is_503_unless_workloads_are_unknown() -> None:
+    # v3 selects no Deployment: "no ready endpoints" -> 503 (SHOULD, backendRefs doc)
+    d = decide(model(route("r", f"[{to('v3')}}}]")))
+    assert d.status == 503 and not d.backends[0].endpoints
+    d = decide(model(route("r", "[{backendRefs: [{name: v3, port: 8080}, {name: v1, port: 8080}]}]")))
+    assert d.status == 200 and d.backend_shares() == {"503": 0.5, "default/v1": 0.5}
+    # with a workload kind the model does not read, pods are not modelled at all
+    pod = "\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {app: v3}}\n---"
+    assert decide(model(pod + route("r", f"[{to('v3')}}}]"))).status == 200
 
 
 def test_rule_without_backend_refs_is_500() -> None:
