@@ -1,0 +1,200 @@
+"""`sandbox run --address` end to end: the real CLI in a subprocess against an echo backend on
+loopback (what `sandbox echo` serves). No cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox.echo import EchoServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+MANIFESTS = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: eg}
+spec:
+  gatewayClassName: eg
+  listeners: [{name: http, protocol: HTTP, port: 80}]
+"""
+
+PASSING = """\
+description: The echo backend answers every host; what it saw is what was sent.
+gateway: eg
+consecutive: 2
+timeout: 3
+checks:
+  - name: routed
+    request: {host: www.example.com, path: "/get?x=1", headers: {X-Foo: bar}}
+    expect:
+      status: 200
+      backend: backend
+      namespace: default
+      request: {host: www.example.com, path: "/get?x=1", headers: {x-foo: bar}}
+  - name: response headers set by the backend
+    request: {host: www.example.com, backend_response_headers: {X-Resp: v}}
+    expect: {headers: {X-Resp: v}, absent_headers: [Server]}
+"""
+
+FAILING = """\
+description: Expectations the echo backend does not meet.
+gateway: eg
+consecutive: 2
+timeout: 1.5
+checks:
+  - name: routed
+    request: {host: www.example.com, path: /get}
+    expect: {status: 200, backend: backend}
+  - name: other hosts get 404
+    request: {host: other.example.com, path: /get}
+    expect: {status: 404}
+  - name: wrong backend and path
+    request: {host: www.example.com, path: /get}
+    expect:
+      status: 200
+      backend: infra-backend-v2
+      request: {path: /rewritten}
+"""
+
+
+def scenario(tmp_path: Path, name: str, text: str) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "scenario.yaml").write_text(text)
+    (folder / "gateway.yaml").write_text(MANIFESTS)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def echo() -> Iterator[EchoServer]:
+    with EchoServer(pod="backend-6f4d5c9b7-x7k2p", namespace="default") as server:
+        yield server
+
+
+def sandbox(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "sandbox", *args], capture_output=True,
+                          text=True, timeout=60, cwd=cwd, env=env)
+
+
+def test_passing_scenario_exits_0(tmp_path: Path, echo: EchoServer) -> None:
+    folder = scenario(tmp_path, "pass", PASSING)
+    junit = tmp_path / "junit.xml"
+    r = sandbox("run", str(folder), "--address", f"127.0.0.1:{echo.port}", "--junit",
+                str(junit), cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "PASS pass / routed (2 requests" in r.stdout
+    assert "PASS pass / response headers set by the backend" in r.stdout
+    assert "2 executed, 2 passed, 0 failed, 0 skipped" in r.stdout
+    assert "Traceback" not in r.stderr
+    assert ET.parse(junit).getroot().get("failures") == "0"
+
+
+def test_failing_scenario_exits_1_and_shows_expected_vs_observed(
+        tmp_path: Path, echo: EchoServer) -> None:
+    folder = scenario(tmp_path, "fail", FAILING)
+    r = sandbox("run", str(folder), "--address", f"127.0.0.1:{echo.port}", cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    out = r.stdout
+    assert "PASS fail / routed" in out
+    assert "FAILED fail / other hosts get 404\n  at      fail/scenario.yaml:9\n" in out
+    assert (f"  request curl -sS -i -H 'Host: other.example.com' "
+            f"http://127.0.0.1:{echo.port}/get\n") in out
+    assert "no matching response (needs 2 in a row within 1.5s)" in out
+    assert "  field   expected  observed (last response)\n  status  404       200\n" in out
+    assert ("  last response: 200; from pod backend-6f4d5c9b7-x7k2p in namespace default; "
+            "backend saw GET /get Host: other.example.com") in out
+    assert "  request.path  /rewritten         /get\n" in out
+    assert "  backend       infra-backend-v2*  backend-6f4d5c9b7-x7k2p\n" in out
+    assert "3 executed, 1 passed, 2 failed, 0 skipped" in out
+    assert "Traceback" not in r.stderr
+
+
+def test_json_output_and_k_pattern(tmp_path: Path, echo: EchoServer) -> None:
+    folder = scenario(tmp_path, "fail", FAILING)
+    r = sandbox("run", str(folder), "--address", f"127.0.0.1:{echo.port}", "-o", "json",
+                "-k", "404", cwd=tmp_path)
+    assert r.returncode == 1
+    doc = json.loads(r.stdout)  # stdout is only the JSON document
+    assert doc["target"] == "address" and doc["summary"]["failed"] == 1
+    [check] = doc["scenarios"][0]["checks"]
+    assert check["name"] == "other hosts get 404"
+    assert check["mismatches"] == [{"field": "status", "expected": "404", "observed": "200"}]
+    assert "FAILED fail / other hosts get 404" in r.stderr  # people still see why
+
+
+def test_nothing_listening_fails_with_connection_refused(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    folder = scenario(tmp_path, "pass", PASSING.replace("timeout: 3", "timeout: 0.5"))
+    r = sandbox("run", str(folder), "--address", f"127.0.0.1:{port}", "--fail-fast",
+                cwd=tmp_path)
+    assert r.returncode == 1
+    assert "no response (ConnectionError: Connection refused)" in r.stdout
+    assert "SKIP pass / response headers set by the backend (not run: --fail-fast" in r.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--address", "localhost"], "--address: expected HOST:PORT"),
+    (["--address", "127.0.0.1:99999"], "--address: port must be 1-65535"),
+    (["--address", "127.0.0.1:80", "--provider", "local"], "cannot be combined with --provider"),
+    (["-k", "zzz", "--address", "127.0.0.1:80"], "-k: -k 'zzz' matches no check"),
+])
+def test_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    folder = scenario(tmp_path, "pass", PASSING)
+    r = sandbox("run", str(folder), *args, cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_list_and_check_the_shipped_scenarios() -> None:
+    r = sandbox("list", "-o", "json", cwd=ROOT)
+    assert r.returncode == 0
+    names = {row["name"]: row for row in json.loads(r.stdout)}
+    assert names["quickstart"]["valid"] and names["quickstart"]["checks"] == 3
+    r = sandbox("check", "--no-model", "quickstart", "scenarios/quickstart/scenario.yaml",
+                cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("ok quickstart: 3 checks (model not consulted (--no-model))") == 2
+
+
+def test_sandbox_echo_command_serves_until_interrupted(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import time
+
+    import requests
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "POD_NAME": "echo-1-2", "NAMESPACE": "ns"}
+    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "echo", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                body = requests.get(f"http://127.0.0.1:{port}/x", timeout=1).json()
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "sandbox echo did not start"
+                time.sleep(0.05)
+        assert (body["pod"], body["namespace"], body["path"]) == ("echo-1-2", "ns", "/x")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert "stopped" in stderr and "Traceback" not in stderr
