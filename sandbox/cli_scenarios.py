@@ -132,6 +132,23 @@ def _check_command() -> click.Command:
                         err.print(f"  hint: {e.hint}", markup=False, highlight=False)
                 continue
             entry["name"] = scenario.name
+            # offline validation against the Gateway API CRD schemas (sandbox.schema)
+            from sandbox import schema as schema_mod
+
+            schema_problems, entry["schema_note"] = schema_mod.scenario_problems(scenario)
+            if schema_problems:
+                invalid = True
+                entry["problems"] = [{"file": p.file, "line": p.line, "field": p.field,
+                                      "message": f"{p.object}: {p.message}", "text": str(p)}
+                                     for p in schema_problems]
+                if output != "json":
+                    err.print(f"[bold red]invalid:[/] {scenario.name}: {len(schema_problems)} "
+                              "schema error(s)", markup=True, highlight=False)
+                    for p in schema_problems:
+                        err.print(f"  {p}", markup=False, highlight=False)
+                continue
+            if output != "json" and entry["schema_note"] and "not checked" in entry["schema_note"]:
+                err.print(f"note: {entry['schema_note']}", markup=False, highlight=False)
             entry["valid"] = True
             note = None
             messages: list[str] | None = None
@@ -249,6 +266,10 @@ def _run_command() -> click.Command:
                        "(glob with * ? [ ]; 'not PATTERN' inverts).")
     @click.option("--junit", "junit", type=click.Path(dir_okay=False, path_type=Path),
                   help="Write a JUnit XML report to FILE.")
+    @click.option("--conformance-report", "conformance_report",
+                  type=click.Path(dir_okay=False, path_type=Path),
+                  help="Write the upstream ConformanceReport YAML (gateway.networking.k8s.io/v1) "
+                       "to FILE [implementation fields: env SANDBOX_CONFORMANCE_IMPLEMENTATION].")
     @output_option
     @click.option("--address", metavar="HOST:PORT",
                   help="Send the checks to a gateway already listening there; nothing is "
@@ -264,7 +285,8 @@ def _run_command() -> click.Command:
     @handle_errors
     def run(ctx: click.Context, scenarios: tuple[str, ...], keep: bool, fail_fast: bool,
             pattern: str | None, junit: Path | None, output: str, address: str | None,
-            provider: str | None, gateway_class: str | None, context: str | None) -> None:
+            provider: str | None, gateway_class: str | None, context: str | None,
+            conformance_report: Path | None = None) -> None:
         """Run scenarios (names or folders) and report every check.
 
         Exit 0 when every check passed, 1 when one failed, 2 for bad input, 3 when the
@@ -309,6 +331,15 @@ def _run_command() -> click.Command:
                     on_result(sr.scenario, r)
         if junit is not None:
             report_mod.write_junit(run_report, junit)
+        if conformance_report is not None:
+            from sandbox import conformance
+
+            conformance.write_conformance_report(
+                [run_report], conformance_report,
+                implementation=conformance.implementation_for(target.name))
+            if not quiet:
+                err.print(f"ConformanceReport: {conformance_report}", markup=False,
+                          highlight=False)
         summary = report_mod.format_summary(run_report)
         if output == "json":
             if details:

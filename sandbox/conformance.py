@@ -105,6 +105,21 @@ def reference_implementation() -> Implementation:
     )
 
 
+ENV_IMPLEMENTATION = "SANDBOX_CONFORMANCE_IMPLEMENTATION"
+
+
+def implementation_for(target_name: str, override: str | None = None) -> Implementation:
+    """The implementation a run reports: the sandbox reference gateway for ``local``, else
+    Envoy Gateway; ``override`` (or env SANDBOX_CONFORMANCE_IMPLEMENTATION) in the form
+    ``organization=O,project=P,url=U,version=V,contact=C1;C2`` replaces any of the fields."""
+    import os
+
+    base = reference_implementation() if target_name == "local" else \
+        envoy_gateway_implementation()
+    text = override if override is not None else os.environ.get(ENV_IMPLEMENTATION)
+    return parse_implementation(text, base) if text else base
+
+
 def parse_implementation(text: str, base: Implementation) -> Implementation:
     """``organization=o,project=p,url=u,version=v,contact=a;b`` over ``base`` (any subset)."""
     values = base.as_dict()

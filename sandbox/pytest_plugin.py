@@ -72,7 +72,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--conformance-implementation", default=None,
                     metavar="organization=O,project=P,url=U,version=V,contact=C1;C2",
                     help="implementation fields of the ConformanceReport (default: Envoy Gateway "
-                         "for cluster providers, the sandbox reference gateway for local)")
+                         "for cluster providers, the sandbox reference gateway for local) "
+                         "[env SANDBOX_CONFORMANCE_IMPLEMENTATION]")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -460,12 +461,10 @@ class ResultsPlugin:
         config = self.config
         state = config.stash.get(_STATE, None)
         provider = str(config.getoption("sandbox_provider"))
-        base = (conformance.reference_implementation() if provider == "local"
-                else conformance.envoy_gateway_implementation())
         tr = config.pluginmanager.get_plugin("terminalreporter")
         try:
-            text = config.getoption("conformance_implementation")
-            impl = conformance.parse_implementation(text, base) if text else base
+            impl = conformance.implementation_for(
+                provider, config.getoption("conformance_implementation"))
             supported = state.supported if state is not None else None
             conformance.write_conformance_report(
                 self.results(), self.path, implementation=impl, supported_features=supported)

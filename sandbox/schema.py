@@ -245,8 +245,9 @@ def _download(version: str, channel: str, dest: Path) -> None:
         try:
             resp = requests.get(url, timeout=DOWNLOAD_TIMEOUT)
         except requests.RequestException as e:
+            reason = str(e.__context__ or e).split(": ")[-1].rstrip("\"') ")[:160]
             raise EnvironmentProblem(
-                f"cannot download the Gateway API CRDs ({url}): {e}",
+                f"cannot download the Gateway API CRDs ({url}): {type(e).__name__}: {reason}",
                 hint=f"set {ENV_CRDS}=DIR to a local copy of config/crd/{channel}",
             ) from None
         if resp.status_code != 200:
@@ -476,15 +477,36 @@ _CORE_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SchemaProblem:
+    """One schema error: where (file, line, object, field) and what."""
+
+    file: str
+    line: int | None
+    object: str  # Kind/name
+    field: str | None  # spec.rules[0].matches[0].path.type
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file + (f":{self.line}" if self.line else "")
+        return f"{where}: {self.object}: " + (f"{self.field}: " if self.field else "") \
+            + self.message
+
+
 @dataclass
 class ValidationResult:
-    errors: list[str] = field(default_factory=list)
+    problems: list[SchemaProblem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # kinds not validated, and why
     validated: int = 0  # objects validated against a schema
 
     @property
+    def errors(self) -> list[str]:
+        """Every problem as ``FILE[:LINE]: KIND/NAME: FIELD.PATH: what``."""
+        return [str(p) for p in self.problems]
+
+    @property
     def ok(self) -> bool:
-        return not self.errors
+        return not self.problems
 
 
 def format_path(path: Iterable[str | int]) -> str:
@@ -545,11 +567,9 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
-def _message(src: SourcedObject, path: Path_, text: str) -> str:
-    line = src.line_of(path)
-    where = src.file + (f":{line}" if line else "")
-    field_s = format_path(path)
-    return f"{where}: {src.label}: " + (f"{field_s}: " if field_s else "") + text
+def _message(src: SourcedObject, path: Path_, text: str) -> SchemaProblem:
+    return SchemaProblem(src.file, src.line_of(path) or None, src.label,
+                         format_path(path) or None, text)
 
 
 class SchemaValidator:
@@ -580,14 +600,14 @@ class SchemaValidator:
             src = item if isinstance(item, SourcedObject) else SourcedObject(item[0], item[1])
             obj = src.obj
             if not isinstance(obj, Mapping):
-                result.errors.append(_message(src, (), "a manifest document must be a mapping"))
+                result.problems.append(_message(src, (), "a manifest document must be a mapping"))
                 continue
             api_version, kind = obj.get("apiVersion"), obj.get("kind")
             if not isinstance(api_version, str) or not api_version:
-                result.errors.append(_message(src, ("apiVersion",), "required field is missing"))
+                result.problems.append(_message(src, ("apiVersion",), "required field is missing"))
                 continue
             if not isinstance(kind, str) or not kind:
-                result.errors.append(_message(src, ("kind",), "required field is missing"))
+                result.problems.append(_message(src, ("kind",), "required field is missing"))
                 continue
             group, _, version = api_version.rpartition("/")
             if group in GATEWAY_API_GROUPS:
@@ -596,12 +616,12 @@ class SchemaValidator:
                     known = self.crds.kinds(group)
                     close = difflib.get_close_matches(kind, known, n=1)
                     hint = f" (did you mean {close[0]!r}?)" if close else ""
-                    result.errors.append(_message(
+                    result.problems.append(_message(
                         src, ("kind",), f"unknown kind {kind!r} in {group} "
                         f"{self.crds.bundle_version} ({self.crds.channel} channel){hint}"))
                     continue
                 if version not in versions:
-                    result.errors.append(_message(
+                    result.problems.append(_message(
                         src, ("apiVersion",), f"{kind} is not served as {api_version}; "
                         f"served versions: {', '.join(sorted(versions))}"))
                     continue
@@ -616,7 +636,7 @@ class SchemaValidator:
             result.validated += 1
             for error in errors:
                 path, text = _describe(error)
-                result.errors.append(_message(src, path, text))
+                result.problems.append(_message(src, path, text))
         for api_version, kinds in sorted(skipped.items()):
             result.notes.append(f"not schema-validated (no schema for {api_version}): "
                                 + ", ".join(sorted(kinds)))
@@ -668,3 +688,23 @@ def validate_scenario(scenario: Any, crds: CRDSet | None = None,
                       *, base: str | Path | None = None) -> ValidationResult:
     """Validate the manifest files of a loaded ``sandbox.scenario.Scenario``."""
     return validate_files(list(scenario.manifests), crds, base=base)
+
+
+def scenario_problems(scenario: Any, *, download: bool = True
+                      ) -> tuple[list[SchemaProblem], str | None]:
+    """Schema problems of a loaded scenario's manifests, and a note when they were not checked
+    (the CRDs unavailable offline) or some kinds have no schema. For ``sandbox check``."""
+    from sandbox.errors import SandboxError
+    from sandbox.scenario import display_path
+
+    try:
+        crds = load_crds(download=download)
+    except SandboxError as e:
+        return [], f"schemas not checked: {e}" + (f" ({e.hint})" if e.hint else "")
+    objects: list[SourcedObject] = []
+    for f in scenario.manifests:
+        objects.extend(load_manifest_file(f, display=display_path(Path(f))))
+    result = SchemaValidator(crds).validate(objects)
+    note = (f"Gateway API {crds.bundle_version} {crds.channel} schemas"
+            + (f"; {'; '.join(result.notes)}" if result.notes else ""))
+    return result.problems, note
