@@ -90,7 +90,7 @@ def render_text(d: Decision, model: Model, method: str, url: str) -> str:
         lines.append("response headers set by the gateway")
         for k, v in d.response_headers.items():
             lines.append(f"  {k}: {v}")
-    lines.append(f"why        {d.reason}")
+    lines.append(f"why        {d.summary or d.reason}")
     if d.losers:
         lines.append("other candidates")
         lines.extend(f"  - {x}" for x in d.losers)

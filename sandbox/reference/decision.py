@@ -75,6 +75,7 @@ class Decision:
     match: str | None = None  # human text of the winning match
     losers: list[str] = field(default_factory=list)  # why the other candidates lost
     listener_port: int | None = None
+    summary: str = ""  # ``reason`` without the list of losers (for text output)
     grpc_status: int | None = None  # gRPC: 0 OK, 12 UNIMPLEMENTED (no route), 14 UNAVAILABLE
     # the rule's ResponseHeaderModifier (apply with filters.apply_header_ops to the backend's
     # response headers); per-backend lists, with backend-level filters, are on BackendChoice

@@ -274,7 +274,9 @@ class Model:
                     for e in eff:
                         srcs = [h for h in route.hostnames if mt.intersect(ls.hostname, h) == e]
                         origins[e] = max(srcs, key=mt.hostname_rank) if srcs else None
-                    self._attached.setdefault((gw.meta.key, ls.name), []).append(Attached(route, eff, origins))
+                    items = self._attached.setdefault((gw.meta.key, ls.name), [])
+                    if all(a.route is not route for a in items):  # two parentRefs, one listener
+                        items.append(Attached(route, eff, origins))
                     hits += 1
                 if hits:
                     attached_any = True
@@ -553,6 +555,7 @@ class Model:
             reason = f"no {kind} rule attached to listener {ls.name} matches the request"
             if not losers:
                 reason += " (no routes attached)"
+        summary = reason
         if losers:
             reason += ": " + "; ".join(losers[:5]) + ("; ..." if len(losers) > 5 else "")
         return Decision(
@@ -568,6 +571,7 @@ class Model:
             reason=reason,
             losers=losers,
             listener_port=port,
+            summary=summary,
             grpc_status=GRPC_UNIMPLEMENTED if grpc else None,
         )
 
@@ -737,6 +741,7 @@ class Model:
             listener_port=ls.port,
             grpc_status=grpc_status,
             response_header_ops=resp_ops,
+            summary=reason,
         )
 
 
