@@ -116,6 +116,12 @@ def register(group: click.Group) -> None:
     @click.option("--gateway", metavar="NAMESPACE/NAME", help="Gateway taking the request (default: the only one).")
     @click.option("-X", "--request", "method", default="GET", show_default=True, help="HTTP method.")
     @click.option("-H", "--header", "headers", multiple=True, metavar="'Name: value'", help="Request header (repeatable).")
+    @click.option(
+        "--grpc",
+        "grpc_call",
+        metavar="SERVICE/METHOD",
+        help="Explain a gRPC call instead (GRPCRoutes; -H headers are its metadata).",
+    )
     @click.argument("url")
     @output_option
     @handle_errors
@@ -124,6 +130,7 @@ def register(group: click.Group) -> None:
         gateway: str | None,
         method: str,
         headers: tuple[str, ...],
+        grpc_call: str | None,
         url: str,
         output: str,
     ) -> None:
@@ -152,7 +159,15 @@ def register(group: click.Group) -> None:
                     field="--gateway",
                 )
             gateway = gws[0]
-        decision = model.decide(gateway, port, method.upper(), host, target, hdrs, scheme=scheme)
+        if grpc_call is not None:
+            service, _, rpc = grpc_call.strip("/").rpartition("/")
+            if not service or not rpc:
+                raise InputError(f"invalid gRPC call {grpc_call!r}: want SERVICE/METHOD", field="--grpc")
+            decision = model.decide_grpc(gateway, port, host, service, rpc, hdrs, scheme=scheme)
+            method = "POST"
+            url = f"{scheme}://{host}/{service}/{rpc}"
+        else:
+            decision = model.decide(gateway, port, method.upper(), host, target, hdrs, scheme=scheme)
         if output == "json":
             print_json(decision.to_json())
         else:

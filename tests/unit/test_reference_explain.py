@@ -131,3 +131,26 @@ def test_parse_url(url: str, expected: tuple[str, str, int, str]) -> None:
 def test_parse_url_rejects_missing_host() -> None:
     with pytest.raises(InputError):
         parse_url("http:///path")
+
+
+def test_grpc_call(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text((DATA / "quickstart.yaml").read_text() + """
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: g}
+spec:
+  parentRefs: [{name: eg}]
+  hostnames: [grpc.example.com]
+  rules:
+    - matches: [{method: {service: pkg.Echo, method: Echo}, headers: [{name: version, value: two}]}]
+      backendRefs: [{name: backend, port: 3000}]
+""")
+    code, out, _ = run("-f", str(tmp_path), "--grpc", "pkg.Echo/Echo", "-H", "version: two", "-o", "json", "http://grpc.example.com/")
+    assert code == 0
+    data = json.loads(out)
+    assert (data["status"], data["route"], data["request"]["path"]) == (200, "default/g", "/pkg.Echo/Echo")
+    code, out, _ = run("-f", str(tmp_path), "--grpc", "pkg.Echo/Echo", "http://grpc.example.com/")
+    assert code == 0 and "->  404" in out and "header version absent" in out
+    code, _, err = run("-f", str(tmp_path), "--grpc", "nomethod", "http://grpc.example.com/")
+    assert code == EXIT_USAGE and "SERVICE/METHOD" in err
