@@ -453,6 +453,16 @@ def compare_shares(check: Check, pods: list[str | None]) -> tuple[dict[str, floa
 # Converging
 # --------------------------------------------------------------------------------------------
 
+
+def _default_grpc_send() -> Callable[[Check, Address], Observed] | None:
+    """``sandbox.grpc_probe.send_grpc(check, address) -> Observed`` when that module exists."""
+    try:
+        from sandbox import grpc_probe  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return None
+    send: Callable[[Check, Address], Observed] | None = getattr(grpc_probe, "send_grpc", None)
+    return send
+
 Sender = Callable[[ProbeRequest], Observed]
 
 
@@ -473,7 +483,7 @@ class Prober:
         self.clock = clock
         self.sleep = sleep
         self.backoff = backoff
-        self.grpc_send = grpc_send
+        self.grpc_send = grpc_send if grpc_send is not None else _default_grpc_send()
         self.stop = stop
 
     def build(self, check: Check, address: Address) -> ProbeRequest:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from sandbox.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError, SandboxError
 from sandbox.probe import CheckResult, Prober
 from sandbox.scenario import Check, Scenario
-from sandbox.targets import Target
+from sandbox.targets import Deployment, Target
 
 Progress = Callable[[str], None]
 OnResult = Callable[[Scenario, CheckResult], None]
@@ -162,7 +162,7 @@ class Runner:
                     if failed and fail_fast:
                         sr.checks.append(_skipped(check, "not run: --fail-fast after a failure"))
                         continue
-                    result = self._run_check(scenario, check, deployment)
+                    result = self.run_check(scenario, check, deployment)
                     sr.checks.append(result)
                     self.on_result(scenario, result)
                     failed = failed or result.status == "failed"
@@ -191,10 +191,9 @@ class Runner:
     def _keep(self) -> bool:
         return bool(getattr(self.target, "keep", False))
 
-    def _run_check(self, scenario: Scenario, check: Check, deployment: object) -> CheckResult:
-        from sandbox.targets import Deployment
-
-        dep: Deployment = deployment  # type: ignore[assignment]
+    def run_check(self, scenario: Scenario, check: Check, deployment: Deployment) -> CheckResult:
+        """One check against a deployed scenario (the pytest plugin's per-item path)."""
+        dep = deployment
         gateway = check.request.gateway or scenario.gateway
         port = check.request.port or (443 if check.request.scheme == "https" else 80)
         start = time.monotonic()
@@ -208,6 +207,9 @@ class Runner:
         except SandboxError as e:
             return CheckResult(check, False, 0, time.monotonic() - start, None, [],
                                error=str(e))
+
+
+Runner._run_check = Runner.run_check  # type: ignore[attr-defined]  # older name, kept
 
 
 def _skipped(check: Check, why: str) -> CheckResult:
