@@ -166,3 +166,14 @@ def test_echo_delay_parses_go_durations() -> None:
     assert echo_delay("/p?delay=250ms") == 0.25
     assert echo_delay("/p?delay=soon") is None
     assert echo_delay("/p") is None
+
+
+def test_grpc_checks_go_through_decide_grpc() -> None:
+    from sandbox.scenario import GrpcRequest
+
+    s = scenario(
+        check("no grpc route", Request(host="www.example.com", grpc=GrpcRequest(service="pkg.Echo", method="Echo")), Expect(status=[404])),
+        check("wrong", Request(host="www.example.com", grpc=GrpcRequest(service="pkg.Echo", method="Echo")), Expect(status=[200])),
+    )
+    msgs = verify_scenario(s)
+    assert len(msgs) == 1 and "check 'wrong': status: model says 404, expected 200" in msgs[0]
