@@ -24,7 +24,8 @@ h2c, or h2 via ALPN on HTTPS listeners) is handed, as a :class:`GrpcConnection`,
 module it is closed and the diagnostics say so. The same module may define
 ``echo_server(pod=, namespace=, service=)`` returning a started server with ``.port`` and
 ``.close()``: it then stands in for the pods of Deployments whose literal env sets
-``GRPC_ECHO_SERVER`` (as the upstream gRPC echo backends do).
+``GRPC_ECHO_SERVER`` (as the upstream gRPC echo backends do), and ``close_fronts(model)``,
+called when the deployment ends.
 """
 
 from __future__ import annotations
@@ -890,6 +891,9 @@ class LocalTarget:
         router.grpc_missing = grpc_missing
         deployment = LocalDeployment(scenario, model, router)
         with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="sandbox-local-") as tmp:
+            close_fronts = getattr(grpc_module, "close_fronts", None)
+            if close_fronts is not None:
+                stack.callback(close_fronts, model)  # after the gateways (callbacks run LIFO)
             try:
                 self._start_pods(model, router, deployment, stack, grpc_module)
                 self._start_gateways(scenario, model, router, deployment, stack, Path(tmp), grpc_module)
