@@ -62,6 +62,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--sandbox-context", default=os.environ.get("SANDBOX_CONTEXT"),
                     metavar="CONTEXT",
                     help="kubeconfig context for --sandbox-provider existing [env SANDBOX_CONTEXT]")
+    group.addoption("--sandbox-gateway-class", default=None, metavar="NAME",
+                    help="GatewayClass given to every Gateway (cluster providers; default: the "
+                         "sandbox's, eg) [env SANDBOX_GATEWAY_CLASS]")
     group.addoption("--supported-features", default=None, metavar="F1,F2",
                     help="upstream Gateway API features the gateway supports (default: all); "
                          "checks needing others are skipped")
@@ -133,7 +136,6 @@ class SandboxState:
     _unavailable: str | None = None  # why the provider cannot run, once known
     _probed: bool = False
     _target: Any = None
-    _stack: Any = None
 
     @property
     def provider(self) -> str:
@@ -191,34 +193,16 @@ class SandboxState:
 
 
 def make_target(state: SandboxState) -> Target:
-    """Build the provider's Target (imports only what the provider needs)."""
-    if state.provider == "local":
-        from sandbox.targets.local import LocalTarget
+    """The provider's Target, built exactly as ``sandbox run --provider ...`` builds it."""
+    from sandbox.cli_scenarios import make_target as cli_make_target
 
-        return LocalTarget()
-    from sandbox import settings as S
-    from sandbox.controllers.envoy_gateway import EnvoyGateway
-    from sandbox.targets.cluster import ClusterTarget
-
-    settings = S.Settings()
-    if state.provider == "k3d":
-        from sandbox import stack
-
-        state._stack = stack.ensure_up(settings)
-        st = state._stack
-        return ClusterTarget(st.kubectl, st.controller, st.gateway_class, keep=state.keep,
-                             name="k3d")
-    # existing: the user's kubeconfig (KUBECONFIG, else ~/.kube/config) and the named context
-    from sandbox import tools
-    from sandbox.kube import Kubectl
-
-    kubeconfig = (os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
-                  or str(Path.home() / ".kube" / "config"))
-    kubectl = tools.ensure_tool("kubectl", settings.kubectl_version)
-    controller = EnvoyGateway(settings.envoy_gateway_version,
-                              gateway_class=settings.gateway_class)
-    return ClusterTarget(Kubectl(kubectl.path, kubeconfig, state.config.getoption("sandbox_context")),
-                         controller, settings.gateway_class, keep=state.keep, name="existing")
+    target = cli_make_target(
+        address=None, provider=state.provider,
+        gateway_class=state.config.getoption("sandbox_gateway_class"),
+        context=state.config.getoption("sandbox_context") if state.provider == "existing"
+        else None,
+        keep=state.keep, quiet=False)
+    return target  # type: ignore[no-any-return]
 
 
 def _state(config: pytest.Config) -> SandboxState:
