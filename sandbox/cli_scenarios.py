@@ -227,9 +227,13 @@ def _cluster_target(provider: str, gateway_class: str | None, context: str | Non
 
     kubeconfig = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] or str(
         Path.home() / ".kube" / "config")
-    kubectl_tool = tools.ensure_tool("kubectl", settings.kubectl_version)
+    # your cluster, your kubectl: the one on PATH when there is one, else the pinned download
+    import shutil
+
+    kubectl_path = shutil.which("kubectl") or str(
+        tools.ensure_tool("kubectl", settings.kubectl_version).path)
     cls = gateway_class or settings.gateway_class
-    return ClusterTarget(Kubectl(kubectl_tool.path, kubeconfig, context),
+    return ClusterTarget(Kubectl(kubectl_path, kubeconfig, context),
                          EnvoyGateway(settings.envoy_gateway_version, gateway_class=cls),
                          cls, keep=keep, name="existing", progress=progress)
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,3 +199,32 @@ def test_sandbox_echo_command_serves_until_interrupted(tmp_path: Path) -> None:
         _, stderr = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert "stopped" in stderr and "Traceback" not in stderr
+
+
+def test_ctrl_c_exits_130_without_traceback(tmp_path: Path) -> None:
+    import signal
+    import threading
+
+    arrived = threading.Event()
+    slow = textwrap.dedent("""\
+        description: a fast check, then one whose backend answers only after 30s
+        gateway: eg
+        checks:
+          - {name: fast, request: {path: /fast}, expect: {status: 200}}
+          - {name: slow, request: {path: "/slow?delay=30s"}, expect: {status: 200}}
+        """)
+    folder = scenario(tmp_path, "slow", slow)
+    with EchoServer(pod="backend-1-2", log=lambda line: arrived.set()) as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sandbox", "run", str(folder), "--address",
+             f"127.0.0.1:{server.port}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        try:
+            # the echo logs each answer: once the fast check's are in, the run goes on to the
+            # slow one (?delay=30s), so the interrupt lands while the run is busy
+            assert arrived.wait(20) or proc.poll() is not None
+        finally:
+            proc.send_signal(signal.SIGINT)
+            stdout, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 130, stdout + stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
