@@ -354,9 +354,8 @@ def run_check(scenario: Scenario, check: Check, deployment: Deployment,
     """Run one check against a deployed scenario through the Runner; a ``probe.CheckResult``."""
     from sandbox.runner import Runner
 
-    runner = Runner(target if target is not None else _NoTarget())
-    run_one = getattr(runner, "run_check", None) or runner._run_check
-    return run_one(scenario, check, deployment)
+    return Runner(target if target is not None else _NoTarget()).run_check(
+        scenario, check, deployment)
 
 
 class _NoTarget:
