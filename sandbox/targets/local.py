@@ -471,6 +471,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
 
 def _describe(decision: Decision) -> str:
+    """One line on what the model decided: its own reason when it gives one."""
+    if decision.reason:
+        return decision.reason
     parts = []
     if decision.listener:
         parts.append(f"listener {decision.listener}")
@@ -480,10 +483,7 @@ def _describe(decision: Decision) -> str:
         parts.append(f"rule {decision.rule}")
     if decision.match:
         parts.append(f"match {decision.match}")
-    text = ", ".join(parts)
-    if decision.reason:
-        text += f" ({decision.reason})" if text else decision.reason
-    return text
+    return ", ".join(parts)
 
 
 @dataclass

@@ -344,7 +344,7 @@ def test_diagnostics_describe_decisions_and_name_the_provider(deploy: Callable[.
     text = dep.diagnostics()
     assert "provider local" in text
     assert "GET http://www.example.com/diag via default/eg:80 -> 200" in text
-    assert "route default/r" in text
+    assert "scripted" in text  # the model's reason
     assert "envoy" not in text.lower()
 
 

@@ -1,0 +1,64 @@
+"""``sandbox run SCENARIO --provider local``: the real CLI, the real model, real loopback sockets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "scenarios" / "quickstart"
+
+
+def sandbox(*args: str, cwd: Path = ROOT, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sandbox", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**__import__("os").environ, "NO_COLOR": "1", "SANDBOX_OUTPUT": "text"},
+        check=False,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _needs_quickstart() -> None:
+    if not (QUICKSTART / "scenario.yaml").exists():
+        pytest.skip("scenarios/quickstart is not in this tree")
+
+
+def test_run_quickstart_locally_passes() -> None:
+    started = time.monotonic()
+    result = sandbox("run", "quickstart", "--provider", "local", "-o", "json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["target"] == "local"
+    assert report["summary"]["failed"] == 0
+    assert report["summary"]["passed"] == len(report["scenarios"][0]["checks"]) >= 3
+    assert "envoy" not in result.stderr.lower()
+    assert time.monotonic() - started < 10  # interpreter start included
+
+
+def test_run_with_a_wrong_expectation_exits_1(tmp_path: Path) -> None:
+    folder = tmp_path / "quickstart-wrong"
+    shutil.copytree(QUICKSTART, folder)
+    text = (folder / "scenario.yaml").read_text()
+    assert "backend: backend\n" in text
+    text = text.replace("backend: backend\n", "backend: not-the-backend\n", 1)
+    text = text.replace("gateway: eg\n", "gateway: eg\ntimeout: 0.5\n", 1)
+    (folder / "scenario.yaml").write_text(text)
+    result = sandbox("run", str(folder), "--provider", "local")
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = result.stdout + result.stderr
+    assert "not-the-backend" in out
+    assert "FAIL" in out
+    # the failure report carries the local provider's diagnostics, naming it
+    assert "provider local" in out
+    assert "www.example.com/get" in out
+    assert "envoy proxy" not in out.lower() and "server: envoy" not in out.lower()
