@@ -270,3 +270,47 @@ def test_resolve_by_name_path_and_typo(tmp_path: Path, monkeypatch: pytest.Monke
         resolve_scenario("dmeo")
     with pytest.raises(InputError, match="scenario not found"):
         resolve_scenario("no/such/path")
+
+
+def test_check_json_lists_every_problem_with_location() -> None:
+    import json
+
+    result = CliRunner().invoke(main, ["check", "--no-model", "-o", "json",
+                                       str(BROKEN / "unknown-keys"), str(SCENARIOS / "quickstart")])
+    assert result.exit_code == EXIT_USAGE
+    bad, good = json.loads(result.stdout)
+    assert good["valid"] and good["name"] == "quickstart" and good["problems"] == []
+    assert not bad["valid"]
+    first = bad["problems"][0]
+    assert first["file"].endswith("broken/unknown-keys/scenario.yaml")
+    assert (first["line"], first["field"], first["message"]) == (
+        3, "timout", "unknown key (did you mean 'timeout'?)")
+    assert first["text"].endswith(
+        "unknown-keys/scenario.yaml:3: timout: unknown key (did you mean 'timeout'?)")
+
+
+def test_check_exits_1_when_the_reference_model_disagrees(tmp_path: Path) -> None:
+    src = SCENARIOS / "quickstart"
+    folder = tmp_path / "quick-wrong"
+    folder.mkdir()
+    (folder / "quickstart.yaml").write_text((src / "quickstart.yaml").read_text())
+    text = (src / "scenario.yaml").read_text().replace(
+        "request: {host: other.example.com, path: /get}\n    expect: {status: 404}",
+        "request: {host: other.example.com, path: /get}\n    expect: {status: 200}")
+    (folder / "scenario.yaml").write_text(text)
+    result = CliRunner().invoke(main, ["check", str(folder)])
+    assert result.exit_code == 1, result.output
+    assert "model disagrees: quick-wrong" in result.stderr
+    assert "scenario.yaml:21" in result.stderr
+    ok = CliRunner().invoke(main, ["check", str(src)])
+    assert ok.exit_code == 0 and "the reference model agrees" in ok.stdout
+
+
+def test_list_flags_invalid_scenarios(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SANDBOX_SCENARIOS", str(BROKEN))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["list"])
+    assert result.exit_code == 0
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert "INVALID: 4 problem(s); see `sandbox check" in lines["unknown-keys"]
+    assert lines["quickstart"].split(None, 1)[1].startswith("The Envoy Gateway quickstart")
