@@ -31,15 +31,20 @@ Switches (environment of the fake kubectl):
 ``FAKE_EG_NOT_PROGRAMMED``  comma list of Gateway names that stay ``Programmed`` False
                            (``AddressNotAssigned``, "No addresses have been assigned to the
                            Gateway").
-``FAKE_EG_STATUS_DELAY``    seconds after an object's creation before any status appears.
+``FAKE_EG_STATUS_DELAY``    seconds after the fake first saw an object before its status appears
+                           (first sightings kept in ``seen_file``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import hashlib
+import json
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
@@ -74,12 +79,23 @@ def _meta(obj: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def _age(obj: dict[str, Any], now: float) -> float:
-    stamp = _meta(obj).get("creationTimestamp")
-    if not stamp:
-        return 1e9
-    created = datetime.datetime.strptime(stamp, TIME_FORMAT).replace(tzinfo=datetime.timezone.utc)
-    return now - created.timestamp()
+def first_seen(objects: list[dict[str, Any]], path: Path | None, now: float) -> dict[str, float]:
+    """uid -> when the fake controller first saw the object, kept in ``path`` (JSON)."""
+    seen: dict[str, float] = {}
+    if path is not None and path.exists():
+        with contextlib.suppress(ValueError):
+            seen = json.loads(path.read_text() or "{}")
+    changed = False
+    for obj in objects:
+        uid = _meta(obj).get("uid")
+        if uid and uid not in seen:
+            seen[uid] = now
+            changed = True
+    if changed and path is not None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(seen))
+        os.replace(tmp, path)
+    return seen
 
 
 def data_plane_name(namespace: str, name: str) -> str:
@@ -258,10 +274,16 @@ def _route_parents(objects: list[dict[str, Any]], route: dict[str, Any]) -> list
     return parents
 
 
-def reconcile(objects: list[dict[str, Any]], now: float | None = None) -> list[dict[str, Any]]:
-    """``objects`` with statuses written and data planes created/removed. Input is not modified."""
-    now = datetime.datetime.now(datetime.timezone.utc).timestamp() if now is None else now
+def reconcile(
+    objects: list[dict[str, Any]], now: float | None = None, seen_file: Path | None = None
+) -> list[dict[str, Any]]:
+    """``objects`` with statuses written and data planes created/removed. Input is not modified.
+
+    ``seen_file`` remembers when each object was first seen, for ``FAKE_EG_STATUS_DELAY``.
+    """
+    now = time.time() if now is None else now
     delay = float(os.environ.get("FAKE_EG_STATUS_DELAY", "0") or 0)
+    seen = first_seen(objects, seen_file, now) if delay else {}
     not_programmed = {
         s.strip() for s in os.environ.get("FAKE_EG_NOT_PROGRAMMED", "").split(",") if s.strip()
     }
@@ -288,7 +310,7 @@ def reconcile(objects: list[dict[str, Any]], now: float | None = None) -> list[d
             out.extend(_data_plane(gw))
     for obj in out:
         kind = obj.get("kind")
-        if _age(obj, now) < delay:
+        if delay and now - seen.get(str(_meta(obj).get("uid")), now) < delay:
             continue
         if kind == "Deployment" and "status" not in obj:
             obj["status"] = {
