@@ -474,3 +474,33 @@ def test_client_that_hangs_up_leaves_no_traceback(
     time.sleep(0.3)  # the gateway writes its answer into the closed connection
     assert send(dep)[0] == 200
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_startup_wait_is_bounded_and_cleans_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox.echo import EchoServer
+    from sandbox.errors import WaitTimeout
+
+    model = ScriptedModel(passthrough([svc("v1")]), services={"default/v1": 1})
+    started: list[int] = []
+
+    def echo(*a: Any, **kw: Any) -> Any:
+        server = EchoServer(*a, **kw)
+        started.append(server.port)
+        return server
+
+    def refuse(address: tuple[str, int], timeout: float = 0) -> socket.socket:
+        raise ConnectionRefusedError("refused (test)")
+
+    monkeypatch.setattr("sandbox.targets.local.EchoServer", echo)
+    monkeypatch.setattr("sandbox.targets.local.socket.create_connection", refuse)
+    t0 = time.monotonic()
+    with pytest.raises(WaitTimeout, match="refused"), LocalTarget(
+        startup_timeout=0.2, model_factory=lambda _o: model
+    ).deploy(scenario(tmp_path)):
+        pass
+    assert time.monotonic() - t0 < 2
+    monkeypatch.undo()
+    assert started
+    for port in started:
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
