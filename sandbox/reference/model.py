@@ -20,6 +20,22 @@ input stands for age (earlier in the files = older), and a route without a times
 newer than every route that has one. (A real API server sets the timestamp itself at creation,
 with one-second resolution, so routes applied together usually tie on age and fall through to
 the namespace/name order.)
+
+Choices where the spec leaves room, and known differences from Envoy Gateway:
+
+- RegularExpression paths rank between Exact and PathPrefix, by length (as Envoy Gateway's
+  internal/gatewayapi/sort.go); regexes are Python ``re`` full matches (Envoy uses RE2).
+- Hostname specificity is a precedence criterion across every matching rule, as the spec words
+  it: a request for a.example.com that no rule of the a.example.com route matches can still be
+  taken by a ``*.example.com`` route. Envoy picks one virtual host per request (most specific
+  domain first) and answers 404 there instead of falling through.
+- Header modifiers apply remove, then set, then add (the spec does not order them).
+- A Service with no pods answers 503 (the spec's SHOULD) when the manifests' workloads are all
+  Deployments; with other workload kinds the model does not guess and assumes pods exist.
+- Not modelled: CORS and ExternalAuth filters (ignored, with a note), ExtensionRef filters
+  (answered 500, as for an unresolvable custom filter), retries, session persistence,
+  BackendTLSPolicy, ListenerSets, TLS/TCP/UDP routes, Service (mesh) parents, 421 Misdirected
+  Request, Gateway addresses and GatewayClass acceptance.
 """
 
 from __future__ import annotations
