@@ -1,0 +1,174 @@
+"""The scenario library (scenarios/*): every folder loads, documents itself, declares upstream
+feature names, brings well-formed, self-contained manifests, commits no key material, and agrees
+with the reference model."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sandbox import features
+from sandbox.reference.verify import verify_scenario
+from sandbox.scenario import Scenario, load_scenario
+
+LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
+FOLDERS = sorted(p for p in LIBRARY.iterdir() if p.is_dir()) if LIBRARY.is_dir() else []
+ECHO_IMAGE = "registry.k8s.io/gateway-api/echo-basic:v1.5.1"
+GATEWAY_CLASS = "eg"
+MIN_SCENARIOS = 30
+# features every scenario of a kind must list (upstream: every test needs Gateway)
+ROUTE_FEATURES = {"HTTPRoute": "HTTPRoute", "GRPCRoute": "GRPCRoute"}
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [p.name for p in paths]
+
+
+_cache: dict[Path, Scenario] = {}
+
+
+def _load(folder: Path) -> Scenario:
+    if folder not in _cache:
+        _cache[folder] = load_scenario(folder)
+    return _cache[folder]
+
+
+def _objects(s: Scenario, kind: str) -> list[dict[str, Any]]:
+    return [o for o in s.objects if o.get("kind") == kind]
+
+
+def test_library_size() -> None:
+    assert len(FOLDERS) >= MIN_SCENARIOS, [p.name for p in FOLDERS]
+
+
+def test_every_folder_is_a_scenario() -> None:
+    assert all((p / "scenario.yaml").is_file() for p in FOLDERS), [
+        p.name for p in FOLDERS if not (p / "scenario.yaml").is_file()]
+
+
+def test_no_private_key_material_committed() -> None:
+    offenders = []
+    for path in LIBRARY.rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            if "PRIVATE KEY" in text or re.search(r"^\s*tls\.key\s*:", text, re.MULTILINE):
+                offenders.append(str(path.relative_to(LIBRARY)))
+    assert not offenders
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=_ids(FOLDERS))
+def test_loads_with_description_features_and_checks(folder: Path) -> None:
+    s = _load(folder)
+    assert s.name == folder.name
+    words = s.description.split()
+    assert 8 <= len(words) <= 80, "description: one or two sentences"
+    assert len(re.findall(r"[.!?](\s|$)", s.description.strip())) <= 2
+    assert s.features, "features: the upstream feature names it exercises"
+    unknown = [f for f in s.features if not features.is_known(f)]
+    assert not unknown
+    assert "Gateway" in s.features
+    kinds = {o.get("kind") for o in s.objects}
+    for kind, feature in ROUTE_FEATURES.items():
+        if kind in kinds:
+            assert feature in s.features, f"has {kind}s but does not list {feature}"
+    if "ReferenceGrant" in kinds:
+        assert "ReferenceGrant" in s.features
+    for check in s.checks:
+        assert all(features.is_known(f) for f in check.features), check.name
+    assert s.checks
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=_ids(FOLDERS))
+def test_manifests_are_well_formed_and_self_contained(folder: Path) -> None:
+    s = _load(folder)
+    files = [p for p in sorted(folder.iterdir()) if p.suffix in (".yaml", ".yml")
+             and p.name != "scenario.yaml"]
+    for f in files:
+        docs = [d for d in yaml.safe_load_all(f.read_text()) if d is not None]
+        assert docs, f"{f.name} is empty"
+        for d in docs:
+            assert isinstance(d, dict) and d.get("apiVersion") and d.get("kind"), f.name
+            assert d.get("metadata", {}).get("name"), f"{f.name}: {d.get('kind')} without a name"
+
+    # Gateways use the sandbox's class
+    for gw in _objects(s, "Gateway"):
+        assert gw["spec"]["gatewayClassName"] == GATEWAY_CLASS
+
+    # every namespace used is declared (logical namespaces, docs/scenario-format.md)
+    declared = {o["metadata"]["name"] for o in _objects(s, "Namespace")} | {"default"}
+    used = {o["metadata"].get("namespace", "default") for o in s.objects
+            if o.get("kind") != "Namespace"}
+    assert used <= declared, f"undeclared namespaces: {sorted(used - declared)}"
+
+    # no Secrets: HTTPS certificates are generated at run time from `tls:`
+    assert not _objects(s, "Secret")
+    for gw in _objects(s, "Gateway"):
+        for listener in gw["spec"]["listeners"]:
+            for ref in (listener.get("tls") or {}).get("certificateRefs", []):
+                assert ref["name"] in {t.secret for t in s.tls}, ref["name"]
+
+    # echo backends as upstream: pinned image, identity from the downward API, port 3000
+    deployments = _objects(s, "Deployment")
+    assert deployments
+    for dep in deployments:
+        (container,) = dep["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == ECHO_IMAGE
+        env = {e["name"]: e for e in container.get("env", [])}
+        assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+        assert env["NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+        assert [p["containerPort"] for p in container.get("ports", [])] == [3000]
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    for svc in _objects(s, "Service"):
+        ns = svc["metadata"].get("namespace", "default")
+        selector = svc["spec"]["selector"]
+        assert any(
+            d["metadata"].get("namespace", "default") == ns
+            and selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+            for d in deployments
+        ), f"Service {svc['metadata']['name']} selects no Deployment"
+        assert all(p.get("targetPort") == 3000 for p in svc["spec"]["ports"])
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=_ids(FOLDERS))
+def test_expected_backends_exist(folder: Path) -> None:
+    s = _load(folder)
+    deployments = {
+        d["metadata"]["name"]: d for d in _objects(s, "Deployment")
+    }
+    names = sorted(deployments)
+    for check in s.checks:
+        wanted = [check.expect.backend] if check.expect.backend else []
+        wanted += list((check.expect.backends or {}).keys())
+        for backend in wanted:
+            matches = [n for n in names if n.startswith(backend)]
+            # a pod-name prefix must name exactly one Deployment, or the check proves nothing
+            assert matches == [backend], f"{check.name}: backend {backend!r} vs {names}"
+            env = {e["name"]: e.get("value")
+                   for e in deployments[backend]["spec"]["template"]["spec"]["containers"][0]
+                   .get("env", [])}
+            is_grpc = bool(env.get("GRPC_ECHO_SERVER"))
+            assert is_grpc == (check.request.grpc is not None), (
+                f"{check.name}: gRPC checks need GRPC_ECHO_SERVER backends and HTTP checks not")
+        if check.expect.namespace is not None:
+            declared = {o["metadata"]["name"] for o in _objects(s, "Namespace")} | {"default"}
+            assert check.expect.namespace in declared
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=_ids(FOLDERS))
+def test_reference_model_agrees(folder: Path) -> None:
+    s = _load(folder)
+    assert verify_scenario(s) == []
+
+
+def test_weighted_checks_sample_enough() -> None:
+    # upstream samples 500 requests with +-0.05; fewer samples make a check flaky
+    for folder in FOLDERS:
+        for check in _load(folder).checks:
+            if check.expect.backends is not None:
+                assert check.samples >= 500, f"{folder.name}/{check.name}"
+                assert abs(sum(check.expect.backends.values()) - 1.0) < 1e-9
