@@ -251,3 +251,26 @@ def test_weighted_shares_over_real_pods() -> None:
         finally:
             server.shutdown()
             server.server_close()
+
+
+def test_repeated_response_headers_are_joined_with_a_comma() -> None:
+    class Twice(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("X-A", "1")
+            self.send_header("x-a", "2")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Twice)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        c = check(expect=Expect(headers={"X-A": "1,2"}), consecutive=1)
+        result = Prober(**FAST).run(c, addr(server.server_address[1]))
+        assert result.passed, result.mismatches
+    finally:
+        server.shutdown()
+        server.server_close()
