@@ -96,6 +96,15 @@ def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
     return pytester
 
 
+QUIET = ("-p", "no:hypothesispytest", "-p", "no:benchmark")
+
+
+def run(pytester: pytest.Pytester, *args: str, xdist: bool = False) -> pytest.RunResult:
+    """runpytest without the plugins this file does not test (they only cost start-up time)."""
+    extra = () if xdist else ("-p", "no:xdist")
+    return pytester.runpytest(*args, *QUIET, *extra)
+
+
 def _plain() -> str:
     return ("description: A plain host check.\ngateway: eg\nfeatures: [Gateway, HTTPRoute]\n"
             "consecutive: 1\nchecks:\n  - name: routed\n"
@@ -104,13 +113,13 @@ def _plain() -> str:
 
 
 def test_inert_without_scenarios_option(suite: pytest.Pytester) -> None:
-    result = suite.runpytest("-p", "no:cacheprovider")
+    result = run(suite)
     result.assert_outcomes(passed=1)  # only test_ordinary; scenario.yaml files are not collected
 
 
 def test_one_item_per_check_grouped_by_scenario(suite: pytest.Pytester) -> None:
-    result = suite.runpytest("--collect-only", "-q", "--sandbox-scenarios", "scenarios",
-                             "--sandbox-provider", "local", "-p", "no:cacheprovider")
+    result = run(suite, "--collect-only", "-q", "--sandbox-scenarios", "scenarios",
+                             "--sandbox-provider", "local")
     lines = [line for line in result.outlines if "::" in line]
     assert sorted(lines) == sorted([
         "scenarios/plain/scenario.yaml::routed",
@@ -122,14 +131,13 @@ def test_one_item_per_check_grouped_by_scenario(suite: pytest.Pytester) -> None:
 
 
 def test_explicit_path_collects_scenarios(suite: pytest.Pytester) -> None:
-    result = suite.runpytest("scenarios/plain", "--sandbox-provider", "local",
-                             "-p", "no:cacheprovider")
+    result = run(suite, "scenarios/plain", "--sandbox-provider", "local")
     result.assert_outcomes(passed=1)
 
 
 def test_local_run_junit_and_failure_text(suite: pytest.Pytester) -> None:
     junit = suite.path / "junit.xml"
-    result = suite.runpytest("scenarios", "--sandbox-provider", "local", "-p", "no:cacheprovider",
+    result = run(suite, "scenarios", "--sandbox-provider", "local",
                              f"--junitxml={junit}")
     result.assert_outcomes(passed=3, failed=1)
     text = result.stdout.str()
@@ -157,15 +165,15 @@ def test_local_run_junit_and_failure_text(suite: pytest.Pytester) -> None:
 ])
 def test_k_selects_by_scenario_check_or_feature(suite: pytest.Pytester, expr: str,
                                                 expected: set[str]) -> None:
-    result = suite.runpytest("scenarios", "--collect-only", "-q", "-k", expr,
-                             "--sandbox-provider", "local", "-p", "no:cacheprovider")
+    result = run(suite, "scenarios", "--collect-only", "-q", "-k", expr,
+                             "--sandbox-provider", "local")
     got = {line.split("::", 1)[1] for line in result.outlines if "::" in line}
     assert got == expected
 
 
 def test_unsupported_features_skip_with_reason_and_report(suite: pytest.Pytester) -> None:
     report = suite.path / "conformance.yaml"
-    result = suite.runpytest("scenarios", "--sandbox-provider", "local", "-p", "no:cacheprovider",
+    result = run(suite, "scenarios", "--sandbox-provider", "local",
                              "-rs", "--exempt-features", "HTTPRouteQueryParamMatching",
                              f"--conformance-report={report}")
     result.assert_outcomes(passed=2, failed=1, skipped=1)
@@ -187,7 +195,7 @@ def test_unsupported_features_skip_with_reason_and_report(suite: pytest.Pytester
 
 def test_report_counts_extended_and_skips(suite: pytest.Pytester) -> None:
     report = suite.path / "conformance.yaml"
-    result = suite.runpytest("scenarios", "--sandbox-provider", "local", "-p", "no:cacheprovider",
+    result = run(suite, "scenarios", "--sandbox-provider", "local",
                              "-k", "not wrong", f"--conformance-report={report}",
                              "--conformance-implementation", "organization=acme,version=v9")
     result.assert_outcomes(passed=3)
@@ -201,7 +209,7 @@ def test_report_counts_extended_and_skips(suite: pytest.Pytester) -> None:
 
 
 def test_unknown_feature_option_is_a_usage_error(suite: pytest.Pytester) -> None:
-    result = suite.runpytest("scenarios", "--sandbox-provider", "local", "-p", "no:cacheprovider",
+    result = run(suite, "scenarios", "--sandbox-provider", "local",
                              "--supported-features", "HTTPRoute,HTTPRouteQueryParamMatch")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*did you mean 'HTTPRouteQueryParamMatching'*"])
@@ -211,7 +219,7 @@ def test_cluster_provider_items_are_e2e_and_skip_without_docker(
         suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # an engine address that cannot answer: the docker SDK fails at once on a missing socket
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
-    result = suite.runpytest("scenarios/plain", "-p", "no:cacheprovider", "-rs", "-m", "e2e")
+    result = run(suite, "scenarios/plain", "-rs", "-m", "e2e")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*k3d provider unavailable*Docker engine*"])
 
@@ -219,8 +227,7 @@ def test_cluster_provider_items_are_e2e_and_skip_without_docker(
 def test_existing_provider_needs_a_context(suite: pytest.Pytester,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SANDBOX_CONTEXT", raising=False)
-    result = suite.runpytest("scenarios/plain", "--sandbox-provider", "existing", "-rs",
-                             "-p", "no:cacheprovider")
+    result = run(suite, "scenarios/plain", "--sandbox-provider", "existing", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*needs --sandbox-context*"])
 
@@ -231,8 +238,7 @@ def test_invalid_scenario_is_a_collection_error_without_traceback(
     bad.mkdir()
     (bad / "app.yaml").write_text(MANIFESTS)
     (bad / "scenario.yaml").write_text("description: x\ngateway: eg\nchecks:\n  - nme: a\n")
-    result = suite.runpytest("scenarios/broken", "--sandbox-provider", "local",
-                             "-p", "no:cacheprovider")
+    result = run(suite, "scenarios/broken", "--sandbox-provider", "local")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     text = result.stdout.str()
     assert "scenario.yaml:4" in text
@@ -247,16 +253,16 @@ def test_fixtures_give_the_sandbox_and_a_gateway(suite: pytest.Pytester) -> None
             results = gateway.run("scenarios/plain")
             assert [r.status for r in results] == ["passed"]
     """)
-    result = suite.runpytest("test_fixtures.py", "--sandbox-provider", "local",
-                             "-p", "no:cacheprovider")
+    result = run(suite, "test_fixtures.py", "--sandbox-provider", "local")
     result.assert_outcomes(passed=1)
 
 
 def test_xdist_runs_scenarios_in_workers(suite: pytest.Pytester) -> None:
     pytest.importorskip("xdist", reason="pytest-xdist is not installed")
     report = suite.path / "conformance.yaml"
-    result = suite.runpytest("scenarios", "--sandbox-provider", "local", "-p", "no:cacheprovider",
-                             "-n", "2", "--dist", "loadgroup", f"--conformance-report={report}")
+    result = run(suite, "scenarios", "--sandbox-provider", "local",
+                             "-n", "2", "--dist", "loadgroup", f"--conformance-report={report}",
+                 xdist=True)
     result.assert_outcomes(passed=3, failed=1)
     data = yaml.safe_load(report.read_text())
     assert data["profiles"][0]["core"]["statistics"]["Failed"] == 1
