@@ -10,7 +10,7 @@ import click
 
 from sandbox import stack
 from sandbox.cli_common import err, handle_errors, output_option, print_json
-from sandbox.errors import CheckFailed, EnvironmentProblem
+from sandbox.errors import CheckFailed, DockerUnavailable, EnvironmentProblem
 from sandbox.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -160,7 +160,8 @@ def status(output: str, **flags: str | None) -> None:
             click.echo(line)
     health = report.get("health")
     if health == "docker-unavailable":
-        raise EnvironmentProblem("the Docker engine does not answer", hint="run `sandbox doctor`")
+        docker = report.get("docker") or {}
+        raise DockerUnavailable(str(docker.get("error")), hint=docker.get("fix"))
     if health != "ok":
         raise CheckFailed(f"the stack is {health}", hint="`sandbox up` creates or repairs it")
 

@@ -319,7 +319,7 @@ class Kubectl:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise WaitTimeout(what, timeout, self._last_status(kind, name, namespace, selector))
+                raise WaitTimeout(what, round(timeout, 1), self._last_status(kind, name, namespace, selector))
             seconds = max(1, int(remaining))
             result = self.run(
                 ["wait", *target, f"--for={condition}", f"--timeout={seconds}s"],
@@ -336,12 +336,12 @@ class Kubectl:
                 if selector or all_:
                     kind_t, name_t = kind, ""
                 raise WaitTimeout(
-                    what, timeout, self._last_status(kind_t, name_t, namespace, selector)
+                    what, round(timeout, 1), self._last_status(kind_t, name_t, namespace, selector)
                 )
             if _is_not_found(stderr) and condition != "delete":
                 # not created yet: poll until it exists, then wait again
                 if time.monotonic() + POLL_INTERVAL >= deadline:
-                    raise WaitTimeout(what, timeout, "not found")
+                    raise WaitTimeout(what, round(timeout, 1), "not found")
                 time.sleep(POLL_INTERVAL)
                 continue
             if _is_not_found(stderr) and condition == "delete":

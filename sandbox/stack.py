@@ -235,6 +235,18 @@ def _write_state(settings: Settings, **data: Any) -> None:
     os.replace(tmp, path)
 
 
+def _kubeconfig_port(path: Path) -> str | None:
+    """The API port in the server URL of a kubeconfig we wrote (``https://127.0.0.1:PORT``)."""
+    try:
+        import yaml
+
+        config = yaml.safe_load(path.read_text()) or {}
+        server = str(config["clusters"][0]["cluster"]["server"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    return server.rsplit(":", 1)[-1]
+
+
 def ensure_up(
     settings: Settings | None = None,
     reporter: Reporter | None = None,
@@ -285,8 +297,12 @@ def ensure_up(
 
         kubectl = Kubectl(kubectl_tool.path, settings.kubeconfig_path, settings.kube_context)
         with phases.phase("kubeconfig", "private kubeconfig") as act:
-            provider.write_kubeconfig(name, settings.kubeconfig_path)
-            act.append(str(settings.kubeconfig_path))
+            reused = info is not None and info.running and info.api_port is not None
+            if reused and info is not None and _kubeconfig_port(settings.kubeconfig_path) == info.api_port:
+                act.append(f"{settings.kubeconfig_path} (unchanged)")
+            else:
+                provider.write_kubeconfig(name, settings.kubeconfig_path)
+                act.append(str(settings.kubeconfig_path))
             if merge_kubeconfig:
                 provider.merge_into_default(name)
                 phases.reporter.note(
@@ -408,7 +424,7 @@ def status(settings: Settings | None = None) -> dict[str, Any]:
         engine = preflight()
         report["docker"] = {"version": engine.version, "host": engine.host or "default"}
     except DockerUnavailable as e:
-        report["docker"] = {"error": e.message}
+        report["docker"] = {"error": e.message, "fix": e.hint}
         report["health"] = "docker-unavailable"
         report["problems"].append(e.message)
         return report

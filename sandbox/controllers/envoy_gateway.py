@@ -154,7 +154,9 @@ class EnvoyGateway:
         images = [str(c.get("image", "")) for c in containers if isinstance(c, dict)]
         if not any(i.endswith(f":{self.version}") for i in images):
             return False
-        return all(kubectl.exists("crd", name) for name in KEY_CRDS)
+        # one call: `kubectl get crd A B C -o name` exits 1 when any of them is missing
+        found = kubectl.run(["get", "crd", *KEY_CRDS, "-o", "name"], check=False)
+        return found.exit_code == 0
 
     def install(self, kubectl: Kubectl, *, timeout: float, progress: Progress | None = None) -> None:
         deadline = time.monotonic() + timeout
@@ -221,9 +223,9 @@ class EnvoyGateway:
         return kubectl.exists("envoyproxy", self.proxy_name, namespace=self.namespace)
 
     def ensure_gateway_class(self, kubectl: Kubectl, *, timeout: float) -> None:
-        # EnvoyProxy first: a parametersRef to a missing object makes the class Accepted=False
-        kubectl.apply([self.envoy_proxy()], force_conflicts=True)
-        kubectl.apply([self.gateway_class_object()], force_conflicts=True)
+        # EnvoyProxy first in the stream (server-side apply goes in order): a parametersRef to a
+        # missing object would make the class Accepted=False until the next reconcile
+        kubectl.apply([self.envoy_proxy(), self.gateway_class_object()], force_conflicts=True)
         kubectl.wait(
             f"gatewayclass/{self.gateway_class}",
             "condition=Accepted",
