@@ -265,7 +265,7 @@ class ScenarioFile(pytest.File):
         state = _state(self.config)
         why = state.unavailable()
         if why:
-            pytest.skip(why)
+            raise pytest.skip.Exception(why, _use_item_location=True)
         assert self.scenario is not None
         target = state.target()
         cm = target.deploy(self.scenario)

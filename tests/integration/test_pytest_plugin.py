@@ -283,3 +283,50 @@ def test_plugin_does_not_slow_ordinary_runs() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                          timeout=60, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
+CONFTEST_FAILING_TARGET = """
+import contextlib
+
+from sandbox.errors import ClusterError, WaitTimeout
+from sandbox.targets.local import LocalTarget
+
+MODE = {mode!r}
+
+
+@contextlib.contextmanager
+def deploy(self, scenario):
+    if MODE == "deploy":
+        raise WaitTimeout("Gateway eg Programmed", 180, "Programmed=False (AddressNotAssigned)")
+    with ORIGINAL(self, scenario) as deployment:
+        yield deployment
+    raise ClusterError("namespace sbx-x still terminating", hint="kubectl get ns sbx-x")
+
+
+ORIGINAL = LocalTarget.deploy
+LocalTarget.deploy = deploy
+
+
+def pytest_unconfigure(config):
+    LocalTarget.deploy = ORIGINAL  # pytester runs in this process: leave the class as it was
+"""
+
+
+@pytest.mark.parametrize("mode", ["deploy", "cleanup"])
+def test_deploy_and_cleanup_errors_show_the_message(suite: pytest.Pytester, mode: str) -> None:
+    suite.makeconftest(CONFTEST_FAILING_TARGET.format(mode=mode))
+    report = suite.path / "conformance.yaml"
+    result = run(suite, "scenarios/plain", "--sandbox-provider", "local",
+                 f"--conformance-report={report}")
+    text = result.stdout.str()
+    assert "Traceback" not in text
+    if mode == "deploy":
+        result.assert_outcomes(errors=1)
+        assert "WaitTimeout: timed out after 180s waiting for Gateway eg Programmed; last seen: " \
+               "Programmed=False (AddressNotAssigned)" in text
+    else:
+        result.assert_outcomes(passed=1, errors=1)  # the check passed, its cleanup failed
+        assert "ClusterError: namespace sbx-x still terminating" in text
+        assert "hint: kubectl get ns sbx-x" in text
+    data = yaml.safe_load(report.read_text())
+    assert data["profiles"][0]["core"]["failedTests"] == ["plain/routed"]
