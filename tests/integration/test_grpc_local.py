@@ -158,7 +158,9 @@ def test_weights_pick_both_backends(deployment: LocalDeployment) -> None:
     assert set(seen) == {"grpc-v1", "grpc-v2"}
 
 
-@pytest.mark.parametrize("name", ["grpc-method-matching", "grpc-header-matching", "grpc-weights"])
+@pytest.mark.parametrize(
+    "name", ["grpc-method-matching", "grpc-header-matching", "grpc-weights", "grpc-hostname-matching"]
+)
 def test_library_grpc_scenarios_pass_locally(name: str) -> None:
     scenario = load_scenario(LIBRARY / name)
     report = Runner(LocalTarget(), prober=Prober(grpc_send=grpc_send)).run([scenario])
