@@ -1,0 +1,90 @@
+"""k3d provider: argv, `cluster list -o json` parsing, kubeconfig parsing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sandbox.errors import ToolError
+from sandbox.providers.k3d import create_args, parse_cluster_list, parse_kubeconfig
+
+OWNER = "dev.gateway-sandbox.owner"
+
+
+def _cluster(name: str, labels: dict[str, str], running: bool = True) -> dict[str, object]:
+    """Shape of one `k3d cluster list -o json` entry (k3d v5.9.0 cmd/cluster/clusterList.go:
+    k3d.Cluster + serversRunning/serversCount/agentsRunning/agentsCount/hasLoadbalancer;
+    Node.State has no json tags, so its keys are capitalised)."""
+    state = {"Running": running, "Status": "running" if running else "exited", "Started": ""}
+    return {
+        "name": name,
+        "network": {"name": f"k3d-{name}", "ID": "x", "External": False},
+        "nodes": [
+            {
+                "name": f"k3d-{name}-server-0",
+                "role": "server",
+                "image": "rancher/k3s:v1.35.5-k3s1",
+                "runtimeLabels": {"k3d.cluster": name, "k3d.role": "server", "k3d.server.api.port": "41234", **labels},
+                "State": state,
+            },
+            {"name": f"k3d-{name}-serverlb", "role": "loadbalancer", "runtimeLabels": {"k3d.role": "loadbalancer"}, "State": state},
+        ],
+        "InitNode": None,
+        "imageVolume": f"k3d-{name}-images",
+        "serversRunning": 1 if running else 0,
+        "serversCount": 1,
+        "agentsRunning": 0,
+        "agentsCount": 0,
+        "hasLoadbalancer": True,
+    }
+
+
+def test_create_args() -> None:
+    args = create_args("sandbox", image="rancher/k3s:v1.35.5-k3s1", timeout=300)
+    assert args[:3] == ["cluster", "create", "sandbox"]
+    pairs = {args[i]: args[i + 1] for i in range(3, len(args) - 1) if args[i] in (
+        "--image", "--k3s-arg", "--api-port", "--runtime-label", "--timeout")}
+    assert pairs["--image"] == "rancher/k3s:v1.35.5-k3s1"
+    assert pairs["--k3s-arg"] == "--disable=traefik@server:*"
+    assert pairs["--api-port"] == "127.0.0.1:random"
+    assert pairs["--runtime-label"] == f"{OWNER}=gateway-sandbox@server:*"
+    assert pairs["--timeout"] == "300s"
+    assert "--kubeconfig-update-default=false" in args
+    assert "--kubeconfig-switch-context=false" in args
+    assert "--wait" in args
+
+
+def test_list_finds_owned_running_cluster() -> None:
+    text = json.dumps([_cluster("other", {}), _cluster("sandbox", {OWNER: "gateway-sandbox"})])
+    info = parse_cluster_list(text, "sandbox")
+    assert info is not None
+    assert info.owned and info.running
+    assert info.api_port == "41234"
+    assert info.image == "rancher/k3s:v1.35.5-k3s1"
+
+
+def test_list_foreign_stopped_and_missing() -> None:
+    text = json.dumps([_cluster("sandbox", {}, running=False)])
+    info = parse_cluster_list(text, "sandbox")
+    assert info is not None and not info.owned and not info.running
+    assert parse_cluster_list(text, "nope") is None
+    assert parse_cluster_list("[]", "sandbox") is None
+    wrong_value = json.dumps([_cluster("sandbox", {OWNER: "someone-else"})])
+    assert parse_cluster_list(wrong_value, "sandbox").owned is False  # type: ignore[union-attr]
+
+
+def test_list_garbage_is_a_tool_error() -> None:
+    with pytest.raises(ToolError):
+        parse_cluster_list("level=fatal msg=boom", "sandbox")
+    with pytest.raises(ToolError):
+        parse_cluster_list('{"name": "sandbox"}', "sandbox")
+
+
+def test_kubeconfig_get_output_starts_with_a_separator() -> None:
+    # cmd/kubeconfig/kubeconfigGet.go: fmt.Println("---") before each kubeconfig
+    text = "---\napiVersion: v1\nkind: Config\nclusters:\n- name: k3d-sandbox\n  cluster: {server: 'https://127.0.0.1:41234'}\n"
+    config = parse_kubeconfig(text)
+    assert config["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:41234"
+    with pytest.raises(ToolError):
+        parse_kubeconfig("---\n")
