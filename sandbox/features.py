@@ -260,3 +260,28 @@ def missing(needed: Iterable[str], supported: frozenset[str]) -> list[str]:
         if f not in supported and f not in seen:
             seen.append(f)
     return seen
+
+
+def coverage(scenarios: Iterable[object]) -> list[tuple[str, list[str], int]]:
+    """Feature coverage of loaded scenarios: (feature, scenario names, checks needing it),
+    sorted by feature name. A check needs its scenario's features plus its own."""
+    by_feature: dict[str, tuple[list[str], int]] = {}
+    for sc in scenarios:
+        name = str(getattr(sc, "name", "?"))
+        base = list(getattr(sc, "features", []) or [])
+        for check in getattr(sc, "checks", []) or []:
+            for feat in dict.fromkeys([*base, *(getattr(check, "features", []) or [])]):
+                names, count = by_feature.get(feat, ([], 0))
+                if name not in names:
+                    names.append(name)
+                by_feature[feat] = (names, count + 1)
+    return [(f, names, count) for f, (names, count) in sorted(by_feature.items())]
+
+
+def coverage_markdown(scenarios: Iterable[object]) -> str:
+    """The coverage as a Markdown table: feature | level | scenarios | checks."""
+    lines = ["| feature | level | scenarios | checks |", "| --- | --- | --- | --- |"]
+    for feat, names, count in coverage(scenarios):
+        level = FEATURES[feat].level if feat in FEATURES else "unknown"
+        lines.append(f"| {feat} | {level} | {', '.join(names)} | {count} |")
+    return "\n".join(lines)

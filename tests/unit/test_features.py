@@ -68,3 +68,22 @@ def test_effective_supported_like_upstream() -> None:
     assert only == {"HTTPRouteMethodMatching", "Gateway", "ReferenceGrant", "HTTPRoute",
                     "GRPCRoute"}
     assert F.missing(["HTTPRoute", "HTTPRouteCORS", "HTTPRouteCORS"], only) == ["HTTPRouteCORS"]
+
+
+def test_coverage_counts_scenarios_and_checks() -> None:
+    from types import SimpleNamespace as NS
+
+    scenarios = [
+        NS(name="a", features=["Gateway", "HTTPRoute"],
+           checks=[NS(features=[]), NS(features=["HTTPRouteQueryParamMatching"])]),
+        NS(name="b", features=["Gateway", "GRPCRoute"], checks=[NS(features=["Gateway"])]),
+    ]
+    assert F.coverage(scenarios) == [
+        ("GRPCRoute", ["b"], 1),
+        ("Gateway", ["a", "b"], 3),
+        ("HTTPRoute", ["a"], 2),
+        ("HTTPRouteQueryParamMatching", ["a"], 1),
+    ]
+    table = F.coverage_markdown(scenarios).splitlines()
+    assert table[0] == "| feature | level | scenarios | checks |"
+    assert "| HTTPRouteQueryParamMatching | extended | a | 1 |" in table
