@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import NoReturn
 
-from sandbox.errors import ToolError, WaitTimeout
+from sandbox.errors import SandboxError, ToolError, WaitTimeout
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class _Run:
         self.stderr: deque[str] = deque(maxlen=STDERR_TAIL)
         self.stdout: deque[str] = deque(maxlen=STDERR_TAIL)
         self.started = time.monotonic()
+        self.noted = False  # its exit was recorded in the PortForward's history
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -165,9 +166,14 @@ class PortForward:
     """A supervised ``kubectl port-forward --address 127.0.0.1 TARGET :PORT -n NAMESPACE``.
 
     ``kubectl`` is the argv prefix that runs kubectl against the right cluster, e.g.
-    ``["kubectl", "--kubeconfig", path, "--context", ctx]``. ``port()`` is cheap and is meant to
-    be called before every request: it restarts kubectl (at most ``max_restarts`` times over the
-    life of this object) when the previous process has exited.
+    ``["kubectl", "--kubeconfig", path, "--context", ctx]``.
+
+    A supervisor thread restarts kubectl as soon as it exits, asking for the same local port, so
+    an address handed out earlier keeps working; ``port()`` (cheap; meant to be called before
+    every request) returns the current port and also restarts kubectl itself when it finds it
+    gone first. At most ``max_restarts`` restarts happen over the life of this object (backing
+    off ``restart_backoff`` seconds, doubling, up to 2 s); then ``port()`` raises
+    :class:`PortForwardError` with kubectl's stderr.
     """
 
     host = "127.0.0.1"
@@ -182,6 +188,7 @@ class PortForward:
         env: Mapping[str, str] | None = None,
         ready_timeout: float = 30.0,
         max_restarts: int = 5,
+        restart_backoff: float = 0.2,
         pod_running_timeout: str = "60s",
     ) -> None:
         self.kubectl = list(kubectl)
@@ -191,14 +198,17 @@ class PortForward:
         self.env = env
         self.ready_timeout = ready_timeout
         self.max_restarts = max_restarts
+        self.restart_backoff = restart_backoff
         self.pod_running_timeout = pod_running_timeout
         self.restarts = 0
         self.target_port: int | None = None  # the container port kubectl reports (after ->)
         self._run: _Run | None = None
         self._last_port: int | None = None
         self._lock = threading.RLock()
-        self._closed = False
+        self._closed = threading.Event()
+        self._error: SandboxError | None = None  # why supervision gave up
         self._history: list[str] = []  # why earlier processes ended, for the final error
+        self._supervisor: threading.Thread | None = None
 
     # --- public --------------------------------------------------------------------------------
 
@@ -235,21 +245,81 @@ class PortForward:
     def start(self) -> int:
         """Start kubectl and wait until it listens; returns the local port."""
         with self._lock:
-            if self._closed:
-                raise PortForwardError(f"{self.describe}: already closed")
+            self._check_open()
             _live.add(self)
-            return self._spawn(preferred=None)
+            port = self._spawn(preferred=None)
+            if self._supervisor is None:
+                self._supervisor = threading.Thread(
+                    target=self._supervise, daemon=True, name=f"pf-{self.target}"
+                )
+                self._supervisor.start()
+            return port
 
     def port(self) -> int:
         """The local port that reaches the Service now; restarts kubectl if it has exited."""
         with self._lock:
-            if self._closed:
-                raise PortForwardError(f"{self.describe}: already closed")
+            self._check_open()
             run = self._run
             if run is not None and run.alive() and run.local_port is not None:
                 return run.local_port
             if run is None:
-                return self._spawn(preferred=None)
+                return self.start()
+            return self._restart(run)
+
+    def connections(self) -> int:
+        """Connections the current kubectl process reported handling."""
+        run = self._run
+        return run.connections if run else 0
+
+    def alive(self) -> bool:
+        """kubectl is running and listening."""
+        run = self._run
+        return run is not None and run.alive() and run.local_port is not None
+
+    def close(self) -> None:
+        """Stop kubectl (SIGINT, then kill) and its supervisor. Safe to call more than once."""
+        self._closed.set()
+        with self._lock:
+            run, self._run = self._run, None
+        if run is not None:
+            run.stop()
+        if self._supervisor is not None and self._supervisor is not threading.current_thread():
+            self._supervisor.join(timeout=5)
+        _live.discard(self)
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed.is_set():
+            raise PortForwardError(f"{self.describe}: already closed")
+        if self._error is not None:
+            raise self._error
+
+    def _supervise(self) -> None:
+        """Restart kubectl whenever it exits, until closed or out of restarts."""
+        while not self._closed.is_set():
+            run = self._run
+            if run is None:
+                return
+            while run.proc.poll() is None:
+                if self._closed.wait(0.05):
+                    return
+            backoff = min(2.0, self.restart_backoff * (2 ** min(self.restarts, 4)))
+            if self._closed.wait(backoff):
+                return
+            with self._lock:
+                if self._closed.is_set() or self._error is not None:
+                    return
+                if self._run is not run:
+                    continue  # port() restarted it already
+                try:
+                    self._restart(run)
+                except SandboxError:
+                    return  # kept in self._error; port() raises it
+
+    def _restart(self, run: _Run) -> int:
+        """Replace the exited ``run`` (lock held). Raises, and remembers, when it cannot."""
+        try:
             self._note_exit(run)
             if self.restarts >= self.max_restarts:
                 self._give_up(
@@ -264,24 +334,9 @@ class PortForward:
                 self.max_restarts,
             )
             return self._spawn(preferred=self._last_port)
-
-    def connections(self) -> int:
-        """Connections the current kubectl process reported handling."""
-        return self._run.connections if self._run else 0
-
-    def alive(self) -> bool:
-        return self._run is not None and self._run.alive()
-
-    def close(self) -> None:
-        """Stop kubectl (SIGINT, then kill). Safe to call more than once."""
-        with self._lock:
-            self._closed = True
-            run, self._run = self._run, None
-        if run is not None:
-            run.stop()
-        _live.discard(self)
-
-    # --- internals -----------------------------------------------------------------------------
+        except SandboxError as e:
+            self._error = e
+            raise
 
     def _spawn(self, preferred: int | None) -> int:
         attempts = [preferred, None] if preferred else [None]
@@ -302,6 +357,9 @@ class PortForward:
         self._give_up("did not start")
 
     def _note_exit(self, run: _Run) -> None:
+        if run.noted:
+            return
+        run.noted = True
         code = run.proc.poll()
         run.join()
         last = run.stderr[-1] if run.stderr else "no output"

@@ -79,29 +79,46 @@ def test_forwards_to_the_service_and_reports_ports(echo: EchoServer, tmp_path: P
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
 
 
-def test_restarts_after_lost_connection_on_the_same_port(echo: EchoServer, tmp_path: Path) -> None:
+def _wait_restarts(pf: PortForward, n: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not (pf.restarts >= n and pf.alive()):
+        assert time.monotonic() < deadline, f"no restart #{n}"
+        time.sleep(0.02)
+
+
+def test_supervisor_restarts_on_the_same_port(echo: EchoServer, tmp_path: Path) -> None:
     env = _env(echo, tmp_path, FAKE_PF_DIE_AFTER="2", FAKE_PF_DIE_RUNS="1")
     with PortForward(KUBECTL, "svc/envoy-x", 80, namespace="ns", env=env) as pf:
         port = pf.port()
+        _get(port)
+        _get(port)  # the second connection; then the fake "loses the pod"
+        _wait_restarts(pf, 1)  # nobody called port(): the supervisor restarted it
+        _get(port)  # the address handed out before still works
         _get(pf.port())
-        _get(pf.port())  # the second connection; then the fake "loses the pod"
-        _wait_dead(pf)
-        assert pf.restarts == 0
-        again = pf.port()  # restarts kubectl, asking for the same local port
-        assert again == port
+        assert pf.port() == port
         assert pf.restarts == 1
-        _get(again)
-        _get(pf.port())
     runs = _runs(tmp_path)
     assert len(runs) == 2
     assert runs[0].endswith(" :80") and runs[1].endswith(f" {port}:80")
+
+
+def test_port_restarts_when_it_finds_kubectl_gone_first(echo: EchoServer, tmp_path: Path) -> None:
+    env = _env(echo, tmp_path, FAKE_PF_DIE_AFTER="1", FAKE_PF_DIE_RUNS="1")
+    with PortForward(KUBECTL, "svc/envoy-x", 80, namespace="ns", env=env, restart_backoff=30) as pf:
+        port = pf.port()
+        _get(port)
+        _wait_dead(pf)
+        assert pf.port() == port  # restarted here, not by the (backing-off) supervisor
+        assert pf.restarts == 1
+        _get(port)
+    assert len(_runs(tmp_path)) == 2
 
 
 def test_restart_takes_a_new_port_when_the_old_one_is_taken(
     echo: EchoServer, tmp_path: Path
 ) -> None:
     env = _env(echo, tmp_path, FAKE_PF_DIE_AFTER="1", FAKE_PF_DIE_RUNS="1")
-    with PortForward(KUBECTL, "svc/envoy-x", 80, namespace="ns", env=env) as pf:
+    with PortForward(KUBECTL, "svc/envoy-x", 80, namespace="ns", env=env, restart_backoff=30) as pf:
         port = pf.port()
         _get(port)
         _wait_dead(pf)
@@ -123,13 +140,14 @@ def test_gives_up_after_bounded_restarts_with_kubectl_stderr(
     echo: EchoServer, tmp_path: Path
 ) -> None:
     env = _env(echo, tmp_path, FAKE_PF_DIE_AFTER="1")
-    with PortForward(KUBECTL, "svc/envoy-x", 80, namespace="ns", env=env, max_restarts=2) as pf:
-        with pytest.raises(PortForwardError) as info:
-            for _ in range(10):
-                port = pf.port()
-                _get(port)
-                _wait_dead(pf)
-        assert pf.restarts == 2
+    pf = PortForward(
+        KUBECTL, "svc/envoy-x", 80, namespace="ns", env=env, max_restarts=2, restart_backoff=0.01
+    )
+    with pf, pytest.raises(PortForwardError) as info:
+        for _ in range(20):
+            _get(pf.port())
+            _wait_dead(pf)
+    assert pf.restarts == 2
     message = str(info.value)
     assert "restart limit 2" in message
     assert "error: lost connection to pod" in message
