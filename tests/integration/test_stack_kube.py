@@ -1,0 +1,118 @@
+"""Kubectl and the Envoy Gateway controller against the fake kubectl, in process."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox.controllers.envoy_gateway import EnvoyGateway
+from sandbox.errors import WaitTimeout
+from sandbox.kube import Kubectl, KubectlError, NotFound
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
+
+from harness import FAKES, FakeWorld
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeWorld]:
+    with FakeWorld(tmp_path_factory.mktemp("kube")) as w:
+        result = w.sandbox("up")
+        assert result.returncode == 0, result.stderr
+        yield w
+
+
+@pytest.fixture
+def kubectl(world: FakeWorld, monkeypatch: pytest.MonkeyPatch) -> Kubectl:
+    for key in ("PATH", "FAKE_STATE_DIR", "HOME", "DOCKER_HOST"):
+        monkeypatch.setenv(key, world.env[key])
+    return Kubectl(FAKES / "kubectl", world.kubeconfig(), "k3d-sandbox", timeout=20)
+
+
+def _service(name: str, gateway: str, namespace: str, ports: list[int]) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": "envoy-gateway-system",
+            "labels": {
+                "app.kubernetes.io/name": "envoy",
+                "gateway.envoyproxy.io/owning-gateway-name": gateway,
+                "gateway.envoyproxy.io/owning-gateway-namespace": namespace,
+            },
+        },
+        "spec": {"type": "ClusterIP", "ports": [{"port": p, "targetPort": p + 10000} for p in ports]},
+    }
+
+
+def test_apply_objects_prints_serverside_lines_and_get_json(kubectl: Kubectl) -> None:
+    lines = kubectl.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "k-test"}}])
+    assert lines == ["namespace/k-test serverside-applied"]
+    obj = kubectl.get_json("namespace", "k-test")
+    assert obj is not None and obj["metadata"]["name"] == "k-test"
+    assert kubectl.get_json("namespace", "nope") is None
+    assert kubectl.get_json("pods", namespace="k-test") == {
+        "apiVersion": "v1", "items": [], "kind": "List", "metadata": {"resourceVersion": ""}
+    }
+
+
+def test_errors_are_typed(kubectl: Kubectl) -> None:
+    with pytest.raises(NotFound, match=r'deployments.apps "ghost" not found'):
+        kubectl.run(["get", "deployment", "ghost", "-n", "default"])
+    with pytest.raises(KubectlError, match="ensure CRDs are installed first"):
+        kubectl.apply([{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}])
+
+
+def test_wait_success_and_timeout_with_last_status(kubectl: Kubectl, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = kubectl.wait("deployment/envoy-gateway", "condition=Available", namespace="envoy-gateway-system", timeout=10)
+    assert out.strip() == "deployment.apps/envoy-gateway condition met"
+    monkeypatch.setenv("FAKE_NOT_READY", "deployment/envoy-gateway")
+    with pytest.raises(WaitTimeout) as info:
+        kubectl.wait("deployment/envoy-gateway", "condition=Available", namespace="envoy-gateway-system", timeout=3)
+    message = str(info.value)
+    assert "timed out after 3s waiting for deployment/envoy-gateway condition=Available in envoy-gateway-system" in message
+    assert "last seen: deployment/envoy-gateway: Available=False (MinimumReplicasUnavailable" in message
+
+
+def test_wait_for_an_object_that_never_appears(kubectl: Kubectl) -> None:
+    with pytest.raises(WaitTimeout, match="last seen: not found"):
+        kubectl.wait("configmap/never", "condition=Ready", namespace="default", timeout=1.5)
+
+
+def test_data_plane_service_by_owning_gateway_labels(kubectl: Kubectl) -> None:
+    eg = EnvoyGateway()
+    assert eg.data_plane_service(kubectl, "team-a", "web") is None
+    kubectl.apply([
+        _service("envoy-team-a-web-1a2b3c4d", "web", "team-a", [80, 443]),
+        _service("envoy-team-b-web-5e6f7a8b", "web", "team-b", [8080]),
+    ])
+    found = eg.wait_data_plane_service(kubectl, "team-a", "web", timeout=5)
+    namespace, name, ports = found
+    assert (namespace, name, ports) == ("envoy-gateway-system", "envoy-team-a-web-1a2b3c4d", (80, 443))
+    assert eg.data_plane_service(kubectl, "team-b", "web") == (
+        "envoy-gateway-system", "envoy-team-b-web-5e6f7a8b", (8080,)
+    )
+    with pytest.raises(WaitTimeout, match="data-plane Service of Gateway team-c/web"):
+        eg.wait_data_plane_service(kubectl, "team-c", "web", timeout=0.5)
+
+
+def test_controller_logs_tail_and_status(kubectl: Kubectl) -> None:
+    eg = EnvoyGateway()
+    tail = eg.controller_logs_tail(kubectl, lines=3)
+    assert len(tail.strip().splitlines()) == 3
+    assert eg.installed(kubectl) and eg.gateway_class_ready(kubectl)
+    status = eg.status(kubectl)
+    assert status["controller"]["available"] and status["gatewayClass"]["accepted"]
+    assert not EnvoyGateway("v1.8.0").installed(kubectl)  # another version is not "installed"
+
+
+def test_delete(kubectl: Kubectl) -> None:
+    kubectl.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "k-del"}}])
+    assert 'namespace "k-del" deleted' in kubectl.delete("namespace", "k-del")
+    assert kubectl.delete("namespace", "k-del") == ""  # --ignore-not-found
+    with pytest.raises(NotFound):
+        kubectl.delete("namespace", "k-del", ignore_not_found=False)
