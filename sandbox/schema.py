@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ CHANNEL_ANNOTATION = "gateway.networking.k8s.io/channel"
 UNDEFINED = "UNDEFINED"  # conformance/utils/suite/consts.go UndefinedKeyword
 ENV_CRDS = "SANDBOX_GATEWAY_API_CRDS"
 DOWNLOAD_TIMEOUT = 30.0
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,21 +257,31 @@ def _download(version: str, channel: str, dest: Path) -> None:
                                      hint=f"set {ENV_CRDS}=DIR to a local copy")
         return resp.text
 
+    log.info("downloading the Gateway API %s %s CRDs from %s", version, channel, base)
     # config/crd/<channel>/kustomization.yaml lists the CRD files of the channel.
     kustomization = yaml.safe_load(get("kustomization.yaml")) or {}
     names = [str(n) for n in kustomization.get("resources") or [] if str(n).endswith(".yaml")]
     if not names:
         raise EnvironmentProblem(f"{base}kustomization.yaml lists no CRD files")
-    tmp = dest.with_name(dest.name + ".partial")
-    tmp.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        (tmp / Path(name).name).write_text(get(name), encoding="utf-8")
-    (tmp / ".complete").write_text(base + "\n", encoding="utf-8")
-    if dest.exists():
-        import shutil
+    import shutil
+    import tempfile
 
-        shutil.rmtree(dest)
-    tmp.rename(dest)
+    # a private folder renamed into place: concurrent runs (xdist workers) never see half a set
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    try:
+        for name in names:
+            (tmp / Path(name).name).write_text(get(name), encoding="utf-8")
+        (tmp / ".complete").write_text(base + "\n", encoding="utf-8")
+        if dest.exists():
+            shutil.rmtree(dest, ignore_errors=True)
+        try:
+            tmp.rename(dest)
+        except OSError:
+            if not (dest / ".complete").is_file():  # not another run's complete copy
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @lru_cache(maxsize=4)
