@@ -1,0 +1,47 @@
+"""e2e tests need a real Docker engine: without one every test here is skipped, with the reason.
+
+The probe is the same as ``sandbox up``'s preflight (docker SDK ``ping`` within seconds).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox.errors import DockerUnavailable
+
+
+@functools.lru_cache(maxsize=1)
+def docker_problem() -> str | None:
+    """None when a Docker engine answers, else why not."""
+    from sandbox import docker_engine
+
+    try:
+        docker_engine.ping()
+    except DockerUnavailable as e:
+        return e.message
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _needs_docker() -> None:
+    problem = docker_problem()
+    if problem:
+        pytest.skip(f"e2e needs a Docker engine: {problem}")
+
+
+@pytest.fixture(scope="session")
+def e2e_cluster() -> str:
+    """The cluster the e2e tests use (the default, so a workflow's `sandbox up` is reused)."""
+    return os.environ.get("SANDBOX_CLUSTER_NAME", "sandbox")
+
+
+@pytest.fixture(scope="session")
+def reports_dir() -> Iterator[Path]:
+    path = Path(os.environ.get("SANDBOX_REPORTS_DIR", "reports"))
+    path.mkdir(parents=True, exist_ok=True)
+    yield path
