@@ -66,8 +66,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="GatewayClass given to every Gateway (cluster providers; default: the "
                          "sandbox's, eg) [env SANDBOX_GATEWAY_CLASS]")
     group.addoption("--supported-features", default=None, metavar="F1,F2",
-                    help="upstream Gateway API features the gateway supports (default: all); "
-                         "checks needing others are skipped")
+                    help="upstream Gateway API features the gateway supports (default: all; for "
+                         "Envoy Gateway all but those its own conformance run skips); checks "
+                         "needing others are skipped")
     group.addoption("--exempt-features", default=None, metavar="F1,F2",
                     help="features to treat as unsupported (as upstream's --exempt-features)")
     group.addoption("--conformance-report", default=None, metavar="FILE",
@@ -154,12 +155,15 @@ class SandboxState:
 
             try:
                 sup_text = self.config.getoption("supported_features")
+                exempt_text = self.config.getoption("exempt_features")
                 supported = (F.parse_feature_list(sup_text, field="--supported-features")
                              if sup_text else None)
-                exempt = F.parse_feature_list(self.config.getoption("exempt_features"),
-                                              field="--exempt-features")
+                exempt = F.parse_feature_list(exempt_text, field="--exempt-features")
             except InputError as e:
                 raise pytest.UsageError(str(e)) from None
+            if not sup_text and not exempt_text and self.provider in CLUSTER_PROVIDERS \
+                    and not self.config.getoption("sandbox_gateway_class"):
+                exempt = F.ENVOY_GATEWAY_EXEMPT  # what Envoy Gateway's own conformance run skips
             self._supported = F.effective_supported(supported, exempt)
         return self._supported
 

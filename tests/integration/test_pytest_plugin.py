@@ -330,3 +330,18 @@ def test_deploy_and_cleanup_errors_show_the_message(suite: pytest.Pytester, mode
         assert "hint: kubectl get ns sbx-x" in text
     data = yaml.safe_load(report.read_text())
     assert data["profiles"][0]["core"]["failedTests"] == ["plain/routed"]
+
+
+def test_envoy_gateway_defaults_exempt_what_its_own_conformance_skips(
+        suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    scenario = suite.path / "scenarios" / "plain" / "scenario.yaml"
+    scenario.write_text(scenario.read_text().replace(
+        "features: [Gateway, HTTPRoute]",
+        "features: [Gateway, HTTPRoute, GatewayInfrastructurePropagation]"))
+    result = run(suite, "scenarios/plain", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*gateway does not support GatewayInfrastructurePropagation*"])
+    # the local reference gateway supports every feature: the check runs
+    result = run(suite, "scenarios/plain", "--sandbox-provider", "local")
+    result.assert_outcomes(passed=1)

@@ -87,3 +87,9 @@ def test_coverage_counts_scenarios_and_checks() -> None:
     table = F.coverage_markdown(scenarios).splitlines()
     assert table[0] == "| feature | level | scenarios | checks |"
     assert "| HTTPRouteQueryParamMatching | extended | a | 1 |" in table
+
+
+def test_envoy_gateway_exemptions() -> None:
+    assert "GatewayInfrastructurePropagation" in F.ENVOY_GATEWAY_EXEMPT
+    assert "Mesh" in F.ENVOY_GATEWAY_EXEMPT and "HTTPRoute" not in F.ENVOY_GATEWAY_EXEMPT
+    assert set(F.FEATURES) >= F.ENVOY_GATEWAY_EXEMPT
