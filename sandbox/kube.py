@@ -58,6 +58,24 @@ def _is_not_found(stderr: str) -> bool:
     return "(NotFound)" in stderr or "no matching resources found" in stderr
 
 
+# API server not answering (yet): a freshly created or started k3s, a restarting apiserver
+_TRANSIENT = (
+    "connection refused",
+    "was refused - did you specify the right host or port",  # kubectl, API server down
+    "Unable to connect to the server",
+    "TLS handshake timeout",
+    "the server is currently unable to handle the request",
+    "ServiceUnavailable",
+    "i/o timeout",
+    "connection reset by peer",
+    "http2: client connection lost",
+)
+
+
+def _is_transient(stderr: str) -> bool:
+    return any(t in stderr for t in _TRANSIENT)
+
+
 def summarize_status(obj: Mapping[str, Any] | None) -> str:
     """One line per object: ``kind/name: Type=Status (Reason: message); ...``.
 
@@ -338,10 +356,11 @@ class Kubectl:
                 raise WaitTimeout(
                     what, round(timeout, 1), self._last_status(kind_t, name_t, namespace, selector)
                 )
-            if _is_not_found(stderr) and condition != "delete":
-                # not created yet: poll until it exists, then wait again
+            if (_is_not_found(stderr) and condition != "delete") or _is_transient(stderr):
+                # not created yet, or the API server is not answering yet: poll, then wait again
                 if time.monotonic() + POLL_INTERVAL >= deadline:
-                    raise WaitTimeout(what, round(timeout, 1), "not found")
+                    last = "not found" if _is_not_found(stderr) else stderr.strip().splitlines()[-1]
+                    raise WaitTimeout(what, round(timeout, 1), last)
                 time.sleep(POLL_INTERVAL)
                 continue
             if _is_not_found(stderr) and condition == "delete":

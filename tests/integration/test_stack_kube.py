@@ -116,3 +116,18 @@ def test_delete(kubectl: Kubectl) -> None:
     assert kubectl.delete("namespace", "k-del") == ""  # --ignore-not-found
     with pytest.raises(NotFound):
         kubectl.delete("namespace", "k-del", ignore_not_found=False)
+
+
+def test_wait_rides_out_an_api_server_that_is_not_up_yet(world: FakeWorld, kubectl: Kubectl) -> None:
+    import threading
+
+    assert world.tool("k3d", "cluster", "stop", "sandbox").returncode == 0
+    with pytest.raises(KubectlError, match="was refused"):
+        kubectl.run(["get", "nodes"])
+    timer = threading.Timer(1.0, lambda: world.tool("k3d", "cluster", "start", "sandbox"))
+    timer.start()
+    try:
+        out = kubectl.wait("nodes", "condition=Ready", all_=True, timeout=15)
+    finally:
+        timer.join()
+    assert "node/k3d-sandbox-server-0 condition met" in out
