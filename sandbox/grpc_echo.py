@@ -45,6 +45,8 @@ import os
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import re
+import socket
+import ssl
 import threading
 import time
 from concurrent import futures
@@ -301,13 +303,19 @@ def grpc_probe(
     method: str = "Echo",
     metadata: dict[str, str] | None = None,
     timeout: float = 10.0,
+    scheme: str = "http",
 ) -> Observed:
-    """One unary call with an empty request over plaintext HTTP/2 (h2c), on a fresh connection.
+    """One unary call with an empty request on a fresh connection: plaintext HTTP/2 (h2c), or
+    for ``scheme="https"`` HTTP/2 over TLS with ``host`` as SNI.
 
     ``host`` is the ``:authority`` (default: the address). Metadata names are lowercased, as
     gRPC requires. The echo backend's answer fills ``pod``, ``namespace`` and ``request``
     (path: the fully qualified method, host: the authority it saw, method: POST, headers: the
     metadata it saw); ``status`` is the HTTP status the gRPC code stands for (module doc).
+
+    grpcio cannot skip certificate verification, so over TLS the certificate the gateway
+    presents is fetched first and trusted as its own root: this suits the self-signed
+    certificates the sandbox generates, not a chain signed by a CA.
     """
     start = time.monotonic()
     target = f"[{address.host}]:{address.port}" if ":" in address.host else (
@@ -322,7 +330,19 @@ def grpc_probe(
     md: list[tuple[str, str | bytes]] = [(k.lower(), v) for k, v in (metadata or {}).items()]
     path = full_method(service, method)
     observed = Observed(status=None, protocol="grpc")
-    channel = grpc.insecure_channel(target, options=options)
+    if scheme == "https":
+        try:
+            pem = _presented_certificate(address, host, timeout)
+        except (OSError, ssl.SSLError) as e:
+            observed.error = f"TLS handshake with {target} failed: {e}"
+            observed.duration = time.monotonic() - start
+            return observed
+        if host:
+            options.append(("grpc.ssl_target_name_override", host))
+        channel = grpc.secure_channel(
+            target, grpc.ssl_channel_credentials(root_certificates=pem), options=options)
+    else:
+        channel = grpc.insecure_channel(target, options=options)
     try:
         call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
             path, request_serializer=None, response_deserializer=None
@@ -366,6 +386,20 @@ def grpc_probe(
         channel.close()
 
 
+def _presented_certificate(address: Address, host: str | None, timeout: float) -> bytes:
+    """The PEM certificate a TLS server presents for SNI ``host`` (not verified)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    with socket.create_connection((address.host, address.port), timeout=timeout) as sock, \
+            ctx.wrap_socket(sock, server_hostname=host or None) as tls:
+        der = tls.getpeercert(binary_form=True)
+    if not der:
+        raise ssl.SSLError("the server presented no certificate")
+    return ssl.DER_cert_to_PEM_cert(der).encode()
+
+
 def _metadata_headers(call: Any, code: grpc.StatusCode) -> dict[str, str]:
     out: dict[str, str] = {}
     for getter in ("initial_metadata", "trailing_metadata"):
@@ -388,6 +422,7 @@ def grpc_send(check: Check, address: Address) -> Observed:
         req.grpc.method,
         req.grpc.metadata,
         check.request_timeout,
+        req.scheme,
     )
 
 

@@ -56,6 +56,11 @@ spec:
   gatewayClassName: eg
   listeners:
     - {{name: http, protocol: HTTP, port: 80}}
+    - name: https
+      protocol: HTTPS
+      port: 443
+      tls:
+        certificateRefs: [{{kind: Secret, group: "", name: grpc-tls}}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
@@ -98,6 +103,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeploy
         description: gRPC through the local gateway.
         gateway: eg
         features: [Gateway, GRPCRoute]
+        tls: [{secret: grpc-tls, hosts: [grpc.example.com]}]
         checks:
           - name: echo
             request: {host: grpc.example.com, grpc: {method: Echo}}
@@ -127,6 +133,23 @@ def test_routed_call_with_request_and_response_header_filters(
     assert observed.request.header("x-keep") == "2"
     assert observed.request.header("x-drop") is None
     assert observed.headers.get("x-from-gateway") == "local"
+
+
+def test_call_over_tls_terminated_by_the_gateway(deployment: LocalDeployment) -> None:
+    observed = grpc_probe(deployment.address("eg", 443), "grpc.example.com", SERVICE, "Echo",
+                          {"x-keep": "tls"}, timeout=5, scheme="https")
+    assert observed.status == 200, f"{observed.summary()} {observed.text}"
+    assert observed.pod is not None and observed.pod.startswith("grpc-v1-")
+    assert observed.request is not None
+    assert observed.request.host == "grpc.example.com"
+    assert observed.request.header("x-keep") == "tls"
+
+
+def test_tls_to_a_plaintext_listener_is_no_response(deployment: LocalDeployment) -> None:
+    observed = grpc_probe(_gw(deployment), "grpc.example.com", SERVICE, "Echo", timeout=3,
+                          scheme="https")
+    assert observed.status is None
+    assert observed.error
 
 
 def test_no_matching_method_is_unimplemented(deployment: LocalDeployment) -> None:
