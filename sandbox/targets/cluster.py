@@ -58,6 +58,7 @@ from sandbox.namespaces import (
     apply_order,
     delete_order,
     is_namespaced,
+    logical_namespaces,
     namespace_objects,
     rewrite_objects,
     run_namespace,
@@ -178,11 +179,16 @@ def _ref_matches(status_ref: Mapping[str, Any], spec_ref: Mapping[str, Any], rou
 
 
 def route_state(
-    obj: Mapping[str, Any], controller_name: str, *, negative: bool = False
+    obj: Mapping[str, Any],
+    controller_name: str,
+    *,
+    negative: bool = False,
+    show_ns: Callable[[str], str] = lambda ns: ns,
 ) -> tuple[bool, str]:
     """(ready, summary) of a route: every parentRef Accepted and ResolvedRefs by the controller.
 
     ``negative``: ready as soon as the controller wrote an ``Accepted`` condition, whatever it is.
+    ``show_ns`` turns a real namespace into the name shown (the logical one).
     """
     route_ns = str((obj.get("metadata") or {}).get("namespace", ""))
     spec_refs = ((obj.get("spec") or {}).get("parentRefs")) or []
@@ -196,7 +202,10 @@ def route_state(
     ready = True
     parts = []
     for ref in spec_refs:
-        label = f"parent {ref.get('kind', 'Gateway')} {ref.get('namespace') or route_ns}/{ref.get('name')}"
+        label = (
+            f"parent {ref.get('kind', 'Gateway')} "
+            f"{show_ns(str(ref.get('namespace') or route_ns))}/{ref.get('name')}"
+        )
         if ref.get("sectionName"):
             label += f" section {ref['sectionName']}"
         if ref.get("port"):
@@ -286,7 +295,7 @@ class ClusterDeployment:
             f"cluster target {t.name}: run namespace {self.namespace} (context {t.kubectl.context})"
         ]
         try:
-            states = self.target._states(self.items)
+            states = self.target._states(self.items, self.nsmap.logical)
             for item in self.items:
                 ready, summary = states.get((item.kind, item.namespace, item.name), (False, "?"))
                 lines.append(f"  {item.label}{'' if ready else ' (not ready)'}: {summary}")
@@ -400,8 +409,8 @@ class ClusterTarget:
             for t in scenario.tls
         ]
         dep.namespaces = namespace_objects([*scenario.objects, *tls_stubs], nsmap.run_ns)
-        for ns in dep.namespaces:  # register every logical name for nsmap.logical()
-            nsmap.logical(ns["metadata"]["name"])
+        for logical in logical_namespaces([*scenario.objects, *tls_stubs]):
+            nsmap.real(logical)  # registers the pair for nsmap.logical() in messages
         dep.objects = apply_order(
             self._tls_secrets(scenario, nsmap)
             + rewrite_objects(scenario.objects, nsmap.run_ns, self.gateway_class)
@@ -473,7 +482,9 @@ class ClusterTarget:
             )
         return items
 
-    def _states(self, items: list[_Item]) -> dict[tuple[str, str, str], tuple[bool, str]]:
+    def _states(
+        self, items: list[_Item], show_ns: Callable[[str], str] = lambda ns: ns
+    ) -> dict[tuple[str, str, str], tuple[bool, str]]:
         """Current (ready, summary) of each item: one ``kubectl get`` per namespace."""
         by_ns: dict[str, set[str]] = {}
         for item in items:
@@ -498,7 +509,7 @@ class ClusterTarget:
                 states[key] = deployment_state(obj)
             else:
                 states[key] = route_state(
-                    obj, self.controller.controller_name, negative=item.negative
+                    obj, self.controller.controller_name, negative=item.negative, show_ns=show_ns
                 )
         return states
 
@@ -515,7 +526,7 @@ class ClusterTarget:
         timeout = self.timeouts.ready
         deadline = time.monotonic() + timeout
         while True:
-            states = self._states(dep.items)
+            states = self._states(dep.items, dep.nsmap.logical)
             pending = [i for i in dep.items if not states[(i.kind, i.namespace, i.name)][0]]
             if not pending:
                 return

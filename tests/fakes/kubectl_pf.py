@@ -156,6 +156,9 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     address = "127.0.0.1" if addresses[0] == "localhost" else addresses[0]
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # Go's net.Listen sets SO_REUSEADDR on Unix (net/sockopt_posix.go setDefaultListenerSockopts),
+    # so kubectl can listen again on a port whose old connections are in TIME_WAIT
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind((address, local))
     except OSError as e:
