@@ -184,7 +184,7 @@ def test_weights_pick_both_backends(deployment: LocalDeployment) -> None:
 @pytest.mark.parametrize(
     "name",
     ["grpc-method-matching", "grpc-header-matching", "grpc-weights", "grpc-hostname-matching",
-     "listener-allowed-kinds"],
+     "listener-allowed-kinds", "grpc-over-https"],
 )
 def test_library_grpc_scenarios_pass_locally(name: str) -> None:
     scenario = load_scenario(LIBRARY / name)
