@@ -91,7 +91,13 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--sandbox-scenarios: {d} does not exist")
     explicit: list[Path] = []
     if config.args_source == pytest.Config.ArgsSource.ARGS:
-        explicit = [Path(str(a).split("::")[0]).resolve() for a in config.args]
+        # paths named on the command line, except the rootdir (or above): `pytest .` runs the
+        # project's tests, it does not deploy every scenario of the project
+        root = config.rootpath.resolve()
+        for a in config.args:
+            p = Path(str(a).split("::")[0]).resolve()
+            if p != root and p not in root.parents:
+                explicit.append(p)
     # --sandbox-scenarios DIR adds DIR to what pytest collects
     if scenario_dirs:
         config.args.extend(str(d) for d in scenario_dirs)

@@ -345,3 +345,10 @@ def test_envoy_gateway_defaults_exempt_what_its_own_conformance_skips(
     # the local reference gateway supports every feature: the check runs
     result = run(suite, "scenarios/plain", "--sandbox-provider", "local")
     result.assert_outcomes(passed=1)
+
+
+def test_rootdir_as_argument_does_not_collect_scenarios(suite: pytest.Pytester) -> None:
+    result = run(suite, ".", "--sandbox-provider", "local")
+    result.assert_outcomes(passed=1)  # test_ordinary only
+    result = run(suite, "scenarios", "--sandbox-provider", "local", "-k", "not wrong")
+    result.assert_outcomes(passed=3)
