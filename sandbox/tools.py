@@ -30,6 +30,7 @@ failures turned into :class:`ToolError` carrying the tool's stderr.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -357,7 +358,41 @@ class Tool:
     source: str  # "path" | "cache" | "download"
 
 
-def find_on_path(tool: str, pinned: str) -> Tool | None:
+def _memo_path() -> Path:
+    return settings_mod.cache_dir() / "tool-versions.json"
+
+
+def _file_key(path: Path) -> str:
+    st = path.stat()
+    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def read_version(tool: str, path: Path, *, remember: bool = False) -> str:
+    """The tool's version, memoised by (real path, size, mtime) in the cache dir so a ready
+    stack is confirmed without running every binary again. Only ``remember`` writes the memo
+    (``up``/``down`` do; ``doctor`` and ``status`` write nothing)."""
+    memo: dict[str, str] = {}
+    key = None
+    try:
+        key = _file_key(path)
+        memo = json.loads(_memo_path().read_text())
+        if isinstance(memo, dict) and isinstance(memo.get(key), str):
+            return memo[key]
+    except (OSError, ValueError):
+        memo = {}
+    version = VERSION_READERS[tool](path)
+    if remember and key is not None:
+        memo = {k: v for k, v in memo.items() if not k.startswith(f"{path.resolve()}:")}
+        memo[key] = version
+        with contextlib.suppress(OSError):
+            _memo_path().parent.mkdir(parents=True, exist_ok=True)
+            tmp = _memo_path().with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(memo, indent=1))
+            os.replace(tmp, _memo_path())
+    return version
+
+
+def find_on_path(tool: str, pinned: str, *, remember: bool = False) -> Tool | None:
     """The tool on PATH when its version fits the pin, else None."""
     if os.environ.get("SANDBOX_TOOLS_FROM_PATH", "1").lower() in ("0", "false", "no"):
         return None
@@ -365,7 +400,7 @@ def find_on_path(tool: str, pinned: str) -> Tool | None:
     if not found:
         return None
     try:
-        version = VERSION_READERS[tool](Path(found))
+        version = read_version(tool, Path(found), remember=remember)
     except ToolError as e:
         log.info("ignoring %s on PATH: %s", found, e)
         return None
@@ -377,7 +412,7 @@ def find_on_path(tool: str, pinned: str) -> Tool | None:
 
 def ensure_tool(tool: str, version: str, *, on_download: Callable[[str], None] | None = None) -> Tool:
     """The tool from PATH if it fits, else the verified cached or freshly downloaded pin."""
-    found = find_on_path(tool, version)
+    found = find_on_path(tool, version, remember=True)
     if found:
         return found
     path = cached_path(tool, version)
@@ -403,7 +438,7 @@ def describe_tool(tool: str, pinned: str) -> dict[str, str | None]:
     info: dict[str, str | None] = {"pinned": pinned, "path": found, "path_version": None, "use": None}
     if found:
         try:
-            info["path_version"] = VERSION_READERS[tool](Path(found))
+            info["path_version"] = read_version(tool, Path(found))
         except ToolError as e:
             info["path_version"] = f"unreadable ({e.message.splitlines()[0]})"
     on_path = find_on_path(tool, pinned)

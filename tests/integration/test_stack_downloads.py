@@ -145,6 +145,8 @@ def test_path_tool_of_another_version_is_not_used(release: Release, tmp_path: Pa
         monkeypatch.setenv("FAKE_K3D_VERSION", "v5.9.1")
         assert tools.ensure_tool("k3d", "v5.9.0").source == "path"  # a later patch fits
         monkeypatch.setenv("FAKE_K3D_VERSION", "v5.8.3")
+        # versions are memoised per (file, size, mtime); the fake changed version, not file
+        (tmp_path / "cache" / "tool-versions.json").unlink()
         release.publish_k3d(K3D_BIN)
         assert tools.ensure_tool("k3d", "v5.9.0").source == "download"
 
