@@ -8,11 +8,19 @@ own namespace; ``--dist loadfile`` or ``loadgroup`` keeps a scenario's checks on
 
 The plugin is loaded by every pytest run (including this project's own tests) and stays inert:
 it collects ``scenario.yaml`` only under ``--sandbox-scenarios DIR`` or under paths given
-explicitly on the command line, and imports nothing heavy until a scenario is collected.
+explicitly on the command line (other than the rootdir itself: ``pytest .`` does not deploy
+the project's scenarios), and imports nothing heavy until a scenario is collected.
+
+A check whose features (the scenario's plus its own) are not supported is skipped with the
+reason and counts nowhere in the ConformanceReport (upstream ``NOT_SUPPORTED``). Supported
+features follow upstream's flags: all by default (against Envoy Gateway, all but what its own
+conformance run skips, ``features.ENVOY_GATEWAY_EXEMPT``), ``--supported-features`` restricts,
+``--exempt-features`` removes, and the profiles' core features are always supported.
 
 Options: ``--sandbox-provider`` (k3d | local | existing), ``--sandbox-keep``,
-``--sandbox-scenarios DIR``, ``--sandbox-context``, ``--supported-features``,
-``--exempt-features``, ``--conformance-report FILE``, ``--conformance-implementation``.
+``--sandbox-scenarios DIR``, ``--sandbox-context``, ``--sandbox-gateway-class``,
+``--supported-features``, ``--exempt-features``, ``--conformance-report FILE``,
+``--conformance-implementation``.
 Fixtures: ``sandbox`` (the stack, brought up or reused, session scope) and ``gateway`` (deploys
 scenarios and runs checks against the sandbox's GatewayClass).
 """
