@@ -272,6 +272,40 @@ def crd_version_and_channel() -> tuple[str, str]:
     return crds.bundle_version, crds.channel
 
 
+def cluster_version_and_channel(kubectl: Any) -> tuple[str, str] | None:
+    """(bundle-version, channel) from the Gateway API CRDs installed in a cluster, the way the
+    upstream suite reads them (conformance/utils/suite/suite.go ``getAPIVersionAndChannel``):
+    CRDs without either annotation are ignored; partial annotations or several versions or
+    channels give ``UNDEFINED`` (upstream's ``--allow-crds-mismatch`` outcome). None when the
+    cluster cannot be asked or has no annotated Gateway API CRD."""
+    from sandbox import schema
+    from sandbox.errors import SandboxError
+
+    try:
+        listing = kubectl.get_json("customresourcedefinitions")
+    except SandboxError:
+        return None
+    versions: set[str] = set()
+    channels: set[str] = set()
+    for crd in (listing or {}).get("items") or []:
+        if (crd.get("spec") or {}).get("group") not in schema.GATEWAY_API_GROUPS:
+            continue
+        annotations = (crd.get("metadata") or {}).get("annotations") or {}
+        v = annotations.get(schema.BUNDLE_VERSION_ANNOTATION)
+        c = annotations.get(schema.CHANNEL_ANNOTATION)
+        if v is None and c is None:
+            continue
+        if v is None or c is None:
+            return schema.UNDEFINED, schema.UNDEFINED
+        versions.add(str(v))
+        channels.add(str(c))
+    if not versions:
+        return None
+    if len(versions) > 1 or len(channels) > 1:
+        return schema.UNDEFINED, schema.UNDEFINED
+    return versions.pop(), channels.pop()
+
+
 def render(report: Mapping[str, Any]) -> str:
     return yaml.safe_dump(dict(report), sort_keys=False, default_flow_style=False)
 
@@ -288,12 +322,21 @@ def write_conformance_report(
     gateway_api_channel: str | None = None,
     mode: str = DEFAULT_MODE,
     date: str | None = None,
+    target: object | None = None,
 ) -> dict[str, Any]:
     """Write the ConformanceReport YAML to ``path`` and return it.
 
     ``results``: TestResult items, or runner reports (anything ``results_from_run`` accepts).
     ``supported_features`` None means every feature (minus ``exempt_features``).
+    ``target``: when it reaches a cluster (has ``kubectl``), version and channel are read from
+    the CRDs installed there, as upstream does; otherwise from the project's CRDs.
     """
+    if (gateway_api_version is None or gateway_api_channel is None) and \
+            getattr(target, "kubectl", None) is not None:
+        found = cluster_version_and_channel(target.kubectl)  # type: ignore[union-attr]
+        if found is not None:
+            gateway_api_version = gateway_api_version or found[0]
+            gateway_api_channel = gateway_api_channel or found[1]
     tests: list[TestResult] = []
     for r in results:
         if isinstance(r, TestResult):
