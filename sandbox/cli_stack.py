@@ -43,7 +43,9 @@ def settings_from(**flags: str | None) -> Settings:
         "envoy_gateway_version": "envoy_gateway_version",
     }
     changes = {mapping[k]: v for k, v in flags.items() if k in mapping and v}
-    return dataclasses.replace(base, **changes)
+    settings = dataclasses.replace(base, **changes)
+    stack.validate_cluster_name(settings.cluster_name)
+    return settings
 
 
 def _reporter(ctx: click.Context) -> stack.ConsoleReporter:

@@ -25,6 +25,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -34,10 +35,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from sandbox import docker_engine, tools
 from sandbox import settings as settings_mod
 from sandbox.controllers.envoy_gateway import EnvoyGateway
-from sandbox.errors import ClusterError, DockerUnavailable, EnvironmentProblem, SandboxError
+from sandbox.errors import (
+    ClusterError,
+    DockerUnavailable,
+    EnvironmentProblem,
+    InputError,
+    SandboxError,
+)
 from sandbox.kube import Kubectl
 from sandbox.providers import ClusterInfo
 from sandbox.providers.k3d import K3dProvider
@@ -172,6 +181,23 @@ def versions(settings: Settings) -> dict[str, str]:
     }
 
 
+# k3d v5.9.0 pkg/client/clusterName.go: CheckName = RFC 1123 hostname, at most 32 characters
+_HOSTNAME = re.compile(
+    r"^(([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9])\.)*([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9\-]*[A-Za-z0-9])$"
+)
+
+
+def validate_cluster_name(name: str) -> None:
+    """The rules k3d applies, checked before anything runs (InputError, exit 2)."""
+    if not _HOSTNAME.match(name):
+        raise InputError(
+            f"{name!r} is not a valid cluster name (an RFC 1123 hostname: letters, digits, '-')",
+            field="--name",
+        )
+    if len(name) > 32:
+        raise InputError(f"cluster name {name!r} has {len(name)} characters; k3d allows 32", field="--name")
+
+
 def guard_kubeconfig(settings: Settings) -> Path:
     return settings.cluster_state_dir / GUARD_NAME
 
@@ -238,11 +264,9 @@ def _write_state(settings: Settings, **data: Any) -> None:
 def _kubeconfig_port(path: Path) -> str | None:
     """The API port in the server URL of a kubeconfig we wrote (``https://127.0.0.1:PORT``)."""
     try:
-        import yaml
-
         config = yaml.safe_load(path.read_text()) or {}
         server = str(config["clusters"][0]["cluster"]["server"])
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
+    except (OSError, ValueError, KeyError, IndexError, TypeError, yaml.YAMLError):
         return None
     return server.rsplit(":", 1)[-1]
 
@@ -256,6 +280,7 @@ def ensure_up(
 ) -> Stack:
     """Bring the stack up (or confirm it is up) and return it. Safe to call repeatedly."""
     settings = settings or Settings()
+    validate_cluster_name(settings.cluster_name)
     phases = Phases(reporter or Reporter())
     deadline = time.monotonic() + timeout
 

@@ -1,0 +1,83 @@
+"""Pure parts of the stack: settings from flags/env, names, phases, Docker messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from sandbox import docker_engine, stack
+from sandbox.cli_stack import settings_from
+from sandbox.errors import InputError
+
+
+def test_flags_override_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SANDBOX_CLUSTER_NAME", "from-env")
+    monkeypatch.setenv("SANDBOX_K3S_IMAGE", "rancher/k3s:v1.34.0-k3s1")
+    s = settings_from(name=None, k3s_image=None, k3d_version="v5.9.1")
+    assert (s.cluster_name, s.k3s_image, s.k3d_version) == ("from-env", "rancher/k3s:v1.34.0-k3s1", "v5.9.1")
+    assert settings_from(name="flag").cluster_name == "flag"
+    assert settings_from(name="flag").kube_context == "k3d-flag"
+
+
+@pytest.mark.parametrize("name", ["sandbox", "a", "sbx-1", "x" * 32, "a.b"])
+def test_valid_cluster_names(name: str) -> None:
+    stack.validate_cluster_name(name)
+
+
+@pytest.mark.parametrize("name", ["", "-x", "x-", "a_b", "a b", "x" * 33])
+def test_invalid_cluster_names(name: str) -> None:
+    with pytest.raises(InputError) as info:
+        stack.validate_cluster_name(name)
+    assert info.value.field == "--name"
+
+
+def test_api_port_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SANDBOX_API_PORT", raising=False)
+    assert stack.api_port_spec() == "127.0.0.1:random"
+    monkeypatch.setenv("SANDBOX_API_PORT", "6550")
+    assert stack.api_port_spec() == "127.0.0.1:6550"
+
+
+def test_kubeconfig_port(tmp_path: Path) -> None:
+    path = tmp_path / "kubeconfig"
+    assert stack._kubeconfig_port(path) is None
+    path.write_text("clusters:\n- name: k3d-s\n  cluster: {server: 'https://127.0.0.1:41234'}\n")
+    assert stack._kubeconfig_port(path) == "41234"
+    path.write_text("not: [a kubeconfig")
+    assert stack._kubeconfig_port(path) is None
+
+
+def test_phases_record_durations_and_report_interrupts() -> None:
+    console = Console(record=True, width=200)
+    phases = stack.Phases(stack.ConsoleReporter(console))
+    with phases.phase("one", "first") as act:
+        act.append("done it")
+    assert [(r.name, r.action) for r in phases.results] == [("one", "done it")]
+    assert phases.results[0].seconds >= 0
+    with pytest.raises(KeyboardInterrupt), phases.phase("two", "second"):
+        raise KeyboardInterrupt
+    text = console.export_text()
+    assert "✓ one: done it" in text
+    assert "✗ two: interrupted" in text
+    assert "run `sandbox up` again" in text
+    assert len(phases.results) == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))", "no such socket"),
+        ("HTTPConnectionPool: Max retries exceeded (Caused by NewConnectionError: [Errno 111] Connection refused)", "connection refused"),
+        ("('Connection aborted.', PermissionError(13, 'Permission denied'))", "permission denied"),
+        ("UnixHTTPConnectionPool(host='localhost', port=None): Read timed out. (read timeout=4)", "no answer within 4s"),
+    ],
+)
+def test_docker_reasons(raw: str, reason: str) -> None:
+    assert docker_engine._reason(Exception(raw), 4).startswith(reason)
+
+
+def test_docker_fix_names_the_remedies() -> None:
+    hint = docker_engine.fix_hint()
+    assert "DOCKER_HOST" in hint and "docker info" in hint
