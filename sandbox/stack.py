@@ -319,6 +319,11 @@ def ensure_up(
                 act.append("started")
             else:
                 act.append("exists")
+                if info.image and info.image != settings.k3s_image:
+                    phases.reporter.note(
+                        f"the cluster runs {info.image}, not {settings.k3s_image}; "
+                        "`sandbox down` then `sandbox up` to change it"
+                    )
 
         kubectl = Kubectl(kubectl_tool.path, settings.kubeconfig_path, settings.kube_context)
         with phases.phase("kubeconfig", "private kubeconfig") as act:

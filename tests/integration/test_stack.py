@@ -88,8 +88,9 @@ def test_lifecycle_up_repeat_status_down_twice(world: FakeWorld) -> None:
     # repeated up: fast, changes nothing
     calls_before = len(world.calls())
     started = time.monotonic()
-    result = _up(world, "-o", "json")
+    result = _up(world, "-o", "json", "--k3s-image", "rancher/k3s:v1.34.1-k3s1")
     assert time.monotonic() - started < 10
+    assert "the cluster runs rancher/k3s:v1.35.5-k3s1, not rancher/k3s:v1.34.1-k3s1" in result.stderr
     new_calls = world.calls()[calls_before:]
     assert not any(c[1:3] == ["cluster", "create"] for c in new_calls)
     assert not any("apply" in c for c in new_calls)
