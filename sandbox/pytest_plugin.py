@@ -46,6 +46,7 @@ PROVIDERS = ("k3d", "local", "existing")
 CLUSTER_PROVIDERS = ("k3d", "existing")
 FEATURES_PROPERTY = "gateway_api_features"  # item.user_properties: features the check needs
 UNSUPPORTED_PROPERTY = "gateway_api_unsupported"  # features it needs that are not supported
+BUNDLE_PROPERTY = "gateway_api_bundle"  # "<bundle-version>/<channel>" of the cluster's CRDs
 
 _STATE = pytest.StashKey["SandboxState"]()
 
@@ -151,6 +152,7 @@ class SandboxState:
     _unavailable: str | None = None  # why the provider cannot run, once known
     _probed: bool = False
     _target: Any = None
+    _bundle: str | None = None
 
     @property
     def provider(self) -> str:
@@ -200,6 +202,20 @@ class SandboxState:
             self._unavailable = f"{self.provider} provider unavailable: {e}"
         return self._unavailable
 
+    def cluster_bundle(self, target: Any) -> str | None:
+        """``<bundle-version>/<channel>`` of the Gateway API CRDs installed where the target
+        deploys (asked once per process; None without a cluster)."""
+        if self._bundle is None:
+            self._bundle = ""
+            kubectl = getattr(target, "kubectl", None)
+            if kubectl is not None:
+                from sandbox.conformance import cluster_version_and_channel
+
+                found = cluster_version_and_channel(kubectl)
+                if found is not None:
+                    self._bundle = "/".join(found)
+        return self._bundle or None
+
     def target(self) -> Target:
         """The Target scenarios deploy to; for k3d brings the stack up (or reuses it)."""
         if self._target is None:
@@ -240,6 +256,7 @@ class ScenarioFile(pytest.File):
     """One scenario folder: loads scenario.yaml, yields one item per check, deploys once."""
 
     scenario: Scenario | None = None
+    items: list[CheckItem]
     _deploy_cm: contextlib.AbstractContextManager[Any] | None = None
     deployment: Deployment | None = None
 
@@ -254,6 +271,7 @@ class ScenarioFile(pytest.File):
         except SandboxError as e:
             raise ScenarioError(str(e)) from None
         self.scenario = scenario
+        self.items = []
         supported = state.supported
         for check in scenario.checks:
             needed = tuple(dict.fromkeys([*scenario.features, *check.features]))
@@ -270,6 +288,7 @@ class ScenarioFile(pytest.File):
             item.add_marker(pytest.mark.xdist_group(name=scenario.name))
             for word in (scenario.name, *needed):
                 item.extra_keyword_matches.add(word)
+            self.items.append(item)
             yield item
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
@@ -286,6 +305,10 @@ class ScenarioFile(pytest.File):
             raise pytest.skip.Exception(why, _use_item_location=True)
         assert self.scenario is not None
         target = state.target()
+        bundle = state.cluster_bundle(target)
+        if bundle:
+            for item in self.items:
+                item.user_properties.append((BUNDLE_PROPERTY, bundle))
         cm = target.deploy(self.scenario)
         self.deployment = cm.__enter__()
         self._deploy_cm = cm
@@ -429,11 +452,14 @@ class ResultsPlugin:
         self.config = config
         self.path = path
         self.by_nodeid: dict[str, tuple[str, tuple[str, ...], str]] = {}
+        self.bundle: str | None = None  # from the workers: the cluster's CRDs
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
         if FEATURES_PROPERTY not in props:
             return
+        if BUNDLE_PROPERTY in props:
+            self.bundle = str(props[BUNDLE_PROPERTY])
         features = tuple(f for f in str(props[FEATURES_PROPERTY]).split(",") if f)
         if report.failed:
             outcome = "failed"
@@ -467,8 +493,10 @@ class ResultsPlugin:
             impl = conformance.implementation_for(
                 provider, config.getoption("conformance_implementation"))
             supported = state.supported if state is not None else None
+            version, _, channel = (self.bundle or "").partition("/")
             conformance.write_conformance_report(
-                self.results(), self.path, implementation=impl, supported_features=supported)
+                self.results(), self.path, implementation=impl, supported_features=supported,
+                gateway_api_version=version or None, gateway_api_channel=channel or None)
         except SandboxError as e:
             if tr is not None:
                 tr.write_line(f"gateway-sandbox: cannot write the conformance report: {e}",

@@ -352,3 +352,39 @@ def test_rootdir_as_argument_does_not_collect_scenarios(suite: pytest.Pytester) 
     result.assert_outcomes(passed=1)  # test_ordinary only
     result = run(suite, "scenarios", "--sandbox-provider", "local", "-k", "not wrong")
     result.assert_outcomes(passed=3)
+
+
+CONFTEST_CLUSTER_CRDS = """
+from sandbox.targets.local import LocalTarget
+
+
+class FakeKubectl:
+    # what `kubectl get customresourcedefinitions -o json` returns, trimmed to what is read
+    def get_json(self, kind):
+        return {"apiVersion": "v1", "kind": "List", "items": [{
+            "metadata": {"name": "httproutes.gateway.networking.k8s.io", "annotations": {
+                "gateway.networking.k8s.io/bundle-version": "v1.5.1",
+                "gateway.networking.k8s.io/channel": "standard"}},
+            "spec": {"group": "gateway.networking.k8s.io"}}]}
+
+
+LocalTarget.kubectl = FakeKubectl()
+
+
+def pytest_unconfigure(config):
+    del LocalTarget.kubectl
+"""
+
+
+@pytest.mark.parametrize("xdist", [False, True])
+def test_report_reads_version_and_channel_from_the_cluster(suite: pytest.Pytester,
+                                                           xdist: bool) -> None:
+    if xdist:
+        pytest.importorskip("xdist", reason="pytest-xdist is not installed")
+    suite.makeconftest(CONFTEST_CLUSTER_CRDS)
+    report = suite.path / "conformance.yaml"
+    args = ["scenarios/plain", "--sandbox-provider", "local", f"--conformance-report={report}"]
+    result = run(suite, *args, *(["-n", "1"] if xdist else []), xdist=xdist)
+    result.assert_outcomes(passed=1)
+    data = yaml.safe_load(report.read_text())
+    assert (data["gatewayAPIVersion"], data["gatewayAPIChannel"]) == ("v1.5.1", "standard")

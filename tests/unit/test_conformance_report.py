@@ -143,3 +143,46 @@ def test_results_from_a_runner_report() -> None:
         "query/by query", ("Gateway", "HTTPRoute", "HTTPRouteQueryParamMatching"), "passed")]
     sr.cleanup_error = RuntimeError("namespace stuck")
     assert C.results_from_run(sr)[0].outcome == "failed"
+
+
+class _FakeKubectl:
+    """Answers ``get_json("customresourcedefinitions")`` like ``kubectl get crd -o json``."""
+
+    def __init__(self, annotations: list[dict[str, str]], error: Exception | None = None) -> None:
+        self.items = [{"apiVersion": "apiextensions.k8s.io/v1",
+                       "kind": "CustomResourceDefinition",
+                       "metadata": {"name": f"x{i}.gateway.networking.k8s.io",
+                                    "annotations": a},
+                       "spec": {"group": "gateway.networking.k8s.io"}}
+                      for i, a in enumerate(annotations)]
+        self.items.append({"metadata": {"name": "other"}, "spec": {"group": "example.com"}})
+        self.error = error
+
+    def get_json(self, kind: str) -> dict[str, object]:
+        assert kind == "customresourcedefinitions"
+        if self.error:
+            raise self.error
+        return {"apiVersion": "v1", "kind": "List", "items": self.items}
+
+
+V, CH = "gateway.networking.k8s.io/bundle-version", "gateway.networking.k8s.io/channel"
+
+
+def test_cluster_version_and_channel_like_upstream() -> None:
+    from sandbox.errors import ToolError
+
+    same = [{V: "v1.6.1", CH: "experimental"}, {V: "v1.6.1", CH: "experimental"}, {}]
+    assert C.cluster_version_and_channel(_FakeKubectl(same)) == ("v1.6.1", "experimental")
+    mixed = [{V: "v1.6.1", CH: "experimental"}, {V: "v1.5.0", CH: "experimental"}]
+    assert C.cluster_version_and_channel(_FakeKubectl(mixed)) == ("UNDEFINED", "UNDEFINED")
+    partial = [{V: "v1.6.1"}]
+    assert C.cluster_version_and_channel(_FakeKubectl(partial)) == ("UNDEFINED", "UNDEFINED")
+    assert C.cluster_version_and_channel(_FakeKubectl([{}])) is None
+    assert C.cluster_version_and_channel(_FakeKubectl(same, ToolError("refused"))) is None
+
+
+def test_write_reads_the_targets_cluster(tmp_path: Path) -> None:
+    target = SimpleNamespace(kubectl=_FakeKubectl([{V: "v1.5.1", CH: "standard"}]))
+    report = C.write_conformance_report([], tmp_path / "r.yaml", implementation=IMPL,
+                                        target=target)
+    assert (report["gatewayAPIVersion"], report["gatewayAPIChannel"]) == ("v1.5.1", "standard")
