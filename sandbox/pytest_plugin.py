@@ -268,8 +268,16 @@ class ScenarioFile(pytest.File):
         state.collected = True
         try:
             scenario = load_scenario(self.path.parent)
+            # the Gateway API CRD schemas, when available offline (SANDBOX_GATEWAY_API_CRDS or
+            # the cache): a manifest a cluster would reject is an error for every provider
+            from sandbox import schema
+
+            problems, _note = schema.scenario_problems(scenario, download=False)
         except SandboxError as e:
             raise ScenarioError(str(e)) from None
+        if problems:
+            raise ScenarioError(f"{len(problems)} schema error(s):\n"
+                                + "\n".join(f"  {p}" for p in problems))
         self.scenario = scenario
         self.items = []
         supported = state.supported

@@ -388,3 +388,20 @@ def test_report_reads_version_and_channel_from_the_cluster(suite: pytest.Pyteste
     result.assert_outcomes(passed=1)
     data = yaml.safe_load(report.read_text())
     assert (data["gatewayAPIVersion"], data["gatewayAPIChannel"]) == ("v1.5.1", "standard")
+
+
+def test_manifests_failing_the_crd_schemas_are_collection_errors(
+        suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    crds = os.environ.get("SANDBOX_GATEWAY_API_CRDS") or ""
+    if not crds or not Path(crds).is_dir():
+        pytest.skip("SANDBOX_GATEWAY_API_CRDS is not set to a folder of Gateway API CRDs")
+    manifest = suite.path / "scenarios" / "plain" / "app.yaml"
+    manifest.write_text(manifest.read_text().replace("type: PathPrefix", "type: Prefix"))
+    result = run(suite, "scenarios/plain", "--sandbox-provider", "local")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    text = result.stdout.str()
+    assert "1 schema error(s):" in text
+    line = next(i for i, t in enumerate(manifest.read_text().splitlines(), 1) if "Prefix" in t)
+    assert (f"scenarios/plain/app.yaml:{line}: HTTPRoute/backend: "
+            "spec.rules[0].matches[0].path.type: unsupported value 'Prefix'") in text
+    assert "Traceback" not in text
