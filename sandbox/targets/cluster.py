@@ -106,6 +106,20 @@ class Timeouts:
     delete: float = 180.0  # namespaces and data-plane Services gone
     poll: float = 0.5  # between two looks at the cluster
 
+    @classmethod
+    def from_env(cls) -> Timeouts:
+        """Defaults, each overridable by ``SANDBOX_CLUSTER_<NAME>_TIMEOUT`` (seconds)."""
+        values: dict[str, float] = {}
+        for name in ("apply", "ready", "data_plane", "port_forward", "delete"):
+            var = f"SANDBOX_CLUSTER_{name.upper()}_TIMEOUT"
+            text = os.environ.get(var)
+            if text:
+                try:
+                    values[name] = float(text)
+                except ValueError:
+                    raise InputError(f"{var}={text!r} is not a number of seconds") from None
+        return cls(**values)
+
 
 def _conditions(obj: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     status = (obj or {}).get("status") or {}
@@ -390,7 +404,7 @@ class ClusterTarget:
         self.controller = controller
         self.gateway_class = gateway_class
         self.keep = keep
-        self.timeouts = timeouts or Timeouts()
+        self.timeouts = timeouts or Timeouts.from_env()
         self.name = name
         self.progress: Progress = progress or (lambda line: log.info("%s", line))
         self.max_port_forward_restarts = max_port_forward_restarts

@@ -359,3 +359,42 @@ def test_apply_failure_is_reported_and_cleaned_up(
     assert 'no matches for kind "ReferenceGrant"' in str(info.value)
     assert info.value.exit_code == 3
     assert _run_namespaces(world) == []
+
+
+CLI_SCENARIO = """\
+description: Requests for www.example.com reach the echo backend in namespace apps.
+gateway: eg
+consecutive: 2
+timeout: 8
+checks:
+  - name: routed across namespaces
+    request: {host: www.example.com, path: /get}
+    expect: {status: 200, backend: backend, request: {host: www.example.com, path: /get}}
+"""
+
+
+@pytest.mark.parametrize(("stuck", "code"), [(False, 0), (True, 3)])
+def test_sandbox_run_cli_exit_code_includes_cleanup(
+    world: FakeWorld, echo: EchoServer, tmp_path: Path, stuck: bool, code: int
+) -> None:
+    folder = tmp_path / "xroute"
+    folder.mkdir()
+    (folder / "app.yaml").write_text(MANIFESTS)
+    (folder / "scenario.yaml").write_text(CLI_SCENARIO)
+    env = {"FAKE_PF_UPSTREAM": f"127.0.0.1:{echo.port}", "FAKE_PF_STATE": str(tmp_path / "pf")}
+    if stuck:
+        env["FAKE_STUCK_NAMESPACES"] = "sbx-xroute-"
+        env["SANDBOX_CLUSTER_DELETE_TIMEOUT"] = "1"
+    result = world.sandbox("run", str(folder), "-o", "json", timeout=120, **env)
+    assert result.returncode == code, result.stderr
+    assert "routed across namespaces" in result.stdout
+    assert "port-forward svc/envoy-sbx-xroute-" in result.stderr
+    if stuck:
+        assert "NamespaceFinalizersRemaining" in result.stderr + result.stdout
+        kubeconfig = str(world.kubeconfig())
+        for key in [k for k in world.state()["objects"]["sandbox"] if k.startswith("Namespace//sbx-")]:
+            world.tool(
+                "kubectl", "--kubeconfig", kubeconfig, "--context", "k3d-sandbox",
+                "delete", "namespace", key.split("/")[-1],
+            )  # fmt: skip
+    assert not [k for k in world.state()["objects"]["sandbox"] if k.startswith("Namespace//sbx-")]

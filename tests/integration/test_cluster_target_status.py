@@ -241,3 +241,16 @@ def test_deployment_available() -> None:
     dep["status"]["conditions"][0]["status"] = "False"
     ready, summary = deployment_state(dep)
     assert not ready and "Available=False (MinimumReplicasAvailable" in summary
+
+
+def test_timeouts_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox.errors import InputError
+    from sandbox.targets.cluster import Timeouts
+
+    monkeypatch.setenv("SANDBOX_CLUSTER_READY_TIMEOUT", "42")
+    monkeypatch.setenv("SANDBOX_CLUSTER_DELETE_TIMEOUT", "7.5")
+    t = Timeouts.from_env()
+    assert (t.ready, t.delete, t.apply) == (42.0, 7.5, Timeouts().apply)
+    monkeypatch.setenv("SANDBOX_CLUSTER_READY_TIMEOUT", "soon")
+    with pytest.raises(InputError, match="SANDBOX_CLUSTER_READY_TIMEOUT"):
+        Timeouts.from_env()
