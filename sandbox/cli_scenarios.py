@@ -340,7 +340,8 @@ def _run_command() -> click.Command:
 
             conformance.write_conformance_report(
                 [run_report], conformance_report,
-                implementation=conformance.implementation_for(target.name), target=target)
+                implementation=conformance.implementation_for(target.name), target=target,
+                scenarios=loaded)
             if not quiet:
                 err.print(f"ConformanceReport: {conformance_report}", markup=False,
                           highlight=False)

@@ -323,11 +323,15 @@ def write_conformance_report(
     mode: str = DEFAULT_MODE,
     date: str | None = None,
     target: object | None = None,
+    scenarios: Iterable[Any] | None = None,
 ) -> dict[str, Any]:
     """Write the ConformanceReport YAML to ``path`` and return it.
 
     ``results``: TestResult items, or runner reports (anything ``results_from_run`` accepts).
     ``supported_features`` None means every feature (minus ``exempt_features``).
+    ``scenarios``: every scenario the run was given; their checks without a result (not
+    selected, e.g. by ``-k``) count as Skipped, as upstream counts tests left out by
+    ``--run-test`` (or as not supported when they need unsupported features).
     ``target``: when it reaches a cluster (has ``kubectl``), version and channel are read from
     the CRDs installed there, as upstream does; otherwise from the project's CRDs.
     """
@@ -344,6 +348,8 @@ def write_conformance_report(
         else:
             tests.extend(results_from_run(r))
     supported = F.effective_supported(supported_features, exempt_features, profiles)
+    if scenarios is not None:
+        tests.extend(not_run(scenarios, tests, supported))
     report = build_report(tests, implementation=implementation, supported_features=supported,
                           profiles=profiles, gateway_api_version=gateway_api_version,
                           gateway_api_channel=gateway_api_channel, mode=mode, date=date)
@@ -356,6 +362,23 @@ def write_conformance_report(
         raise InputError(f"cannot write the conformance report: {e.strerror or e}",
                          file=str(p)) from None
     return report
+
+
+def not_run(scenarios: Iterable[Any], results: Iterable[TestResult],
+            supported: frozenset[str]) -> list[TestResult]:
+    """TestResults for the checks of ``scenarios`` that have no result: Skipped (upstream
+    ``--run-test``/``--skip-tests``), or not supported when they need unsupported features."""
+    seen = {r.name for r in results}
+    out: list[TestResult] = []
+    for sc in scenarios:
+        for check in sc.checks:
+            name = f"{sc.name}/{check.name}"
+            if name in seen:
+                continue
+            feats = tuple(dict.fromkeys([*sc.features, *check.features]))
+            outcome: Outcome = "skipped" if set(feats) <= supported else "not-supported"
+            out.append(TestResult(name, feats, outcome))
+    return out
 
 
 def results_from_run(run: Any) -> list[TestResult]:

@@ -482,6 +482,18 @@ class ResultsPlugin:
             return
         self.by_nodeid[report.nodeid] = (conformance_test_name(report.nodeid), features, outcome)
 
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        """Checks left out by -k/-m count as Skipped, as upstream counts tests left out by
+        --run-test (so a partial run never reports "success"). Under xdist, deselection happens
+        in the workers and is not seen here."""
+        for item in items:
+            props = dict(item.user_properties)
+            if FEATURES_PROPERTY not in props or item.nodeid in self.by_nodeid:
+                continue
+            features = tuple(f for f in str(props[FEATURES_PROPERTY]).split(",") if f)
+            outcome = "not-supported" if UNSUPPORTED_PROPERTY in props else "skipped"
+            self.by_nodeid[item.nodeid] = (conformance_test_name(item.nodeid), features, outcome)
+
     def results(self) -> list[TestResult]:
         from sandbox.conformance import TestResult
 

@@ -73,6 +73,18 @@ def test_run_writes_conformance_report(tmp_path: Path) -> None:
     assert http["summary"] == "Core tests succeeded."
 
 
+def test_run_counts_checks_left_out_by_k_as_skipped(tmp_path: Path) -> None:
+    report = tmp_path / "report.yaml"
+    result = CliRunner().invoke(main, [
+        "run", "--provider", "local", str(ROOT / "scenarios" / "quickstart"),
+        "-k", "another host", "--conformance-report", str(report)])
+    assert result.exit_code == 0, result.output
+    core = yaml.safe_load(report.read_text())["profiles"][0]["core"]
+    assert core["result"] == "partial"
+    assert core["statistics"] == {"Failed": 0, "Passed": 1, "Skipped": 2}
+    assert len(core["skippedTests"]) == 2
+
+
 @pytest.fixture
 def crd_server(tmp_path: Path) -> Iterator[str]:
     """config/crd/experimental/ served on 127.0.0.1: kustomization.yaml plus one CRD."""

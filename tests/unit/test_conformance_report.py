@@ -186,3 +186,17 @@ def test_write_reads_the_targets_cluster(tmp_path: Path) -> None:
     report = C.write_conformance_report([], tmp_path / "r.yaml", implementation=IMPL,
                                         target=target)
     assert (report["gatewayAPIVersion"], report["gatewayAPIChannel"]) == ("v1.5.1", "standard")
+
+
+def test_checks_without_a_result_are_skipped_or_not_supported(tmp_path: Path) -> None:
+    scenario = SimpleNamespace(name="s", features=["Gateway", "HTTPRoute"], checks=[
+        SimpleNamespace(name="ran", features=[]),
+        SimpleNamespace(name="left out", features=[]),
+        SimpleNamespace(name="mirror", features=["HTTPRouteRequestMirror"])])
+    report = C.write_conformance_report(
+        [C.TestResult("s/ran", HTTP, "passed")], tmp_path / "r.yaml", implementation=IMPL,
+        exempt_features=["HTTPRouteRequestMirror"], scenarios=[scenario],
+        gateway_api_version="v1.6.1", gateway_api_channel="experimental")
+    http = report["profiles"][0]
+    assert http["core"]["skippedTests"] == ["s/left out"]
+    assert "extended" not in http  # the mirror check is not supported: counted nowhere
