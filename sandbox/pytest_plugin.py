@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 SCENARIO_FILE = "scenario.yaml"
 PROVIDERS = ("k3d", "local", "existing")
 CLUSTER_PROVIDERS = ("k3d", "existing")
+DEFAULT_GATEWAY_CLASS = "eg"  # settings.DEFAULT_GATEWAY_CLASS: Envoy Gateway's, in the sandbox
 FEATURES_PROPERTY = "gateway_api_features"  # item.user_properties: features the check needs
 UNSUPPORTED_PROPERTY = "gateway_api_unsupported"  # features it needs that are not supported
 BUNDLE_PROPERTY = "gateway_api_bundle"  # "<bundle-version>/<channel>" of the cluster's CRDs
@@ -71,7 +72,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--sandbox-context", default=os.environ.get("SANDBOX_CONTEXT"),
                     metavar="CONTEXT",
                     help="kubeconfig context for --sandbox-provider existing [env SANDBOX_CONTEXT]")
-    group.addoption("--sandbox-gateway-class", default=None, metavar="NAME",
+    group.addoption("--sandbox-gateway-class", default=os.environ.get("SANDBOX_GATEWAY_CLASS"),
+                    metavar="NAME",
                     help="GatewayClass given to every Gateway (cluster providers; default: the "
                          "sandbox's, eg) [env SANDBOX_GATEWAY_CLASS]")
     group.addoption("--supported-features", default=None, metavar="F1,F2",
@@ -177,8 +179,9 @@ class SandboxState:
                 exempt = F.parse_feature_list(exempt_text, field="--exempt-features")
             except InputError as e:
                 raise pytest.UsageError(str(e)) from None
+            gateway_class = self.config.getoption("sandbox_gateway_class")
             if not sup_text and not exempt_text and self.provider in CLUSTER_PROVIDERS \
-                    and not self.config.getoption("sandbox_gateway_class"):
+                    and gateway_class in (None, "", DEFAULT_GATEWAY_CLASS):
                 exempt = F.ENVOY_GATEWAY_EXEMPT  # what Envoy Gateway's own conformance run skips
             self._supported = F.effective_supported(supported, exempt)
         return self._supported

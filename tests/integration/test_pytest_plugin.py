@@ -409,3 +409,9 @@ def test_manifests_failing_the_crd_schemas_are_collection_errors(
     assert (f"scenarios/plain/app.yaml:{line}: HTTPRoute/backend: "
             "spec.rules[0].matches[0].path.type: unsupported value 'Prefix'") in text
     assert "Traceback" not in text
+
+
+def test_default_gateway_class_matches_settings() -> None:
+    from sandbox import pytest_plugin, settings
+
+    assert pytest_plugin.DEFAULT_GATEWAY_CLASS == settings.DEFAULT_GATEWAY_CLASS
