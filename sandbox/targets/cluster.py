@@ -42,7 +42,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,13 +104,17 @@ class Timeouts:
     data_plane: float = 60.0  # the Gateway's data-plane Service to exist
     port_forward: float = 30.0  # kubectl port-forward to print its Forwarding line
     delete: float = 180.0  # namespaces and data-plane Services gone
+    # a route the controller has answered with Accepted/ResolvedRefs False (a negative scenario,
+    # or a broken one) is taken as it is once its status stayed the same this long; the checks
+    # then show what traffic does and the diagnostics show the conditions
+    settle: float = 5.0
     poll: float = 0.5  # between two looks at the cluster
 
     @classmethod
     def from_env(cls) -> Timeouts:
         """Defaults, each overridable by ``SANDBOX_CLUSTER_<NAME>_TIMEOUT`` (seconds)."""
         values: dict[str, float] = {}
-        for name in ("apply", "ready", "data_plane", "port_forward", "delete"):
+        for name in ("apply", "ready", "data_plane", "port_forward", "delete", "settle"):
             var = f"SANDBOX_CLUSTER_{name.upper()}_TIMEOUT"
             text = os.environ.get(var)
             if text:
@@ -192,30 +196,66 @@ def _ref_matches(status_ref: Mapping[str, Any], spec_ref: Mapping[str, Any], rou
     return True
 
 
+def _considered_refs(
+    obj: Mapping[str, Any], gateways: Collection[tuple[str, str]] | None
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """(parentRefs to wait for, parentRefs no controller of this run will answer).
+
+    With ``gateways`` (real namespace, name) known, a parentRef to anything else (a Gateway that
+    does not exist, of another class, or another kind) gets no status from the run's controller.
+    """
+    route_ns = str((obj.get("metadata") or {}).get("namespace", ""))
+    refs: list[Mapping[str, Any]] = [
+        r for r in ((obj.get("spec") or {}).get("parentRefs")) or [] if isinstance(r, dict)
+    ]
+    if gateways is None:
+        return refs, []
+    mine: list[Mapping[str, Any]] = []
+    others: list[Mapping[str, Any]] = []
+    for ref in refs:
+        is_gateway = (ref.get("kind") or "Gateway") == "Gateway" and (
+            ref.get("group") or GATEWAY_GROUP
+        ) == GATEWAY_GROUP
+        key = (str(ref.get("namespace") or route_ns), str(ref.get("name")))
+        (mine if is_gateway and key in gateways else others).append(ref)
+    return mine, others
+
+
+def _parent_entry(
+    obj: Mapping[str, Any], ref: Mapping[str, Any], controller_name: str
+) -> dict[str, Any] | None:
+    route_ns = str((obj.get("metadata") or {}).get("namespace", ""))
+    for p in (obj.get("status") or {}).get("parents") or []:
+        if (
+            isinstance(p, dict)
+            and p.get("controllerName") == controller_name
+            and _ref_matches(p.get("parentRef") or {}, ref, route_ns)
+        ):
+            return p
+    return None
+
+
 def route_state(
     obj: Mapping[str, Any],
     controller_name: str,
     *,
     negative: bool = False,
+    gateways: Collection[tuple[str, str]] | None = None,
     show_ns: Callable[[str], str] = lambda ns: ns,
 ) -> tuple[bool, str]:
     """(ready, summary) of a route: every parentRef Accepted and ResolvedRefs by the controller.
 
     ``negative``: ready as soon as the controller wrote an ``Accepted`` condition, whatever it is.
-    ``show_ns`` turns a real namespace into the name shown (the logical one).
+    ``gateways``: the run's Gateways (real namespace, name); parentRefs to anything else are
+    not waited for. ``show_ns`` turns a real namespace into the name shown (the logical one).
     """
     route_ns = str((obj.get("metadata") or {}).get("namespace", ""))
-    spec_refs = ((obj.get("spec") or {}).get("parentRefs")) or []
-    parents = [
-        p
-        for p in (obj.get("status") or {}).get("parents") or []
-        if isinstance(p, dict) and p.get("controllerName") == controller_name
-    ]
-    if not spec_refs:
+    refs, others = _considered_refs(obj, gateways)
+    if not refs and not others:
         return False, "no parentRefs"
     ready = True
     parts = []
-    for ref in spec_refs:
+    for ref in [*refs, *others]:
         label = (
             f"parent {ref.get('kind', 'Gateway')} "
             f"{show_ns(str(ref.get('namespace') or route_ns))}/{ref.get('name')}"
@@ -224,9 +264,10 @@ def route_state(
             label += f" section {ref['sectionName']}"
         if ref.get("port"):
             label += f" port {ref['port']}"
-        entry = next(
-            (p for p in parents if _ref_matches(p.get("parentRef") or {}, ref, route_ns)), None
-        )
+        if ref in others:
+            parts.append(f"{label}: not a Gateway of this run (no status expected)")
+            continue
+        entry = _parent_entry(obj, ref, controller_name)
         if entry is None:
             ready = False
             parts.append(f"{label}: no status from {controller_name} yet")
@@ -240,6 +281,27 @@ def route_state(
         ready = ready and ok
         parts.append(f"{label}: " + (", ".join(_fmt(c) for c in conds) or "no conditions yet"))
     return ready, "; ".join(parts)
+
+
+def route_decided(
+    obj: Mapping[str, Any],
+    controller_name: str,
+    *,
+    gateways: Collection[tuple[str, str]] | None = None,
+) -> bool:
+    """The controller has written ``Accepted`` and ``ResolvedRefs`` for the route's current
+    generation on every parentRef it answers (whatever their status)."""
+    refs, _ = _considered_refs(obj, gateways)
+    for ref in refs:
+        entry = _parent_entry(obj, ref, controller_name)
+        if entry is None:
+            return False
+        conds = [c for c in entry.get("conditions") or [] if isinstance(c, dict)]
+        for type_ in ("Accepted", "ResolvedRefs"):
+            c = _cond(conds, type_)
+            if c is None or not _current(obj, c):
+                return False
+    return True
 
 
 def deployment_state(obj: Mapping[str, Any]) -> tuple[bool, str]:
@@ -309,9 +371,11 @@ class ClusterDeployment:
             f"cluster target {t.name}: run namespace {self.namespace} (context {t.kubectl.context})"
         ]
         try:
-            states = self.target._states(self.items, self.nsmap.logical)
+            states = self.target._states(self)
             for item in self.items:
-                ready, summary = states.get((item.kind, item.namespace, item.name), (False, "?"))
+                ready, summary, _ = states.get(
+                    (item.kind, item.namespace, item.name), (False, "?", False)
+                )
                 lines.append(f"  {item.label}{'' if ready else ' (not ready)'}: {summary}")
         except SandboxError as e:
             lines.append(f"  cannot read status: {e}")
@@ -496,10 +560,13 @@ class ClusterTarget:
             )
         return items
 
-    def _states(
-        self, items: list[_Item], show_ns: Callable[[str], str] = lambda ns: ns
-    ) -> dict[tuple[str, str, str], tuple[bool, str]]:
-        """Current (ready, summary) of each item: one ``kubectl get`` per namespace."""
+    def _states(self, dep: ClusterDeployment) -> dict[tuple[str, str, str], tuple[bool, str, bool]]:
+        """(ready, summary, decided) of each item: one ``kubectl get`` per namespace.
+
+        ``decided``: a route whose status for its current generation is written (see
+        :func:`route_decided`); always False for the other kinds.
+        """
+        items = dep.items
         by_ns: dict[str, set[str]] = {}
         for item in items:
             by_ns.setdefault(item.namespace, set()).add(RESOURCE[item.kind])
@@ -511,20 +578,27 @@ class ClusterTarget:
                     seen[
                         _key({**obj, "metadata": {"namespace": ns, **(obj.get("metadata") or {})}})
                     ] = obj
-        states = {}
+        gateways = set(dep.gateways())
+        controller = self.controller.controller_name
+        states: dict[tuple[str, str, str], tuple[bool, str, bool]] = {}
         for item in items:
             key = (item.kind, item.namespace, item.name)
             obj = seen.get(key)
             if obj is None:
-                states[key] = (False, "not found")
+                states[key] = (False, "not found", False)
             elif item.kind == "Gateway":
-                states[key] = gateway_state(obj)
+                states[key] = (*gateway_state(obj), False)
             elif item.kind == "Deployment":
-                states[key] = deployment_state(obj)
+                states[key] = (*deployment_state(obj), False)
             else:
-                states[key] = route_state(
-                    obj, self.controller.controller_name, negative=item.negative, show_ns=show_ns
+                ready, summary = route_state(
+                    obj,
+                    controller,
+                    negative=item.negative,
+                    gateways=gateways,
+                    show_ns=dep.nsmap.logical,
                 )
+                states[key] = (ready, summary, route_decided(obj, controller, gateways=gateways))
         return states
 
     def _wait_ready(self, dep: ClusterDeployment) -> None:
@@ -539,12 +613,37 @@ class ClusterTarget:
         )
         timeout = self.timeouts.ready
         deadline = time.monotonic() + timeout
+        unchanged: dict[tuple[str, str, str], tuple[str, float]] = {}  # summary, since when
+        taken_as_is: set[tuple[str, str, str]] = set()
         while True:
-            states = self._states(dep.items, dep.nsmap.logical)
-            pending = [i for i in dep.items if not states[(i.kind, i.namespace, i.name)][0]]
+            states = self._states(dep)
+            now = time.monotonic()
+            pending = [
+                i
+                for i in dep.items
+                if not states[(i.kind, i.namespace, i.name)][0]
+                and (i.kind, i.namespace, i.name) not in taken_as_is
+            ]
+            others_ready = all(i.kind in ROUTE_KINDS for i in pending)
+            for item in pending:
+                key = (item.kind, item.namespace, item.name)
+                _, summary, decided = states[key]
+                if not (decided and others_ready):
+                    unchanged.pop(key, None)
+                    continue
+                first = unchanged.setdefault(key, (summary, now))
+                if first[0] != summary:
+                    unchanged[key] = (summary, now)
+                elif now - first[1] >= self.timeouts.settle:
+                    taken_as_is.add(key)
+                    self.progress(
+                        f"{item.label} is not Accepted/ResolvedRefs and stays so; going on, the "
+                        f"checks decide: {summary}"
+                    )
+            pending = [i for i in pending if (i.kind, i.namespace, i.name) not in taken_as_is]
             if not pending:
                 return
-            if time.monotonic() >= deadline:
+            if now >= deadline:
                 last = "\n" + "\n".join(
                     f"  - {i.label}: {states[(i.kind, i.namespace, i.name)][1]}" for i in pending
                 )

@@ -267,22 +267,35 @@ def test_gateway_never_programmed_times_out_with_last_conditions_and_cleans_up(
     assert _run_namespaces(world) == []
 
 
-def test_route_not_accepted_times_out_unless_listed_as_unaccepted(
+def test_route_not_accepted_waits_settles_or_is_listed_as_unaccepted(
     world: FakeWorld, env: Path, scenario: Scenario
 ) -> None:
     for obj in scenario.objects:  # the listener only admits routes from its own namespace
         if obj["kind"] == "Gateway":
             obj["spec"]["listeners"][0]["allowedRoutes"] = {"namespaces": {"from": "Same"}}
-    target = _target(world, timeouts=Timeouts(ready=1.0, poll=0.1, delete=10))
+    # a status that never settles within the wait: a timeout naming the route's conditions
+    target = _target(world, timeouts=Timeouts(ready=1.0, settle=30, poll=0.1, delete=10))
     with pytest.raises(WaitTimeout) as info, target.deploy(scenario):
         pytest.fail("deploy must not yield")
-    assert "HTTPRoute apps/backend: parent Gateway" in str(info.value), str(info.value)
-    assert "NotAllowedByListeners" in str(info.value)
+    message = str(info.value)
+    assert "HTTPRoute apps/backend: parent Gateway default/eg: Accepted=False" in message
+    assert "(NotAllowedByListeners: No listeners included by this parent ref allowed" in message
     assert info.value.hint is not None and "unaccepted_routes" in info.value.hint
+    assert _run_namespaces(world) == []
 
-    scenario.unaccepted_routes = ["apps/backend"]  # type: ignore[attr-defined]
+    # the same status, unchanged for `settle` seconds: taken as it is, the checks decide
+    target = _target(world, timeouts=Timeouts(ready=10, settle=0.3, poll=0.1, delete=10))
     with target.deploy(scenario) as dep:
         assert "Accepted=False (NotAllowedByListeners" in dep.diagnostics()
+    notes = [line for line in target.lines if "stays so" in line]  # type: ignore[attr-defined]
+    assert len(notes) == 1 and notes[0].startswith("HTTPRoute apps/backend is not Accepted")
+
+    # listed under unaccepted_routes: no settling needed
+    scenario.unaccepted_routes = ["apps/backend"]  # type: ignore[attr-defined]
+    target = _target(world, timeouts=Timeouts(ready=10, settle=30, poll=0.1, delete=10))
+    with target.deploy(scenario):
+        pass
+    assert not [line for line in target.lines if "stays so" in line]  # type: ignore[attr-defined]
     assert _run_namespaces(world) == []
 
 
@@ -392,7 +405,9 @@ def test_sandbox_run_cli_exit_code_includes_cleanup(
     if stuck:
         assert "NamespaceFinalizersRemaining" in result.stderr + result.stdout
         kubeconfig = str(world.kubeconfig())
-        for key in [k for k in world.state()["objects"]["sandbox"] if k.startswith("Namespace//sbx-")]:
+        for key in [
+            k for k in world.state()["objects"]["sandbox"] if k.startswith("Namespace//sbx-")
+        ]:
             world.tool(
                 "kubectl", "--kubeconfig", kubeconfig, "--context", "k3d-sandbox",
                 "delete", "namespace", key.split("/")[-1],

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.targets.cluster import deployment_state, gateway_state, route_state
+from sandbox.targets.cluster import deployment_state, gateway_state, route_decided, route_state
 
 EG = "gateway.envoyproxy.io/gatewayclass-controller"
 NS = "sbx-demo-ab1c2"
@@ -254,3 +254,33 @@ def test_timeouts_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SANDBOX_CLUSTER_READY_TIMEOUT", "soon")
     with pytest.raises(InputError, match="SANDBOX_CLUSTER_READY_TIMEOUT"):
         Timeouts.from_env()
+
+
+def test_parents_that_are_not_gateways_of_the_run_are_not_waited_for() -> None:
+    gateways = {(NS, "eg")}
+    refs = [
+        {"name": "eg"},
+        {"name": "missing"},  # no such Gateway: no controller answers for it
+        {"name": "ls", "kind": "ListenerSet"},
+    ]
+    route = _route(refs, [_parent({"name": "eg"}, ROUTE_OK)])
+    ready, summary = route_state(route, EG, gateways=gateways)
+    assert ready
+    assert f"parent Gateway {NS}/missing: not a Gateway of this run" in summary
+    assert route_decided(route, EG, gateways=gateways)
+    assert not route_state(route, EG)[0]  # without the run's Gateways every parent counts
+    only_foreign = _route([{"name": "missing"}], [])
+    assert route_state(only_foreign, EG, gateways=gateways)[0]
+
+
+def test_route_decided_needs_both_conditions_at_the_current_generation() -> None:
+    refused = [
+        _cond("Accepted", "True", "Accepted", "Route is accepted"),
+        _cond("ResolvedRefs", "False", "BackendNotFound", "service x not found"),
+    ]
+    assert route_decided(_route([{"name": "eg"}], [_parent({"name": "eg"}, refused)]), EG)
+    assert not route_decided(
+        _route([{"name": "eg"}], [_parent({"name": "eg"}, refused)], generation=2), EG
+    )
+    assert not route_decided(_route([{"name": "eg"}], [_parent({"name": "eg"}, refused[:1])]), EG)
+    assert not route_decided(_route([{"name": "eg"}], []), EG)
