@@ -149,11 +149,11 @@ class SandboxState:
     config: pytest.Config
     scenario_roots: list[Path]
     explicit: list[Path]
-    collected: bool = False  # a scenario was collected in this process
     _supported: frozenset[str] | None = None
     _unavailable: str | None = None  # why the provider cannot run, once known
     _probed: bool = False
     _target: Any = None
+    _target_error: Exception | None = None
     _bundle: str | None = None
 
     @property
@@ -220,13 +220,19 @@ class SandboxState:
         return self._bundle or None
 
     def target(self) -> Target:
-        """The Target scenarios deploy to; for k3d brings the stack up (or reuses it)."""
-        if self._target is None:
-            self._target = make_target(self)
-        return self._target  # type: ignore[no-any-return]
+        """The Target scenarios deploy to; for k3d brings the stack up (or reuses it).
 
-    def close(self) -> None:
-        """Nothing to stop: the stack stays up for the next run (``sandbox down`` removes it)."""
+        Built once per process; when that fails, every later scenario gets the same error at
+        once instead of trying to bring the stack up again."""
+        if self._target_error is not None:
+            raise self._target_error
+        if self._target is None:
+            try:
+                self._target = make_target(self)
+            except Exception as e:
+                self._target_error = e
+                raise
+        return self._target  # type: ignore[no-any-return]
 
 
 def make_target(state: SandboxState) -> Target:
@@ -268,7 +274,6 @@ class ScenarioFile(pytest.File):
         from sandbox.scenario import load_scenario
 
         state = _state(self.config)
-        state.collected = True
         try:
             scenario = load_scenario(self.path.parent)
             # the Gateway API CRD schemas, when available offline (SANDBOX_GATEWAY_API_CRDS or
@@ -538,12 +543,6 @@ def conformance_test_name(nodeid: str) -> str:
     return f"{scenario}/{check}"
 
 
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    state = session.config.stash.get(_STATE, None)
-    if state is not None:
-        state.close()
 
 
 # --------------------------------------------------------------------------------------------

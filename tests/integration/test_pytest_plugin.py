@@ -415,3 +415,34 @@ def test_default_gateway_class_matches_settings() -> None:
     from sandbox import pytest_plugin, settings
 
     assert pytest_plugin.DEFAULT_GATEWAY_CLASS == settings.DEFAULT_GATEWAY_CLASS
+
+
+CONFTEST_STACK_DOWN = """
+import sandbox.pytest_plugin as plugin
+from sandbox.errors import ClusterError
+
+CALLS = []
+ORIGINAL = plugin.make_target
+
+
+def make_target(state):
+    CALLS.append(state.provider)
+    raise ClusterError("cluster 'sandbox' exists but was not created by gateway-sandbox")
+
+
+plugin.make_target = make_target
+
+
+def pytest_unconfigure(config):
+    plugin.make_target = ORIGINAL
+    print("make_target calls:", len(CALLS))
+"""
+
+
+def test_a_stack_that_cannot_come_up_is_tried_once(suite: pytest.Pytester) -> None:
+    suite.makeconftest(CONFTEST_STACK_DOWN)
+    result = run(suite, "scenarios", "--sandbox-provider", "local", "-s")
+    result.assert_outcomes(errors=4)  # every check: its scenario could not be deployed
+    text = result.stdout.str()
+    assert "make_target calls: 1" in text
+    assert text.count("ClusterError: cluster 'sandbox' exists but was not created") >= 2
