@@ -13,7 +13,8 @@ the version named in its ``apiVersion``. The CRDs come from, in order:
 How the Kubernetes schema dialect is handled (apiextensions-apiserver structural schemas):
 
 - objects with ``properties`` and without ``additionalProperties`` reject unknown fields, as
-  ``kubectl apply`` does with its default ``--validate=strict`` (server-side field validation);
+  ``kubectl apply`` does with its default ``--validate='strict'`` ("fail the request if
+  invalid", server-side field validation; ``kubectl apply --help``, v1.32);
   ``x-kubernetes-preserve-unknown-fields: true`` keeps them open;
 - ``x-kubernetes-int-or-string: true`` accepts an integer or a string;
 - ``nullable: true`` also accepts null;
