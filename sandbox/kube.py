@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -74,6 +75,17 @@ _TRANSIENT = (
 
 def _is_transient(stderr: str) -> bool:
     return any(t in stderr for t in _TRANSIENT)
+
+
+_KLOG = re.compile(r"^[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d+ ")
+
+
+def _without_klog(stderr: str) -> str:
+    """kubectl's message without client-go's klog lines (``E1126 22:35:09.854057 ...``),
+    unless they are all there is."""
+    lines = stderr.strip().splitlines()
+    kept = [line for line in lines if not _KLOG.match(line)]
+    return "\n".join(kept or lines)
 
 
 def summarize_status(obj: Mapping[str, Any] | None) -> str:
@@ -176,7 +188,7 @@ class Kubectl:
         )
         if check and result.exit_code != 0:
             what = "kubectl " + " ".join(args)
-            detail = result.stderr.strip() or result.stdout.strip() or "(no output)"
+            detail = _without_klog(result.stderr) or result.stdout.strip() or "(no output)"
             cls = NotFound if _is_not_found(result.stderr) else KubectlError
             raise cls(f"`{what}` failed (exit {result.exit_code}):\n{detail}", result)
         return result

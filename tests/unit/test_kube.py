@@ -34,3 +34,17 @@ def test_summarize_conditions() -> None:
         "pod/p: phase=Pending; gatewayclass/eg: Accepted=False (Waiting: pending)"
     )
     assert summarize_status({"kind": "Node", "metadata": {"name": "n"}}) == "node/n: no conditions yet"
+
+
+def test_klog_lines_are_dropped_from_messages() -> None:
+    from sandbox.kube import _without_klog
+
+    stderr = (
+        'E1126 22:35:09.854057   17913 memcache.go:265] "Unhandled Error" err="connection refused"\n'
+        "The connection to the server 127.0.0.1:1 was refused - did you specify the right host or port?\n"
+    )
+    assert _without_klog(stderr) == (
+        "The connection to the server 127.0.0.1:1 was refused - did you specify the right host or port?"
+    )
+    only = "E1126 22:35:09.854057   17913 portforward.go:406] lost connection to pod"
+    assert _without_klog(only) == only
