@@ -168,7 +168,8 @@ class PortForward:
     ``kubectl`` is the argv prefix that runs kubectl against the right cluster, e.g.
     ``["kubectl", "--kubeconfig", path, "--context", ctx]``.
 
-    A supervisor thread restarts kubectl as soon as it exits, asking for the same local port, so
+    A supervisor thread restarts kubectl as soon as it fails (exits non-zero, e.g. ``error: lost
+    connection to pod``), asking for the same local port, so
     an address handed out earlier keeps working; ``port()`` (cheap; meant to be called before
     every request) returns the current port and also restarts kubectl itself when it finds it
     gone first. At most ``max_restarts`` restarts happen over the life of this object (backing
@@ -304,6 +305,13 @@ class PortForward:
             while run.proc.poll() is None:
                 if self._closed.wait(0.05):
                     return
+            if run.proc.returncode == 0:
+                # kubectl exits 0 only when interrupted (SIGINT, e.g. the terminal's Ctrl-C):
+                # not a lost pod; leave any restart to port()
+                while self._run is run:
+                    if self._closed.wait(0.05):
+                        return
+                continue
             backoff = min(2.0, self.restart_backoff * (2 ** min(self.restarts, 4)))
             if self._closed.wait(backoff):
                 return

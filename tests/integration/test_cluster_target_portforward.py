@@ -215,3 +215,21 @@ def test_fake_reports_port_in_use_like_kubectl(tmp_path: Path) -> None:
     assert (
         f"error: unable to listen on any of the requested ports: [{{{port} 8080}}]" in result.stderr
     )
+
+
+def test_an_interrupted_kubectl_is_restarted_only_on_demand(
+    echo: EchoServer, tmp_path: Path
+) -> None:
+    import signal
+
+    with PortForward(KUBECTL, "svc/envoy-x", 80, namespace="ns", env=_env(echo, tmp_path)) as pf:
+        port = pf.port()
+        run = pf._run
+        assert run is not None
+        run.proc.send_signal(signal.SIGINT)  # what the terminal's Ctrl-C does to the child
+        assert run.proc.wait(timeout=10) == 0
+        time.sleep(0.5)  # more than the supervisor's back-off: it must not restart
+        assert not pf.alive() and pf.restarts == 0
+        assert pf.port() == port  # on demand
+        assert pf.restarts == 1
+        _get(port)
