@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from sandbox import settings as settings_mod
 from sandbox import stack
 from sandbox.cli_common import err, handle_errors, output_option, print_json
 from sandbox.errors import CheckFailed, DockerUnavailable, EnvironmentProblem
@@ -19,13 +20,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 def stack_options(func: F) -> F:
     """Flags shared by the stack commands, each mirrored by a SANDBOX_* variable."""
     options = [
-        click.option("--name", envvar="SANDBOX_CLUSTER_NAME", help="Cluster name [default: sandbox]."),
-        click.option("--k3s-image", envvar="SANDBOX_K3S_IMAGE", help="k3s image for the cluster."),
-        click.option("--k3d-version", envvar="SANDBOX_K3D_VERSION", help="k3d version to use."),
-        click.option("--kubectl-version", envvar="SANDBOX_KUBECTL_VERSION", help="kubectl version to use."),
-        click.option(
-            "--envoy-gateway-version", envvar="SANDBOX_ENVOY_GATEWAY_VERSION", help="Envoy Gateway version."
-        ),
+        click.option("--name", envvar="SANDBOX_CLUSTER_NAME", show_envvar=True,
+                     help=f"Cluster name [default: {settings_mod.DEFAULT_CLUSTER_NAME}]."),
+        click.option("--k3s-image", envvar="SANDBOX_K3S_IMAGE", show_envvar=True,
+                     help=f"k3s image for a new cluster [default: {settings_mod.K3S_IMAGE}]."),
+        click.option("--k3d-version", envvar="SANDBOX_K3D_VERSION", show_envvar=True,
+                     help=f"k3d to use (PATH if it fits, else downloaded) [default: {settings_mod.K3D_VERSION}]."),
+        click.option("--kubectl-version", envvar="SANDBOX_KUBECTL_VERSION", show_envvar=True,
+                     help=f"kubectl to use [default: {settings_mod.KUBECTL_VERSION}]."),
+        click.option("--envoy-gateway-version", envvar="SANDBOX_ENVOY_GATEWAY_VERSION", show_envvar=True,
+                     help=f"Envoy Gateway release [default: {settings_mod.ENVOY_GATEWAY_VERSION}]."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -59,6 +63,7 @@ timeout_option = click.option(
     default=stack.DEFAULT_TIMEOUT,
     show_default=True,
     envvar="SANDBOX_TIMEOUT",
+    show_envvar=True,
     help="Seconds the whole command may take.",
 )
 
@@ -70,6 +75,7 @@ timeout_option = click.option(
     "--merge-kubeconfig",
     is_flag=True,
     envvar="SANDBOX_MERGE_KUBECONFIG",
+    show_envvar=True,
     help="Also merge the cluster into your default kubeconfig (current context unchanged).",
 )
 @output_option
@@ -99,7 +105,7 @@ def up(ctx: click.Context, /, timeout: float, merge_kubeconfig: bool, output: st
 @click.command()
 @stack_options
 @click.option("--timeout", type=click.FloatRange(min=1), default=180, show_default=True,
-              envvar="SANDBOX_TIMEOUT", help="Seconds the delete may take.")
+              envvar="SANDBOX_TIMEOUT", show_envvar=True, help="Seconds the delete may take.")
 @output_option
 @click.pass_context
 @handle_errors
