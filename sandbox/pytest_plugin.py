@@ -423,26 +423,11 @@ class _NoTarget:
 
 
 def failure_text(scenario: Scenario | None, result: Any, deployment: Deployment | None) -> str:
-    """What a failed check says: where it is, what was sent, expected vs observed, diagnostics."""
-    from sandbox.probe import render_observed
+    """What a failed check says: the runner's failure report (as ``sandbox run`` prints it:
+    location, request as curl, expected vs observed) and the deployment's diagnostics."""
+    from sandbox.report import format_failure
 
-    check = result.check
-    lines: list[str] = []
-    where = scenario.check_location(check) if scenario is not None else ""
-    lines.append(f"{where}: check {check.name!r} failed after {result.attempts} attempt(s) "
-                 f"in {result.elapsed:.1f}s ({result.matches} consecutive match(es) of "
-                 f"{check.consecutive} needed)")
-    if getattr(result, "error", None):
-        lines.append(f"error: {result.error}")
-    if result.request is not None:
-        lines.append(f"request: {result.request.curl()}")
-    if result.mismatches:
-        lines.append("mismatches (last response):")
-        width = max(len(m.field) for m in result.mismatches)
-        for m in result.mismatches:
-            lines.append(f"  {m.field:<{width}}  expected {m.expected}, observed {m.observed}")
-    lines.append("last response:")
-    lines.extend("  " + line for line in render_observed(result.observed).splitlines())
+    lines = [format_failure(scenario, result)] if scenario is not None else [str(result)]
     if deployment is not None:
         try:
             diag = deployment.diagnostics()
@@ -450,8 +435,21 @@ def failure_text(scenario: Scenario | None, result: Any, deployment: Deployment 
             diag = f"(diagnostics unavailable: {e})"
         if diag:
             lines.append("diagnostics:")
-            lines.extend("  " + line for line in diag.splitlines())
+            lines.extend("  " + line for line in collapse_repeats(diag.splitlines()))
     return "\n".join(lines)
+
+
+def collapse_repeats(lines: list[str]) -> list[str]:
+    """Consecutive identical lines once, with ``(xN)``: a retried request logs the same line."""
+    out: list[str] = []
+    count = 0
+    for i, line in enumerate(lines):
+        count += 1
+        if i + 1 < len(lines) and lines[i + 1] == line:
+            continue
+        out.append(line + (f"  (x{count})" if count > 1 else ""))
+        count = 0
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -142,16 +142,19 @@ def test_local_run_junit_and_failure_text(suite: pytest.Pytester) -> None:
     result.assert_outcomes(passed=3, failed=1)
     text = result.stdout.str()
     # the runner's failure, not a traceback: location, request, expected vs observed
-    assert "scenarios/whale/scenario.yaml:" in text
-    assert "check 'wrong expectation fails' failed" in text
-    assert "status" in text and "expected 200" in text
-    assert "curl" in text
+    line = next(i for i, t in enumerate(SCENARIO.splitlines(), 1)
+                if "name: wrong expectation fails" in t)
+    assert "FAILED whale / wrong expectation fails" in text
+    assert f"at      scenarios/whale/scenario.yaml:{line}" in text
+    assert "request curl" in text and "Host: other.example.com" in text
+    result.stdout.re_match_lines([r"\s+status\s+200\s+404"])  # field, expected, observed
+    assert "diagnostics:" in text and "(x" in text  # the retried request's log line, once
     assert "Traceback" not in text
     cases = {c.get("name"): c for c in ET.parse(junit).iter("testcase")}
     assert set(cases) == {"routed", "whale is routed", "other hosts get 404",
                           "wrong expectation fails"}
     failure = cases["wrong expectation fails"].find("failure")
-    assert failure is not None and "expected 200" in (failure.text or "")
+    assert failure is not None and "FAILED whale / wrong expectation fails" in (failure.text or "")
     props = {p.get("name"): p.get("value")
              for p in cases["whale is routed"].iter("property")}
     assert props["gateway_api_features"] == "Gateway,HTTPRoute,HTTPRouteQueryParamMatching"
@@ -446,3 +449,10 @@ def test_a_stack_that_cannot_come_up_is_tried_once(suite: pytest.Pytester) -> No
     text = result.stdout.str()
     assert "make_target calls: 1" in text
     assert text.count("ClusterError: cluster 'sandbox' exists but was not created") >= 2
+
+
+def test_collapse_repeats() -> None:
+    from sandbox.pytest_plugin import collapse_repeats
+
+    assert collapse_repeats(["a", "b", "b", "b", "c", "b"]) == ["a", "b  (x3)", "c", "b"]
+    assert collapse_repeats([]) == []
