@@ -133,6 +133,7 @@ class Container:
     name: str
     state: str
     labels: dict[str, str]
+    image: str = ""  # the reference it was created from (``/containers/json`` "Image")
 
 
 def cluster_containers(cluster: str, timeout: float = PING_TIMEOUT) -> list[Container]:
@@ -155,6 +156,7 @@ def cluster_containers(cluster: str, timeout: float = PING_TIMEOUT) -> list[Cont
                 name=str(names[0]).lstrip("/"),
                 state=str(c.get("State", "")),
                 labels={str(k): str(v) for k, v in (c.get("Labels") or {}).items()},
+                image=str(c.get("Image", "")),
             )
         )
     return containers

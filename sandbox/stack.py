@@ -261,6 +261,16 @@ def _write_state(settings: Settings, **data: Any) -> None:
     os.replace(tmp, path)
 
 
+def _server_image(settings: Settings) -> str | None:
+    """The image reference the server container was created from (Docker's container list
+    has the reference; k3d's list has only the image ID)."""
+    try:
+        containers = docker_engine.cluster_containers(settings.cluster_name)
+    except DockerUnavailable:
+        return None
+    return next((c.image for c in containers if c.labels.get("k3d.role") == "server" and c.image), None)
+
+
 def _kubeconfig_port(path: Path) -> str | None:
     """The API port in the server URL of a kubeconfig we wrote (``https://127.0.0.1:PORT``)."""
     try:
@@ -319,9 +329,10 @@ def ensure_up(
                 act.append("started")
             else:
                 act.append("exists")
-                if info.image and info.image != settings.k3s_image:
+                image = _server_image(settings) or info.image
+                if image and image != settings.k3s_image:
                     phases.reporter.note(
-                        f"the cluster runs {info.image}, not {settings.k3s_image}; "
+                        f"the cluster runs {image}, not {settings.k3s_image}; "
                         "`sandbox down` then `sandbox up` to change it"
                     )
 

@@ -104,6 +104,10 @@ def _info(cluster: Mapping[str, Any]) -> ClusterInfo:
     if servers:
         api_port = (servers[0].get("runtimeLabels") or {}).get("k3d.server.api.port")
         image = servers[0].get("image")
+        # list fills it from ContainerInspect's Image, the image ID (pkg/runtimes/docker/
+        # translate.go); only a reference is useful to compare with the pin
+        if isinstance(image, str) and image.startswith("sha256:"):
+            image = None
     return ClusterInfo(
         name=str(cluster.get("name")),
         owned=owned,
