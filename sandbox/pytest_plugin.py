@@ -427,7 +427,8 @@ def failure_text(scenario: Scenario | None, result: Any, deployment: Deployment 
     location, request as curl, expected vs observed) and the deployment's diagnostics."""
     from sandbox.report import format_failure
 
-    lines = [format_failure(scenario, result)] if scenario is not None else [str(result)]
+    lines = [headline(result)]  # pytest's -r summary shows the first line
+    lines.append(format_failure(scenario, result) if scenario is not None else str(result))
     if deployment is not None:
         try:
             diag = deployment.diagnostics()
@@ -437,6 +438,18 @@ def failure_text(scenario: Scenario | None, result: Any, deployment: Deployment 
             lines.append("diagnostics:")
             lines.extend("  " + line for line in collapse_repeats(diag.splitlines()))
     return "\n".join(lines)
+
+
+def headline(result: Any) -> str:
+    """One line: what did not match, or why the check could not run."""
+    if getattr(result, "error", None):
+        return str(result.error)
+    mismatches = list(getattr(result, "mismatches", None) or [])
+    if mismatches:
+        text = "; ".join(f"{m.field}: expected {m.expected}, observed {m.observed}"
+                         for m in mismatches[:2])
+        return text + (f" (+{len(mismatches) - 2} more)" if len(mismatches) > 2 else "")
+    return f"did not converge: {getattr(result, 'matches', 0)} consecutive match(es)"
 
 
 def collapse_repeats(lines: list[str]) -> list[str]:

@@ -145,6 +145,10 @@ def test_local_run_junit_and_failure_text(suite: pytest.Pytester) -> None:
     line = next(i for i, t in enumerate(SCENARIO.splitlines(), 1)
                 if "name: wrong expectation fails" in t)
     assert "FAILED whale / wrong expectation fails" in text
+    # the -r summary line (cut to the terminal width) starts with the mismatch
+    result.stdout.fnmatch_lines(["FAILED scenarios/whale/scenario.yaml::wrong expectation fails"
+                                 " - status: exp*"])
+    assert "status: expected 200, observed 404\n" in text
     assert f"at      scenarios/whale/scenario.yaml:{line}" in text
     assert "request curl" in text and "Host: other.example.com" in text
     result.stdout.re_match_lines([r"\s+status\s+200\s+404"])  # field, expected, observed
