@@ -248,12 +248,18 @@ def _provider(settings: Settings, k3d: Path, engine: docker_engine.Engine) -> K3
     )
 
 
+def _read_state(settings: Settings) -> dict[str, Any]:
+    path = state_file(settings)
+    with contextlib.suppress(ValueError, OSError):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict):
+            return data
+    return {}
+
+
 def _write_state(settings: Settings, **data: Any) -> None:
     path = state_file(settings)
-    current: dict[str, Any] = {}
-    if path.is_file():
-        with contextlib.suppress(ValueError, OSError):
-            current = json.loads(path.read_text())
+    current = _read_state(settings)
     current.update(data)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -314,12 +320,19 @@ def ensure_up(
         name = settings.cluster_name
         with phases.phase("cluster", f"k3d cluster {name}") as act:
             info = provider.get(name)
+            if info is not None and info.owned and _read_state(settings).get("creating"):
+                # k3d has no signal handling (no signal.Notify in v5.9.0): a create that was
+                # interrupted leaves a half-made cluster behind, which cannot be trusted
+                phases.reporter.note("a previous `up` was interrupted while creating the cluster: re-creating it")
+                provider.delete(name, timeout=remaining(180))
+                info = None
             if info is None:
                 phases.reporter.note(f"creating with {settings.k3s_image} (Traefik disabled)")
                 settings.cluster_state_dir.mkdir(parents=True, exist_ok=True)
                 _write_state(settings, cluster=name, created=datetime.now(timezone.utc).isoformat(),
-                             versions=versions(settings), ready=False)
+                             versions=versions(settings), ready=False, creating=True)
                 provider.create(name, timeout=remaining(300))
+                _write_state(settings, creating=False)
                 act.append("created")
             elif not info.owned:
                 raise _foreign(settings)

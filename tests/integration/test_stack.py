@@ -155,6 +155,36 @@ def test_interrupted_up_is_repaired_by_the_next_up(world: FakeWorld) -> None:
     assert "controller: installed" in result.stderr
 
 
+def test_up_interrupted_while_k3d_creates_is_repaired(world: FakeWorld) -> None:
+    proc = subprocess.Popen(
+        world.sandbox_argv("up"),
+        env={**world.env, "FAKE_K3D_CREATE_SLEEP": "30"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        world.wait_for_call(lambda c: c[:3] == ["k3d", "cluster", "create"])
+        deadline = time.monotonic() + 10
+        while "sandbox" not in world.state()["clusters"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert world.state()["clusters"]["sandbox"]["running"] is False  # half-made, left by k3d
+
+    result = _up(world)
+    assert "interrupted while creating the cluster: re-creating it" in result.stderr
+    assert ["cluster", "delete", "sandbox"] in world.calls("k3d")
+    assert len(_creates(world)) == 2
+    assert world.state()["clusters"]["sandbox"]["running"] is True
+    assert "GatewayClass//eg" in world.state()["objects"]["sandbox"]
+
+
 def test_up_that_times_out_says_what_and_last_status_then_is_repaired(world: FakeWorld) -> None:
     result = world.sandbox("up", "--timeout", "20", FAKE_NOT_READY="deployment/envoy-gateway")
     assert result.returncode == 3
