@@ -19,7 +19,7 @@ def _cluster(name: str, labels: dict[str, str], running: bool = True) -> dict[st
     state = {"Running": running, "Status": "running" if running else "exited", "Started": ""}
     return {
         "name": name,
-        "network": {"name": f"k3d-{name}", "ID": "x", "External": False},
+        "network": {"name": f"k3d-{name}", "id": "x", "ipam": {"Managed": False}, "Members": None},
         "nodes": [
             {
                 "name": f"k3d-{name}-server-0",
