@@ -309,6 +309,28 @@ def deployment_state(obj: Mapping[str, Any]) -> tuple[bool, str]:
     return _true(obj, conds, "Available"), summarize_status(obj).split(": ", 1)[-1]
 
 
+def pod_summary(pod: Mapping[str, Any]) -> str:
+    """``name: Phase, ready r/n, restarts k[, container c: Reason (message)]`` for diagnostics."""
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    statuses = [c for c in status.get("containerStatuses") or [] if isinstance(c, dict)]
+    ready = sum(1 for c in statuses if c.get("ready"))
+    restarts = sum(int(c.get("restartCount") or 0) for c in statuses)
+    text = (
+        f"{meta.get('name')}: {status.get('phase', 'Unknown')}, ready {ready}/{len(statuses)}, "
+        f"restarts {restarts}"
+    )
+    for c in statuses:
+        for key in ("waiting", "terminated"):
+            detail = (c.get("state") or {}).get(key)
+            if isinstance(detail, dict) and detail.get("reason") not in (None, "Completed"):
+                message = str(detail.get("message") or "").strip().splitlines()
+                text += f", container {c.get('name')}: {detail.get('reason')}"
+                if message:
+                    text += f" ({message[0][:200]})"
+    return text
+
+
 class ClusterDeployment:
     """A scenario applied to the cluster. See the module docstring."""
 
@@ -379,6 +401,10 @@ class ClusterDeployment:
                 lines.append(f"  {item.label}{'' if ready else ' (not ready)'}: {summary}")
         except SandboxError as e:
             lines.append(f"  cannot read status: {e}")
+        for line in self.target._pods(
+            [n["metadata"]["name"] for n in self.namespaces], list(self._services.values())
+        ):
+            lines.append(f"  {line}")
         for (ns, name, port), pf in sorted(self._forwards.items()):
             state = "running" if pf.alive() else "not running"
             lines.append(
@@ -601,6 +627,30 @@ class ClusterTarget:
                 states[key] = (ready, summary, route_decided(obj, controller, gateways=gateways))
         return states
 
+    def _pods(
+        self, namespaces: list[str], data_planes: list[DataPlaneService] | None = None
+    ) -> list[str]:
+        """One line per pod of the run's namespaces and of the given data-plane Services (found
+        by the Service's own selector, so nothing controller-specific is assumed). Never raises."""
+        lines: list[str] = []
+        try:
+            for ns in namespaces:
+                found = self.kubectl.get_json("pods", namespace=ns) or {}
+                for pod in found.get("items") or []:
+                    lines.append(f"pod {ns}/{pod_summary(pod)}")
+            for svc in data_planes or []:
+                obj = self.kubectl.get_json("service", svc.name, namespace=svc.namespace) or {}
+                selector = (obj.get("spec") or {}).get("selector") or {}
+                if not selector:
+                    continue
+                label = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+                found = self.kubectl.get_json("pods", namespace=svc.namespace, selector=label) or {}
+                for pod in found.get("items") or []:
+                    lines.append(f"data-plane pod {svc.namespace}/{pod_summary(pod)}")
+        except SandboxError as e:
+            lines.append(f"(cannot list pods: {e.message.splitlines()[0]})")
+        return lines
+
     def _wait_ready(self, dep: ClusterDeployment) -> None:
         if not dep.items:
             return
@@ -647,6 +697,10 @@ class ClusterTarget:
                 last = "\n" + "\n".join(
                     f"  - {i.label}: {states[(i.kind, i.namespace, i.name)][1]}" for i in pending
                 )
+                pod_ns = sorted({i.namespace for i in pending if i.kind == "Deployment"})
+                pods = self._pods(pod_ns)
+                if pods:
+                    last += "\n" + "\n".join(f"    {line}" for line in pods)
                 tail = self.controller.controller_logs_tail(self.kubectl, 10).strip()
                 hint = None
                 if any(i.kind in ROUTE_KINDS for i in pending):

@@ -8,6 +8,7 @@ and port-forward (tests/fakes/kubectl_pf.py).
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -252,11 +253,11 @@ def test_gateway_never_programmed_times_out_with_last_conditions_and_cleans_up(
     world: FakeWorld, env: Path, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_EG_NOT_PROGRAMMED", "eg")
-    target = _target(world, timeouts=Timeouts(ready=1.0, poll=0.1, delete=10))
+    target = _target(world, timeouts=Timeouts(ready=0.5, poll=0.1, delete=10))
     with pytest.raises(WaitTimeout) as info, target.deploy(scenario):
         pytest.fail("deploy must not yield")
     message = str(info.value)
-    assert "timed out after 1s waiting for 1 of 3 objects" in message
+    assert "timed out after 0.5s waiting for 1 of 3 objects" in message
     assert "Gateway default/eg: Accepted=True (Accepted: The Gateway has been scheduled" in message
     assert (
         "Programmed=False (AddressNotAssigned: No addresses have been assigned to the Gateway)"
@@ -267,6 +268,20 @@ def test_gateway_never_programmed_times_out_with_last_conditions_and_cleans_up(
     assert _run_namespaces(world) == []
 
 
+def test_backend_never_available_times_out_naming_it(
+    world: FakeWorld, env: Path, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_NOT_READY", "deployment/backend")
+    target = _target(world, timeouts=Timeouts(ready=0.5, poll=0.1, delete=10))
+    with pytest.raises(WaitTimeout) as info, target.deploy(scenario):
+        pytest.fail("deploy must not yield")
+    assert (
+        "Deployment apps/backend: Available=False (MinimumReplicasUnavailable: Deployment does "
+        "not have minimum availability.)"
+    ) in str(info.value)
+    assert _run_namespaces(world) == []
+
+
 def test_route_not_accepted_waits_settles_or_is_listed_as_unaccepted(
     world: FakeWorld, env: Path, scenario: Scenario
 ) -> None:
@@ -274,7 +289,7 @@ def test_route_not_accepted_waits_settles_or_is_listed_as_unaccepted(
         if obj["kind"] == "Gateway":
             obj["spec"]["listeners"][0]["allowedRoutes"] = {"namespaces": {"from": "Same"}}
     # a status that never settles within the wait: a timeout naming the route's conditions
-    target = _target(world, timeouts=Timeouts(ready=1.0, settle=30, poll=0.1, delete=10))
+    target = _target(world, timeouts=Timeouts(ready=0.5, settle=30, poll=0.1, delete=10))
     with pytest.raises(WaitTimeout) as info, target.deploy(scenario):
         pytest.fail("deploy must not yield")
     message = str(info.value)
@@ -386,30 +401,32 @@ checks:
 """
 
 
-@pytest.mark.parametrize(("stuck", "code"), [(False, 0), (True, 3)])
-def test_sandbox_run_cli_exit_code_includes_cleanup(
-    world: FakeWorld, echo: EchoServer, tmp_path: Path, stuck: bool, code: int
+def test_sandbox_run_cli_exits_3_when_cleanup_fails_after_passing_checks(
+    world: FakeWorld, echo: EchoServer, tmp_path: Path
 ) -> None:
     folder = tmp_path / "xroute"
     folder.mkdir()
     (folder / "app.yaml").write_text(MANIFESTS)
     (folder / "scenario.yaml").write_text(CLI_SCENARIO)
-    env = {"FAKE_PF_UPSTREAM": f"127.0.0.1:{echo.port}", "FAKE_PF_STATE": str(tmp_path / "pf")}
-    if stuck:
-        env["FAKE_STUCK_NAMESPACES"] = "sbx-xroute-"
-        env["SANDBOX_CLUSTER_DELETE_TIMEOUT"] = "1"
-    result = world.sandbox("run", str(folder), "-o", "json", timeout=120, **env)
-    assert result.returncode == code, result.stderr
-    assert "routed across namespaces" in result.stdout
+    result = world.sandbox(
+        "run", str(folder), "-o", "json", timeout=120,
+        FAKE_PF_UPSTREAM=f"127.0.0.1:{echo.port}", FAKE_PF_STATE=str(tmp_path / "pf"),
+        FAKE_STUCK_NAMESPACES="sbx-xroute-", SANDBOX_CLUSTER_DELETE_TIMEOUT="1",
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    report = json.loads(result.stdout)
+    assert report["exit_code"] == 3
+    scenario = report["scenarios"][0]
+    assert [c["status"] for c in scenario["checks"]] == ["passed"]
+    assert scenario["namespace"].startswith("sbx-xroute-")
+    assert "NamespaceFinalizersRemaining=True" in scenario["cleanup_error"]
     assert "port-forward svc/envoy-sbx-xroute-" in result.stderr
-    if stuck:
-        assert "NamespaceFinalizersRemaining" in result.stderr + result.stdout
-        kubeconfig = str(world.kubeconfig())
-        for key in [
-            k for k in world.state()["objects"]["sandbox"] if k.startswith("Namespace//sbx-")
-        ]:
-            world.tool(
-                "kubectl", "--kubeconfig", kubeconfig, "--context", "k3d-sandbox",
-                "delete", "namespace", key.split("/")[-1],
-            )  # fmt: skip
+    kubeconfig = str(world.kubeconfig())
+    stuck = [k for k in world.state()["objects"]["sandbox"] if k.startswith("Namespace//sbx-")]
+    assert len(stuck) == 2
+    for key in stuck:
+        world.tool(
+            "kubectl", "--kubeconfig", kubeconfig, "--context", "k3d-sandbox",
+            "delete", "namespace", key.split("/")[-1],
+        )  # fmt: skip
     assert not [k for k in world.state()["objects"]["sandbox"] if k.startswith("Namespace//sbx-")]

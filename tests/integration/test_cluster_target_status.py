@@ -284,3 +284,34 @@ def test_route_decided_needs_both_conditions_at_the_current_generation() -> None
     )
     assert not route_decided(_route([{"name": "eg"}], [_parent({"name": "eg"}, refused[:1])]), EG)
     assert not route_decided(_route([{"name": "eg"}], []), EG)
+
+
+def test_pod_summary_names_the_waiting_reason() -> None:
+    from sandbox.targets.cluster import pod_summary
+
+    pod = {
+        "metadata": {"name": "backend-6b7f9d8c5d-x2x9q"},
+        "status": {
+            "phase": "Pending",
+            "containerStatuses": [
+                {
+                    "name": "backend",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {
+                        "waiting": {
+                            "reason": "ImagePullBackOff",
+                            "message": 'Back-off pulling image "registry.k8s.io/gateway-api/echo-basic:v1.5.1"',
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    assert pod_summary(pod) == (
+        "backend-6b7f9d8c5d-x2x9q: Pending, ready 0/1, restarts 0, container backend: "
+        'ImagePullBackOff (Back-off pulling image "registry.k8s.io/gateway-api/echo-basic:v1.5.1")'
+    )
+    running = {"metadata": {"name": "p"}, "status": {"phase": "Running", "containerStatuses": [
+        {"name": "c", "ready": True, "restartCount": 2, "state": {"running": {}}}]}}  # fmt: skip
+    assert pod_summary(running) == "p: Running, ready 1/1, restarts 2"
