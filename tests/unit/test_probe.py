@@ -254,10 +254,26 @@ def test_weighted_check_rounds() -> None:
     assert not result.passed and fields(result.mismatches) == ["backends.v1", "backends.v2"]
 
 
-def test_grpc_check_without_grpc_probe_is_skipped() -> None:
-    c = check(request=Request(grpc=GrpcRequest()))
-    result = Prober(send=lambda r: Observed(status=200)).run(c, ADDR)
-    assert result.status == "skipped" and "gRPC" in (result.skipped or "")
+def test_grpc_check_goes_through_the_grpc_sender() -> None:
+    c = check(request=Request(grpc=GrpcRequest()), expect=Expect(status=[404]))
+    calls: list[Address] = []
+
+    def grpc_send(chk: object, address: Address) -> Observed:
+        calls.append(address)
+        return Observed(status=404)
+
+    def http_send(req: object) -> Observed:
+        raise AssertionError("a gRPC check must not be sent as HTTP")
+
+    result = Prober(send=http_send, grpc_send=grpc_send, sleep=lambda s: None).run(c, ADDR)
+    assert result.status == "passed"
+    assert calls and all(a == ADDR for a in calls)
+
+
+def test_default_grpc_sender_is_the_grpc_echo_client() -> None:
+    from sandbox.grpc_echo import grpc_send
+
+    assert Prober().grpc_send is grpc_send
 
 
 # --- building requests ----------------------------------------------------------------------
