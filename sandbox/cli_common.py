@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from sandbox.errors import EXIT_USAGE, SandboxError
 
@@ -41,9 +42,9 @@ def print_json(data: Any) -> None:
 
 
 def report_error(error: SandboxError) -> None:
-    err.print(f"[bold red]error:[/] {click.style(str(error), bold=False)}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False)
     if error.hint:
-        err.print(f"[bold]hint:[/] {error.hint}", markup=True, highlight=False)
+        err.print(f"[bold]hint:[/] {escape(error.hint)}", markup=True, highlight=False)
 
 
 def handle_errors(func: F) -> F:
@@ -64,5 +65,5 @@ def handle_errors(func: F) -> F:
 
 
 def usage_error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")
     sys.exit(EXIT_USAGE)

@@ -36,3 +36,9 @@ def test_errors_map_to_exit_codes_without_traceback() -> None:
     result = CliRunner().invoke(_command(InputError("bad", file="a.yaml", line=3, field="checks[0]")))
     assert result.exit_code == EXIT_USAGE
     assert "a.yaml:3: checks[0]: bad" in result.output
+
+
+def test_error_text_is_plain_when_not_a_terminal() -> None:
+    result = CliRunner().invoke(_command(InputError("bad [value]", field="x")))
+    assert "\x1b[" not in result.output
+    assert "x: bad [value]" in result.output
