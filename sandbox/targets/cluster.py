@@ -9,21 +9,29 @@
 3. waits, bounded and polling ``kubectl get -o json``, until every Gateway is ``Programmed``,
    every route's ``status.parents[]`` entry written by the controller for each of its
    ``parentRefs`` says ``Accepted`` and ``ResolvedRefs`` True (at the object's current
-   generation), and every Deployment is ``Available``. On timeout the
+   generation), and every Deployment is ``Available``. parentRefs to anything but a Gateway
+   of the run get no status and are not waited for. On timeout the
    :class:`~sandbox.errors.WaitTimeout` lists what was not ready with its last conditions
-   (type=status (reason: message)) and the controller's last log lines;
+   (type=status (reason: message)), the pods of namespaces whose Deployments are not Available,
+   and the controller's last log lines (``SANDBOX_CLUSTER_<NAME>_TIMEOUT`` overrides each
+   timeout, see :class:`Timeouts`);
 4. yields a :class:`ClusterDeployment`: ``address(gateway, port)`` finds the Gateway's data-plane
    Service through the controller and port-forwards to it on demand (restarted when kubectl
-   drops it); ``diagnostics()`` gives current conditions and the controller's log tail;
+   drops it, on the same local port); ``diagnostics()`` gives current conditions, pods and the
+   controller's log tail;
 5. on exit, also after a failure or Ctrl-C, stops the port-forwards and, unless ``keep``, deletes
    what it applied in reverse kind order, then the namespaces, and waits (bounded) until the
    namespaces and the Gateways' data-plane Services are gone. A cleanup that fails raises (a
    failed cleanup never exits 0); when the body already failed, that error wins and the cleanup
    failure is logged.
 
-Negative scenarios: routes named in the scenario's optional ``unaccepted_routes`` (``name`` or
-``namespace/name``, logical) are only waited for until the controller has written a status for
-them, whatever it says; the checks then show what traffic does.
+Negative scenarios (a route meant to be refused, a backendRef meant not to resolve): once
+everything else is ready, a route whose status for its current generation is written but not
+Accepted/ResolvedRefs True, and that stays unchanged for ``Timeouts.settle`` seconds, is taken
+as it is (a progress line says so) and the checks decide. Routes named in the scenario's
+optional ``unaccepted_routes`` (``name`` or ``namespace/name``, logical; read with ``getattr``
+as the scenario model may not have the key) skip even that: they are ready as soon as the
+controller has written ``Accepted``, whatever it says.
 
 Status written by Envoy Gateway (envoyproxy/gateway internal/gatewayapi/status/gateway.go,
 internal/gatewayapi/route.go): Gateway ``Programmed`` True reason ``Programmed`` ("Address
