@@ -541,11 +541,24 @@ class ClusterTarget:
             self._finish(dep, failed)
 
     def _check_gateway_class(self) -> None:
+        """The class exists, is served by this target's controller, and is Accepted."""
         gc = self.kubectl.get_json("gatewayclasses.gateway.networking.k8s.io", self.gateway_class)
         if gc is None:
             raise ClusterError(
                 f"GatewayClass {self.gateway_class} does not exist in context {self.kubectl.context}",
                 hint="run `sandbox up` first, or name an existing class with --gateway-class",
+            )
+        served_by = (gc.get("spec") or {}).get("controllerName")
+        if served_by != self.controller.controller_name:
+            raise ClusterError(
+                f"GatewayClass {self.gateway_class} is served by {served_by}, not by "
+                f"{self.controller.name} ({self.controller.controller_name})",
+                hint="name a class of that controller with --gateway-class",
+            )
+        if not _true(gc, _conditions(gc), "Accepted"):
+            raise ClusterError(
+                f"GatewayClass {self.gateway_class} is not Accepted: {summarize_status(gc)}",
+                hint="`sandbox up` repairs the sandbox's own class",
             )
 
     def _tls_secrets(self, scenario: Scenario, nsmap: NamespaceMap) -> list[dict[str, Any]]:

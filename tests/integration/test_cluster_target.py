@@ -348,16 +348,29 @@ def test_ctrl_c_inside_the_run_still_cleans_up(
     assert _data_planes(world) == []
 
 
-def test_missing_gateway_class_is_a_cluster_error(
+def test_gateway_class_must_exist_and_be_served_by_the_controller(
     world: FakeWorld, env: Path, scenario: Scenario
 ) -> None:
     kubectl = Kubectl(world.bin / "kubectl", world.kubeconfig(), "k3d-sandbox")
     target = ClusterTarget(kubectl, EnvoyGateway(), "no-such-class", timeouts=FAST)
-    with (
-        pytest.raises(ClusterError, match="GatewayClass no-such-class does not exist"),
-        target.deploy(scenario),
+    with pytest.raises(ClusterError, match="GatewayClass no-such-class does not exist"):
+        target.deploy(scenario).__enter__()
+    kubectl.apply(
+        [
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "GatewayClass",
+                "metadata": {"name": "istio"},
+                "spec": {"controllerName": "istio.io/gateway-controller"},
+            }
+        ]
+    )
+    target = ClusterTarget(kubectl, EnvoyGateway(), "istio", timeouts=FAST)
+    with pytest.raises(
+        ClusterError, match=r"is served by istio\.io/gateway-controller, not by envoy"
     ):
-        pytest.fail("deploy must not yield")
+        target.deploy(scenario).__enter__()
+    kubectl.delete("gatewayclass", "istio")
     assert _run_namespaces(world) == []
 
 
