@@ -123,11 +123,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _is_wanted(state: SandboxState, path: Path) -> bool:
+    """A scenario.yaml is collected when it lies under a --sandbox-scenarios DIR, or when a path
+    named on the command line is that file, its scenario folder, or the library folder holding
+    that scenario folder (``pytest scenarios``). Naming ``tests`` does not collect the broken
+    scenarios kept deeper down as test data."""
     resolved = path.resolve()
-    for root in [*state.scenario_roots, *state.explicit]:
-        if resolved == root or root in resolved.parents:
-            return True
-    return False
+    if any(root in resolved.parents for root in state.scenario_roots):
+        return True
+    near = {resolved, resolved.parent, resolved.parent.parent}
+    return any(root in near for root in state.explicit)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

@@ -135,6 +135,22 @@ def test_explicit_path_collects_scenarios(suite: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1)
 
 
+def test_naming_a_test_folder_does_not_collect_scenarios_kept_as_test_data(
+        suite: pytest.Pytester) -> None:
+    # tests/data/broken/<name>/scenario.yaml is test data, not a scenario library: naming
+    # `tests` collects the tests, and a library folder (`scenarios`) named beside it still counts
+    data = suite.path / "tests" / "data" / "broken" / "bad"
+    data.mkdir(parents=True)
+    (data / "scenario.yaml").write_text("checks: [\n")
+    (suite.path / "tests" / "test_x.py").write_text("def test_x():\n    assert True\n")
+    result = run(suite, "--collect-only", "-q", "tests", "scenarios", "--sandbox-provider", "local")
+    lines = [line for line in result.outlines if "::" in line]
+    assert "tests/test_x.py::test_x" in lines
+    assert "scenarios/plain/scenario.yaml::routed" in lines
+    assert not [line for line in lines if "broken" in line]
+    assert result.ret == 0
+
+
 def test_local_run_junit_and_failure_text(suite: pytest.Pytester) -> None:
     junit = suite.path / "junit.xml"
     result = run(suite, "scenarios", "--sandbox-provider", "local",
