@@ -36,8 +36,10 @@ def _needs_docker() -> None:
 
 @pytest.fixture(scope="session")
 def e2e_cluster() -> str:
-    """The cluster the e2e tests use (the default, so a workflow's `sandbox up` is reused)."""
-    return os.environ.get("SANDBOX_CLUSTER_NAME", "sandbox")
+    """The cluster the e2e tests build and delete: ``sandbox-e2e``, so a developer's own
+    ``sandbox`` cluster is never torn down by the tests; SANDBOX_E2E_CLUSTER names another (the
+    CI workflow points it at the cluster its `sandbox up` step made)."""
+    return os.environ.get("SANDBOX_E2E_CLUSTER", "sandbox-e2e")
 
 
 @pytest.fixture(scope="session")

@@ -94,6 +94,29 @@ def test_gateway_class_uses_clusterip_envoy_proxy(e2e_cluster: str) -> None:
     assert kubectl.get_json("deployment", "traefik", namespace="kube-system") is None  # disabled
 
 
+def test_quickstart_runs_through_envoy_gateway(e2e_cluster: str, reports_dir: Path) -> None:
+    """The main job on the real stack: apply, wait Programmed/Accepted, port-forward, probe."""
+    env = {**os.environ, "SANDBOX_CLUSTER_NAME": e2e_cluster}
+    result = subprocess.run(
+        [sys.executable, "-m", "sandbox", "run", "quickstart", "-o", "json",
+         "--junit", str(reports_dir / "e2e-quickstart.xml")],
+        capture_output=True, text=True, timeout=900, env=env,
+    )
+    sys.stderr.write(result.stderr)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["target"] != "local"
+    assert report["summary"]["failed"] == 0
+    assert report["summary"]["passed"] == report["summary"]["executed"] > 0
+    namespace = report["scenarios"][0]["namespace"]
+    assert namespace.startswith("sbx-quickstart-")
+    # cleaned up: the run's namespace is gone
+    status = json.loads(sandbox("status", "--name", e2e_cluster, "-o", "json", timeout=120).stdout)
+    found = tools.describe_tool("kubectl", Settings(cluster_name=e2e_cluster).kubectl_version)["use"]
+    kubectl = Kubectl(found or shutil.which("kubectl") or "kubectl", status["kubeconfig"], status["context"])
+    assert kubectl.get_json("namespace", namespace) is None
+
+
 @pytest.mark.skipif(KEEP, reason="SANDBOX_E2E_KEEP is set: the cluster is left up for later steps")
 def test_down_twice(e2e_cluster: str) -> None:
     first = sandbox("down", "--name", e2e_cluster, "-o", "json", timeout=300)
