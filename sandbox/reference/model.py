@@ -40,6 +40,7 @@ Choices where the spec leaves room, and known differences from Envoy Gateway:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -442,46 +443,13 @@ class Model:
         ls = self._select_listener(gw, port, scheme, hostname, losers)
         if ls is None:
             return self._no_route(gw, None, port, scheme, request, losers, grpc=False)
-        cands: list[_Candidate] = []
-        for att in self._attached.get((gw.meta.key, ls.name), []):
-            route = att.route
-            if route.kind != "HTTPRoute":
-                continue
-            rh = mt.best_hostname(att.hostnames, hostname)
-            if rh is False:
-                losers.append(
-                    f"HTTPRoute {route.meta.key}: hostnames {', '.join(att.hostnames)} do not match {hostname}"
-                )
-                continue
-            rhost = rh if isinstance(rh, str) else None
-            hrank = _host_key(rhost, att)
-            for rule in route.rules:
-                for m in rule.http_matches:
-                    why = mt.http_match_failure(m, method, req_path, query, headers)
-                    label = f"HTTPRoute {route.meta.key} rule {rule.index} match {m.index}"
-                    if why:
-                        losers.append(f"{label}: {why}")
-                        continue
-                    mrank = mt.http_match_rank(m)
-                    key = (
-                        tuple(-x for x in hrank),
-                        tuple(-x for x in mrank),
-                        _age_key(route),
-                        route.meta.key,
-                        rule.index,
-                        m.index,
-                    )
-                    cands.append(
-                        _Candidate(
-                            route,
-                            rule,
-                            m.index,
-                            m.describe(),
-                            rhost,
-                            key,
-                            m.path_value if m.path_type == "PathPrefix" else None,
-                        )
-                    )
+        def http_rank(m: Any) -> tuple[str | None, tuple[int, ...] | None, str | None]:
+            why = mt.http_match_failure(m, method, req_path, query, headers)
+            if why:
+                return why, None, None
+            return None, mt.http_match_rank(m), m.path_value if m.path_type == "PathPrefix" else None
+
+        cands = self._candidates(gw, ls, "HTTPRoute", hostname, losers, http_rank)
         if not cands:
             return self._no_route(gw, ls, port, scheme, request, losers, grpc=False)
         cands.sort(key=lambda c: c.key)
@@ -512,35 +480,11 @@ class Model:
         ls = self._select_listener(gw, port, scheme, hostname, losers)
         if ls is None:
             return self._no_route(gw, None, port, scheme, request, losers, grpc=True)
-        cands: list[_Candidate] = []
-        for att in self._attached.get((gw.meta.key, ls.name), []):
-            route = att.route
-            if route.kind != "GRPCRoute":
-                continue
-            rh = mt.best_hostname(att.hostnames, hostname)
-            if rh is False:
-                losers.append(
-                    f"GRPCRoute {route.meta.key}: hostnames {', '.join(att.hostnames)} do not match {hostname}"
-                )
-                continue
-            rhost = rh if isinstance(rh, str) else None
-            hrank = _host_key(rhost, att)
-            for rule in route.rules:
-                for m in rule.grpc_matches:
-                    why = mt.grpc_match_failure(m, service, method, metadata)
-                    label = f"GRPCRoute {route.meta.key} rule {rule.index} match {m.index}"
-                    if why:
-                        losers.append(f"{label}: {why}")
-                        continue
-                    key = (
-                        tuple(-x for x in hrank),
-                        tuple(-x for x in mt.grpc_match_rank(m)),
-                        _age_key(route),
-                        route.meta.key,
-                        rule.index,
-                        m.index,
-                    )
-                    cands.append(_Candidate(route, rule, m.index, m.describe(), rhost, key, None))
+        def grpc_rank(m: Any) -> tuple[str | None, tuple[int, ...] | None, str | None]:
+            why = mt.grpc_match_failure(m, service, method, metadata)
+            return (why, None, None) if why else (None, mt.grpc_match_rank(m), None)
+
+        cands = self._candidates(gw, ls, "GRPCRoute", hostname, losers, grpc_rank)
         if not cands:
             return self._no_route(gw, ls, port, scheme, request, losers, grpc=True)
         cands.sort(key=lambda c: c.key)
@@ -548,6 +492,50 @@ class Model:
         for c in cands[1:]:
             losers.append(_why_lost(c, win, mt.GRPC_RANK_NAMES))
         return self._apply_rule(gw, ls, scheme, win, request, target, "", losers, grpc=True)
+
+    def _candidates(
+        self,
+        gw: Gateway,
+        ls: Listener,
+        kind: str,
+        hostname: str,
+        losers: list[str],
+        rank: Callable[[Any], tuple[str | None, tuple[int, ...] | None, str | None]],
+    ) -> list[_Candidate]:
+        """Every match of every ``kind`` route attached to listener ``ls`` that the request
+        satisfies, with its precedence key (hostname, match rank, age, namespace/name, rule,
+        match): ``rank(match)`` gives (why it fails, or its rank and matched PathPrefix).
+        Matches that fail, and routes whose hostnames miss, are added to ``losers``."""
+        cands: list[_Candidate] = []
+        for att in self._attached.get((gw.meta.key, ls.name), []):
+            route = att.route
+            if route.kind != kind:
+                continue
+            rh = mt.best_hostname(att.hostnames, hostname)
+            if rh is False:
+                losers.append(
+                    f"{kind} {route.meta.key}: hostnames {', '.join(att.hostnames)} do not match {hostname}"
+                )
+                continue
+            rhost = rh if isinstance(rh, str) else None
+            hrank = _host_key(rhost, att)
+            for rule in route.rules:
+                matches = rule.http_matches if kind == "HTTPRoute" else rule.grpc_matches
+                for m in matches:
+                    why, mrank, prefix = rank(m)
+                    if why or mrank is None:
+                        losers.append(f"{kind} {route.meta.key} rule {rule.index} match {m.index}: {why}")
+                        continue
+                    key = (
+                        tuple(-x for x in hrank),
+                        tuple(-x for x in mrank),
+                        _age_key(route),
+                        route.meta.key,
+                        rule.index,
+                        m.index,
+                    )
+                    cands.append(_Candidate(route, rule, m.index, m.describe(), rhost, key, prefix))
+        return cands
 
     def _no_route(
         self,
