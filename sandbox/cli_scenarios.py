@@ -108,6 +108,7 @@ def _check_command() -> click.Command:
         """
         results: list[dict[str, Any]] = []
         invalid = disagree = False
+        schemas_unavailable = False
         for arg in paths:
             entry: dict[str, Any] = {"arg": arg, "name": None, "valid": False, "problems": [],
                                      "model": None, "model_note": None}
@@ -135,7 +136,8 @@ def _check_command() -> click.Command:
             # offline validation against the Gateway API CRD schemas (sandbox.schema)
             from sandbox import schema as schema_mod
 
-            schema_problems, entry["schema_note"] = schema_mod.scenario_problems(scenario)
+            schema_problems, entry["schema_note"] = schema_mod.scenario_problems(
+                scenario, download=not schemas_unavailable)
             if schema_problems:
                 invalid = True
                 entry["problems"] = [{"file": p.file, "line": p.line, "field": p.field,
@@ -147,8 +149,11 @@ def _check_command() -> click.Command:
                     for p in schema_problems:
                         err.print(f"  {p}", markup=False, highlight=False)
                 continue
-            if output != "json" and entry["schema_note"] and "not checked" in entry["schema_note"]:
-                err.print(f"note: {entry['schema_note']}", markup=False, highlight=False)
+            if entry["schema_note"] and "not checked" in entry["schema_note"]:
+                # said once, and not downloaded again for every scenario
+                if output != "json" and not schemas_unavailable:
+                    err.print(f"note: {entry['schema_note']}", markup=False, highlight=False)
+                schemas_unavailable = True
             entry["valid"] = True
             note = None
             messages: list[str] | None = None

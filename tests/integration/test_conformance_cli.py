@@ -146,3 +146,19 @@ def test_download_failure_is_an_environment_problem(tmp_path: Path,
     assert "cannot download the Gateway API CRDs" in str(info.value)
     assert schema.ENV_CRDS in (info.value.hint or "")
     assert not (tmp_path / "cache" / "gateway-api-crds" / "v1.6.1" / "experimental").exists()
+
+
+def test_check_without_crds_says_so_once_and_tries_the_download_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(schema.ENV_CRDS, raising=False)
+    monkeypatch.setenv("SANDBOX_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(settings, "GATEWAY_API_CRDS_URL", "http://127.0.0.1:9/{version}/")
+    tries: list[str] = []
+    real = schema._download
+    monkeypatch.setattr(schema, "_download", lambda *a: (tries.append("x"), real(*a)))
+    names = ["quickstart", "host-matching", "traffic-weights"]
+    result = CliRunner().invoke(main, ["check", *(str(ROOT / "scenarios" / n) for n in names)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("schemas not checked") == 1
+    assert len(tries) == 1
+    assert result.stdout.count("the reference model agrees") == 3
