@@ -24,6 +24,7 @@ from sandbox.scenario import (
     load_scenario,
     resolve_scenario,
 )
+from sandbox.settings import DEFAULT_GATEWAY_CLASS
 
 PROVIDERS = ("k3d", "local", "existing")
 
@@ -341,12 +342,14 @@ def _run_command() -> click.Command:
         if junit is not None:
             report_mod.write_junit(run_report, junit)
         if conformance_report is not None:
-            from sandbox import conformance
+            from sandbox import conformance, features
 
+            supported, exempt = features.default_support(
+                target.name, gateway_class in (None, "", DEFAULT_GATEWAY_CLASS))
             conformance.write_conformance_report(
                 [run_report], conformance_report,
                 implementation=conformance.implementation_for(target.name), target=target,
-                scenarios=loaded)
+                scenarios=loaded, supported_features=supported, exempt_features=exempt)
             if not quiet:
                 err.print(f"ConformanceReport: {conformance_report}", markup=False,
                           highlight=False)

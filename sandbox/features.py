@@ -295,3 +295,44 @@ def coverage_markdown(scenarios: Iterable[object]) -> str:
 ENVOY_GATEWAY_EXEMPT: frozenset[str] = frozenset(
     {"GatewayHTTPSListenerDetectMisdirectedRequests", "GatewayInfrastructurePropagation"}
     | _names("Mesh"))
+
+
+#: What the reference gateway of ``--provider local`` implements (sandbox.reference and
+#: sandbox.targets.local): the core features of GATEWAY-HTTP and GATEWAY-GRPC and the extended
+#: features whose behaviour the model carries out. Everything else (BackendTLSPolicy, CORS,
+#: retries, client certificates, ListenerSet, WebSocket/H2C backends, static addresses, ...) is
+#: not modelled and is reported as unsupported rather than claimed.
+LOCAL_SUPPORTED: frozenset[str] = frozenset({
+    "GatewayHTTPListenerIsolation",
+    "GatewayPort8080",
+    "HTTPRoute303RedirectStatusCode",
+    "HTTPRoute307RedirectStatusCode",
+    "HTTPRoute308RedirectStatusCode",
+    "HTTPRouteBackendRequestHeaderModification",
+    "HTTPRouteBackendTimeout",
+    "HTTPRouteHostRewrite",
+    "HTTPRouteMethodMatching",
+    "HTTPRouteParentRefPort",
+    "HTTPRoutePathRedirect",
+    "HTTPRoutePathRewrite",
+    "HTTPRoutePortRedirect",
+    "HTTPRouteQueryParamMatching",
+    "HTTPRouteRequestMirror",
+    "HTTPRouteRequestMultipleMirrors",
+    "HTTPRouteRequestPercentageMirror",
+    "HTTPRouteRequestTimeout",
+    "HTTPRouteResponseHeaderModification",
+    "HTTPRouteSchemeRedirect",
+})
+
+
+def default_support(target_name: str, gateway_class_is_default: bool = True
+                    ) -> tuple[frozenset[str] | None, frozenset[str]]:
+    """(supported, exempt) for a run whose user named neither: the reference gateway claims only
+    what it models; Envoy Gateway under the sandbox's own GatewayClass leaves out what its own
+    conformance run skips; anything else is asked for every feature (upstream --all-features)."""
+    if target_name == "local":
+        return LOCAL_SUPPORTED, frozenset()
+    if target_name in ("k3d", "existing") and gateway_class_is_default:
+        return None, ENVOY_GATEWAY_EXEMPT
+    return None, frozenset()

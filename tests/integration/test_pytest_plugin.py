@@ -369,9 +369,16 @@ def test_envoy_gateway_defaults_exempt_what_its_own_conformance_skips(
     result = run(suite, "scenarios/plain", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*gateway does not support GatewayInfrastructurePropagation*"])
-    # the local reference gateway supports every feature: the check runs
-    result = run(suite, "scenarios/plain", "--sandbox-provider", "local")
-    result.assert_outcomes(passed=1)
+    # the local reference gateway claims only what it models: not that feature either
+    result = run(suite, "scenarios/plain", "--sandbox-provider", "local", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*gateway does not support GatewayInfrastructurePropagation*"])
+
+
+def test_local_provider_runs_the_extended_features_it_models(suite: pytest.Pytester) -> None:
+    # scenarios/whale needs HTTPRouteQueryParamMatching, which the reference model carries out
+    result = run(suite, "scenarios/whale", "--sandbox-provider", "local", "-k", "whale and routed")
+    result.assert_outcomes(passed=1, deselected=2)
 
 
 def test_rootdir_as_argument_does_not_collect_scenarios(suite: pytest.Pytester) -> None:
