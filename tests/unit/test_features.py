@@ -93,3 +93,30 @@ def test_envoy_gateway_exemptions() -> None:
     assert "GatewayInfrastructurePropagation" in F.ENVOY_GATEWAY_EXEMPT
     assert "Mesh" in F.ENVOY_GATEWAY_EXEMPT and "HTTPRoute" not in F.ENVOY_GATEWAY_EXEMPT
     assert set(F.FEATURES) >= F.ENVOY_GATEWAY_EXEMPT
+
+
+def test_default_support_by_target() -> None:
+    from sandbox import features as F
+
+    supported, exempt = F.default_support("local")
+    assert supported == F.LOCAL_SUPPORTED and not exempt
+    assert F.default_support("k3d") == (None, F.ENVOY_GATEWAY_EXEMPT)
+    assert F.default_support("k3d", gateway_class_is_default=False) == (None, frozenset())
+    assert F.default_support("address") == (None, frozenset())
+    assert set(F.FEATURES) >= F.LOCAL_SUPPORTED
+
+
+def test_every_library_feature_runs_on_the_local_provider() -> None:
+    """CI runs the library on the local provider: no scenario may be skipped there unseen."""
+    from pathlib import Path
+
+    from sandbox import features as F
+    from sandbox.scenario import load_scenario
+
+    supported = F.effective_supported(*F.default_support("local"))
+    root = Path(__file__).resolve().parents[2] / "scenarios"
+    for folder in sorted(p.parent for p in root.glob("*/scenario.yaml")):
+        scenario = load_scenario(folder)
+        for check in scenario.checks:
+            needed = [*scenario.features, *check.features]
+            assert F.missing(needed, supported) == [], f"{scenario.name} / {check.name}"
