@@ -49,7 +49,7 @@ from sandbox.errors import (
 )
 from sandbox.kube import Kubectl
 from sandbox.providers import ClusterInfo
-from sandbox.providers.k3d import K3dProvider
+from sandbox.providers.k3d import K3dProvider, owned_by_sandbox
 from sandbox.settings import Settings
 
 DEFAULT_TIMEOUT = 600.0  # seconds for a whole `up` from nothing (image pulls included)
@@ -449,12 +449,9 @@ def cluster_from_docker(settings: Settings) -> ClusterInfo | None:
         return None
     servers = [c for c in containers if c.labels.get("k3d.role") == "server"]
     agents = [c for c in containers if c.labels.get("k3d.role") == "agent"]
-    owned = bool(servers) and all(
-        c.labels.get(settings_mod.OWNER_LABEL) == "gateway-sandbox" for c in servers
-    )
     return ClusterInfo(
         name=settings.cluster_name,
-        owned=owned,
+        owned=owned_by_sandbox(containers),
         servers_running=sum(c.state == "running" for c in servers),
         servers_count=len(servers),
         agents_running=sum(c.state == "running" for c in agents),

@@ -9,8 +9,10 @@
   (both default true). A name already taken: ``Failed to create cluster 'NAME' because a
   cluster with that name already exists``, exit 1.
 - ``cluster list [NAME] -o json`` (cmd/cluster/clusterList.go): a JSON list of clusters with
-  ``nodes[].role``, ``nodes[].runtimeLabels`` (all Docker labels of the container:
-  pkg/runtimes/docker/translate.go), ``nodes[].State.Running`` (no json tags), ``serversRunning``,
+  ``nodes[].role``, ``nodes[].runtimeLabels`` (ONLY the container's labels whose key starts with
+  ``k3d``: pkg/runtimes/docker/translate.go TranslateContainerDetailsToNode, "only copy k3d.*
+  labels"; so the sandbox's owner label never shows there and ownership is read from Docker's
+  container list instead, :func:`owned_by_sandbox`), ``nodes[].State.Running`` (no json tags), ``serversRunning``,
   ``serversCount``, ``agentsRunning``, ``agentsCount``. ``list NAME`` for a missing cluster exits
   1 with ``No nodes found for given cluster`` (pkg/client/cluster.go ClusterGetNoNodesFoundError);
   so the whole list is read and filtered here.
@@ -27,16 +29,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from sandbox import tools
+from sandbox import docker_engine, tools
 from sandbox.errors import ClusterError, ToolError
 from sandbox.providers import ClusterInfo
 from sandbox.settings import OWNER_LABEL
@@ -93,12 +96,20 @@ def parse_cluster_list(text: str, name: str) -> ClusterInfo | None:
     return None
 
 
+def owned_by_sandbox(containers: Sequence[docker_engine.Container]) -> bool:
+    """Whether every server container of a cluster carries the sandbox's owner label
+    (``k3d.role`` is k3d's role label: pkg/types/types.go LabelRole)."""
+    servers = [c for c in containers if c.labels.get("k3d.role") == "server"]
+    return bool(servers) and all(c.labels.get(OWNER_LABEL) == OWNER_VALUE for c in servers)
+
+
 def _info(cluster: Mapping[str, Any]) -> ClusterInfo:
+    """A cluster entry of ``k3d cluster list -o json``; ``owned`` is False here because k3d
+    drops every label not starting with ``k3d`` (see the module docstring): :meth:`K3dProvider.get`
+    fills it from Docker."""
     nodes = [n for n in cluster.get("nodes") or [] if isinstance(n, Mapping)]
     servers = [n for n in nodes if n.get("role") == "server"]
-    owned = bool(servers) and all(
-        (n.get("runtimeLabels") or {}).get(OWNER_LABEL) == OWNER_VALUE for n in servers
-    )
+    owned = False
     api_port = None
     image = None
     if servers:
@@ -176,7 +187,11 @@ class K3dProvider:
         return self._run(["cluster", "list", "-o", "json"], timeout=LIST_TIMEOUT).stdout
 
     def get(self, cluster: str) -> ClusterInfo | None:
-        return parse_cluster_list(self.list_json(), cluster)
+        info = parse_cluster_list(self.list_json(), cluster)
+        if info is None:
+            return None
+        # the owner label is on the containers but not in k3d's list: ask Docker
+        return dataclasses.replace(info, owned=owned_by_sandbox(docker_engine.cluster_containers(cluster)))
 
     def create(self, cluster: str, *, timeout: float) -> None:
         args = create_args(cluster, image=self.image, api_port=self.api_port, timeout=timeout)

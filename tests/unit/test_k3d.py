@@ -6,8 +6,14 @@ import json
 
 import pytest
 
+from sandbox.docker_engine import Container
 from sandbox.errors import ToolError
-from sandbox.providers.k3d import create_args, parse_cluster_list, parse_kubeconfig
+from sandbox.providers.k3d import (
+    create_args,
+    owned_by_sandbox,
+    parse_cluster_list,
+    parse_kubeconfig,
+)
 
 OWNER = "dev.gateway-sandbox.owner"
 
@@ -55,23 +61,42 @@ def test_create_args() -> None:
     assert "--wait" in args
 
 
-def test_list_finds_owned_running_cluster() -> None:
-    text = json.dumps([_cluster("other", {}), _cluster("sandbox", {OWNER: "gateway-sandbox"})])
+def test_list_finds_running_cluster() -> None:
+    text = json.dumps([_cluster("other", {}), _cluster("sandbox", {})])
     info = parse_cluster_list(text, "sandbox")
     assert info is not None
-    assert info.owned and info.running
+    assert info.running
     assert info.api_port == "41234"
     assert info.image is None  # an image ID says nothing about the pin
 
 
-def test_list_foreign_stopped_and_missing() -> None:
+def test_list_never_decides_ownership() -> None:
+    # k3d copies only labels starting with "k3d" into runtimeLabels (pkg/runtimes/docker/
+    # translate.go), so the list cannot show the owner label; even if it did, Docker decides
+    text = json.dumps([_cluster("sandbox", {OWNER: "gateway-sandbox"})])
+    assert parse_cluster_list(text, "sandbox").owned is False  # type: ignore[union-attr]
+
+
+def _container(role: str, labels: dict[str, str]) -> Container:
+    return Container(name=f"k3d-sandbox-{role}", state="running",
+                     labels={"app": "k3d", "k3d.cluster": "sandbox", "k3d.role": role, **labels})
+
+
+def test_owned_by_sandbox_reads_docker_labels_of_servers() -> None:
+    mine = {OWNER: "gateway-sandbox"}
+    assert owned_by_sandbox([_container("server", mine), _container("loadbalancer", {})])
+    assert not owned_by_sandbox([_container("server", {}), _container("loadbalancer", {})])
+    assert not owned_by_sandbox([_container("server", {OWNER: "someone-else"})])
+    assert not owned_by_sandbox([_container("loadbalancer", mine)])  # no server at all
+    assert not owned_by_sandbox([])
+
+
+def test_list_stopped_and_missing() -> None:
     text = json.dumps([_cluster("sandbox", {}, running=False)])
     info = parse_cluster_list(text, "sandbox")
-    assert info is not None and not info.owned and not info.running
+    assert info is not None and not info.running
     assert parse_cluster_list(text, "nope") is None
     assert parse_cluster_list("[]", "sandbox") is None
-    wrong_value = json.dumps([_cluster("sandbox", {OWNER: "someone-else"})])
-    assert parse_cluster_list(wrong_value, "sandbox").owned is False  # type: ignore[union-attr]
 
 
 def test_list_garbage_is_a_tool_error() -> None:
