@@ -336,14 +336,18 @@ class Kubectl:
         what follows ``--for=``: ``condition=Available``, ``condition=Ready=false``,
         ``jsonpath={.status.phase}=Running``, ``create`` or ``delete``.
 
-        Objects that do not exist yet are polled for (every 0.5 s) within the same deadline, so
-        this works with any kubectl (``--for=create`` needs >= 1.31). On timeout raises
+        Objects that do not exist yet are polled for (every 0.5 s) within the same deadline.
+        ``create`` is polled with ``kubectl get`` rather than ``--for=create``, which kubectl
+        before 1.31 rejects (``error: unrecognized condition: "create"``: pkg/cmd/wait/wait.go
+        conditionFuncFor), so it works with any kubectl. On timeout raises
         :class:`WaitTimeout` naming ``what`` and the object's last conditions.
         """
         resources = [resource] if isinstance(resource, str) else list(resource)
         label = resources[0] if len(resources) == 1 else f"{resources[0]} (+{len(resources) - 1})"
         what = what or f"{label} {condition}" + (f" in {namespace}" if namespace else "")
         deadline = time.monotonic() + timeout
+        if condition == "create":
+            return self._wait_created(resources, namespace, deadline, timeout, what)
         kind, _, name = resources[0].partition("/")
         target = resources + self._scope(namespace, selector) + (["--all"] if all_ else [])
         while True:
@@ -382,6 +386,30 @@ class Kubectl:
                 f"{stderr.strip() or result.stdout.strip()}",
                 result,
             )
+
+    def _wait_created(
+        self, resources: Sequence[str], namespace: str | None, deadline: float, timeout: float, what: str
+    ) -> str:
+        """Poll ``kubectl get`` until every ``kind/name`` exists (API server hiccups included)."""
+        pending = list(resources)
+        last = "not found"
+        while True:
+            try:
+                pending = [
+                    r for r in pending
+                    if self.get_json(r.partition("/")[0], r.partition("/")[2], namespace=namespace,
+                                     timeout=max(5.0, min(30.0, deadline - time.monotonic()))) is None
+                ]
+                last = f"{pending[0]} not found" if pending else ""
+            except ToolError as e:
+                if not _is_transient(str(e)):
+                    raise
+                last = str(e).strip().splitlines()[-1]
+            if not pending:
+                return "".join(f"{r} created\n" for r in resources)
+            if time.monotonic() + POLL_INTERVAL >= deadline:
+                raise WaitTimeout(what, round(timeout, 1), last)
+            time.sleep(POLL_INTERVAL)
 
     def logs(
         self,

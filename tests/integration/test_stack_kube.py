@@ -83,6 +83,19 @@ def test_wait_for_an_object_that_never_appears(kubectl: Kubectl) -> None:
         kubectl.wait("configmap/never", "condition=Ready", namespace="default", timeout=1.5)
 
 
+def test_wait_for_create_works_with_a_kubectl_older_than_1_31(
+    kubectl: Kubectl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_KUBECTL_VERSION", "v1.30.4")
+    # the fake rejects --for=create as kubectl 1.30 does (pkg/cmd/wait/wait.go conditionFuncFor)
+    raw = kubectl.run(["wait", "serviceaccount/default", "--for=create", "-n", "default"], check=False)
+    assert raw.exit_code == 1 and 'unrecognized condition: "create"' in raw.stderr
+    out = kubectl.wait("serviceaccount/default", "create", namespace="default", timeout=5)
+    assert out.strip() == "serviceaccount/default created"
+    with pytest.raises(WaitTimeout, match="last seen: serviceaccount/never not found"):
+        kubectl.wait("serviceaccount/never", "create", namespace="default", timeout=1.5)
+
+
 def test_data_plane_service_by_owning_gateway_labels(kubectl: Kubectl) -> None:
     eg = EnvoyGateway()
     assert eg.data_plane_service(kubectl, "team-a", "web") is None
