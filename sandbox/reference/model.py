@@ -25,10 +25,19 @@ Choices where the spec leaves room, and known differences from Envoy Gateway:
 
 - RegularExpression paths rank between Exact and PathPrefix, by length (as Envoy Gateway's
   internal/gatewayapi/sort.go); regexes are Python ``re`` full matches (Envoy uses RE2).
-- Hostname specificity is a precedence criterion across every matching rule, as the spec words
-  it: a request for a.example.com that no rule of the a.example.com route matches can still be
-  taken by a ``*.example.com`` route. Envoy picks one virtual host per request (most specific
-  domain first) and answers 404 there instead of falling through.
+- Virtual hosts, as Envoy Gateway builds them (v1.9.0 internal/xds/translator/translator.go
+  ``addRouteToRouteConfig``: one Envoy virtual host per effective route hostname; Envoy picks
+  the most specific domain: exact, then the longest ``*.`` suffix, then ``*``): a request is
+  decided only among the routes of the listener whose most specific matching hostname is that
+  virtual host's. A request for a.example.com that no rule of the a.example.com route matches
+  gets 404; it does not fall through to a ``*.example.com`` or hostname-less route (the spec's
+  wording, "hostname specificity first", could be read either way; EG is the target).
+- Listener hostnames: the most specific listener takes the request (listener isolation). EG
+  shares one route table among the HTTP listeners of a port, so it differs only when a route on
+  a less specific listener names a more specific hostname than another listener's.
+- An HTTPRoute and a GRPCRoute with overlapping hostnames on one listener: only the older is
+  accepted (GRPCRoute spec.hostnames). Envoy Gateway does not enforce this (both are served, in
+  the same virtual host); scenarios avoid the case.
 - Header modifiers apply remove, then set, then add (the spec does not order them).
 - A Service with no pods answers 503 (the spec's SHOULD) when the manifests' workloads are all
   Deployments; with other workload kinds the model does not guess and assumes pods exist.
@@ -507,7 +516,9 @@ class Model:
         match): ``rank(match)`` gives (why it fails, or its rank and matched PathPrefix).
         Matches that fail, and routes whose hostnames miss, are added to ``losers``."""
         cands: list[_Candidate] = []
-        for att in self._attached.get((gw.meta.key, ls.name), []):
+        attached = self._attached.get((gw.meta.key, ls.name), [])
+        vhost = _virtual_host(attached, hostname)
+        for att in attached:
             route = att.route
             if route.kind != kind:
                 continue
@@ -518,6 +529,13 @@ class Model:
                 )
                 continue
             rhost = rh if isinstance(rh, str) else None
+            if rhost != vhost:
+                losers.append(
+                    f"{kind} {route.meta.key}: serves {hostname} only as {rhost or '*'}, but the "
+                    f"request's virtual host is {vhost or '*'} (one virtual host per request, "
+                    f"no fall-through to less specific hostnames)"
+                )
+                continue
             hrank = _host_key(rhost, att)
             for rule in route.rules:
                 matches = rule.http_matches if kind == "HTTPRoute" else rule.grpc_matches
@@ -755,6 +773,19 @@ def _host_key(hostname: str | None, att: Attached) -> tuple[int, ...]:
     original hostnames configured on the Route")."""
     origin = att.origins.get(hostname) if hostname else None
     return (*mt.hostname_rank(hostname), *mt.hostname_rank(origin))
+
+
+def _virtual_host(attached: list[Attached], hostname: str) -> str | None:
+    """The virtual host a request for ``hostname`` lands in, as Envoy Gateway builds them: one
+    virtual host per effective hostname of the routes on the listener (of every route kind), and
+    Envoy picks the most specific domain that matches (exact, then the longest ``*.`` suffix, then
+    ``*``; None stands for ``*``). Rules of routes in other virtual hosts never see the request."""
+    best: str | None = None
+    for att in attached:
+        rh = mt.best_hostname(att.hostnames, hostname)
+        if isinstance(rh, str) and (best is None or mt.hostname_rank(rh) > mt.hostname_rank(best)):
+            best = rh
+    return best
 
 
 def _hosts_intersect(a: list[str], b: list[str]) -> bool:

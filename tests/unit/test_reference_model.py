@@ -268,11 +268,26 @@ def test_precedence_hostname_specificity_first() -> None:
     assert _winner(routes, "/x", "b.example.com") == ("default/wild", 0)
 
 
-def test_precedence_more_specific_route_that_does_not_match_does_not_block() -> None:
+def test_precedence_more_specific_hostname_is_a_virtual_host_without_fall_through() -> None:
+    # Envoy Gateway: one virtual host per hostname (internal/xds/translator/translator.go
+    # addRouteToRouteConfig); Envoy picks the most specific domain and answers 404 when no route
+    # of that virtual host matches, instead of trying the *.example.com route.
     routes = route("exact", f"[{to('v2')}, matches: [{{path: {{value: /only}}}}]}}]", hostnames="[a.example.com]") + route(
         "wild", f"[{to('v1')}}}]", hostnames="['*.example.com']"
     )
-    assert _winner(routes, "/other", "a.example.com") == ("default/wild", 0)
+    d = decide(model(routes), "/other", "a.example.com")
+    assert (d.status, d.route) == (404, None)
+    assert any("virtual host is a.example.com" in x for x in d.losers)
+    assert _winner(routes, "/only", "a.example.com") == ("default/exact", 0)
+    assert _winner(routes, "/other", "b.example.com") == ("default/wild", 0)
+
+
+def test_no_hostnames_is_the_catch_all_virtual_host() -> None:
+    routes = route("any", f"[{to('v1')}}}]") + route(
+        "exact", f"[{to('v2')}, matches: [{{path: {{value: /only}}}}]}}]", hostnames="[a.example.com]"
+    )
+    assert decide(model(routes), "/other", "a.example.com").status == 404
+    assert _winner(routes, "/other", "c.example.org") == ("default/any", 0)
 
 
 @pytest.mark.parametrize(

@@ -110,10 +110,14 @@ def test_winner_matches_and_nothing_that_matches_ranks_higher(
     d = model.decide("default/gw", 80, method, host, target, headers)
     by_name = {r["metadata"]["name"]: r for r in rs}
     # every (route, rule) whose match accepts the request, with its spec rank
+    # Envoy Gateway: the request lands in one virtual host, the most specific route hostname
+    # that matches it (None: the catch-all); only routes serving it there compete
+    served = [h for r in model._routes if isinstance(h := mt.best_hostname(r.hostnames, host), str)]
+    vhost = max(served, key=mt.hostname_rank) if served else None
     matching = []
     for r in model._routes:  # the parsed routes
         hn = mt.best_hostname(r.hostnames, host)
-        if hn is False:
+        if hn is False or (hn or None) != vhost:
             continue
         for rule in r.rules:
             for m in rule.http_matches:
