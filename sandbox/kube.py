@@ -125,6 +125,18 @@ def dump_manifests(objects: Iterable[Mapping[str, Any]]) -> str:
     return yaml.safe_dump_all([dict(o) for o in objects], sort_keys=False)
 
 
+def _filenames(manifests: Sequence[Manifest] | Manifest) -> tuple[list[str], str | None]:
+    """``-f FILE`` for each path, then ``-f -`` with the objects as one YAML stream on stdin."""
+    items: list[Manifest] = (
+        [manifests] if isinstance(manifests, (Path, str, Mapping)) else list(manifests)
+    )
+    args = [a for m in items if not isinstance(m, Mapping) for a in ("-f", str(m))]
+    objects = [m for m in items if isinstance(m, Mapping)]
+    if not objects:
+        return args, None
+    return [*args, "-f", "-"], dump_manifests(objects)
+
+
 class Kubectl:
     """kubectl bound to ``kubeconfig`` + ``context`` (both always passed explicitly).
 
@@ -210,12 +222,8 @@ class Kubectl:
         Files are passed with ``-f``; objects are sent as one YAML stream on stdin (``-f -``).
         Returns kubectl's per-object lines (``<kind>.<group>/<name> serverside-applied``).
         """
-        items: list[Manifest] = (
-            [manifests] if isinstance(manifests, (Path, str, Mapping)) else list(manifests)
-        )
-        files = [str(m) for m in items if isinstance(m, (Path, str))]
-        objects = [m for m in items if isinstance(m, Mapping)]
-        if not files and not objects:
+        files, stdin = _filenames(manifests)
+        if not files:
             return []
         args = ["apply"]
         if server_side:
@@ -224,13 +232,7 @@ class Kubectl:
                 args.append("--force-conflicts")
         if namespace:
             args += ["-n", namespace]
-        for f in files:
-            args += ["-f", f]
-        stdin = None
-        if objects:
-            args += ["-f", "-"]
-            stdin = dump_manifests(objects)
-        result = self.run(args, input=stdin, timeout=timeout)
+        result = self.run(args + files, input=stdin, timeout=timeout)
         return [line for line in result.stdout.splitlines() if line.strip()]
 
     def delete(
@@ -263,20 +265,11 @@ class Kubectl:
         timeout: float | None = None,
     ) -> str:
         """``kubectl delete -f ... --ignore-not-found`` for files and/or objects."""
-        items: list[Manifest] = (
-            [manifests] if isinstance(manifests, (Path, str, Mapping)) else list(manifests)
-        )
+        files, stdin = _filenames(manifests)
         args = ["delete", "--ignore-not-found=true", f"--wait={'true' if wait else 'false'}"]
         if namespace:
             args += ["-n", namespace]
-        for m in items:
-            if not isinstance(m, Mapping):
-                args += ["-f", str(m)]
-        objects = [m for m in items if isinstance(m, Mapping)]
-        stdin = None
-        if objects:
-            args += ["-f", "-"]
-            stdin = dump_manifests(objects)
+        args += files
         t = self.timeout if timeout is None else timeout
         args.append(f"--timeout={int(t)}s")
         return self.run(args, input=stdin, timeout=t + 15).stdout
