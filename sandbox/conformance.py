@@ -22,8 +22,13 @@ Shape and semantics follow kubernetes-sigs/gateway-api v1.6.1:
   channel come from the CRDs' ``bundle-version`` / ``channel`` annotations, ``UNDEFINED`` when
   they cannot be determined.
 
-Our *test* is one scenario check, named ``<scenario>/<check>``; its features are the scenario's
-features plus the check's own.
+Our *test* is one scenario check, named ``<scenario folder>/<check name>`` in
+``skippedTests``/``failedTests`` (upstream lists a test's ``ShortName``, e.g.
+``HTTPRouteQueryParamMatching``; scenario checks have no such name); its features are the
+scenario's features plus the check's own. Scenarios carry no provisional flag, so the runners
+never fill ``succeededProvisionalTests`` (``TestResult.provisional`` exists for callers that do).
+The file is written with sorted keys, as upstream's writer does (``render``). Implementation
+fields the run cannot know are ``UNDEFINED`` (``implementation_for``).
 """
 
 from __future__ import annotations
@@ -94,28 +99,77 @@ def envoy_gateway_implementation(version: str | None = None) -> Implementation:
     )
 
 
+UNDEFINED = "UNDEFINED"  # upstream's word for what a run cannot determine (suite.go)
+
+
 def reference_implementation() -> Implementation:
-    """The sandbox's own reference gateway (``--sandbox-provider local``)."""
+    """The sandbox's own reference gateway (``--sandbox-provider local``).
+
+    Only what the installed package says about itself is filled in: project and version from
+    its metadata (``importlib.metadata``), the URL from a ``Project-URL``/``Home-page`` and the
+    contact from ``Author-email``/``Author`` when the package declares them. Anything it does not
+    declare is ``UNDEFINED`` (never an invented address): give it with
+    ``--conformance-implementation`` or env SANDBOX_CONFORMANCE_IMPLEMENTATION.
+    """
+    from importlib import metadata
+
     from sandbox import __version__
 
+    project, version, url, contact = "gateway-sandbox", __version__, "", ""
+    try:
+        md = metadata.metadata("gateway-sandbox")
+    except metadata.PackageNotFoundError:
+        pass
+    else:
+        def meta(key: str) -> str:
+            try:
+                return str(md[key] or "")
+            except KeyError:  # newer importlib.metadata raises for a missing key
+                return ""
+
+        project = meta("Name") or project
+        version = meta("Version") or version
+        urls = [u.partition(",")[2].strip() for u in md.get_all("Project-URL") or []]
+        url = next((u for u in urls if u), "") or meta("Home-page")
+        contact = meta("Author-email") or meta("Author")
     return Implementation(
-        organization="gateway-sandbox", project="gateway-sandbox-reference",
-        url="https://github.com/gateway-sandbox/gateway-sandbox", version=f"v{__version__}",
-        contact=("https://github.com/gateway-sandbox/gateway-sandbox/issues",),
+        organization=UNDEFINED, project=project, url=url or UNDEFINED,
+        version=version if version.startswith("v") else f"v{version}",
+        contact=(contact or UNDEFINED,),
     )
+
+
+def undefined_fields(implementation: Implementation) -> list[str]:
+    """The implementation fields left ``UNDEFINED`` (to be given by the user)."""
+    return [name for name, value in implementation.as_dict().items()
+            if value == UNDEFINED or value == [UNDEFINED]]
 
 
 ENV_IMPLEMENTATION = "SANDBOX_CONFORMANCE_IMPLEMENTATION"
 
 
 def implementation_for(target_name: str, override: str | None = None) -> Implementation:
-    """The implementation a run reports: the sandbox reference gateway for ``local``, else
-    Envoy Gateway; ``override`` (or env SANDBOX_CONFORMANCE_IMPLEMENTATION) in the form
-    ``organization=O,project=P,url=U,version=V,contact=C1;C2`` replaces any of the fields."""
+    """The implementation a run reports, from what the run knows about the gateway:
+
+    - ``local``: the sandbox reference gateway (``reference_implementation``);
+    - ``k3d``: Envoy Gateway at the version the sandbox installs (``settings``);
+    - ``existing``: Envoy Gateway (the cluster target refuses a GatewayClass of another
+      controller), version ``UNDEFINED``: the sandbox did not install it;
+    - anything else (``--address``): every field ``UNDEFINED``.
+
+    ``override`` (or env SANDBOX_CONFORMANCE_IMPLEMENTATION) in the form
+    ``organization=O,project=P,url=U,version=V,contact=C1;C2`` replaces any of the fields.
+    """
     import os
 
-    base = reference_implementation() if target_name == "local" else \
-        envoy_gateway_implementation()
+    if target_name == "local":
+        base = reference_implementation()
+    elif target_name == "k3d":
+        base = envoy_gateway_implementation()
+    elif target_name == "existing":
+        base = envoy_gateway_implementation(UNDEFINED)
+    else:
+        base = Implementation(UNDEFINED, UNDEFINED, UNDEFINED, UNDEFINED, (UNDEFINED,))
     text = override if override is not None else os.environ.get(ENV_IMPLEMENTATION)
     return parse_implementation(text, base) if text else base
 
@@ -183,7 +237,8 @@ def build_report(
     mode: str = DEFAULT_MODE,
     date: str | None = None,
 ) -> dict[str, Any]:
-    """The ConformanceReport as a plain mapping, keys in upstream's order.
+    """The ConformanceReport as a plain mapping, keys in the Go types' field order (``render``
+    sorts them, as upstream's writer does).
 
     ``supported_features``: what the run treated as supported (``features.effective_supported``).
     Version and channel default to the CRDs' annotations (``UNDEFINED`` when unavailable).
@@ -307,7 +362,11 @@ def cluster_version_and_channel(kubectl: Any) -> tuple[str, str] | None:
 
 
 def render(report: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(dict(report), sort_keys=False, default_flow_style=False)
+    """The report as upstream writes it: ``sigs.k8s.io/yaml`` marshals through JSON objects, so
+    every mapping's keys come out sorted (e.g. gateway-api
+    conformance/reports/v1.6/envoy-gateway/experimental-v1.9.0-default-report.yaml starts
+    ``apiVersion, date, gatewayAPIChannel, gatewayAPIVersion, implementation, kind``)."""
+    return yaml.safe_dump(dict(report), sort_keys=True, default_flow_style=False)
 
 
 def write_conformance_report(

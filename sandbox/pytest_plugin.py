@@ -30,11 +30,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from _pytest._code.code import TerminalRepr  # the type pytest's repr_failure returns
 
 if TYPE_CHECKING:
     from sandbox.conformance import TestResult
@@ -83,11 +84,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--exempt-features", default=None, metavar="F1,F2",
                     help="features to treat as unsupported (as upstream's --exempt-features)")
     group.addoption("--conformance-report", default=None, metavar="FILE",
-                    help="write the upstream ConformanceReport YAML (gateway.networking.k8s.io/v1)")
+                    help="write the upstream ConformanceReport YAML (gateway.networking.k8s.io/v1); "
+                         "its tests are named <scenario folder>/<check name>")
     group.addoption("--conformance-implementation", default=None,
                     metavar="organization=O,project=P,url=U,version=V,contact=C1;C2",
-                    help="implementation fields of the ConformanceReport (default: Envoy Gateway "
-                         "for cluster providers, the sandbox reference gateway for local) "
+                    help="implementation fields of the ConformanceReport; defaults: k3d: Envoy "
+                         "Gateway at the version installed; existing: Envoy Gateway, version "
+                         "UNDEFINED; local: project and version of this package, organization, "
+                         "url and contact UNDEFINED (give them here) "
                          "[env SANDBOX_CONFORMANCE_IMPLEMENTATION]")
 
 
@@ -140,6 +144,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     state = parent.config.stash.get(_STATE, None)
     if state is None or not _is_wanted(state, file_path):
         return None
+    state.scenario_files.append(file_path)
     return ScenarioFile.from_parent(parent, path=file_path)
 
 
@@ -153,6 +158,8 @@ class SandboxState:
     config: pytest.Config
     scenario_roots: list[Path]
     explicit: list[Path]
+    # every scenario.yaml given a collector, including those --lf then leaves uncollected
+    scenario_files: list[Path] = field(default_factory=list)
     _supported: frozenset[str] | None = None
     _unavailable: str | None = None  # why the provider cannot run, once known
     _probed: bool = False
@@ -367,21 +374,47 @@ class CheckItem(pytest.Item):
             raise CheckFailure(self.result)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: Any = None) -> str:
+                     style: Any = None) -> Any:
         text = _domain_failure(self, excinfo)
-        return text if text is not None else str(super().repr_failure(excinfo, style=style))
+        if text is None:
+            return super().repr_failure(excinfo, style=style)
+        return DomainFailure(text, str(self.path), self.check.line)
 
     def _repr_failure_py(self, excinfo: pytest.ExceptionInfo[BaseException],
                          style: Any = None) -> Any:
         # setup (deployment) and teardown (cleanup) errors: the message, not a traceback
         text = _domain_failure(self, excinfo)
-        return text if text is not None else super()._repr_failure_py(excinfo, style=style)
+        if text is None:
+            return super()._repr_failure_py(excinfo, style=style)
+        return DomainFailure(text, str(self.path), self.check.line)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         parent = self.scenario_file
         line = self.check.line - 1 if self.check.line else None
         scenario = parent.scenario.name if parent.scenario else parent.path.parent.name
         return self.path, line, f"{scenario}: {self.check.name}"
+
+
+@dataclass(frozen=True)
+class _Crash:
+    """Where and what, as pytest's ReprFileLocation: ``message`` is what the ``-r`` summary line
+    and JUnit's ``<failure message=...>`` / ``<error message=...>`` show."""
+
+    path: str
+    lineno: int
+    message: str
+
+
+class DomainFailure(TerminalRepr):
+    """A failure told as text (no traceback), with its first line as the crash message."""
+
+    def __init__(self, text: str, path: str, line: int | None) -> None:
+        self.text = text
+        self.reprcrash = _Crash(path, line or 0, text.splitlines()[0] if text else "")
+
+    def toterminal(self, tw: Any) -> None:
+        for line in self.text.splitlines():
+            tw.line(line)
 
 
 class CheckFailure(Exception):
@@ -519,6 +552,24 @@ class ResultsPlugin:
             outcome = "not-supported" if UNSUPPORTED_PROPERTY in props else "skipped"
             self.by_nodeid[item.nodeid] = (conformance_test_name(item.nodeid), features, outcome)
 
+    @staticmethod
+    def scenarios(state: SandboxState | None) -> list[Scenario] | None:
+        """The scenarios collected in this process, so that checks without a result count as
+        Skipped (or not supported): those --lf/--ff filter out at collection (never seen as
+        deselected). None on the xdist controller, which collects nothing."""
+        from sandbox.errors import SandboxError
+        from sandbox.scenario import load_scenario
+
+        if state is None or not state.scenario_files:
+            return None
+        out: list[Scenario] = []
+        for path in dict.fromkeys(state.scenario_files):
+            try:
+                out.append(load_scenario(path.parent))
+            except SandboxError:
+                continue  # already a collection error; it has no checks to count
+        return out
+
     def results(self) -> list[TestResult]:
         from sandbox.conformance import TestResult
 
@@ -541,7 +592,8 @@ class ResultsPlugin:
             version, _, channel = (self.bundle or "").partition("/")
             conformance.write_conformance_report(
                 self.results(), self.path, implementation=impl, supported_features=supported,
-                gateway_api_version=version or None, gateway_api_channel=channel or None)
+                gateway_api_version=version or None, gateway_api_channel=channel or None,
+                scenarios=self.scenarios(state))
         except SandboxError as e:
             if tr is not None:
                 tr.write_line(f"gateway-sandbox: cannot write the conformance report: {e}",
@@ -550,6 +602,10 @@ class ResultsPlugin:
             return
         if tr is not None:
             tr.write_line(f"gateway-sandbox: ConformanceReport written to {self.path}")
+            unknown = conformance.undefined_fields(impl)
+            if unknown:
+                tr.write_line(f"gateway-sandbox: implementation {', '.join(unknown)} UNDEFINED; "
+                              "give them with --conformance-implementation", yellow=True)
 
 
 def conformance_test_name(nodeid: str) -> str:

@@ -66,7 +66,8 @@ def test_run_writes_conformance_report(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     data = yaml.safe_load(report.read_text())
     assert data["kind"] == "ConformanceReport"
-    assert data["implementation"]["project"] == "gateway-sandbox-reference"
+    assert data["implementation"]["project"] == "gateway-sandbox"
+    assert data["implementation"]["url"] == "UNDEFINED"  # not declared by the package
     http = data["profiles"][0]
     assert http["name"] == "GATEWAY-HTTP"
     assert http["core"]["statistics"] == {"Failed": 0, "Passed": 3, "Skipped": 0}

@@ -17,13 +17,14 @@ import yaml
 # Imported here, before any pytester run: pytester's in-process runs drop modules first imported
 # inside them, while the ``sandbox`` package keeps its attributes, which would mix two copies of
 # e.g. sandbox.errors across runs. Modules loaded beforehand are shared by every run.
+import sandbox
 import sandbox.conformance
 import sandbox.errors
 import sandbox.features
 import sandbox.probe
 import sandbox.runner
 import sandbox.scenario
-import sandbox.targets.local  # noqa: F401
+import sandbox.targets.local
 
 pytest_plugins = ["pytester"]
 
@@ -205,7 +206,12 @@ def test_unsupported_features_skip_with_reason_and_report(suite: pytest.Pytester
     data = yaml.safe_load(report.read_text())
     assert data["apiVersion"] == "gateway.networking.k8s.io/v1"
     assert data["kind"] == "ConformanceReport"
-    assert data["implementation"]["project"] == "gateway-sandbox-reference"
+    # what the package declares about itself; nothing invented (no organization, url, contact)
+    assert data["implementation"] == {
+        "organization": "UNDEFINED", "project": "gateway-sandbox",
+        "url": "UNDEFINED", "version": f"v{sandbox.__version__}", "contact": ["UNDEFINED"]}
+    result.stdout.fnmatch_lines(["*implementation organization, url, contact UNDEFINED; give "
+                                 "them with --conformance-implementation*"])
     http = data["profiles"][0]
     assert http["name"] == "GATEWAY-HTTP"
     # not-supported checks count nowhere (upstream NOT_SUPPORTED); no extended test ran
@@ -483,3 +489,84 @@ def test_collapse_repeats() -> None:
 
     assert collapse_repeats(["a", "b", "b", "b", "c", "b"]) == ["a", "b  (x3)", "c", "b"]
     assert collapse_repeats([]) == []
+
+
+def test_junit_message_is_the_headline_and_lf_reruns_only_failed_checks(
+        suite: pytest.Pytester) -> None:
+    junit = suite.path / "junit.xml"
+    result = run(suite, "scenarios", "--sandbox-provider", "local", f"--junitxml={junit}")
+    result.assert_outcomes(passed=3, failed=1)
+    cases = {c.get("name"): c for c in ET.parse(junit).iter("testcase")}
+    failure = cases["wrong expectation fails"].find("failure")
+    assert failure is not None
+    assert failure.get("message") == "status: expected 200, observed 404"  # one line
+    assert failure.text and "expected  observed" in failure.text  # the whole report below
+    assert cases["routed"].get("classname") == "scenarios.plain.scenario.yaml"
+    # pytest's cache: --lf runs the failed check only, --ff runs it first
+    report = suite.path / "conformance.yaml"
+    result = run(suite, "scenarios", "--sandbox-provider", "local", "--lf",
+                 f"--conformance-report={report}")
+    result.assert_outcomes(failed=1)  # the other checks are not even collected
+    core = yaml.safe_load(report.read_text())["profiles"][0]["core"]
+    # the checks --lf left out count as Skipped (upstream: tests left out by --run-test)
+    assert core["statistics"] == {"Failed": 1, "Passed": 0, "Skipped": 2}
+    assert core["skippedTests"] == ["plain/routed", "whale/other hosts get 404"]
+    result = run(suite, "scenarios", "--sandbox-provider", "local", "--ff", "-v")
+    result.assert_outcomes(passed=3, failed=1)
+    first = next(line for line in result.stdout.lines if "scenario.yaml::" in line)
+    assert "wrong expectation fails FAILED" in first
+
+
+def test_x_stops_after_the_first_failure_and_collect_only_lists_checks(
+        suite: pytest.Pytester) -> None:
+    result = run(suite, "scenarios/whale", "scenarios/plain", "--sandbox-provider", "local",
+                 "-x", "-k", "wrong or plain")
+    result.assert_outcomes(failed=1)  # whale comes first; plain never runs
+    result = run(suite, "scenarios", "--sandbox-provider", "local", "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    assert "scenarios/whale/scenario.yaml::other hosts get 404" in result.stdout.lines
+    result.stdout.fnmatch_lines(["4 tests collected*"])
+
+
+CONFTEST_INTERRUPT = """
+import contextlib
+
+import sandbox.pytest_plugin as plugin
+from sandbox.targets.local import LocalTarget
+
+EVENTS = []
+ORIGINAL_DEPLOY = LocalTarget.deploy
+ORIGINAL_RUN = plugin.run_check
+
+
+@contextlib.contextmanager
+def deploy(self, scenario):
+    with ORIGINAL_DEPLOY(self, scenario) as deployment:
+        EVENTS.append("deployed")
+        yield deployment
+    EVENTS.append("cleaned up")
+
+
+def run_check(scenario, check, deployment, target=None):
+    if check.name == "other hosts get 404":
+        raise KeyboardInterrupt  # Ctrl-C while a check runs
+    return ORIGINAL_RUN(scenario, check, deployment, target)
+
+
+LocalTarget.deploy = deploy
+plugin.run_check = run_check
+
+
+def pytest_unconfigure(config):
+    LocalTarget.deploy = ORIGINAL_DEPLOY
+    plugin.run_check = ORIGINAL_RUN
+    print("EVENTS", EVENTS)
+"""
+
+
+def test_ctrl_c_cleans_up_the_deployed_scenario(suite: pytest.Pytester) -> None:
+    suite.makeconftest(CONFTEST_INTERRUPT)
+    result = suite.runpytest("scenarios/whale", "--sandbox-provider", "local", "-s", *QUIET,
+                             "-p", "no:xdist", no_reraise_ctrlc=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*KeyboardInterrupt*", "EVENTS ['deployed', 'cleaned up']"])

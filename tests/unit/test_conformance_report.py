@@ -200,3 +200,40 @@ def test_checks_without_a_result_are_skipped_or_not_supported(tmp_path: Path) ->
     http = report["profiles"][0]
     assert http["core"]["skippedTests"] == ["s/left out"]
     assert "extended" not in http  # the mirror check is not supported: counted nowhere
+
+
+def test_written_keys_are_sorted_like_upstreams_writer(tmp_path: Path) -> None:
+    # upstream marshals with sigs.k8s.io/yaml (through JSON objects): keys sorted at every level,
+    # e.g. gateway-api conformance/reports/v1.6/envoy-gateway/experimental-v1.9.0-default-report.yaml
+    path = tmp_path / "r.yaml"
+    C.write_conformance_report([C.TestResult("q/c", QUERY, "failed")], path, implementation=IMPL,
+                               exempt_features=["HTTPRouteRequestMirror"],
+                               gateway_api_version="v1.6.1", gateway_api_channel="experimental")
+    text = path.read_text()
+    top = [line.split(":")[0] for line in text.splitlines() if line[:1].isalpha()]
+    assert top == ["apiVersion", "date", "gatewayAPIChannel", "gatewayAPIVersion",
+                   "implementation", "kind", "mode", "profiles"]
+    data = yaml.safe_load(text)
+    assert list(data["profiles"][0]) == ["core", "extended", "name", "summary"]
+    assert list(data["profiles"][0]["extended"]) == [
+        "failedTests", "result", "statistics", "supportedFeatures", "unsupportedFeatures"]
+    assert list(data["implementation"]) == ["contact", "organization", "project", "url",
+                                            "version"]
+
+
+def test_implementation_fields_are_known_or_undefined(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(C.ENV_IMPLEMENTATION, raising=False)
+    from sandbox import __version__, settings
+
+    local = C.implementation_for("local")
+    # only what the installed package declares; this project declares no URL, author or org
+    assert (local.project, local.version) == ("gateway-sandbox", f"v{__version__}")
+    assert C.undefined_fields(local) == ["organization", "url", "contact"]
+    k3d = C.implementation_for("k3d")
+    assert k3d.version == settings.Settings().envoy_gateway_version
+    assert C.undefined_fields(k3d) == []
+    assert C.undefined_fields(C.implementation_for("existing")) == ["version"]
+    assert C.undefined_fields(C.implementation_for("address")) == [
+        "organization", "project", "url", "version", "contact"]
+    monkeypatch.setenv(C.ENV_IMPLEMENTATION, "organization=acme,url=https://x,contact=@a")
+    assert C.undefined_fields(C.implementation_for("local")) == []
