@@ -7,6 +7,7 @@ work without any cluster tooling.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -405,8 +406,10 @@ def _echo_command() -> click.Command:
                 ingress=ingress if ingress is not None else os.environ.get("INGRESS_NAME", ""),
             )
         except OSError as e:
+            hint = ("another program listens there (`ss -ltnp` names it); pick another "
+                    "--port, or --port 0 for a free one") if e.errno == errno.EADDRINUSE else None
             raise InputError(f"cannot listen on {host}:{port}: {e.strerror or e}",
-                             field="--port") from None
+                             field="--port", hint=hint) from None
         err.print(f"echo backend listening on {server.url} (Ctrl-C stops)")
         sys.stderr.flush()
         try:

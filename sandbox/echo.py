@@ -3,8 +3,9 @@
 Source followed: kubernetes-sigs/gateway-api ``conformance/echo-basic/echo-basic.go`` (v1.6.1):
 
 - any path (except the special ones) answers 200 with ``json.MarshalIndent(v, "", " ")`` of
-  ``{path: RequestURI (with query), host, method, proto, headers: {Canonical-Name: [values]},
-  namespace, ingress, service, pod, httpPort}`` plus ``Content-Type: application/json`` and
+  ``{path: RequestURI (with query, exactly as sent), host, method, proto,
+  headers: {Canonical-Name: [values]}, httpPort, namespace, ingress, service, pod}`` (struct
+  field order; ``<>&`` escaped like Go's encoding/json) plus ``Content-Type: application/json`` and
   ``X-Content-Type-Options: nosniff``; Go moves ``Host`` out of ``r.Header``, so it is not in
   ``headers``;
 - ``X-Echo-Set-Header: Name:val,Name2:val2`` sets those response headers (a repeated name has its
@@ -83,6 +84,17 @@ def canonical_header_key(name: str) -> str:
     return "".join(out)
 
 
+_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+               "\u2029": "\\u2029"}
+
+
+def go_json_indent(value: Any) -> str:
+    """``json.MarshalIndent(value, "", " ")`` of Go: UTF-8 kept, ``<>&`` and U+2028/2029
+    escaped (encoding/json HTML-safe escaping), keys in the order given (struct field order)."""
+    text = json.dumps(value, indent=1, ensure_ascii=False)
+    return re.sub("[<>&\u2028\u2029]", lambda m: _GO_ESCAPES[m.group(0)], text)
+
+
 class _EchoHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _EchoHTTPServer
@@ -122,9 +134,17 @@ class _EchoHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def _request_uri(self) -> str:
+        """The request-target exactly as sent (Go's ``r.RequestURI``).
+
+        ``self.path`` is not: Python >= 3.11.? collapses a leading ``//`` (gh-87389).
+        """
+        words = self.raw_requestline.decode("iso-8859-1").rstrip("\r\n").split()
+        return words[1] if len(words) == 3 else self.path
+
     def _handle(self) -> None:
         self._read_body()
-        uri = self.path
+        uri = self._request_uri()
         mux_path = urlsplit(uri).path.replace("//", "/")
         if mux_path == "/health":
             self._send(200, b"OK", [("Content-Type", "text/plain; charset=utf-8")])
@@ -157,7 +177,10 @@ class _EchoHandler(BaseHTTPRequestHandler):
             key = canonical_header_key(name)
             if key == "Host":
                 continue  # Go keeps it in r.Host, not r.Header
-            headers.setdefault(key, []).append(value)
+            # http.server reads header bytes as Latin-1; Go keeps the bytes, and its JSON
+            # encoder writes invalid UTF-8 as U+FFFD
+            headers.setdefault(key, []).append(
+                value.encode("iso-8859-1", "replace").decode("utf-8", "replace"))
         srv = self.server
         payload: dict[str, Any] = {
             "path": uri,
@@ -165,13 +188,13 @@ class _EchoHandler(BaseHTTPRequestHandler):
             "method": self.command,
             "proto": self.request_version,
             "headers": headers,
+            "httpPort": srv.http_port,
             "namespace": srv.namespace,
             "ingress": srv.ingress,
             "service": srv.service,
             "pod": srv.pod,
-            "httpPort": srv.http_port,
         }
-        body = json.dumps(payload, indent=1).encode()
+        body = go_json_indent(payload).encode()
 
         response_headers: list[tuple[str, str]] = []
         set_headers: dict[str, str] = {}

@@ -22,19 +22,19 @@ logic is tested without the network or the wall clock.
 
 from __future__ import annotations
 
+import http.client
 import json
+import re
 import shlex
+import socket
+import ssl
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
-
-import requests
-from requests.adapters import HTTPAdapter
 
 from sandbox import __version__
 from sandbox.scenario import Check, ExpectedRequest
@@ -137,9 +137,15 @@ class ProbeRequest:
         return headers
 
     def curl(self) -> str:
-        """The same request as a curl command a person can paste."""
-        parts = ["curl", "-sS", "-i"]
-        if self.method != "GET":
+        """The same request as a curl command a person can paste.
+
+        ``-g`` keeps curl from reading ``[]{}`` as URL globs, ``--path-as-is`` keeps ``/./`` and
+        ``/../``, ``-I`` (not ``-X HEAD``, which waits for a body) sends a HEAD, and an empty
+        header is written ``-H 'Name;'`` (curl drops ``Name:`` with no value).
+        """
+        parts = ["curl", "-sS"]
+        parts += ["-I"] if self.method == "HEAD" else ["-i"]
+        if self.method not in ("GET", "HEAD"):
             parts += ["-X", self.method]
         if self.scheme == "https" and self.host:
             parts += ["-k", "--resolve", f"{self.host}:{self.address.port}:{self.address.host}"]
@@ -148,8 +154,12 @@ class ProbeRequest:
             url = self.url
             if self.scheme == "https":
                 parts.append("-k")
+        if any(c in url for c in "[]{}"):
+            parts.append("-g")
+        if re.search(r"/\.\.?(/|$|\?)", self.path.split("?", 1)[0] + "?"):
+            parts.append("--path-as-is")
         for name, value in self.all_headers().items():
-            parts += ["-H", f"{name}: {value}"]
+            parts += ["-H", f"{name}: {value}" if value.strip() else f"{name};"]
         parts.append(url)
         return " ".join(shlex.quote(p) for p in parts)
 
@@ -180,17 +190,26 @@ class CheckResult:
 # --------------------------------------------------------------------------------------------
 
 
-class _SNIAdapter(HTTPAdapter):
-    """Connect to the address but send ``server_hostname`` as TLS SNI (and check nothing)."""
+_METHODS_WITH_BODY = ("POST", "PUT", "PATCH")  # Content-Length: 0 without a body, as Go and
+# http.client send it
+_MAX_BODY = 1 << 20  # bytes of a response body read; an echo answer is a few hundred
 
-    def __init__(self, server_hostname: str) -> None:
-        self._server_hostname = server_hostname
-        super().__init__(max_retries=0)
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["server_hostname"] = self._server_hostname
-        kwargs["assert_hostname"] = False
-        super().init_poolmanager(*args, **kwargs)
+class _SNIConnection(http.client.HTTPSConnection):
+    """HTTPS to the address with ``server_name`` as TLS SNI, checking no certificate."""
+
+    def __init__(self, host: str, port: int, *, server_name: str, timeout: float) -> None:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._sni_context = context
+        self._server_name = server_name
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        # an IP address is never sent as SNI (RFC 6066), like Go and curl
+        self.sock = self._sni_context.wrap_socket(sock, server_hostname=self._server_name)
 
 
 def _join_headers(raw: Any) -> dict[str, str]:
@@ -227,53 +246,95 @@ def parse_echo(observed: Observed, body: Any) -> None:
 
 
 def send_http(req: ProbeRequest) -> Observed:
-    """Send one request on a fresh connection (no keep-alive, no redirects) and describe it."""
+    """Send one request on a fresh connection (no keep-alive, no redirects) and describe it.
+
+    The request line carries ``path`` exactly as the scenario wrote it (http.client, not
+    requests/urllib3, which percent-encode ``[]{}`` and drop ``/./`` and ``/../`` segments), so
+    what the backend sees is what the scenario says and what ``ProbeRequest.curl()`` prints.
+    """
     start = time.monotonic()
-    session = requests.Session()
-    session.trust_env = False  # never through a proxy from the environment: loopback only
+    conn: http.client.HTTPConnection
     if req.scheme == "https":
-        session.mount("https://", _SNIAdapter(req.host or req.address.host))
+        conn = _SNIConnection(req.address.host, req.address.port,
+                              server_name=req.host.rsplit(":", 1)[0] if req.host else
+                              req.address.host, timeout=req.timeout)
     else:
-        session.mount("http://", HTTPAdapter(max_retries=0))
-    headers = {"User-Agent": USER_AGENT, "Connection": "close", **req.all_headers()}
+        conn = http.client.HTTPConnection(req.address.host, req.address.port,
+                                          timeout=req.timeout)
+    headers = {"User-Agent": USER_AGENT, "Accept": "*/*", "Connection": "close",
+               **req.all_headers()}
+    headers.setdefault("Host", req.host_header)
+    if req.method in _METHODS_WITH_BODY and not any(
+            k.lower() == "content-length" for k in headers):
+        headers["Content-Length"] = "0"
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # InsecureRequestWarning: we check no certificate
-            resp = session.request(
-                req.method, req.url, headers=headers, allow_redirects=False,
-                timeout=req.timeout, verify=False, stream=False,
-            )
-    except requests.Timeout:
+        conn.putrequest(req.method, req.path or "/", skip_host=True, skip_accept_encoding=True)
+        for name, value in headers.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        resp = conn.getresponse()
+        body = resp.read(_MAX_BODY)
+        raw_headers = resp.getheaders()
+        status = resp.status
+    except TimeoutError:
         return Observed(status=None, error=f"no response within {req.timeout:g}s",
                         duration=time.monotonic() - start)
-    except requests.RequestException as e:
+    except (OSError, http.client.HTTPException, ValueError) as e:
         return Observed(status=None, error=_short_error(e), duration=time.monotonic() - start)
     finally:
-        session.close()
+        conn.close()
     observed = Observed(
-        status=resp.status_code,
-        headers=_join_headers(resp.raw.headers if resp.raw is not None else resp.headers),
-        location=resp.headers.get("Location"),
+        status=status,
+        headers=_join_headers(_Pairs(raw_headers)),
+        location=next((v for k, v in raw_headers if k.lower() == "location"), None),
         duration=time.monotonic() - start,
     )
-    content_type = resp.headers.get("Content-Type", "")
+    content_type = next((v for k, v in raw_headers if k.lower() == "content-type"), "")
+    text = body.decode("utf-8", "replace")
     if content_type.split(";")[0].strip().lower() == "application/json":
         try:
-            observed.body = resp.json()
+            observed.body = json.loads(body)
         except ValueError:
-            observed.text = resp.text[:500]
+            observed.text = text[:500]
         parse_echo(observed, observed.body)
     else:
-        observed.text = resp.text[:500]
+        observed.text = text[:500]
     return observed
 
 
+class _Pairs:
+    """(name, value) pairs with an ``items()`` that keeps repeated names, for _join_headers."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = pairs
+
+    def items(self) -> list[tuple[str, str]]:
+        return self._pairs
+
+
 def _short_error(e: Exception) -> str:
+    """One line for a request that got no response: ``ConnectionError: Connection refused``."""
+    if isinstance(e, ssl.SSLError):
+        return f"SSLError: {e.reason or e}"
+    if isinstance(e, ConnectionRefusedError):
+        return "ConnectionError: Connection refused"
+    if isinstance(e, ConnectionResetError):
+        return "ConnectionError: Connection reset"
+    if isinstance(e, ConnectionAbortedError):
+        return "ConnectionError: Connection aborted"
+    if isinstance(e, http.client.RemoteDisconnected):
+        return "ConnectionError: RemoteDisconnected (closed without a response)"
+    if isinstance(e, http.client.BadStatusLine):
+        return f"ConnectionError: BadStatusLine {str(e)[:80]!r}"
+    if isinstance(e, socket.gaierror):
+        return f"ConnectionError: {e.strerror or e}"
+    if isinstance(e, http.client.InvalidURL):
+        return f"InvalidURL: {e}"
     text = str(e)
     for marker in ("Connection refused", "Connection reset", "Connection aborted",
-                   "RemoteDisconnected", "BadStatusLine", "Name or service not known"):
+                   "Name or service not known"):
         if marker in text:
-            return f"{type(e).__name__}: {marker}"
+            return f"ConnectionError: {marker}"
     return f"{type(e).__name__}: {text[:200]}"
 
 

@@ -107,3 +107,61 @@ def test_canonical_header_key() -> None:
     assert canonical_header_key("x-foo-BAR") == "X-Foo-Bar"
     assert canonical_header_key("content-length") == "Content-Length"
     assert canonical_header_key("bad header") == "bad header"
+
+
+def _raw(echo: EchoServer, request_line: str, headers: str = "Host: h\r\n") -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", echo.port), timeout=5) as s:
+        s.sendall(f"{request_line}\r\n{headers}Connection: close\r\n\r\n".encode("latin-1"))
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data
+
+
+def test_echo_keys_in_upstream_struct_order(echo: EchoServer) -> None:
+    # echo-basic.go (v1.5.1+): RequestAssertions{Path, Host, Method, Proto, Headers, HTTPPort,
+    # Context{Namespace, Ingress, Service, Pod}, TLS omitempty}, json.MarshalIndent(.., "", " ")
+    body = _raw(echo, "GET /k HTTP/1.1").split(b"\r\n\r\n", 1)[1].decode()
+    import json
+
+    assert list(json.loads(body)) == ["path", "host", "method", "proto", "headers", "httpPort",
+                                      "namespace", "ingress", "service", "pod"]
+    assert body.startswith('{\n "path": "/k",\n "host": "h",\n')
+
+
+def test_echo_path_is_the_raw_request_uri(echo: EchoServer) -> None:
+    # Go's r.RequestURI keeps a leading "//" (Python's http.server collapses it in self.path),
+    # dot segments and brackets; encoding/json escapes & < > as \u0026 \u003c \u003e
+    body = _raw(echo, "GET //a/../b?x[0]=1&y=<z> HTTP/1.1").split(b"\r\n\r\n", 1)[1].decode()
+    assert '"path": "//a/../b?x[0]=1\\u0026y=\\u003cz\\u003e"' in body
+    import json
+
+    assert json.loads(body)["path"] == "//a/../b?x[0]=1&y=<z>"
+
+
+def test_echo_header_bytes_are_utf8(echo: EchoServer) -> None:
+    import json
+
+    raw = _raw(echo, "GET / HTTP/1.1", "Host: h\r\nX-Caf: caf\u00e9\r\n".replace(
+        "caf\u00e9", "caf\u00c3\u00a9"))  # the UTF-8 bytes of "café", sent as Latin-1 text
+    assert json.loads(raw.split(b"\r\n\r\n", 1)[1])["headers"]["X-Caf"] == ["caf\u00e9"]
+
+
+def test_cli_echo_on_a_busy_port_says_what_to_do() -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "sandbox", "echo", "--port", str(port)],
+                           capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in r.stderr
+    assert "--port 0" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -274,3 +274,47 @@ def test_repeated_response_headers_are_joined_with_a_comma() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+REPRODUCED = [
+    Request(host="www.example.com", path="/q?a[0]=1&b={x}"),
+    Request(host="www.example.com", path="/a/../b/./c"),
+    Request(host="www.example.com", path="//d//e?x=%2f"),
+    Request(host="www.example.com", path="/p", method="POST",
+            headers={"X-Empty": "", "X-Foo": "bar"}, backend_response_headers={"X-Set": "v"}),
+]
+
+
+@pytest.mark.parametrize("request_", REPRODUCED, ids=["globs", "dots", "slashes", "post"])
+def test_the_backend_sees_the_path_as_written_and_curl_sends_the_same(
+        echo: EchoServer, request_: Request) -> None:
+    import json
+    import shutil
+    import subprocess
+
+    probe = Prober(**FAST)
+    sent = probe.build(check(request=request_), addr(echo.port))
+    result = probe.run(check(request=request_, consecutive=1), addr(echo.port))
+    assert result.passed, result.mismatches  # the request arrived unchanged
+    seen = result.observed.request if result.observed else None
+    assert seen is not None and seen.path == request_.path and seen.method == request_.method
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed: the probe side is checked, the curl side is not")
+    r = subprocess.run(sent.curl(), shell=True, capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    head, _, body = r.stdout.partition("\n\n")
+    by_curl = json.loads(body)
+    assert (by_curl["method"], by_curl["path"], by_curl["host"]) == (
+        seen.method, seen.path, seen.host)
+    ours = {k: v for k, v in seen.headers.items() if k.startswith("X-")}
+    assert {k: v for k, v in by_curl["headers"].items() if k.startswith("X-")} == ours
+    if request_.backend_response_headers:
+        assert "\nX-Set: v" in head
+
+
+def test_head_is_answered_without_waiting_for_a_body(echo: EchoServer) -> None:
+    result = Prober(**FAST).run(
+        check(request=Request(host="h", method="HEAD"), consecutive=1, request_timeout=2),
+        addr(echo.port))
+    assert result.observed is not None and result.observed.status == 200
+    assert result.observed.duration < 2

@@ -280,18 +280,35 @@ def test_default_grpc_sender_is_the_grpc_echo_client() -> None:
 
 
 def test_request_building_and_curl() -> None:
-    c = check(request=Request(host="www.example.com", path="/a b?x='1'", method="POST",
+    c = check(request=Request(host="www.example.com", path="/a?x='1'", method="POST",
                               headers={"X-Foo": "bar"},
                               backend_response_headers={"X-A": "1", "X-B": "2"}))
     req = Prober().build(c, ADDR)
     assert req.headers == {"X-Foo": "bar", "X-Echo-Set-Header": "X-A:1,X-B:2"}
     assert req.curl() == (
         "curl -sS -i -X POST -H 'X-Foo: bar' -H 'X-Echo-Set-Header: X-A:1,X-B:2' "
-        "-H 'Host: www.example.com' 'http://127.0.0.1:8080/a b?x='\"'\"'1'\"'\"''")
+        "-H 'Host: www.example.com' 'http://127.0.0.1:8080/a?x='\"'\"'1'\"'\"''")
     https = Prober().build(check(request=Request(host="a.example.com", scheme="https")),
                            Address("127.0.0.1", 8443))
     assert https.curl() == ("curl -sS -i -k --resolve a.example.com:8443:127.0.0.1 "
                             "-H 'Host: a.example.com' https://a.example.com:8443/")
+
+
+@pytest.mark.parametrize(("request_", "flags"), [
+    # curl reads [] {} as URL globs: -g
+    (Request(path="/q?a[0]=1&b={x}"), "curl -sS -i -g -H 'Host: h' 'http://127.0.0.1:8080/q?a[0]=1&b={x}'"),
+    # curl merges /./ and /../ away unless --path-as-is
+    (Request(path="/a/../b/./c"), "curl -sS -i --path-as-is -H 'Host: h' http://127.0.0.1:8080/a/../b/./c"),
+    (Request(path="/a/..?x=1"), "curl -sS -i --path-as-is -H 'Host: h' 'http://127.0.0.1:8080/a/..?x=1'"),
+    (Request(path="/.well-known/x"), "curl -sS -i -H 'Host: h' http://127.0.0.1:8080/.well-known/x"),
+    # -X HEAD makes curl wait for a body that never comes: -I
+    (Request(method="HEAD"), "curl -sS -I -H 'Host: h' http://127.0.0.1:8080/"),
+    # "X-E:" with no value removes a header in curl; "X-E;" sends it empty
+    (Request(headers={"X-E": ""}), "curl -sS -i -H 'X-E;' -H 'Host: h' http://127.0.0.1:8080/"),
+])
+def test_curl_reproduces_what_is_sent(request_: Request, flags: str) -> None:
+    request_.host = "h"
+    assert Prober().build(check(request=request_), ADDR).curl() == flags
 
 
 def test_parse_echo_ignores_other_json() -> None:
