@@ -40,6 +40,7 @@ INSTALL_ENV = "SANDBOX_ENVOY_GATEWAY_INSTALL_YAML"
 DEPLOYMENT = "envoy-gateway"
 OWNING_GATEWAY_NAME = "gateway.envoyproxy.io/owning-gateway-name"
 OWNING_GATEWAY_NAMESPACE = "gateway.envoyproxy.io/owning-gateway-namespace"
+SHUTDOWN = {"drainTimeout": "5s", "minDrainDuration": "1s"}  # EnvoyProxy spec.shutdown
 # CRDs the sandbox itself relies on; every CRD in install.yaml is waited for at install.
 KEY_CRDS = (
     "gatewayclasses.gateway.networking.k8s.io",
@@ -192,7 +193,11 @@ class EnvoyGateway:
                 "provider": {
                     "type": "Kubernetes",
                     "kubernetes": {"envoyService": {"type": "ClusterIP"}},
-                }
+                },
+                # each scenario's Gateway gets its own data plane, deleted with the scenario:
+                # drain for seconds, not the default 60 s (EG's own test EnvoyProxy does the
+                # same: test/config/gatewayclass.yaml), so terminating pods do not pile up
+                "shutdown": dict(SHUTDOWN),
             },
         }
 
@@ -220,7 +225,8 @@ class EnvoyGateway:
         ref = spec.get("parametersRef") or {}
         if spec.get("controllerName") != self.controller_name or ref.get("name") != self.proxy_name:
             return False
-        return kubectl.exists("envoyproxy", self.proxy_name, namespace=self.namespace)
+        proxy = kubectl.get_json("envoyproxy", self.proxy_name, namespace=self.namespace)
+        return proxy is not None and (proxy.get("spec") or {}).get("shutdown") == SHUTDOWN
 
     def ensure_gateway_class(self, kubectl: Kubectl, *, timeout: float) -> None:
         # EnvoyProxy first in the stream (server-side apply goes in order): a parametersRef to a

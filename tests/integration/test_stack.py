@@ -75,6 +75,7 @@ def test_lifecycle_up_repeat_status_down_twice(world: FakeWorld) -> None:
     objects = world.state()["objects"]["sandbox"]
     proxy = objects["EnvoyProxy/envoy-gateway-system/sandbox-proxy"]
     assert proxy["spec"]["provider"] == {"type": "Kubernetes", "kubernetes": {"envoyService": {"type": "ClusterIP"}}}
+    assert proxy["spec"]["shutdown"] == {"drainTimeout": "5s", "minDrainDuration": "1s"}
     gc = objects["GatewayClass//eg"]
     assert gc["spec"]["controllerName"] == "gateway.envoyproxy.io/gatewayclass-controller"
     assert gc["spec"]["parametersRef"]["name"] == "sandbox-proxy"

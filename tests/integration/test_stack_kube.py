@@ -144,3 +144,15 @@ def test_wait_rides_out_an_api_server_that_is_not_up_yet(world: FakeWorld, kubec
     finally:
         timer.join()
     assert "node/k3d-sandbox-server-0 condition met" in out
+
+
+def test_an_envoy_proxy_without_the_short_drain_is_updated(kubectl: Kubectl) -> None:
+    eg = EnvoyGateway()
+    assert eg.gateway_class_ready(kubectl)
+    old = eg.envoy_proxy()
+    del old["spec"]["shutdown"]  # as an earlier sandbox applied it
+    kubectl.run(["delete", "envoyproxy", eg.proxy_name, "-n", eg.namespace])
+    kubectl.apply([old])
+    assert not eg.gateway_class_ready(kubectl)
+    eg.ensure_gateway_class(kubectl, timeout=10)
+    assert eg.gateway_class_ready(kubectl)
