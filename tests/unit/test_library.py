@@ -224,3 +224,30 @@ def test_no_http_and_grpc_routes_share_a_hostname(folder: Path) -> None:
     The library avoids the case so that both agree."""
     model = build_model(_load(folder))
     assert not [n for n in model.notes if "overlap a route of the other kind" in n]
+
+
+def _http_matches(s: Scenario) -> list[tuple[str, str, str, bool, int]]:
+    """(route, path type, path value, has a method, header count) of every HTTPRoute match."""
+    out = []
+    for route in _objects(s, "HTTPRoute"):
+        for rule in (route.get("spec") or {}).get("rules") or []:
+            for m in rule.get("matches") or [{}]:
+                path = m.get("path") or {}
+                value = str(path.get("value", "/"))
+                value = value.rstrip("/") or "/"  # EG trims a PathPrefix's trailing slash
+                out.append((route["metadata"]["name"], str(path.get("type", "PathPrefix")), value,
+                            bool(m.get("method")), len(m.get("headers") or [])))
+    return out
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=_ids(FOLDERS))
+def test_no_method_against_header_count_precedence(folder: Path) -> None:
+    """The spec ranks a method match above more header matches; Envoy Gateway v1.9.0 turns the
+    method into a `:method` header match (internal/gatewayapi/route.go) and sorts by header
+    count (internal/gatewayapi/sort.go), so a method match only ties with one more header. The
+    library never puts the two in competition on the same path."""
+    matches = _http_matches(_load(folder))
+    for a in matches:
+        for b in matches:
+            if a[1:3] == b[1:3] and a[3] and not b[3]:
+                assert b[4] < a[4] + 1, f"{a[0]} (method, {a[4]} headers) vs {b[0]} ({b[4]} headers)"
