@@ -17,6 +17,13 @@ features follow upstream's flags: all by default (against Envoy Gateway, all but
 conformance run skips, ``features.ENVOY_GATEWAY_EXEMPT``), ``--supported-features`` restricts,
 ``--exempt-features`` removes, and the profiles' core features are always supported.
 
+ConformanceReport (``--conformance-report``): a test is one check, named
+``<scenario folder>/<check name>`` (upstream names tests by ShortName); checks left out by
+``-k``/``-m``/``--lf`` count as Skipped, as upstream counts tests left out by ``--run-test``,
+except under xdist, where the controller does not see what the workers leave out. JUnit's
+failure message and pytest's ``-r`` line are the failure's first line (``DomainFailure``).
+Ctrl-C tears the deployed scenario down (pytest runs the collectors' teardown on interrupt).
+
 Options: ``--sandbox-provider`` (k3d | local | existing), ``--sandbox-keep``,
 ``--sandbox-scenarios DIR``, ``--sandbox-context``, ``--sandbox-gateway-class``,
 ``--supported-features``, ``--exempt-features``, ``--conformance-report FILE``,
