@@ -2,10 +2,13 @@
 
 ``ping`` uses the docker SDK (``docker.from_env(timeout=...)``, which reads ``DOCKER_HOST``,
 ``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH``; the SDK asks ``GET /version`` for the API
-version and then ``GET /_ping``). When ``DOCKER_HOST`` is unset and the default socket is
-missing, the current Docker CLI context is tried (Docker Desktop on macOS serves
-``~/.docker/run/docker.sock`` through the ``desktop-linux`` context), and the endpoint found is
-returned so that k3d, which reads ``DOCKER_HOST``, is pointed at the same engine.
+version and then ``GET /_ping``). The engine is chosen as the Docker CLI chooses it (docker/cli
+cli/command/cli.go ``resolveContextName``/``getServerHost``): ``DOCKER_HOST``, else the
+context named by ``DOCKER_CONTEXT``, else the ``currentContext`` of ``~/.docker/config.json``
+(``DOCKER_CONFIG`` moves it), else the default socket. So Docker Desktop on macOS
+(``desktop-linux`` context, ``~/.docker/run/docker.sock``), colima, OrbStack and rootless Docker
+work as ``docker info`` does, also when a stale ``/var/run/docker.sock`` is left behind. The
+endpoint found is returned so that k3d, which reads ``DOCKER_HOST``, uses the same engine.
 
 Ownership: k3d labels every container of a cluster ``k3d.cluster=NAME`` (k3d pkg/types
 ``LabelClusterName``) and the sandbox adds its own runtime label ``settings.OWNER_LABEL``
@@ -18,7 +21,6 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sandbox.errors import DockerUnavailable
@@ -40,11 +42,13 @@ def fix_hint() -> str:
 
 
 def _context_host() -> str | None:
-    """The Docker CLI's current context endpoint, when it is not the default socket."""
+    """The endpoint of ``DOCKER_CONTEXT`` or the CLI's current context, unless it is the
+    default one (None: the SDK's default socket)."""
+    name = os.environ.get("DOCKER_CONTEXT") or None
     try:
         from docker.context import ContextAPI
 
-        context = ContextAPI.get_current_context()
+        context = ContextAPI.get_context(name)
         host = getattr(context, "Host", None) if context is not None else None
     except Exception:
         return None
@@ -54,11 +58,9 @@ def _context_host() -> str | None:
 
 
 def engine_host() -> str | None:
-    """``DOCKER_HOST``, else a non-default CLI context endpoint when the default socket is absent."""
+    """``DOCKER_HOST``, else a non-default context endpoint (see the module docstring)."""
     if os.environ.get("DOCKER_HOST"):
         return os.environ["DOCKER_HOST"]
-    if Path(DEFAULT_SOCKET).exists():
-        return None
     return _context_host()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,45 @@ def test_docker_reasons(raw: str, reason: str) -> None:
 def test_docker_fix_names_the_remedies() -> None:
     hint = docker_engine.fix_hint()
     assert "DOCKER_HOST" in hint and "docker info" in hint
+
+
+def _docker_config(tmp_path: Path, current: str | None, contexts: dict[str, str]) -> Path:
+    """A ~/.docker as the Docker CLI writes it: config.json with currentContext, and
+    contexts/meta/<sha256(name)>/meta.json (docker/cli cli/context/store/metadatastore.go)."""
+    root = tmp_path / "docker-config"
+    root.mkdir()
+    (root / "config.json").write_text(json.dumps({"currentContext": current} if current else {}))
+    for name, host in contexts.items():
+        meta = root / "contexts" / "meta" / hashlib.sha256(name.encode()).hexdigest()
+        meta.mkdir(parents=True)
+        (meta / "meta.json").write_text(json.dumps(
+            {"Name": name, "Metadata": {}, "Endpoints": {"docker": {"Host": host, "SkipTLSVerify": False}}}
+        ))
+    return root
+
+
+def test_engine_is_chosen_as_the_docker_cli_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    desktop = "unix:///Users/me/.docker/run/docker.sock"
+    colima = "unix:///Users/me/.colima/default/docker.sock"
+    config = _docker_config(tmp_path, "desktop-linux", {"desktop-linux": desktop, "colima": colima})
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    # the current context wins over the default socket, existing or not (Docker Desktop, macOS)
+    assert docker_engine.engine_host() == desktop
+    assert docker_engine.Engine(docker_engine.engine_host(), "27", "1.47", "linux").env() == {"DOCKER_HOST": desktop}
+    monkeypatch.setenv("DOCKER_CONTEXT", "colima")  # DOCKER_CONTEXT over currentContext
+    assert docker_engine.engine_host() == colima
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:2375")  # DOCKER_HOST over everything
+    assert docker_engine.engine_host() == "tcp://127.0.0.1:2375"
+
+
+def test_default_context_means_the_default_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(_docker_config(tmp_path, None, {})))
+    assert docker_engine.engine_host() is None
+    monkeypatch.setenv("DOCKER_CONTEXT", "default")
+    assert docker_engine.engine_host() is None
+    monkeypatch.setenv("DOCKER_CONTEXT", "gone")  # unknown context: the SDK default
+    assert docker_engine.engine_host() is None
