@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 a check failed, 2 usage or input error, 3 environment error
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import click
 
@@ -31,11 +32,45 @@ Exit codes:
 @click.pass_context
 def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """A disposable local Gateway API stack (k3d + Envoy Gateway) and scenario runner."""
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=_log_level(verbose, quiet),
+                        format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = {"verbose": verbose, "quiet": quiet}
+
+
+def _log_level(verbose: int, quiet: bool) -> int:
+    if quiet:
+        return logging.WARNING
+    return logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+
+
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """``-v``/``-q`` given after the command name (``sandbox run X -q``) mean the same as before
+    it: they update the settings the group callback made (it runs before these are parsed)."""
+    if not value:
+        return
+    obj = ctx.ensure_object(dict)
+    if param.name == "quiet":
+        obj["quiet"] = True
+    else:
+        obj["verbose"] = int(obj.get("verbose") or 0) + int(value)
+    logging.getLogger().setLevel(_log_level(int(obj.get("verbose") or 0),
+                                            bool(obj.get("quiet"))))
+
+
+def _add_verbosity_options(group: click.Group) -> None:
+    for command in group.commands.values():
+        names = {opt for p in command.params for opt in getattr(p, "opts", [])}
+        if "-v" not in names:
+            command.params.append(click.Option(
+                ["-v", "--verbose"], count=True, expose_value=False, is_eager=True,
+                callback=_set_verbosity, help="More detail on stderr (repeatable)."))
+        if "-q" not in names:
+            command.params.append(click.Option(
+                ["-q", "--quiet"], is_flag=True, expose_value=False, is_eager=True,
+                callback=_set_verbosity, help="Only errors and the final result."))
 
 
 cli_stack.register(main)
 cli_scenarios.register(main)
 cli_explain.register(main)
+_add_verbosity_options(main)

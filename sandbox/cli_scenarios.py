@@ -327,7 +327,12 @@ def _run_command() -> click.Command:
             if not quiet:
                 err.print(line, markup=False, highlight=False, style="dim")
 
+        shown = [0]  # lines printed before the summary
+
         def on_result(scenario: Scenario, result: Any) -> None:
+            if quiet and result.status == "passed":
+                return  # -q: failures, skips and the summary only
+            shown[0] += 1
             style = {"passed": "green", "failed": "bold red", "skipped": "yellow"}[result.status]
             live.print(report_mod.check_line(scenario, result), markup=False, highlight=False,
                        style=style)
@@ -364,7 +369,8 @@ def _run_command() -> click.Command:
             if details:
                 out.print("\n" + details, markup=False, highlight=False)
             style = "green" if run_report.exit_code == EXIT_OK else "bold red"
-            out.print("\n" + summary, markup=False, highlight=False, style=style)
+            out.print(("\n" if shown[0] or details else "") + summary, markup=False,
+                      highlight=False, style=style)
         if junit is not None and not quiet:
             err.print(f"JUnit report: {junit}", markup=False, highlight=False)
         sys.exit(run_report.exit_code)

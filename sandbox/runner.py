@@ -149,6 +149,7 @@ class Runner:
         scenario = sr.scenario
         start = time.monotonic()
         body_done = False
+        interrupted = False
         deploys = getattr(self.target, "deploys", True)  # the address target deploys nothing
         if deploys:
             self.progress(f"{scenario.name}: deploying on {self.target.name}")
@@ -158,14 +159,22 @@ class Runner:
                 if deployment.namespace:
                     self.progress(f"{scenario.name}: ready in namespace {deployment.namespace}")
                 failed = False
-                for check in checks:
-                    if failed and fail_fast:
-                        sr.checks.append(_skipped(check, "not run: --fail-fast after a failure"))
-                        continue
-                    result = self.run_check(scenario, check, deployment)
-                    sr.checks.append(result)
-                    self.on_result(scenario, result)
-                    failed = failed or result.status == "failed"
+                try:
+                    for check in checks:
+                        if failed and fail_fast:
+                            sr.checks.append(
+                                _skipped(check, "not run: --fail-fast after a failure"))
+                            continue
+                        result = self.run_check(scenario, check, deployment)
+                        sr.checks.append(result)
+                        self.on_result(scenario, result)
+                        failed = failed or result.status == "failed"
+                except KeyboardInterrupt:
+                    interrupted = True
+                    if deploys and not self._keep():
+                        self.progress(f"{scenario.name}: interrupted; cleaning up (Ctrl-C "
+                                      "again leaves it behind)")
+                    raise
                 if failed:
                     try:
                         sr.diagnostics = deployment.diagnostics()
@@ -176,7 +185,15 @@ class Runner:
                 body_done = True
                 if deploys and not self._keep():
                     self.progress(f"{scenario.name}: cleaning up")
+        except KeyboardInterrupt:
+            if interrupted and deploys and not self._keep():
+                self.progress(f"{scenario.name}: cleaned up")
+            raise
         except SandboxError as e:
+            if interrupted:  # the cleanup after Ctrl-C failed: say so, and stop all the same
+                sr.cleanup_error = e
+                self.progress(f"{scenario.name}: cleanup failed: {e}")
+                raise KeyboardInterrupt from e
             if body_done:
                 sr.cleanup_error = e
                 self.progress(f"{scenario.name}: cleanup failed: {e}")

@@ -119,6 +119,22 @@ def test_failing_scenario_exits_1_and_shows_expected_vs_observed(
     assert "Traceback" not in r.stderr
 
 
+def test_quiet_and_verbose_after_the_command(tmp_path: Path, echo: EchoServer) -> None:
+    # like pytest -q / hurl --verbose: the flags work where people type them, after the command
+    folder = scenario(tmp_path, "fail", FAILING)
+    r = sandbox("run", str(folder), "--address", f"127.0.0.1:{echo.port}", "-q", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert "PASS" not in r.stdout  # -q: failures and the summary only
+    assert "FAIL fail / other hosts get 404" in r.stdout
+    assert "FAILED fail / other hosts get 404\n  at      fail/scenario.yaml:9" in r.stdout
+    assert r.stdout.rstrip().splitlines()[-1].startswith(
+        "3 executed, 1 passed, 2 failed, 0 skipped in ")
+    r = sandbox("run", str(folder), "--address", f"127.0.0.1:{echo.port}", "-k", "routed",
+                "-v", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "PASS fail / routed" in r.stdout
+
+
 def test_json_output_and_k_pattern(tmp_path: Path, echo: EchoServer) -> None:
     folder = scenario(tmp_path, "fail", FAILING)
     r = sandbox("run", str(folder), "--address", f"127.0.0.1:{echo.port}", "-o", "json",

@@ -160,6 +160,32 @@ def test_ctrl_c_cleans_up_and_propagates() -> None:
     assert target.cleaned == ["demo"]
 
 
+def test_ctrl_c_says_it_cleans_up_and_stops_even_when_cleanup_fails() -> None:
+    def interrupted(req: ProbeRequest) -> Observed:
+        raise KeyboardInterrupt
+
+    class CleanupFailsEvenOnError(FakeTarget):
+        @contextmanager
+        def deploy(self, scenario: Scenario) -> Iterator[FakeDeployment]:
+            try:
+                yield FakeDeployment(self)
+            finally:
+                self.cleaned.append(scenario.name)
+                if self.fail_cleanup:
+                    raise ClusterError("namespace sbx-test-abcde still Terminating after 60s")
+
+    for fail_cleanup, last in ((False, "demo: cleaned up"),
+                               (True, "demo: cleanup failed: namespace sbx-test-abcde still")):
+        target = CleanupFailsEvenOnError(fail_cleanup=fail_cleanup)
+        lines: list[str] = []
+        with pytest.raises(KeyboardInterrupt):  # never the next scenario after Ctrl-C
+            Runner(target, prober=Prober(send=interrupted), progress=lines.append).run(
+                [make_scenario("demo", ("a", 200)), make_scenario("next", ("b", 200))])
+        assert target.cleaned == ["demo"]
+        assert lines[-2] == "demo: interrupted; cleaning up (Ctrl-C again leaves it behind)"
+        assert lines[-1].startswith(last)
+
+
 def test_json_shape_is_stable() -> None:
     rr = Runner(FakeTarget(), prober=prober()).run(
         [make_scenario("demo", ("routed", 200), ("not-routed", 404))])
