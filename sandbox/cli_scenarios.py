@@ -47,19 +47,17 @@ def _list_command() -> click.Command:
         """
         rows: list[dict[str, Any]] = []
         for folder in list_scenarios():
+            row: dict[str, Any] = {"name": folder.name, "path": display_path(folder),
+                                   "file": display_path(folder / "scenario.yaml"),
+                                   "description": None, "checks": None, "features": [],
+                                   "valid": False, "problems": []}
             try:
                 s = load_scenario(folder)
-                rows.append({"name": s.name, "path": display_path(folder),
-                             "description": s.description, "checks": len(s.checks),
-                             "features": s.features, "valid": True, "problems": []})
-            except ScenarioInvalid as e:
-                rows.append({"name": folder.name, "path": display_path(folder),
-                             "description": None, "checks": None, "features": [],
-                             "valid": False, "problems": [str(p) for p in e.problems]})
+                row.update(name=s.name, description=s.description, checks=len(s.checks),
+                           features=s.features, valid=True)
             except InputError as e:
-                rows.append({"name": folder.name, "path": display_path(folder),
-                             "description": None, "checks": None, "features": [],
-                             "valid": False, "problems": [str(e)]})
+                row["problems"] = problem_dicts(e)
+            rows.append(row)
         if output == "json":
             print_json(rows)
             return
@@ -80,6 +78,19 @@ def _list_command() -> click.Command:
 # --------------------------------------------------------------------------------------------
 # sandbox check
 # --------------------------------------------------------------------------------------------
+
+
+def problem_dicts(error: InputError) -> list[dict[str, Any]]:
+    """An input error as JSON problems, the same shape in ``list`` and ``check``:
+    ``{file, line, field, message, text}`` (``text`` is the line a person reads)."""
+    if isinstance(error, ScenarioInvalid):
+        return [{"file": display_path(p.file), "line": p.line, "field": p.field,
+                 "message": p.message, "text": str(p)} for p in error.problems]
+    text = str(error)
+    where = (error.file + (f":{error.line}" if error.line else "") + ": ") if error.file else ""
+    where += f"{error.field}: " if error.field else ""
+    return [{"file": error.file, "line": error.line, "field": error.field,
+             "message": text[len(where):] if text.startswith(where) else text, "text": text}]
 
 
 def _verify(scenario: Scenario) -> tuple[list[str] | None, str | None]:
@@ -112,29 +123,31 @@ def _check_command() -> click.Command:
         invalid = disagree = False
         schemas_unavailable = False
         for arg in paths:
-            entry: dict[str, Any] = {"arg": arg, "name": None, "valid": False, "problems": [],
+            entry: dict[str, Any] = {"arg": arg, "name": None, "path": None, "file": None,
+                                     "valid": False, "problems": [], "schema_note": None,
                                      "model": None, "model_note": None}
             results.append(entry)
             try:
-                scenario = load_scenario(resolve_scenario(arg))
+                folder = resolve_scenario(arg)
+                entry.update(path=display_path(folder),
+                             file=display_path(folder / "scenario.yaml"))
+                scenario = load_scenario(folder)
             except ScenarioInvalid as e:
                 invalid = True
-                entry["problems"] = [
-                    {"file": display_path(p.file), "line": p.line, "field": p.field,
-                     "message": p.message, "text": str(p)} for p in e.problems]
+                entry["problems"] = problem_dicts(e)
                 if output != "json":
                     err.print(f"[bold red]invalid:[/] {e}", markup=True, highlight=False)
                 continue
             except InputError as e:
                 invalid = True
-                entry["problems"] = [{"file": e.file, "line": e.line, "field": e.field,
-                                      "message": str(e), "text": str(e)}]
+                entry["problems"] = problem_dicts(e)
                 if output != "json":
                     err.print(f"[bold red]invalid:[/] {e}", markup=True, highlight=False)
                     if e.hint:
                         err.print(f"  hint: {e.hint}", markup=False, highlight=False)
                 continue
-            entry["name"] = scenario.name
+            entry.update(name=scenario.name, path=display_path(scenario.path),
+                         file=display_path(scenario.file))
             # offline validation against the Gateway API CRD schemas (sandbox.schema)
             from sandbox import schema as schema_mod
 
@@ -167,8 +180,7 @@ def _check_command() -> click.Command:
                 except InputError as e:
                     invalid = True
                     entry["valid"] = False
-                    entry["problems"] = [{"file": e.file, "line": e.line, "field": e.field,
-                                          "message": str(e), "text": str(e)}]
+                    entry["problems"] = problem_dicts(e)
                     if output != "json":
                         err.print(f"[bold red]invalid:[/] {e}", markup=True, highlight=False)
                     continue

@@ -287,6 +287,33 @@ def test_check_json_lists_every_problem_with_location() -> None:
         3, "timout", "unknown key (did you mean 'timeout'?)")
     assert first["text"].endswith(
         "unknown-keys/scenario.yaml:3: timout: unknown key (did you mean 'timeout'?)")
+    # the same keys whatever went wrong, and the same problem shape as `sandbox list -o json`
+    assert list(bad) == list(good) == ["arg", "name", "path", "file", "valid", "problems",
+                                       "schema_note", "model", "model_note"]
+    assert bad["file"].endswith("broken/unknown-keys/scenario.yaml")
+    result = CliRunner().invoke(main, ["check", "--no-model", "-o", "json",
+                                       str(BROKEN / "no-scenario-file")])
+    [missing] = json.loads(result.stdout)
+    assert list(missing) == list(good)
+    assert [list(p) for p in missing["problems"]] == [list(first)]
+    assert missing["problems"][0]["message"].startswith("no scenario.yaml in ")
+
+
+def test_list_json_problems_have_the_check_shape(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import shutil
+
+    shutil.copytree(BROKEN / "unknown-keys", tmp_path / "lib" / "unknown-keys")
+    shutil.copytree(SCENARIOS / "quickstart", tmp_path / "lib" / "quickstart")
+    monkeypatch.setenv("SANDBOX_SCENARIOS", str(tmp_path / "lib"))
+    monkeypatch.chdir(tmp_path)
+    rows = {r["name"]: r for r in json.loads(CliRunner().invoke(main, ["list", "-o", "json"]).stdout)}
+    bad, good = rows["unknown-keys"], rows["quickstart"]
+    assert list(bad) == list(good)
+    assert not bad["valid"] and bad["problems"][0]["line"] == 3
+    assert list(bad["problems"][0]) == ["file", "line", "field", "message", "text"]
+    assert good["valid"] and good["checks"] == 3 and good["problems"] == []
 
 
 def test_check_exits_1_when_the_reference_model_disagrees(tmp_path: Path) -> None:
