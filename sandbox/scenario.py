@@ -280,6 +280,8 @@ def _yaml_problem(file: Path, e: yaml.YAMLError) -> Problem:
         if context_mark is not None:
             text += f" started at line {context_mark.line + 1}, column {context_mark.column + 1}"
         text += ")"
+    if "'\\t'" in str(problem) or "\t" in str(problem):
+        text += "; YAML indents with spaces, never tabs"
     where = mark or context_mark
     return Problem(file, where.line + 1 if where is not None else None, None, text)
 
@@ -293,7 +295,14 @@ def _read_text(file: Path, problems: list[Problem], *, line: int | None = None,
     except IsADirectoryError:
         problems.append(Problem(owner or file, line, field, f"is a directory: {_display(file)}"))
     except UnicodeDecodeError as e:
-        problems.append(Problem(owner or file, line, field, f"not UTF-8 text: {e.reason}"))
+        raw = e.object if isinstance(e.object, bytes) else b""
+        bad_line = raw[:e.start].count(b"\n") + 1
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        where = f" at line {bad_line}, column {column}" if raw else ""
+        byte = f"byte 0x{raw[e.start]:02x}" if raw and e.start < len(raw) else "a byte"
+        problems.append(Problem(owner or file, line if owner else bad_line if raw else line,
+                                field, f"not UTF-8 text: {byte}{where} ({e.reason}); "
+                                       "save the file as UTF-8"))
     except OSError as e:
         problems.append(Problem(owner or file, line, field, f"cannot read: {e.strerror or e}"))
     return None
@@ -331,7 +340,7 @@ def _describe(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
-        return "a list"
+        return "a list" if value else "an empty list"
     if isinstance(value, (int, float)):
         return f"a number ({value})"
     if isinstance(value, str):
@@ -384,7 +393,14 @@ def _schema_problems(data: Any, loc: _Located) -> None:
             loc.problem(path, f"must be one of {', '.join(options)}; got {_describe(inst)}{hint}")
         elif kind in ("anyOf", "oneOf", "pattern"):
             expected = schema.get("x-expected", "a valid value")
-            loc.problem(path, f"expected {expected}, got {_describe(inst)}")
+            # a list where a list is allowed: name the items that are wrong (status: [200, 99])
+            items = sorted({e.relative_path[0] for e in error.context or []
+                            if len(e.relative_path) == 1 and isinstance(e.relative_path[0], int)})
+            if isinstance(inst, list) and items and inst:
+                for i in items:
+                    loc.problem((*path, i), f"expected {expected}, got {_describe(inst[i])}")
+            else:
+                loc.problem(path, f"expected {expected}, got {_describe(inst)}")
         elif kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
             op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=",
                   "exclusiveMaximum": "<"}[kind]
@@ -467,8 +483,11 @@ def _load_manifests(folder: Path, scenario_file: Path, listed: Any, loc: _Locate
             if obj is None:
                 continue
             if not isinstance(obj, dict):
+                tip = (" (write each object as its own YAML document, separated by ---)"
+                       if isinstance(obj, list) else "")
                 problems.append(Problem(file, line, None,
-                                        f"a manifest must be a mapping, got {_describe(obj)}"))
+                                        f"a manifest must be a mapping, got {_describe(obj)}"
+                                        + tip))
                 continue
             kind_text = obj.get("kind") if isinstance(obj.get("kind"), str) else "object"
             label = f"{kind_text} {_name(obj)!r}" if _name(obj) else f"a {kind_text}"
@@ -697,6 +716,10 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioInvalid([_yaml_problem(file, e)], name=name) from None
     loc = _Located(file, problems)
     data = loc.build(node) if node is not None else None
+    if data is None and not problems:
+        problems.append(Problem(file, 1, None, "the file is empty: a scenario needs at least "
+                                               "description, gateway and checks"))
+        raise ScenarioInvalid(problems, name=name)
     if not isinstance(data, dict):
         problems.append(Problem(file, 1, None,
                                 f"expected a mapping of scenario keys, got {_describe(data)}"))

@@ -89,7 +89,27 @@ CASES: dict[str, list[str]] = {
     ],
     "not-a-mapping": ["not-a-mapping/scenario.yaml:1: expected a mapping of scenario keys, "
                       "got a list"],
-    "empty": ["empty/scenario.yaml:1: expected a mapping of scenario keys, got nothing"],
+    "empty": ["empty/scenario.yaml:1: the file is empty: a scenario needs at least "
+              "description, gateway and checks"],
+    "tabs": ["tabs/scenario.yaml:4: invalid YAML: found character '\\t' that cannot start any "
+             "token at line 4, column 1", "; YAML indents with spaces, never tabs"],
+    "not-utf8": ["not-utf8/scenario.yaml:1: not UTF-8 text: byte 0xe9 at line 1, column 35 "
+                 "(invalid continuation byte); save the file as UTF-8"],
+    "manifest-not-utf8": ["manifest-not-utf8/gateway.yaml:11: not UTF-8 text: byte 0xe9 at "
+                          "line 11, column 4"],
+    "manifest-is-a-list": ["manifest-is-a-list/list.yaml:1: a manifest must be a mapping, got "
+                           "a list (write each object as its own YAML document, separated by "
+                           "---)"],
+    "status-out-of-range": [
+        "scenario.yaml:6: checks[0].expect.status: expected an HTTP status code (100-599) or a "
+        "list of them, got a number (999)",
+        "scenario.yaml:9: checks[1].expect.status[1]: expected an HTTP status code (100-599) or "
+        "a list of them, got a number (99)"],
+    "deep-unknown-key": [
+        "scenario.yaml:10: checks[0].expect.request.hedaers: unknown key (did you mean "
+        "'headers'?)",
+        "scenario.yaml:11: checks[0].expect.request.absent_header: unknown key (did you mean "
+        "'absent_headers'?)"],
     "impossible-expectations": [
         "scenario.yaml:6: checks[0].expect.redirect: is compared only on a 3xx response",
         "scenario.yaml:8: checks[1].request.port: Gateway 'eg' has no listener on port 8080 "
