@@ -81,6 +81,24 @@ HOP_BY_HOP = frozenset(
     }
 )
 
+
+def weighted_choice(backends: list[BackendChoice],
+                    random_fraction: Callable[[], float]) -> BackendChoice | None:
+    """One of ``backends`` with probability weight/total (a weight below 0 counts as 0), the
+    way Envoy splits weighted clusters; ``random_fraction`` in [0, 1) is called once, only when
+    some weight is positive. None when every weight is 0. HTTP and gRPC both pick with this."""
+    total = sum(max(b.weight, 0) for b in backends)
+    if total <= 0:
+        return None
+    point = random_fraction() * total
+    for b in backends:
+        w = max(b.weight, 0)
+        if point < w:
+            return b
+        point -= w
+    return next(b for b in reversed(backends) if b.weight > 0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Pod names, as Kubernetes makes them
 #
@@ -100,6 +118,8 @@ K8S_ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
 MAX_NAME_LENGTH = 63
 RANDOM_LENGTH = 5
 MAX_GENERATED_NAME_LENGTH = MAX_NAME_LENGTH - RANDOM_LENGTH
+
+
 
 
 def safe_encode_string(text: str) -> str:
@@ -556,16 +576,7 @@ class _Router:
     def choose_backend(self, backends: list[BackendChoice]) -> BackendChoice | None:
         """Weighted random choice over every backendRef, invalid ones included (their share
         answers 500). None when every weight is 0."""
-        total = sum(max(b.weight, 0) for b in backends)
-        if total <= 0:
-            return None
-        point = self._random() * total
-        for b in backends:
-            w = max(b.weight, 0)
-            if point < w:
-                return b
-            point -= w
-        return next(b for b in reversed(backends) if b.weight > 0)
+        return weighted_choice(backends, self._random)
 
     def carry_out(self, decision: Decision, body: bytes, started: float) -> _Outcome:
         if decision.redirect is not None:

@@ -46,7 +46,7 @@ from sandbox.grpc_echo import (
 )
 from sandbox.reference.decision import BackendChoice, Decision
 from sandbox.reference.model import Model
-from sandbox.targets.local import GrpcConnection, LocalPod
+from sandbox.targets.local import GrpcConnection, LocalPod, weighted_choice
 
 FRONT_WORKERS = 32
 PIPE_CHUNK = 65536
@@ -114,17 +114,11 @@ class _Front:
             return ch
 
     def _choose(self, backends: list[BackendChoice]) -> BackendChoice | None:
-        total = sum(max(b.weight, 0) for b in backends)
-        if total <= 0:
-            return None
-        with self._lock:
-            point = self._rng.random() * total
-        for b in backends:
-            w = max(b.weight, 0)
-            if point < w:
-                return b
-            point -= w
-        return next(b for b in reversed(backends) if b.weight > 0)
+        def fraction() -> float:
+            with self._lock:
+                return self._rng.random()
+
+        return weighted_choice(backends, fraction)
 
     # -- one call -------------------------------------------------------------------------
     def call(self, path: str, request: bytes, context: grpc.ServicerContext) -> bytes:

@@ -324,6 +324,18 @@ def test_backend_timeout_is_504(deploy: Callable[..., LocalDeployment]) -> None:
     assert send(dep, "/slow?delay=2s")[0] == 504
 
 
+@pytest.mark.parametrize(("request_timeout", "backend_timeout"), [(0.3, 30.0), (30.0, 0.3)])
+def test_the_shorter_of_request_and_backend_timeout_wins(
+        deploy: Callable[..., LocalDeployment], request_timeout: float,
+        backend_timeout: float) -> None:
+    dep = deploy(ScriptedModel(passthrough([svc("v1")], request_timeout=request_timeout,
+                                           backend_timeout=backend_timeout),
+                               services={"default/v1": 1}))
+    started = time.monotonic()
+    assert send(dep, "/slow?delay=2s")[0] == 504
+    assert time.monotonic() - started < 1.5
+
+
 def test_service_without_pods_is_503(deploy: Callable[..., LocalDeployment]) -> None:
     dep = deploy(ScriptedModel(passthrough([svc("v1")]), services={"default/v1": 0}))
     assert send(dep)[0] == 503

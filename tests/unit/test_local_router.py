@@ -106,3 +106,24 @@ def test_prefixed_reader_readline_limit_inside_the_prefix() -> None:
     assert reader.readline(2) == b"GE"
     assert reader.readline(5) == b"T / H"
     assert reader.readline() == b"TTP/1.1\r\n"
+
+
+def test_weighted_choice_follows_the_weights_for_http_and_grpc() -> None:
+    from sandbox.targets.local import weighted_choice
+
+    def name_at(fraction: float) -> str | None:
+        picked = weighted_choice(backends, lambda: fraction)
+        return picked.name if picked else None
+
+    backends = [choice("a", 1), choice("zero", 0), choice("b", 3)]
+    # the fraction lands in [0, 1) * total (4): a owns [0, 1), zero nothing, b [1, 4)
+    assert [name_at(f) for f in (0.0, 0.24, 0.25, 0.99)] == ["a", "a", "b", "b"]
+    assert weighted_choice([choice("x", -2), choice("y", 0)], lambda: 0.5) is None
+    calls: list[float] = []
+
+    def fraction() -> float:
+        calls.append(0.0)
+        return 0.0
+
+    assert weighted_choice([choice("z", 0)], fraction) is None
+    assert calls == []  # no random number drawn when nothing can be chosen
