@@ -220,6 +220,14 @@ def preflight() -> docker_engine.Engine:
     return docker_engine.ping()
 
 
+def _docker_phase(phases: Phases) -> docker_engine.Engine:
+    """The first phase of ``up`` and ``down``: the engine answers, before anything else."""
+    with phases.phase("docker", "Docker engine") as act:
+        engine = preflight()
+        act.append(f"engine {engine.version} answers")
+    return engine
+
+
 @contextlib.contextmanager
 def _lock(settings: Settings) -> Iterator[None]:
     """One ``up``/``down`` per cluster at a time (pytest-xdist workers share one stack)."""
@@ -307,9 +315,7 @@ def ensure_up(
         left = max(1.0, deadline - time.monotonic())
         return min(left, cap) if cap else left
 
-    with phases.phase("docker", "Docker engine") as act:
-        engine = preflight()
-        act.append(f"engine {engine.version} answers")
+    engine = _docker_phase(phases)
 
     with _lock(settings):
         with phases.phase("tools", "k3d and kubectl") as act:
@@ -401,9 +407,7 @@ def down(settings: Settings | None = None, reporter: Reporter | None = None, *, 
     """
     settings = settings or Settings()
     phases = Phases(reporter or Reporter())
-    with phases.phase("docker", "Docker engine") as act:
-        engine = preflight()
-        act.append(f"engine {engine.version} answers")
+    engine = _docker_phase(phases)
     with _lock(settings):
         with phases.phase("tools", "k3d") as act:
             k3d = tools.ensure_tool("k3d", settings.k3d_version, on_download=phases.reporter.note)
