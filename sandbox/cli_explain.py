@@ -136,14 +136,25 @@ def register(group: click.Group) -> None:
     ) -> None:
         """Explain which listener, route, rule and backend the Gateway API picks for URL.
 
-        URL is http://host[:port]/path?query: host is the Host header, port picks the listener.
+        URL is http://host[:port]/path?query: host is the Host header (unless -H 'Host: ...'
+        names another, as with curl), port picks the listener; without a scheme, http.
         """
         if not _TOKEN.match(method):
             raise InputError(f"invalid method {method!r}", field="-X")
+        if "://" not in url:
+            url = "http://" + url  # like curl: no scheme means http
         scheme, host, port, target = parse_url(url)
         hdrs: dict[str, str] = {}
         for h in headers:
             name, value = parse_header(h)
+            if name.lower() == "host":
+                # like curl -H 'Host: ...': the header names the host, the URL where to connect
+                # (so the request of a failed check's curl line can be pasted here)
+                if not value:
+                    raise InputError(f"invalid header {h!r}: empty Host", field="-H")
+                host = value
+                url = f"{url} (Host: {value})"
+                continue
             existing = next((k for k in hdrs if k.lower() == name.lower()), None)
             if existing:
                 hdrs[existing] += "," + value

@@ -80,6 +80,19 @@ def test_gateway_flag_and_ambiguity(tmp_path: Path) -> None:
     assert code == 0 and json.loads(out)["status"] == 200
 
 
+def test_host_header_and_scheme_less_url_work_as_in_curl() -> None:
+    # the request line of a failed check (curl -H 'Host: www.example.com' http://127.0.0.1:N/get)
+    # asks the same question when pasted here
+    code, out, _ = run("-f", QUICKSTART, "-H", "Host: www.example.com", "http://127.0.0.1/get")
+    assert code == 0
+    assert out.startswith("GET http://127.0.0.1/get (Host: www.example.com)  ->  200\n")
+    code, out, _ = run("-f", QUICKSTART, "-o", "json", "www.example.com/get")
+    assert code == 0 and json.loads(out)["status"] == 200
+    code, out, _ = run("-f", QUICKSTART, "-o", "json", "-H", "host: other.example.com",
+                       "http://www.example.com/get")
+    assert json.loads(out)["status"] == 404
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
@@ -87,6 +100,7 @@ def test_gateway_flag_and_ambiguity(tmp_path: Path) -> None:
         (["-f", QUICKSTART, "ftp://x/"], "invalid URL"),
         (["-f", QUICKSTART, "http://x:notaport/"], "invalid URL"),
         (["-f", QUICKSTART, "-H", "no-colon", "http://x/"], "invalid header"),
+        (["-f", QUICKSTART, "-H", "Host:", "http://x/"], "empty Host"),
         (["-f", QUICKSTART, "--gateway", "default/nope", "http://x/"], "no Gateway default/nope"),
     ],
 )
