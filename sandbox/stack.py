@@ -56,6 +56,7 @@ DEFAULT_TIMEOUT = 600.0  # seconds for a whole `up` from nothing (image pulls in
 NODE_TIMEOUT = 180.0
 # k3d's --timeout covers pulling rancher/k3s (~70 MB) and the k3d-proxy/tools images on a first
 # create, and k3d rolls the cluster back when it runs out: leave room for a slow laptop network
+# (more with `up --timeout`: 80% of it)
 CREATE_TIMEOUT = 480.0
 GUARD_NAME = "k3d-default-kubeconfig-guard"  # never created: see providers/k3d.py
 
@@ -340,14 +341,14 @@ def ensure_up(
                 settings.cluster_state_dir.mkdir(parents=True, exist_ok=True)
                 _write_state(settings, cluster=name, created=datetime.now(timezone.utc).isoformat(),
                              versions=versions(settings), ready=False, creating=True)
-                provider.create(name, timeout=remaining(CREATE_TIMEOUT))
+                provider.create(name, timeout=remaining(max(CREATE_TIMEOUT, 0.8 * timeout)))
                 _write_state(settings, creating=False)
                 act.append("created")
             elif not info.owned:
                 raise _foreign(settings)
             elif not info.running:
                 phases.reporter.note("starting the stopped cluster")
-                provider.start(name, timeout=remaining(CREATE_TIMEOUT))
+                provider.start(name, timeout=remaining(max(CREATE_TIMEOUT, 0.8 * timeout)))
                 act.append("started")
             else:
                 act.append("exists")

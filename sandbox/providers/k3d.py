@@ -60,7 +60,15 @@ def create_args(
     api_port: str = "127.0.0.1:random",
     timeout: float,
 ) -> list[str]:
-    """argv (after the binary) of ``k3d cluster create`` for a sandbox cluster."""
+    """argv (after the binary) of ``k3d cluster create`` for a sandbox cluster.
+
+    ``timeout`` is the budget of the whole create. k3d applies ``--timeout`` to each of its steps
+    on its own (pkg/client/cluster.go ClusterRun: pre-pull images, create the containers, start
+    them and wait for their log lines; "TODO: here we should consider the time used so far"), so
+    it gets half: the image pull and the start each have half the budget, and k3d's own timeout
+    and rollback come before the budget runs out.
+    """
+    step = max(30, int(timeout / 2))
     return [
         "cluster",
         "create",
@@ -78,7 +86,7 @@ def create_args(
         "--kubeconfig-switch-context=false",
         "--wait",
         "--timeout",
-        f"{int(timeout)}s",
+        f"{step}s",
     ]
 
 

@@ -55,7 +55,8 @@ def test_create_args() -> None:
     assert pairs["--k3s-arg"] == "--disable=traefik@server:*"
     assert pairs["--api-port"] == "127.0.0.1:random"
     assert pairs["--runtime-label"] == f"{OWNER}=gateway-sandbox@server:*"
-    assert pairs["--timeout"] == "300s"
+    # k3d times each step (pull, create, start) on its own: half the budget each
+    assert pairs["--timeout"] == "150s"
     assert "--kubeconfig-update-default=false" in args
     assert "--kubeconfig-switch-context=false" in args
     assert "--wait" in args
