@@ -63,10 +63,10 @@ def create_args(
     """argv (after the binary) of ``k3d cluster create`` for a sandbox cluster.
 
     ``timeout`` is the budget of the whole create. k3d applies ``--timeout`` to each of its steps
-    on its own (pkg/client/cluster.go ClusterRun: pre-pull images, create the containers, start
-    them and wait for their log lines; "TODO: here we should consider the time used so far"), so
-    it gets half: the image pull and the start each have half the budget, and k3d's own timeout
-    and rollback come before the budget runs out.
+    on its own (pkg/client/cluster.go ClusterRun: prepare the network, create the containers,
+    pulling their images, then start them and wait for their log lines; "TODO: here we should
+    consider the time used so far"), so it gets half: the image pull and the start each have half
+    the budget, and k3d's own timeout and rollback come before the budget runs out.
     """
     step = max(30, int(timeout / 2))
     return [
@@ -210,9 +210,15 @@ class K3dProvider:
                 raise ClusterError(
                     f"a k3d cluster named {cluster!r} already exists", hint="`sandbox status`"
                 ) from e
+            hint = "`sandbox doctor` checks Docker, ports and tools"
+            if "deadline exceeded" in e.result.stderr:  # Go's context.DeadlineExceeded text
+                hint = (
+                    f"k3d ran out of time (a first create pulls {self.image}): "
+                    f"`docker pull {self.image}`, then `sandbox up` again (or `sandbox up --timeout 1200`)"
+                )
             raise ClusterError(
                 f"k3d could not create cluster {cluster!r}:\n{tools._tail(e.result.stderr)}",
-                hint="`sandbox doctor` checks Docker, ports and tools",
+                hint=hint,
             ) from e
 
     def start(self, cluster: str, *, timeout: float) -> None:

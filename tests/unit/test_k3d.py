@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from sandbox import tools
 from sandbox.docker_engine import Container
-from sandbox.errors import ToolError
+from sandbox.errors import ClusterError, ToolError
 from sandbox.providers.k3d import (
+    K3dProvider,
     create_args,
     owned_by_sandbox,
     parse_cluster_list,
@@ -114,3 +117,25 @@ def test_kubeconfig_get_output_starts_with_a_separator() -> None:
     assert config["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:41234"
     with pytest.raises(ToolError):
         parse_kubeconfig("---\n")
+
+
+def test_create_that_runs_out_of_time_says_to_pull_the_image(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # k3d's fatal lines after its --timeout (cmd/cluster/clusterCreate.go: log the error, roll back)
+    stderr = (
+        'time="2026-11-26T23:00:00Z" level=error msg="failed Cluster Creation: failed to create node '
+        "'k3d-sandbox-server-0': failed to pull image 'rancher/k3s:v1.35.5-k3s1': context deadline "
+        'exceeded"\n'
+        'time="2026-11-26T23:00:00Z" level=error msg="Failed to create cluster >>> Rolling Back"\n'
+        'time="2026-11-26T23:00:01Z" level=fatal msg="Cluster creation FAILED, all changes have been rolled back!"\n'
+    )
+    provider = K3dProvider(tmp_path / "k3d", image="rancher/k3s:v1.35.5-k3s1", scratch_kubeconfig=tmp_path / "guard")
+
+    def fail(args: list[str], *, timeout: float, check: bool = True) -> tools.ToolResult:
+        result = tools.ToolResult(("k3d", *args), 1, "", stderr)
+        raise tools.ToolFailed("k3d failed", result)
+
+    monkeypatch.setattr(provider, "_run", fail)
+    with pytest.raises(ClusterError) as info:
+        provider.create("sandbox", timeout=300)
+    assert "context deadline exceeded" in info.value.message
+    assert info.value.hint is not None and "docker pull rancher/k3s:v1.35.5-k3s1" in info.value.hint
