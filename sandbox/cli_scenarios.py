@@ -21,6 +21,7 @@ from sandbox.scenario import (
     Scenario,
     ScenarioInvalid,
     display_path,
+    find_scenarios,
     list_scenarios,
     load_scenario,
     resolve_scenario,
@@ -80,6 +81,21 @@ def _list_command() -> click.Command:
 # --------------------------------------------------------------------------------------------
 
 
+def expand_args(args: tuple[str, ...]) -> list[str]:
+    """Scenario arguments with a folder *of* scenarios (no scenario.yaml, scenarios deeper
+    down, like ``scenarios/``) replaced by those scenarios, as pytest collects a folder."""
+    out: list[str] = []
+    for arg in args:
+        p = Path(arg)
+        if p.is_dir() and not (p / "scenario.yaml").is_file():
+            found = find_scenarios(p)
+            if found:
+                out.extend(str(f) for f in found)
+                continue
+        out.append(arg)
+    return out
+
+
 def problem_dicts(error: InputError) -> list[dict[str, Any]]:
     """An input error as JSON problems, the same shape in ``list`` and ``check``:
     ``{file, line, field, message, text}`` (``text`` is the line a person reads)."""
@@ -114,7 +130,8 @@ def _check_command() -> click.Command:
     @output_option
     @handle_errors
     def check(paths: tuple[str, ...], no_model: bool, output: str) -> None:
-        """Validate scenarios without a cluster (PATHS: folders, scenario.yaml files or names).
+        """Validate scenarios without a cluster (PATHS: folders, scenario.yaml files or names;
+        a folder of scenarios, like scenarios/, checks every one).
 
         Exit 0 when valid, 2 when a scenario is invalid (every problem is listed with file,
         line and field), 1 when the reference model disagrees with an expectation.
@@ -122,7 +139,7 @@ def _check_command() -> click.Command:
         results: list[dict[str, Any]] = []
         invalid = disagree = False
         schemas_unavailable = False
-        for arg in paths:
+        for arg in expand_args(paths):
             entry: dict[str, Any] = {"arg": arg, "name": None, "path": None, "file": None,
                                      "valid": False, "problems": [], "schema_note": None,
                                      "model": None, "model_note": None}
@@ -195,8 +212,9 @@ def _check_command() -> click.Command:
                 for m in messages:
                     err.print(f"  {m}", markup=False, highlight=False)
             else:
-                suffix = f" ({note})" if note else ", the reference model agrees"
-                out.print(f"ok {scenario.name}: {len(scenario.checks)} checks{suffix}",
+                suffix = f"; {note}" if note else ", the reference model agrees"
+                n = len(scenario.checks)
+                out.print(f"ok {scenario.name}: {n} check{'' if n == 1 else 's'}{suffix}",
                           markup=False)
         if output == "json":
             print_json(results)
@@ -310,7 +328,8 @@ def _run_command() -> click.Command:
             pattern: str | None, junit: Path | None, output: str, address: str | None,
             provider: str | None, gateway_class: str | None, context: str | None,
             conformance_report: Path | None = None) -> None:
-        """Run scenarios (names or folders) and report every check.
+        """Run scenarios (names or folders; a folder of scenarios runs every one) and report
+        every check.
 
         Exit 0 when every check passed, 1 when one failed, 2 for bad input, 3 when the
         environment (Docker, cluster, cleanup) failed.
@@ -321,7 +340,7 @@ def _run_command() -> click.Command:
         quiet = bool((ctx.obj or {}).get("quiet"))
         loaded: list[Scenario] = []
         problems: list[SandboxError] = []
-        for arg in scenarios:
+        for arg in expand_args(scenarios):
             try:
                 loaded.append(load_scenario(resolve_scenario(arg)))
             except InputError as e:

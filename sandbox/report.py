@@ -38,8 +38,12 @@ def check_line(scenario: Scenario, result: CheckResult) -> str:
     elif result.error and not result.attempts:
         tail = f"({result.error})"
     else:
-        tail = f"({result.attempts} requests, {result.elapsed:.1f}s)"
+        tail = f"({_requests(result.attempts)}, {result.elapsed:.1f}s)"
     return f"{mark} {_check_id(scenario, result)} {tail}"
+
+
+def _requests(n: int) -> str:
+    return f"{n} request" if n == 1 else f"{n} requests"
 
 
 def _table(rows: list[tuple[str, str, str]], indent: str) -> list[str]:
@@ -51,7 +55,7 @@ def _table(rows: list[tuple[str, str, str]], indent: str) -> list[str]:
 def _why(result: CheckResult) -> str:
     check = result.check
     if check.expect.backends is not None:
-        return (f"{result.attempts} requests in {result.elapsed:.1f}s; the traffic shares did "
+        return (f"{_requests(result.attempts)} in {result.elapsed:.1f}s; the traffic shares did "
                 f"not hold within {check.timeout:g}s ({check.samples} samples a round, "
                 f"tolerance {check.tolerance:g})")
     if result.matches:
@@ -60,7 +64,7 @@ def _why(result: CheckResult) -> str:
         got = "no matching response"
     else:
         got = "no match"
-    return (f"{result.attempts} requests in {result.elapsed:.1f}s; {got} (needs "
+    return (f"{_requests(result.attempts)} in {result.elapsed:.1f}s; {got} (needs "
             f"{check.consecutive} in a row within {check.timeout:g}s)")
 
 

@@ -184,7 +184,12 @@ def test_list_and_check_the_shipped_scenarios() -> None:
     r = sandbox("check", "--no-model", "quickstart", "scenarios/quickstart/scenario.yaml",
                 cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.count("ok quickstart: 3 checks (model not consulted (--no-model))") == 2
+    assert r.stdout.count("ok quickstart: 3 checks; model not consulted (--no-model)") == 2
+    # a folder of scenarios, as pytest collects it, checks every one of them
+    r = sandbox("check", "--no-model", "-o", "json", "scenarios", cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    checked = {entry["name"] for entry in json.loads(r.stdout)}
+    assert "quickstart" in checked and checked == set(names)
 
 
 def test_sandbox_echo_command_serves_until_interrupted(tmp_path: Path) -> None:

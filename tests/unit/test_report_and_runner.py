@@ -237,3 +237,9 @@ def test_junit_unwritable_is_input_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(InputError, match="cannot write the JUnit report"):
         report.write_junit(rr, tmp_path / "file" / "junit.xml")
+
+
+def test_one_request_is_singular() -> None:
+    rr = Runner(FakeTarget(), prober=prober()).run([make_scenario("demo", ("a", 200))])
+    sr = rr.scenarios[0]
+    assert report.check_line(sr.scenario, sr.checks[0]) == "PASS demo / a (1 request, 0.0s)"
