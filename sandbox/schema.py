@@ -306,11 +306,15 @@ def load_crds(directory: str | Path | None = None, *, download: bool = True) -> 
 # matches OpenAPI v3.0)
 # --------------------------------------------------------------------------------------------
 
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
 _OBJECT_META: dict[str, Any] = {
     "type": "object",
     "required": ["name"],  # kubectl apply: "resource name may not be empty"
     "properties": {
-        "name": {"type": "string", "maxLength": 253},
+        # every kind the scenarios use needs at least a DNS-1123 subdomain (Services and
+        # Namespaces a label, stricter): apimachinery pkg/api/validation NameIsDNSSubdomain
+        "name": {"type": "string", "maxLength": 253, "pattern": DNS_SUBDOMAIN},
         "generateName": {"type": "string"},
         "namespace": {"type": "string", "maxLength": 63,
                       "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
@@ -560,6 +564,10 @@ def _describe(error: Any) -> tuple[Path_, str]:
         return path, f"must be {' or '.join(types)}, got {_json_type(error.instance)} " \
                      f"{error.instance!r}"
     if v == "pattern":
+        if error.validator_value == DNS_SUBDOMAIN:  # apimachinery dns1123SubdomainErrorMsg
+            return path, (f"invalid value {error.instance!r}: a lowercase RFC 1123 subdomain must "
+                          "consist of lower case alphanumeric characters, '-' or '.', and must "
+                          "start and end with an alphanumeric character")
         return path, f"invalid value {error.instance!r}: must match {error.validator_value!r}"
     return path, error.message
 

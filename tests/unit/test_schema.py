@@ -196,6 +196,16 @@ def test_metadata_name_required_and_not_a_mapping(crds: schema.CRDSet, tmp_path:
                       "x.yaml: Gateway/<unnamed>: apiVersion: required field is missing"]
 
 
+def test_metadata_name_is_a_dns_subdomain(crds: schema.CRDSet, tmp_path: Path) -> None:
+    # the API server rejects such names (apimachinery NameIsDNSSubdomain): so does the check
+    for name in ("Grpc", "grpc_route", "x" * 254):
+        bad = VALID.replace("metadata: {name: grpc}", f"metadata: {{name: {name}}}")
+        errors = _errors(crds, tmp_path, bad)
+        assert len(errors) == 1 and f"GRPCRoute/{name}: metadata.name: " in errors[0], errors
+    ok = VALID.replace("metadata: {name: grpc}", "metadata: {name: grpc.v1-2}")
+    assert _errors(crds, tmp_path, ok) == []
+
+
 def test_check_objects_raises_input_error(crds: schema.CRDSet, tmp_path: Path) -> None:
     objs = schema.load_manifest_file(_write(tmp_path, VALID.replace("port: 80\n", "port: 0\n")),
                                      display="s/app.yaml")
