@@ -12,8 +12,9 @@ ready stack is confirmed in seconds and an interrupted ``up`` is finished by the
     controller  Envoy Gateway installed and Available
     class       EnvoyProxy (ClusterIP Services) and GatewayClass, Accepted
 
-Ownership: k3d copies ``--runtime-label`` onto the server containers, and ``k3d cluster list -o
-json`` returns every container label as ``nodes[].runtimeLabels``. The label travels with the
+Ownership: k3d copies ``--runtime-label`` onto the server containers; Docker's container list
+shows it (``k3d cluster list -o json`` does not: it keeps only labels starting with ``k3d``,
+see :mod:`sandbox.providers.k3d`). The label travels with the
 containers, so it stays right when a cluster is deleted or re-created outside the sandbox; a
 marker file in the state dir could not tell a foreign cluster of the same name from ours. The
 state file (``stack.json``) only records what was installed, for ``status``.
