@@ -17,6 +17,11 @@ from sandbox.targets import Address
 
 def parse_address(text: str) -> Address:
     """``HOST:PORT`` (``[v6]:PORT`` for IPv6) -> Address; InputError naming ``--address``."""
+    if "://" in text:
+        rest = text.split("://", 1)[1].split("/", 1)[0]
+        raise InputError(f"expected HOST:PORT, not a URL: {text!r}", field="--address",
+                         hint=f"--address {rest or '127.0.0.1:8080'} (each check says its "
+                              "scheme with request.scheme)")
     host, sep, port_text = text.rpartition(":")
     if not sep or not host or not port_text:
         raise InputError(f"expected HOST:PORT, got {text!r}", field="--address",
@@ -49,7 +54,9 @@ class AddressDeployment:
         return logical
 
     def diagnostics(self) -> str:
-        return (f"target {self._address.host}:{self._address.port} was given with --address: "
+        host = self._address.host
+        shown = f"[{host}]" if ":" in host else host
+        return (f"target {shown}:{self._address.port} was given with --address: "
                 "the sandbox deployed nothing there and has no Gateway status or logs to show")
 
 

@@ -164,6 +164,8 @@ def test_nothing_listening_fails_with_connection_refused(tmp_path: Path) -> None
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--address", "localhost"], "--address: expected HOST:PORT"),
+    (["--address", "http://127.0.0.1:8080/"], "not a URL: 'http://127.0.0.1:8080/'\n"
+                                              "hint: --address 127.0.0.1:8080"),
     (["--address", "127.0.0.1:99999"], "--address: port must be 1-65535"),
     (["--address", "127.0.0.1:80", "--provider", "local"], "cannot be combined with --provider"),
     (["-k", "zzz", "--address", "127.0.0.1:80"], "-k: -k 'zzz' matches no check"),

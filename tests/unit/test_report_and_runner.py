@@ -243,3 +243,10 @@ def test_one_request_is_singular() -> None:
     rr = Runner(FakeTarget(), prober=prober()).run([make_scenario("demo", ("a", 200))])
     sr = rr.scenarios[0]
     assert report.check_line(sr.scenario, sr.checks[0]) == "PASS demo / a (1 request, 0.0s)"
+
+
+def test_address_diagnostics_write_ipv6_in_brackets() -> None:
+    from sandbox.targets.address import AddressDeployment, parse_address
+
+    text = AddressDeployment(parse_address("[::1]:8080")).diagnostics()
+    assert text.startswith("target [::1]:8080 was given with --address")
