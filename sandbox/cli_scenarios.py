@@ -368,7 +368,24 @@ def _run_command() -> click.Command:
             live.print(report_mod.check_line(scenario, result), markup=False, highlight=False,
                        style=style)
 
-        runner = Runner(target, progress=progress, on_result=on_result)
+        waiting: dict[int, float] = {}  # check -> elapsed when last said
+
+        def on_miss(check: Any, attempts: int, elapsed: float, observed: Any,
+                    mismatches: list[Any]) -> None:
+            # on a terminal only, every 5 s: what a slow check is still seeing
+            if quiet or not err.is_terminal or elapsed - waiting.get(id(check), 0.0) < 5:
+                return
+            waiting[id(check)] = elapsed
+            first = mismatches[0] if mismatches else None
+            seen = (f"{first.field} {first.observed}, want {first.expected}" if first
+                    else "no match")
+            err.print(f"  {check.name}: {seen} ({attempts} requests, {elapsed:.0f}s of "
+                      f"{check.timeout:g}s)", markup=False, highlight=False, style="dim")
+
+        from sandbox.probe import Prober
+
+        runner = Runner(target, progress=progress, on_result=on_result,
+                        prober=Prober(on_miss=on_miss))
         run_report = runner.run(loaded, keep=keep, fail_fast=fail_fast, pattern=pattern)
 
         details = report_mod.render_details(run_report)

@@ -536,7 +536,11 @@ class Prober:
         backoff: float = BACKOFF,
         grpc_send: Callable[[Check, Address], Observed] | None = None,
         stop: threading.Event | None = None,
+        on_miss: Callable[[Check, int, float, Observed, list[Mismatch]], None] | None = None,
     ) -> None:
+        """``on_miss(check, attempts, elapsed, observed, mismatches)`` is told of every response
+        that did not match while a check converges (live progress on a terminal)."""
+        self.on_miss = on_miss
         self.send = send
         self.clock = clock
         self.sleep = sleep
@@ -589,6 +593,8 @@ class Prober:
                     break
                 continue
             matches = 0
+            if self.on_miss is not None:
+                self.on_miss(check, attempts, elapsed, observed, mismatches)
             if elapsed + self.backoff >= check.timeout:
                 break
             self.sleep(self.backoff)

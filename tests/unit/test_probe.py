@@ -219,6 +219,17 @@ def test_converges_after_misses_with_one_second_backoff() -> None:
     assert sent[0].url == "http://127.0.0.1:8080/" and sent[0].host == "www.example.com"
 
 
+def test_every_miss_is_told_to_on_miss_for_live_progress() -> None:
+    clock = FakeClock()
+    send, _ = scripted([Observed(status=503), Observed(status=404), echo("/")], clock)
+    misses: list[tuple[int, int | None, list[str]]] = []
+    result = Prober(send=send, clock=clock, sleep=clock.sleep,
+                    on_miss=lambda c, n, t, o, m: misses.append((n, o.status, fields(m)))).run(
+        check(request=Request(host="www.example.com"), consecutive=1), ADDR)
+    assert result.passed
+    assert misses == [(1, 503, ["status"]), (2, 404, ["status"])]
+
+
 def test_times_out_with_the_last_observation() -> None:
     clock = FakeClock()
     send, _ = scripted([Observed(status=404)], clock)
