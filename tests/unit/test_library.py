@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from sandbox import features
+from sandbox.reference import matching as mt
 from sandbox.reference.verify import build_model, verify_scenario
 from sandbox.scenario import Scenario, load_scenario
 
@@ -251,3 +252,32 @@ def test_no_method_against_header_count_precedence(folder: Path) -> None:
         for b in matches:
             if a[1:3] == b[1:3] and a[3] and not b[3]:
                 assert b[4] < a[4] + 1, f"{a[0]} (method, {a[4]} headers) vs {b[0]} ({b[4]} headers)"
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=_ids(FOLDERS))
+def test_listener_isolation_agrees_with_envoy_gateway(folder: Path) -> None:
+    """The model sends a request to the most specific listener (listener isolation). Envoy
+    Gateway v1.9.0 shares one route table among the HTTP listeners of a port
+    (internal/xds/translator/translator.go) and only drops route hostnames equal to another
+    listener's (internal/gatewayapi/helpers.go computeHosts). The two differ when a route
+    serves a hostname that a more specific listener of the same port also covers: the library
+    has no such route."""
+    model = build_model(_load(folder))
+    for gw_key, gw in model._gateways.items():
+        for ls in gw.listeners:
+            if ls.protocol != "HTTP":
+                continue
+            others = [o for o in gw.listeners
+                      if o is not ls and o.protocol == "HTTP" and o.port == ls.port and o.hostname]
+            for att in model._attached.get((gw_key, ls.name), []):
+                for h in att.hostnames:
+                    probe = f"x.{h[2:]}" if h.startswith("*.") else h  # a host it serves
+                    for o in others:
+                        if o.hostname is None or o.hostname == h or not mt.host_matches(o.hostname, probe):
+                            continue
+                        rank_other = mt.listener_host_rank(o.hostname, probe) or (0, 0)
+                        rank_own = mt.listener_host_rank(ls.hostname, probe) or (0, 0)
+                        more_specific = rank_other > rank_own
+                        assert not more_specific, (
+                            f"{att.route.meta.key} serves {h} on {ls.name}, listener {o.name} "
+                            f"({o.hostname}) is more specific")
