@@ -314,14 +314,15 @@ def build_report(
 def crd_version_and_channel() -> tuple[str, str]:
     """(bundle-version, channel) from the Gateway API CRDs this project validates against.
 
-    ``UNDEFINED`` for both when the CRDs are not available or disagree (as upstream does with
+    ``UNDEFINED`` for both when the CRDs are not available offline (env SANDBOX_GATEWAY_API_CRDS
+    or the cache: writing a report never downloads) or disagree (as upstream does with
     ``--allow-crds-mismatch``).
     """
     from sandbox import schema
     from sandbox.errors import SandboxError
 
     try:
-        crds = schema.load_crds()
+        crds = schema.load_crds(download=False)
     except SandboxError:
         return schema.UNDEFINED, schema.UNDEFINED
     return crds.bundle_version, crds.channel

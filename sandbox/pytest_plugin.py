@@ -19,8 +19,8 @@ conformance run skips, ``features.ENVOY_GATEWAY_EXEMPT``), ``--supported-feature
 
 ConformanceReport (``--conformance-report``): a test is one check, named
 ``<scenario folder>/<check name>`` (upstream names tests by ShortName); checks left out by
-``-k``/``-m``/``--lf`` count as Skipped, as upstream counts tests left out by ``--run-test``,
-except under xdist, where the controller does not see what the workers leave out. JUnit's
+``-k``/``-m``/``--lf`` count as Skipped, as upstream counts tests left out by ``--run-test``
+(under xdist too: the controller looks the scenarios up itself). JUnit's
 failure message and pytest's ``-r`` line are the failure's first line (``DomainFailure``).
 Ctrl-C tears the deployed scenario down (pytest runs the collectors' teardown on interrupt).
 
@@ -563,14 +563,18 @@ class ResultsPlugin:
     def scenarios(state: SandboxState | None) -> list[Scenario] | None:
         """The scenarios collected in this process, so that checks without a result count as
         Skipped (or not supported): those --lf/--ff filter out at collection (never seen as
-        deselected). None on the xdist controller, which collects nothing."""
+        deselected). The xdist controller collects nothing: there, the scenario files the
+        command line names are looked up the way collection would find them."""
         from sandbox.errors import SandboxError
         from sandbox.scenario import load_scenario
 
-        if state is None or not state.scenario_files:
+        if state is None:
+            return None
+        files = state.scenario_files or discover_scenario_files(state)
+        if not files:
             return None
         out: list[Scenario] = []
-        for path in dict.fromkeys(state.scenario_files):
+        for path in dict.fromkeys(files):
             try:
                 out.append(load_scenario(path.parent))
             except SandboxError:
@@ -613,6 +617,21 @@ class ResultsPlugin:
             if unknown:
                 tr.write_line(f"gateway-sandbox: implementation {', '.join(unknown)} UNDEFINED; "
                               "give them with --conformance-implementation", yellow=True)
+
+
+def discover_scenario_files(state: SandboxState) -> list[Path]:
+    """The scenario.yaml files this session's paths would collect (``_is_wanted``), found
+    without collecting: for the xdist controller, where -k/-m/--lf act in the workers."""
+    found: list[Path] = []
+    for root in [*state.explicit, *state.scenario_roots]:
+        if root.is_file():
+            candidates = [root] if root.name == SCENARIO_FILE else []
+        elif root.is_dir():
+            candidates = sorted(root.rglob(SCENARIO_FILE))
+        else:
+            candidates = []
+        found.extend(c for c in candidates if _is_wanted(state, c))
+    return found
 
 
 def conformance_test_name(nodeid: str) -> str:

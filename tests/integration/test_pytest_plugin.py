@@ -299,6 +299,13 @@ def test_xdist_runs_scenarios_in_workers(suite: pytest.Pytester) -> None:
     result.assert_outcomes(passed=3, failed=1)
     data = yaml.safe_load(report.read_text())
     assert data["profiles"][0]["core"]["statistics"]["Failed"] == 1
+    # -k acts in the workers; the controller still counts what it left out as Skipped
+    result = run(suite, "scenarios", "--sandbox-provider", "local", "-n", "2", "-k", "not wrong",
+                 f"--conformance-report={report}", xdist=True)
+    result.assert_outcomes(passed=3)
+    core = yaml.safe_load(report.read_text())["profiles"][0]["core"]
+    assert core["statistics"] == {"Failed": 0, "Passed": 2, "Skipped": 1}
+    assert core["skippedTests"] == ["whale/wrong expectation fails"]
 
 
 def test_plugin_does_not_slow_ordinary_runs() -> None:

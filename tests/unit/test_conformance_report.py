@@ -237,3 +237,20 @@ def test_implementation_fields_are_known_or_undefined(monkeypatch: pytest.Monkey
         "organization", "project", "url", "version", "contact"]
     monkeypatch.setenv(C.ENV_IMPLEMENTATION, "organization=acme,url=https://x,contact=@a")
     assert C.undefined_fields(C.implementation_for("local")) == []
+
+
+def test_writing_a_report_never_downloads_the_crds(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    from sandbox import schema
+
+    monkeypatch.delenv("SANDBOX_GATEWAY_API_CRDS", raising=False)
+    monkeypatch.setenv("SANDBOX_CACHE_DIR", str(tmp_path / "empty-cache"))
+    schema._load_crds_cached.cache_clear()
+
+    def no_download(*args: object) -> None:
+        raise AssertionError("the report writer downloaded the CRDs")
+
+    monkeypatch.setattr(schema, "_download", no_download)
+    report = C.write_conformance_report([], tmp_path / "r.yaml", implementation=IMPL)
+    assert (report["gatewayAPIVersion"], report["gatewayAPIChannel"]) == ("UNDEFINED",
+                                                                          "UNDEFINED")
