@@ -255,6 +255,10 @@ def test_cluster_provider_items_are_e2e_and_skip_without_docker(
     result = run(suite, "scenarios/plain", "-rs", "-m", "e2e")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*k3d provider unavailable*Docker engine*"])
+    result = run(suite, "scenarios/plain", "-m", "not e2e")  # a quick run leaves them out
+    result.assert_outcomes(deselected=1)
+    result = run(suite, "scenarios/plain", "--sandbox-provider", "local", "-m", "not e2e")
+    result.assert_outcomes(passed=1)  # the local provider needs no cluster: not e2e
 
 
 def test_existing_provider_needs_a_context(suite: pytest.Pytester,
