@@ -29,8 +29,8 @@ def sandbox(*args: str, cwd: Path = ROOT, timeout: float = 60) -> subprocess.Com
 
 @pytest.fixture(autouse=True)
 def _needs_quickstart() -> None:
-    if not (QUICKSTART / "scenario.yaml").exists():
-        pytest.skip("scenarios/quickstart is not in this tree")
+    # the quickstart is part of the project (README): missing is a failure, never a skip
+    assert (QUICKSTART / "scenario.yaml").exists(), f"{QUICKSTART}/scenario.yaml is missing"
 
 
 def test_run_quickstart_locally_passes() -> None:
