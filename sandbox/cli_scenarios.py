@@ -128,14 +128,16 @@ def _check_command() -> click.Command:
                   help="Only validate; do not ask the reference model whether the "
                        "expectations hold for the manifests.")
     @output_option
+    @click.pass_context
     @handle_errors
-    def check(paths: tuple[str, ...], no_model: bool, output: str) -> None:
+    def check(ctx: click.Context, paths: tuple[str, ...], no_model: bool, output: str) -> None:
         """Validate scenarios without a cluster (PATHS: folders, scenario.yaml files or names;
         a folder of scenarios, like scenarios/, checks every one).
 
         Exit 0 when valid, 2 when a scenario is invalid (every problem is listed with file,
         line and field), 1 when the reference model disagrees with an expectation.
         """
+        quiet = bool((ctx.obj or {}).get("quiet"))
         results: list[dict[str, Any]] = []
         invalid = disagree = False
         schemas_unavailable = False
@@ -211,13 +213,19 @@ def _check_command() -> click.Command:
                 err.print(f"[bold red]model disagrees:[/] {scenario.name}", markup=True)
                 for m in messages:
                     err.print(f"  {m}", markup=False, highlight=False)
-            else:
+            elif not quiet:  # -q: problems and disagreements only
                 suffix = f"; {note}" if note else ", the reference model agrees"
                 n = len(scenario.checks)
                 out.print(f"ok {scenario.name}: {n} check{'' if n == 1 else 's'}{suffix}",
                           markup=False)
         if output == "json":
             print_json(results)
+        elif len(results) > 1:
+            bad = sum(1 for r in results if not r["valid"])
+            differ = sum(1 for r in results if r["model"])
+            out.print(f"{len(results)} scenarios: {len(results) - bad - differ} ok, {bad} invalid, "
+                      f"{differ} where the reference model disagrees", markup=False,
+                      highlight=False)
         sys.exit(EXIT_USAGE if invalid else EXIT_CHECK_FAILED if disagree else EXIT_OK)
 
     return check
@@ -440,14 +448,15 @@ def _echo_command() -> click.Command:
     @click.option("--namespace", default=None, help="Namespace echoed back [env NAMESPACE].")
     @click.option("--service", default=None, help="Service echoed back [env SERVICE_NAME].")
     @click.option("--ingress", default=None, help="Ingress echoed back [env INGRESS_NAME].")
+    @click.pass_context
     @handle_errors
-    def echo(port: int, host: str, pod: str | None, namespace: str | None,
+    def echo(ctx: click.Context, port: int, host: str, pod: str | None, namespace: str | None,
              service: str | None, ingress: str | None) -> None:
         """Run an HTTP echo backend that answers like the upstream echo-basic image.
 
-        JSON with path (with query), host, method, proto, headers, namespace, ingress,
-        service, pod; X-Echo-Set-Header sets response headers; /status/NNN; ?delay=1s;
-        /health. Foreground; Ctrl-C stops it.
+        JSON with path (with query), host, method, proto, headers, httpPort, namespace,
+        ingress, service, pod; X-Echo-Set-Header sets response headers; /status/NNN;
+        ?delay=1s; /health. Foreground; Ctrl-C stops it; -v logs each request on stderr.
         """
         from sandbox.echo import EchoServer
 
@@ -458,6 +467,8 @@ def _echo_command() -> click.Command:
                 namespace=namespace if namespace is not None else os.environ.get("NAMESPACE", ""),
                 service=service if service is not None else os.environ.get("SERVICE_NAME", ""),
                 ingress=ingress if ingress is not None else os.environ.get("INGRESS_NAME", ""),
+                log=(lambda line: err.print(line, markup=False, highlight=False))
+                if (ctx.obj or {}).get("verbose") else None,
             )
         except OSError as e:
             hint = ("another program listens there (`ss -ltnp` names it); pick another "

@@ -187,6 +187,12 @@ def test_list_and_check_the_shipped_scenarios() -> None:
                 cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("ok quickstart: 3 checks; model not consulted (--no-model)") == 2
+    r = sandbox("check", "--no-model", "-q", "quickstart", str(ROOT / "tests" / "data" / "broken" / "tabs"),
+                cwd=ROOT)
+    assert r.returncode == 2
+    assert r.stdout == ("2 scenarios: 1 ok, 1 invalid, 0 where the reference model "
+                        "disagrees\n")  # -q: no "ok" lines, the problems on stderr
+    assert "tabs/scenario.yaml:4: invalid YAML" in r.stderr
     # a folder of scenarios, as pytest collects it, checks every one of them
     r = sandbox("check", "--no-model", "-o", "json", "scenarios", cwd=ROOT)
     assert r.returncode == 0, r.stderr
@@ -205,7 +211,7 @@ def test_sandbox_echo_command_serves_until_interrupted(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "POD_NAME": "echo-1-2", "NAMESPACE": "ns"}
-    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "echo", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "echo", "--port", str(port), "-v"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 15
@@ -222,6 +228,7 @@ def test_sandbox_echo_command_serves_until_interrupted(tmp_path: Path) -> None:
         _, stderr = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert "stopped" in stderr and "Traceback" not in stderr
+    assert '"GET /x HTTP/1.1" 200' in stderr  # -v: a line per request
 
 
 def test_ctrl_c_exits_130_without_traceback(tmp_path: Path) -> None:
