@@ -10,6 +10,8 @@ Source followed: kubernetes-sigs/gateway-api ``conformance/echo-basic/echo-basic
   ``headers``;
 - ``X-Echo-Set-Header: Name:val,Name2:val2`` sets those response headers (a repeated name has its
   values joined with ``,``);
+- a path with ``.`` or ``..`` segments answers 301 to the cleaned path (Go's ServeMux), after
+  ``//`` was merged (echo-basic's ``preserveSlashes``);
 - ``/health`` answers ``OK``; ``/status/NNN`` answers status NNN with an empty body (400 when the
   RequestURI is not exactly ``/status/<3 digits>``);
 - ``?delay=<Go duration>`` delays the answer; an unparsable duration answers 500 with
@@ -27,7 +29,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 _STATUS_RE = re.compile(r"^/status/(\d\d\d)$")
 _DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
@@ -82,6 +84,37 @@ def canonical_header_key(name: str) -> str:
         out.append(c.upper() if upper else c.lower())
         upper = c == "-"
     return "".join(out)
+
+
+def _split_request_uri(uri: str) -> tuple[str, str]:
+    """(path, query) of a request-target; ``//a//b`` is a path (Go's ParseRequestURI), not
+    an authority as urlsplit would read it."""
+    if uri.startswith("/"):
+        path, _, query = uri.partition("?")
+        return path, query
+    parts = urlsplit(uri)  # absolute-form (http://host/path), as sent to a proxy
+    return parts.path, parts.query
+
+
+def go_clean_path(p: str) -> str:
+    """Go's net/http cleanPath: path.Clean of a rooted path, keeping a trailing slash."""
+    if not p:
+        return "/"
+    if not p.startswith("/"):
+        p = "/" + p
+    parts: list[str] = []
+    for seg in p.split("/"):
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(seg)
+    clean = "/" + "/".join(parts)
+    if p.endswith("/") and clean != "/":
+        clean += "/"
+    return clean
 
 
 _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
@@ -145,9 +178,22 @@ class _EchoHandler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         self._read_body()
         uri = self._request_uri()
-        mux_path = urlsplit(uri).path.replace("//", "/")
+        raw_path, query = _split_request_uri(uri)
+        mux_path = unquote(raw_path).replace("//", "/")
         if mux_path == "/health":
             self._send(200, b"OK", [("Content-Type", "text/plain; charset=utf-8")])
+            return
+        clean = go_clean_path(mux_path)
+        if clean != mux_path and self.command != "CONNECT":
+            # Go's ServeMux answers a path with . or .. segments with a 301 to the cleaned path
+            # (net/http server.go: ServeMux.findHandler, cleanPath), query kept
+            location = clean + (f"?{query}" if query else "")
+            body = (f'<a href="{location}">Moved Permanently</a>.\n\n'.encode()
+                    if self.command == "GET" else b"")
+            headers = [("Location", location)]
+            if body:
+                headers.append(("Content-Type", "text/html; charset=utf-8"))
+            self._send(301, body, headers)
             return
         if mux_path.startswith("/status/"):
             m = _STATUS_RE.match(uri)
@@ -156,7 +202,7 @@ class _EchoHandler(BaseHTTPRequestHandler):
         self._echo(uri)
 
     def _echo(self, uri: str) -> None:
-        query = parse_qs(urlsplit(uri).query, keep_blank_values=True)
+        query = parse_qs(_split_request_uri(uri)[1], keep_blank_values=True)
         delay = (query.get("delay") or [""])[0]
         if delay:
             try:

@@ -134,11 +134,20 @@ def test_echo_keys_in_upstream_struct_order(echo: EchoServer) -> None:
 def test_echo_path_is_the_raw_request_uri(echo: EchoServer) -> None:
     # Go's r.RequestURI keeps a leading "//" (Python's http.server collapses it in self.path),
     # dot segments and brackets; encoding/json escapes & < > as \u0026 \u003c \u003e
-    body = _raw(echo, "GET //a/../b?x[0]=1&y=<z> HTTP/1.1").split(b"\r\n\r\n", 1)[1].decode()
-    assert '"path": "//a/../b?x[0]=1\\u0026y=\\u003cz\\u003e"' in body
+    body = _raw(echo, "GET //a//b?x[0]=1&y=<z> HTTP/1.1").split(b"\r\n\r\n", 1)[1].decode()
+    assert '"path": "//a//b?x[0]=1\\u0026y=\\u003cz\\u003e"' in body
     import json
 
-    assert json.loads(body)["path"] == "//a/../b?x[0]=1&y=<z>"
+    assert json.loads(body)["path"] == "//a//b?x[0]=1&y=<z>"
+
+
+@pytest.mark.parametrize(("target", "location"), [
+    ("/a/../b?x=1", "/b?x=1"), ("/a/./b/", "/a/b/"), ("//a/..//b", "/b"), ("/%2e%2e/x", "/x")])
+def test_dot_segments_get_a_301_to_the_clean_path_like_go_servemux(
+        echo: EchoServer, target: str, location: str) -> None:
+    head = _raw(echo, f"GET {target} HTTP/1.1").split(b"\r\n\r\n", 1)[0].decode()
+    assert head.startswith("HTTP/1.1 301 ")
+    assert f"\r\nLocation: {location}\r\n" in head
 
 
 def test_echo_header_bytes_are_utf8(echo: EchoServer) -> None:
