@@ -148,7 +148,8 @@ class ProbeRequest:
         if self.method not in ("GET", "HEAD"):
             parts += ["-X", self.method]
         if self.scheme == "https" and self.host:
-            parts += ["-k", "--resolve", f"{self.host}:{self.address.port}:{self.address.host}"]
+            ip = f"[{self.address.host}]" if ":" in self.address.host else self.address.host
+            parts += ["-k", "--resolve", f"{self.host}:{self.address.port}:{ip}"]
             url = f"https://{self.host}:{self.address.port}{self.path}"
         else:
             url = self.url

@@ -322,6 +322,12 @@ def test_curl_reproduces_what_is_sent(request_: Request, flags: str) -> None:
     assert Prober().build(check(request=request_), ADDR).curl() == flags
 
 
+def test_curl_resolves_https_to_an_ipv6_address_in_brackets() -> None:
+    req = Prober().build(check(request=Request(host="a.example.com", scheme="https")),
+                         Address("::1", 8443))
+    assert "--resolve 'a.example.com:8443:[::1]'" in req.curl()
+
+
 def test_parse_echo_ignores_other_json() -> None:
     o = Observed(status=200)
     parse_echo(o, {"message": "hi"})
