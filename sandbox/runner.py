@@ -149,7 +149,7 @@ class Runner:
         scenario = sr.scenario
         start = time.monotonic()
         body_done = False
-        interrupted = False
+        interrupted: KeyboardInterrupt | None = None
         deploys = getattr(self.target, "deploys", True)  # the address target deploys nothing
         if deploys:
             self.progress(f"{scenario.name}: deploying on {self.target.name}")
@@ -169,8 +169,8 @@ class Runner:
                         sr.checks.append(result)
                         self.on_result(scenario, result)
                         failed = failed or result.status == "failed"
-                except KeyboardInterrupt:
-                    interrupted = True
+                except KeyboardInterrupt as e:
+                    interrupted = e
                     if deploys and not self._keep():
                         self.progress(f"{scenario.name}: interrupted; cleaning up (Ctrl-C "
                                       "again leaves it behind)")
@@ -185,12 +185,16 @@ class Runner:
                 body_done = True
                 if deploys and not self._keep():
                     self.progress(f"{scenario.name}: cleaning up")
-        except KeyboardInterrupt:
-            if interrupted and deploys and not self._keep():
-                self.progress(f"{scenario.name}: cleaned up")
+        except KeyboardInterrupt as e:
+            if interrupted is not None and deploys and not self._keep():
+                if e is interrupted:  # the first Ctrl-C came through: the cleanup finished
+                    self.progress(f"{scenario.name}: cleaned up")
+                else:
+                    where = f" (namespace {sr.namespace})" if sr.namespace else ""
+                    self.progress(f"{scenario.name}: cleanup interrupted; left behind{where}")
             raise
         except SandboxError as e:
-            if interrupted:  # the cleanup after Ctrl-C failed: say so, and stop all the same
+            if interrupted is not None:  # the cleanup after Ctrl-C failed: say so, and stop all the same
                 sr.cleanup_error = e
                 self.progress(f"{scenario.name}: cleanup failed: {e}")
                 raise KeyboardInterrupt from e

@@ -250,3 +250,22 @@ def test_address_diagnostics_write_ipv6_in_brackets() -> None:
 
     text = AddressDeployment(parse_address("[::1]:8080")).diagnostics()
     assert text.startswith("target [::1]:8080 was given with --address")
+
+
+def test_a_second_ctrl_c_during_cleanup_says_what_is_left_behind() -> None:
+    class SlowCleanup(FakeTarget):
+        @contextmanager
+        def deploy(self, scenario: Scenario) -> Iterator[FakeDeployment]:
+            try:
+                yield FakeDeployment(self)
+            finally:
+                raise KeyboardInterrupt  # the person pressed Ctrl-C again while we clean up
+
+    def interrupted(req: ProbeRequest) -> Observed:
+        raise KeyboardInterrupt
+
+    lines: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        Runner(SlowCleanup(), prober=Prober(send=interrupted), progress=lines.append).run(
+            [make_scenario("demo", ("a", 200))])
+    assert lines[-1] == "demo: cleanup interrupted; left behind (namespace sbx-test-abcde)"
