@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sandbox import __version__
-from sandbox.scenario import Check, ExpectedRequest
+from sandbox.scenario import DEFAULT_REQUEST_TIMEOUT, Check, ExpectedRequest
 from sandbox.targets import Address
 
 BACKOFF = 1.0  # s after a miss (upstream AwaitConvergence)
@@ -155,6 +155,8 @@ class ProbeRequest:
             url = self.url
             if self.scheme == "https":
                 parts.append("-k")
+        if self.timeout != DEFAULT_REQUEST_TIMEOUT:  # the check's own request_timeout
+            parts += ["-m", f"{self.timeout:g}"]
         if any(c in url for c in "[]{}"):
             parts.append("-g")
         if re.search(r"/\.\.?(/|$|\?)", self.path.split("?", 1)[0] + "?"):
@@ -278,7 +280,7 @@ def send_http(req: ProbeRequest) -> Observed:
         raw_headers = resp.getheaders()
         status = resp.status
     except TimeoutError:
-        return Observed(status=None, error=f"no response within {req.timeout:g}s",
+        return Observed(status=None, error=f"timed out after {req.timeout:g}s",
                         duration=time.monotonic() - start)
     except (OSError, http.client.HTTPException, ValueError) as e:
         return Observed(status=None, error=_short_error(e), duration=time.monotonic() - start)

@@ -72,7 +72,7 @@ def describe_observed(observed: Observed | None) -> str:
     if observed is None:
         return "(none)"
     if observed.status is None:
-        return f"no response: {observed.error}"
+        return f"none ({observed.error})"
     parts = [str(observed.status)]
     if observed.pod is not None:
         parts.append(f"from pod {observed.pod or '(no name)'}"

@@ -197,7 +197,7 @@ def test_request_timeout(echo: EchoServer) -> None:
     c = check(request=Request(host="h", path="/?delay=2s"), request_timeout=0.3, timeout=0.2)
     result = Prober(**FAST).run(c, addr(echo.port))
     assert result.observed is not None
-    assert result.observed.error == "no response within 0.3s"
+    assert result.observed.error == "timed out after 0.3s"
 
 
 def test_status_endpoint_and_redirect_not_followed() -> None:

@@ -322,6 +322,11 @@ def test_curl_reproduces_what_is_sent(request_: Request, flags: str) -> None:
     assert Prober().build(check(request=request_), ADDR).curl() == flags
 
 
+def test_curl_keeps_the_checks_own_request_timeout() -> None:
+    req = Prober().build(check(request=Request(host="h"), request_timeout=0.5), ADDR)
+    assert req.curl() == "curl -sS -i -m 0.5 -H 'Host: h' http://127.0.0.1:8080/"
+
+
 def test_curl_resolves_https_to_an_ipv6_address_in_brackets() -> None:
     req = Prober().build(check(request=Request(host="a.example.com", scheme="https")),
                          Address("::1", 8443))
