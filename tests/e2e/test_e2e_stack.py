@@ -87,6 +87,7 @@ def test_gateway_class_uses_clusterip_envoy_proxy(e2e_cluster: str) -> None:
     proxy = kubectl.get_json("envoyproxy", ref["name"], namespace=ref["namespace"])
     assert proxy is not None
     assert proxy["spec"]["provider"]["kubernetes"]["envoyService"]["type"] == "ClusterIP"
+    assert proxy["spec"]["shutdown"] == {"drainTimeout": "5s", "minDrainDuration": "1s"}
     crd = kubectl.get_json("crd", "gateways.gateway.networking.k8s.io")
     assert crd is not None
     annotations = crd["metadata"].get("annotations", {})
@@ -115,6 +116,28 @@ def test_quickstart_runs_through_envoy_gateway(e2e_cluster: str, reports_dir: Pa
     found = tools.describe_tool("kubectl", Settings(cluster_name=e2e_cluster).kubectl_version)["use"]
     kubectl = Kubectl(found or shutil.which("kubectl") or "kubectl", status["kubeconfig"], status["context"])
     assert kubectl.get_json("namespace", namespace) is None
+
+
+def test_a_cluster_made_by_hand_is_refused_and_left_alone(e2e_cluster: str, tmp_path: Path) -> None:
+    """The owner label is read from Docker on the real engine: a k3d cluster of the name that the
+    sandbox did not make is neither used nor deleted (a second `up` of our own cluster, above,
+    shows the other side)."""
+    name = f"{e2e_cluster}-byhand"[:32]
+    settings = Settings(cluster_name=name)
+    k3d = tools.ensure_tool("k3d", settings.k3d_version).path
+    env = {"KUBECONFIG": str(tmp_path / "absent-kubeconfig")}  # keep k3d off ~/.kube/config
+    tools.run([k3d, "cluster", "create", name, "--image", settings.k3s_image, "--no-lb",
+               "--wait=false", "--kubeconfig-update-default=false"], timeout=300, env=env)
+    try:
+        up = sandbox("up", "--name", name, timeout=120)
+        assert up.returncode == 3, up.stderr
+        assert "not created by the sandbox" in up.stderr
+        down = sandbox("down", "--name", name, timeout=120)
+        assert down.returncode == 3, down.stderr
+        listed = tools.run([k3d, "cluster", "list", "-o", "json"], timeout=60, env=env).stdout
+        assert name in {c["name"] for c in json.loads(listed)}
+    finally:
+        tools.run([k3d, "cluster", "delete", name], timeout=180, env=env, check=False)
 
 
 @pytest.mark.skipif(KEEP, reason="SANDBOX_E2E_KEEP is set: the cluster is left up for later steps")
