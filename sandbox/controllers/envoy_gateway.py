@@ -127,7 +127,9 @@ class EnvoyGateway:
 
     def _check_install_yaml(self, text: str, source: str) -> list[dict[str, Any]]:
         try:
-            docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+            # install.yaml is megabytes of CRDs: libyaml's loader reads it ~15x faster
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            docs = [d for d in yaml.load_all(text, Loader=loader) if isinstance(d, dict)]
         except yaml.YAMLError as e:
             raise ToolError(f"{source} is not YAML: {e}") from e
         if not any(
