@@ -429,14 +429,6 @@ class Kubectl:
             args.append(f"--since={since}")
         return self.run(args, timeout=timeout).stdout
 
-    def server_version(self, *, timeout: float = 15) -> str | None:
-        """``serverVersion.gitVersion`` from ``kubectl version -o json``; None if unreachable."""
-        result = self.run(["version", "-o", "json"], timeout=timeout, check=False)
-        try:
-            return str(json.loads(result.stdout)["serverVersion"]["gitVersion"])
-        except (ValueError, KeyError, TypeError):
-            return None
-
     # -- helpers ----------------------------------------------------------------------------
 
     @staticmethod

@@ -52,10 +52,9 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from sandbox import certs, tools
+from sandbox import certs
 from sandbox.controllers import Controller, DataPlaneService
 from sandbox.errors import ClusterError, InputError, SandboxError, WaitTimeout
 from sandbox.kube import Kubectl, KubectlError, summarize_status
@@ -73,7 +72,6 @@ from sandbox.namespaces import (
 )
 from sandbox.portforward import PortForward
 from sandbox.scenario import Scenario
-from sandbox.settings import Settings
 from sandbox.targets import Address
 
 log = logging.getLogger(__name__)
@@ -797,72 +795,3 @@ class ClusterTarget:
                     hint=f"inspect with `kubectl get namespace {' '.join(names)} -o yaml`",
                 )
             time.sleep(min(self.timeouts.poll, max(0.0, deadline - time.monotonic())))
-
-
-# --- factories (CLI ``sandbox run`` and the pytest plugin) -------------------------------------
-
-
-def target_for_stack(
-    stack: Any,
-    *,
-    keep: bool = False,
-    gateway_class: str | None = None,
-    progress: Progress | None = None,
-    timeouts: Timeouts | None = None,
-) -> ClusterTarget:
-    """The target for the sandbox's own k3d stack (``sandbox.stack.Stack``)."""
-    return ClusterTarget(
-        stack.kubectl,
-        stack.controller,
-        gateway_class or stack.gateway_class,
-        keep=keep,
-        name="k3d",
-        progress=progress,
-        timeouts=timeouts,
-    )
-
-
-def default_kubeconfig() -> Path:
-    """The kubeconfig kubectl itself would read: the first file of $KUBECONFIG, else ~/.kube/config."""
-    env = os.environ.get("KUBECONFIG", "")
-    first = next((p for p in env.split(os.pathsep) if p), None)
-    return Path(first) if first else Path.home() / ".kube" / "config"
-
-
-def target_for_context(
-    context: str,
-    *,
-    kubeconfig: Path | str | None = None,
-    keep: bool = False,
-    gateway_class: str | None = None,
-    progress: Progress | None = None,
-    timeouts: Timeouts | None = None,
-    settings: Settings | None = None,
-) -> ClusterTarget:
-    """The target for a cluster the user names by kubeconfig context (Envoy Gateway installed).
-
-    The sandbox never picks such a cluster by itself: ``context`` must be given explicitly.
-    """
-    from sandbox.controllers.envoy_gateway import EnvoyGateway
-
-    if not context:
-        raise InputError("an existing cluster needs a kubeconfig context", field="--context")
-    settings = settings or Settings()
-    path = Path(kubeconfig) if kubeconfig else default_kubeconfig()
-    if not path.is_file():
-        raise ClusterError(
-            f"kubeconfig {path} does not exist",
-            hint="set KUBECONFIG or pass the kubeconfig file",
-        )
-    binary = tools.ensure_tool("kubectl", settings.kubectl_version).path
-    kubectl = Kubectl(binary, path, context)
-    controller = EnvoyGateway(settings.envoy_gateway_version, gateway_class=settings.gateway_class)
-    return ClusterTarget(
-        kubectl,
-        controller,
-        gateway_class or settings.gateway_class,
-        keep=keep,
-        name="existing",
-        progress=progress,
-        timeouts=timeouts,
-    )
