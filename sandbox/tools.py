@@ -168,8 +168,9 @@ def version_fits(tool: str, found: str, pinned: str) -> bool:
 
     - k3d: same major and minor as the pin, patch >= the pin (the flags used here are checked
       against v5.9.0's cmd/cluster/clusterCreate.go).
-    - kubectl: within one minor of the pin (kubectl's version-skew policy is +-1 minor against
-      the API server; the pinned k3s is v1.35, the pinned kubectl v1.36).
+    - kubectl: the pin's minor or the one before it. kubectl's version-skew policy is +-1 minor
+      against the API server; the pinned k3s is v1.35 and the pinned kubectl v1.36, so v1.35 and
+      v1.36 are within the skew of both, and a v1.37 on PATH (two minors above k3s) is not.
     """
     f, p = parse_version(found), parse_version(pinned)
     if f is None or p is None:
@@ -177,7 +178,7 @@ def version_fits(tool: str, found: str, pinned: str) -> bool:
     if tool == "k3d":
         return f[0] == p[0] and f[1] == p[1] and f[2] >= p[2]
     if tool == "kubectl":
-        return f[0] == p[0] and abs(f[1] - p[1]) <= 1
+        return f[0] == p[0] and p[1] - 1 <= f[1] <= p[1]
     return f == p
 
 

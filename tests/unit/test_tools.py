@@ -54,7 +54,8 @@ def test_bare_digest() -> None:
         ("k3d", "garbage", "v5.9.0", False),
         ("kubectl", "v1.36.1", "v1.36.1", True),
         ("kubectl", "v1.35.0", "v1.36.1", True),
-        ("kubectl", "v1.37.2", "v1.36.1", True),
+        ("kubectl", "v1.37.2", "v1.36.1", False),  # two minors above the pinned k3s v1.35
+        ("kubectl", "v1.34.9", "v1.36.1", False),
         ("kubectl", "v1.32.4-dispatcher", "v1.36.1", False),
         ("kubectl", "v2.36.1", "v1.36.1", False),
     ],
