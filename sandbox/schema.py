@@ -249,6 +249,7 @@ def _download(version: str, channel: str, dest: Path) -> None:
             resp = requests.get(url, timeout=DOWNLOAD_TIMEOUT)
         except requests.RequestException as e:
             reason = str(e.__context__ or e).split(": ")[-1].rstrip("\"') ")[:160]
+            reason += ")" * (reason.count("(") - reason.count(")"))  # close what was cut
             raise EnvironmentProblem(
                 f"cannot download the Gateway API CRDs ({url}): {type(e).__name__}: {reason}",
                 hint=f"set {ENV_CRDS}=DIR to a local copy of config/crd/{channel}",
