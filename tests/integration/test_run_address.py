@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -64,6 +65,13 @@ checks:
       backend: infra-backend-v2
       request: {path: /rewritten}
 """
+
+
+def _default_sigint() -> None:
+    """In the child, before exec: SIGINT as a terminal's process gets it. A test run started in
+    the background by a non-interactive shell inherits SIGINT ignored, and Python keeps an
+    ignored SIGINT ignored, so the Ctrl-C these tests send would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def scenario(tmp_path: Path, name: str, text: str) -> Path:
@@ -201,7 +209,6 @@ def test_list_and_check_the_shipped_scenarios() -> None:
 
 
 def test_sandbox_echo_command_serves_until_interrupted(tmp_path: Path) -> None:
-    import signal
     import socket
     import time
 
@@ -212,7 +219,8 @@ def test_sandbox_echo_command_serves_until_interrupted(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     env = {**os.environ, "POD_NAME": "echo-1-2", "NAMESPACE": "ns"}
     proc = subprocess.Popen([sys.executable, "-m", "sandbox", "echo", "--port", str(port), "-v"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_default_sigint)
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -232,7 +240,6 @@ def test_sandbox_echo_command_serves_until_interrupted(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_exits_130_without_traceback(tmp_path: Path) -> None:
-    import signal
     import threading
 
     arrived = threading.Event()
@@ -248,7 +255,8 @@ def test_ctrl_c_exits_130_without_traceback(tmp_path: Path) -> None:
         proc = subprocess.Popen(
             [sys.executable, "-m", "sandbox", "run", str(folder), "--address",
              f"127.0.0.1:{server.port}"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+            preexec_fn=_default_sigint)
         try:
             # the echo logs each answer: once the fast check's are in, the run goes on to the
             # slow one (?delay=30s), so the interrupt lands while the run is busy

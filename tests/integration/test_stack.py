@@ -25,6 +25,13 @@ from harness import FakeWorld, closed_port
 OWNER = "dev.gateway-sandbox.owner"
 
 
+def _default_sigint() -> None:
+    """In the child, before exec: SIGINT as a terminal's process gets it. A test run started in
+    the background by a non-interactive shell inherits SIGINT ignored, and Python keeps an
+    ignored SIGINT ignored, so the Ctrl-C these tests send would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[FakeWorld]:
     with FakeWorld(tmp_path) as w:
@@ -137,6 +144,7 @@ def test_interrupted_up_is_repaired_by_the_next_up(world: FakeWorld) -> None:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, like a terminal job
+        preexec_fn=_default_sigint,
     )
     try:
         world.wait_for_call(lambda c: c[0] == "kubectl" and "apply" in c)
@@ -164,6 +172,7 @@ def test_up_interrupted_while_k3d_creates_is_repaired(world: FakeWorld) -> None:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=_default_sigint,
     )
     try:
         world.wait_for_call(lambda c: c[:3] == ["k3d", "cluster", "create"])
