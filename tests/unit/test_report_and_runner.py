@@ -116,6 +116,10 @@ def test_pattern_selects_checks_and_no_match_is_input_error() -> None:
     assert [c.name for c in select(s.checks, s, "host")] == ["routed by host"]
     assert [c.name for c in select(s.checks, s, "not host")] == ["other"]
     assert [c.name for c in select(s.checks, s, "demo/o*")] == ["other"]
+    # the scenario's name counts too, as in `sandbox run scenarios/* -k redirect`
+    assert [c.name for c in select(s.checks, s, "dem")] == ["routed by host", "other"]
+    assert select(s.checks, s, "not demo") == []
+    assert [c.name for c in select(s.checks, s, "demo/*host")] == ["routed by host"]
     rr = Runner(FakeTarget(), prober=prober()).run([s], pattern="ROUTED")
     assert [r.check.name for r in rr.results()] == ["routed by host"]
     with pytest.raises(InputError, match="matches no check"):
