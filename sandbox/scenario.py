@@ -286,6 +286,18 @@ def _yaml_problem(file: Path, e: yaml.YAMLError) -> Problem:
     return Problem(file, where.line + 1 if where is not None else None, None, text)
 
 
+def describe_decode_error(e: UnicodeDecodeError) -> tuple[int | None, str]:
+    """(line, message) for a file that is not UTF-8: where the first bad byte is, and the fix."""
+    raw = e.object if isinstance(e.object, bytes) else b""
+    if not raw:
+        return None, f"not UTF-8 text ({e.reason}); save the file as UTF-8"
+    bad_line = raw[:e.start].count(b"\n") + 1
+    column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+    byte = f"byte 0x{raw[e.start]:02x}" if e.start < len(raw) else "a byte"
+    return bad_line, (f"not UTF-8 text: {byte} at line {bad_line}, column {column} ({e.reason}); "
+                      "save the file as UTF-8")
+
+
 def _read_text(file: Path, problems: list[Problem], *, line: int | None = None,
                field: str | None = None, owner: Path | None = None) -> str | None:
     try:
@@ -295,14 +307,9 @@ def _read_text(file: Path, problems: list[Problem], *, line: int | None = None,
     except IsADirectoryError:
         problems.append(Problem(owner or file, line, field, f"is a directory: {_display(file)}"))
     except UnicodeDecodeError as e:
-        raw = e.object if isinstance(e.object, bytes) else b""
-        bad_line = raw[:e.start].count(b"\n") + 1
-        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        where = f" at line {bad_line}, column {column}" if raw else ""
-        byte = f"byte 0x{raw[e.start]:02x}" if raw and e.start < len(raw) else "a byte"
-        problems.append(Problem(owner or file, line if owner else bad_line if raw else line,
-                                field, f"not UTF-8 text: {byte}{where} ({e.reason}); "
-                                       "save the file as UTF-8"))
+        bad_line, message = describe_decode_error(e)
+        problems.append(Problem(owner or file, line if owner else bad_line or line, field,
+                                message))
     except OSError as e:
         problems.append(Problem(owner or file, line, field, f"cannot read: {e.strerror or e}"))
     return None

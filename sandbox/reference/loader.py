@@ -36,8 +36,13 @@ def load_documents(path: Path) -> list[tuple[dict[str, Any], int]]:
     """The non-empty YAML documents of one file with the line each starts on (1-based)."""
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read: {e}", file=str(path)) from None
+    except UnicodeDecodeError as e:
+        from sandbox.scenario import describe_decode_error
+
+        line, message = describe_decode_error(e)
+        raise InputError(message, file=str(path), line=line) from None
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror or e}", file=str(path)) from None
     docs: list[tuple[dict[str, Any], int]] = []
     loader = yaml.SafeLoader(text)
     try:

@@ -118,6 +118,15 @@ def test_bad_yaml_names_file_and_line(tmp_path: Path) -> None:
     assert code == EXIT_USAGE and f"{bad}:" in err and "invalid YAML" in err
 
 
+def test_non_utf8_manifest_names_line_and_column(tmp_path: Path) -> None:
+    bad = tmp_path / "svc.yaml"
+    bad.write_bytes(b"apiVersion: v1\nkind: Service\nmetadata:\n  name: caf\xe9\n")
+    code, _, err = run("-f", str(bad), "http://x/")
+    assert code == EXIT_USAGE
+    assert f"{bad}:4: not UTF-8 text: byte 0xe9 at line 4, column 12" in err
+    assert "Traceback" not in err
+
+
 def test_bad_manifest_field_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "route.yaml"
     bad.write_text(
