@@ -408,13 +408,19 @@ def _run_command() -> click.Command:
 
             supported, exempt = features.default_support(
                 target.name, gateway_class in (None, "", DEFAULT_GATEWAY_CLASS))
+            impl = conformance.implementation_for(target.name)
             conformance.write_conformance_report(
-                [run_report], conformance_report,
-                implementation=conformance.implementation_for(target.name), target=target,
+                [run_report], conformance_report, implementation=impl, target=target,
                 scenarios=loaded, supported_features=supported, exempt_features=exempt)
             if not quiet:
                 err.print(f"ConformanceReport: {conformance_report}", markup=False,
                           highlight=False)
+            unknown = conformance.undefined_fields(impl)
+            if unknown:
+                err.print(f"note: implementation {', '.join(unknown)} UNDEFINED in the report; "
+                          f"give them with {conformance.ENV_IMPLEMENTATION}="
+                          "organization=O,project=P,url=U,version=V,contact=C",
+                          markup=False, highlight=False)
         summary = report_mod.format_summary(run_report)
         if output == "json":
             if details:

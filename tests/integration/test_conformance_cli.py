@@ -163,3 +163,21 @@ def test_check_without_crds_says_so_once_and_tries_the_download_once(
     assert result.stderr.count("schemas not checked") == 1
     assert len(tries) == 1
     assert result.stdout.count("the reference model agrees") == 3
+
+
+def test_run_report_says_which_implementation_fields_are_undefined(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    report = tmp_path / "r.yaml"
+    args = ["run", str(ROOT / "scenarios" / "quickstart"), "--provider", "local",
+            "--conformance-report", str(report)]
+    monkeypatch.delenv("SANDBOX_CONFORMANCE_IMPLEMENTATION", raising=False)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "implementation organization, url, contact UNDEFINED" in result.stderr
+    assert yaml.safe_load(report.read_text())["implementation"]["url"] == "UNDEFINED"
+    monkeypatch.setenv("SANDBOX_CONFORMANCE_IMPLEMENTATION",
+                       "organization=me,url=https://example.org,contact=me@example.org")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "UNDEFINED in the report" not in result.stderr
+    assert yaml.safe_load(report.read_text())["implementation"]["organization"] == "me"
