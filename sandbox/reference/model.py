@@ -452,6 +452,7 @@ class Model:
         ls = self._select_listener(gw, port, scheme, hostname, losers)
         if ls is None:
             return self._no_route(gw, None, port, scheme, request, losers, grpc=False)
+
         def http_rank(m: Any) -> tuple[str | None, tuple[int, ...] | None, str | None]:
             why = mt.http_match_failure(m, method, req_path, query, headers)
             if why:
