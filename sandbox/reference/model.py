@@ -490,6 +490,7 @@ class Model:
         ls = self._select_listener(gw, port, scheme, hostname, losers)
         if ls is None:
             return self._no_route(gw, None, port, scheme, request, losers, grpc=True)
+
         def grpc_rank(m: Any) -> tuple[str | None, tuple[int, ...] | None, str | None]:
             why = mt.grpc_match_failure(m, service, method, metadata)
             return (why, None, None) if why else (None, mt.grpc_match_rank(m), None)
