@@ -772,12 +772,15 @@ def load_scenario(path: str | Path) -> Scenario:
 
 def scenario_roots() -> list[Path]:
     """Where scenario names are looked up, in order: ``$SANDBOX_SCENARIOS`` (os.pathsep-separated
-    folders), ``./scenarios``, and the ``scenarios/`` folder beside the installed package."""
+    folders), ``./scenarios``, and the library that comes with the package."""
     roots: list[Path] = []
     env = os.environ.get("SANDBOX_SCENARIOS")
     if env:
         roots.extend(Path(p) for p in env.split(os.pathsep) if p)
     roots.append(Path.cwd() / "scenarios")
+    # the library: shipped in the wheel as sandbox/library; in a clone (or an editable install)
+    # the scenarios/ folder beside the package
+    roots.append(Path(__file__).resolve().parent / "library")
     roots.append(Path(__file__).resolve().parent.parent / "scenarios")
     out: list[Path] = []
     for r in roots:
