@@ -101,3 +101,18 @@ def test_port_forward_that_loses_the_pod_is_restarted(
     assert "2 executed, 2 passed, 0 failed" in result.stdout
     runs = (state / "runs.log").read_text().splitlines()
     assert len(runs) >= 2, runs  # the first kubectl died with "lost connection to pod"
+
+
+def test_without_docker_run_exits_3_and_points_at_the_local_provider(
+        scenario: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    env = {**os.environ, "HOME": str(tmp_path / "home"),
+           "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+    result = subprocess.run([sys.executable, "-m", "sandbox", "run", str(scenario)],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 3, result.stderr
+    assert "Docker engine does not answer" in result.stderr
+    assert "--provider local" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "home" / ".kube").exists()
