@@ -132,6 +132,16 @@ def header_value(headers: dict[str, str], name: str) -> str | None:
     return None
 
 
+def _header_failure(matches: list[StringMatch], headers: dict[str, str]) -> str | None:
+    """Why the request's headers (gRPC metadata) fail a match's header conditions, or None."""
+    for h in matches:
+        v = header_value(headers, h.name)
+        if not _value_matches(h, v):
+            got = "absent" if v is None else repr(v)
+            return f"header {h.name} {got} does not match {h.type} {h.value!r}"
+    return None
+
+
 def query_value(query: str, name: str) -> str | None:
     """The first value of a query param (the spec recommends the first when repeated)."""
     for k, v in parse_qsl(query, keep_blank_values=True):
@@ -148,11 +158,9 @@ def http_match_failure(
         return f"path {path} does not match {m.path_type} {m.path_value}"
     if m.method and m.method != method.upper():
         return f"method {method} is not {m.method}"
-    for h in m.headers:
-        v = header_value(headers, h.name)
-        if not _value_matches(h, v):
-            got = "absent" if v is None else repr(v)
-            return f"header {h.name} {got} does not match {h.type} {h.value!r}"
+    why = _header_failure(m.headers, headers)
+    if why:
+        return why
     for q in m.query:
         v = query_value(query, q.name)
         if not _value_matches(q, v):
@@ -202,12 +210,7 @@ def grpc_match_failure(m: GRPCMatch, service: str, method: str, metadata: dict[s
             return f"service {service} does not match /{m.service}/"
         if m.method and re.fullmatch(m.method, method) is None:
             return f"method {method} does not match /{m.method}/"
-    for h in m.headers:
-        v = header_value(metadata, h.name)
-        if not _value_matches(h, v):
-            got = "absent" if v is None else repr(v)
-            return f"header {h.name} {got} does not match {h.type} {h.value!r}"
-    return None
+    return _header_failure(m.headers, metadata)
 
 
 def grpc_match_rank(m: GRPCMatch) -> tuple[int, int, int]:
