@@ -220,9 +220,11 @@ class LocalGateway:
 class GrpcConnection:
     """A connection that opened with the HTTP/2 preface, for ``sandbox.targets.local_grpc``.
 
-    ``preface`` holds the bytes already read from ``sock``; read further through ``rfile``
-    (which may hold bytes read ahead), write through ``sock`` (a TLS socket on HTTPS listeners,
-    ALPN ``h2`` offered; its timeout is 30 s until changed). Return when the connection is done.
+    ``preface`` holds the bytes already read from ``sock``; nothing more has been read, so
+    read and write through ``sock`` alone (a TLS socket on HTTPS listeners, ALPN ``h2`` offered;
+    its timeout is 30 s until changed), from one thread at a time: an ``ssl.SSLSocket`` must not
+    be read and written concurrently. ``rfile`` is the handler's reader over the same socket.
+    Return when the connection is done.
     """
 
     sock: socket.socket
@@ -367,8 +369,15 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         pass  # diagnostics() keeps what matters
 
     def handle(self) -> None:
+        # the 4 sniffed bytes come straight from the socket, so that rfile has read nothing
+        # ahead: a gRPC hand-off can then use the socket alone
+        head = b""
         try:
-            head = self.rfile.read(4)
+            while len(head) < 4:
+                chunk = self.connection.recv(4 - len(head))
+                if not chunk:
+                    return
+                head += chunk
         except (OSError, ValueError):
             return
         if head == b"PRI ":

@@ -29,6 +29,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import random
+import selectors
 import socket
 import threading
 import weakref
@@ -50,7 +51,8 @@ from sandbox.targets.local import GrpcConnection, LocalPod, weighted_choice
 
 FRONT_WORKERS = 32
 PIPE_CHUNK = 65536
-PIPE_JOIN_TIMEOUT = 30.0  # s to wait for the front->client half after the client closed
+PIPE_JOIN_TIMEOUT = 30.0  # s to wait for the other half after one side closed
+PIPE_IDLE_TIMEOUT = 300.0  # s a connection may stay silent both ways before it is dropped
 # request metadata that belongs to the transport, not to the application: never forwarded
 _RESERVED = {"user-agent", "te", "content-type", "host", "grpc-timeout", "grpc-encoding",
              "grpc-accept-encoding", "connection", "keep-alive", "transfer-encoding"}
@@ -266,6 +268,42 @@ def close_all() -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def _pump(client: socket.socket, upstream: socket.socket) -> None:
+    """Copy bytes both ways in ONE thread until both sides have closed (or, once one has, the
+    other stays silent for PIPE_JOIN_TIMEOUT s; or nothing moves for PIPE_IDLE_TIMEOUT s).
+
+    One thread because ``client`` may be an ``ssl.SSLSocket``, which must not be read and
+    written from two threads at once; bytes OpenSSL has already decrypted (``pending()``) are
+    not seen by select, so they are drained after each read.
+    """
+    peer = {client: upstream, upstream: client}
+    sel = selectors.DefaultSelector()
+    for s in peer:
+        sel.register(s, selectors.EVENT_READ, data=s)
+    open_ends = set(peer)
+    try:
+        while open_ends:
+            timeout = PIPE_IDLE_TIMEOUT if len(open_ends) == 2 else PIPE_JOIN_TIMEOUT
+            ready: list[socket.socket] = [key.data for key, _ in sel.select(timeout)]
+            if not ready:
+                return
+            for s in ready:
+                while True:
+                    data = s.recv(PIPE_CHUNK)
+                    if not data:
+                        sel.unregister(s)
+                        open_ends.discard(s)
+                        with contextlib.suppress(OSError):
+                            peer[s].shutdown(socket.SHUT_WR)
+                        break
+                    peer[s].sendall(data)
+                    pending = getattr(s, "pending", None)
+                    if not (callable(pending) and pending()):
+                        break
+    finally:
+        sel.close()
+
+
 def handle_connection(conn: GrpcConnection) -> None:
     """Serve one HTTP/2 connection (preface already read) through the front; returns when
     either side closes."""
@@ -275,36 +313,10 @@ def handle_connection(conn: GrpcConnection) -> None:
     except OSError as e:
         conn.record(f"gRPC connection to {conn.gateway}:{conn.port} dropped: no front ({e})")
         return
-    upstream.settimeout(None)
-
-    def front_to_client() -> None:
-        try:
-            while True:
-                data = upstream.recv(PIPE_CHUNK)
-                if not data:
-                    break
-                conn.sock.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                conn.sock.shutdown(socket.SHUT_WR)
-
-    down = threading.Thread(target=front_to_client, name="grpc-pipe", daemon=True)
     try:
         upstream.sendall(conn.preface)
-        down.start()
-        read1 = getattr(conn.rfile, "read1", None)
-        while True:
-            data = read1(PIPE_CHUNK) if callable(read1) else conn.rfile.read(1)
-            if not data:
-                break
-            upstream.sendall(data)
+        _pump(conn.sock, upstream)
     except (OSError, ValueError):
         pass
     finally:
-        with contextlib.suppress(OSError):
-            upstream.shutdown(socket.SHUT_WR)
-        if down.is_alive():
-            down.join(PIPE_JOIN_TIMEOUT)
         upstream.close()
