@@ -35,7 +35,10 @@ from sandbox.scenario import (
 )
 from sandbox.settings import DEFAULT_GATEWAY_CLASS
 
-PROVIDERS = ("k3d", "local", "existing")
+# where `run` sends scenarios: the sandbox's own cluster made by k3d or kind, the reference
+# gateway on loopback, or an existing kubeconfig context
+PROVIDERS = ("k3d", "kind", "local", "existing")
+CLUSTER_PROVIDERS = ("k3d", "kind")
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,8 +242,9 @@ def _check_command() -> click.Command:
 
 
 def _cluster_target(provider: str, gateway_class: str | None, context: str | None, keep: bool,
-                    quiet: bool) -> Any:
-    """ClusterTarget for k3d (the sandbox's own stack, brought up if needed) or an existing
+                    quiet: bool, scenarios: list[Scenario] | None = None) -> Any:
+    """ClusterTarget for k3d or kind (the sandbox's own stack, brought up if needed; the
+    scenarios' images are loaded from the Docker engine with the stack's) or an existing
     kubeconfig context."""
     from sandbox.targets.cluster import ClusterTarget
 
@@ -251,21 +255,25 @@ def _cluster_target(provider: str, gateway_class: str | None, context: str | Non
     from sandbox.settings import Settings
 
     settings = Settings()
-    if provider == "k3d":
+    if provider in CLUSTER_PROVIDERS:
         if context:
             raise InputError("--context names a cluster of --provider existing",
                              field="--context", hint="add --provider existing")
-        from sandbox import stack
+        import dataclasses
 
+        from sandbox import images, stack
+
+        settings = dataclasses.replace(settings, cluster=provider)
         try:
-            st = stack.ensure_up(settings, stack.ConsoleReporter(err, quiet=quiet))
+            st = stack.ensure_up(settings, stack.ConsoleReporter(err, quiet=quiet),
+                                 extra_images=images.scenario_needs(scenarios or []))
         except DockerUnavailable as e:
             # the scenario's checks can still run, against the reference gateway
             raise DockerUnavailable(
                 e.message, hint=f"{e.hint}; or, without Docker: add --provider local "
                                 "(the reference gateway on loopback)") from None
         return ClusterTarget(st.kubectl, st.controller, gateway_class or st.gateway_class,
-                             keep=keep, name="k3d", progress=progress)
+                             keep=keep, name=provider, progress=progress)
     # existing: a context of the user's kubeconfig, never changed by us
     if not context:
         raise InputError("--provider existing needs --context NAME", field="--context",
@@ -287,8 +295,26 @@ def _cluster_target(provider: str, gateway_class: str | None, context: str | Non
                          cls, keep=keep, name="existing", progress=progress)
 
 
+def choose_provider(provider: str | None, cluster: str | None) -> str:
+    """``--provider`` with ``--cluster`` (env SANDBOX_CLUSTER) folded in: ``--cluster kind``
+    alone means the sandbox's kind cluster; both given must agree."""
+    from sandbox import settings as settings_mod
+
+    if cluster is not None and cluster not in CLUSTER_PROVIDERS:
+        raise InputError(f"unknown cluster provider {cluster!r}; expected k3d or kind",
+                         field="--cluster")
+    if provider is None:
+        return cluster or settings_mod.DEFAULT_CLUSTER_PROVIDER
+    if cluster is not None and provider in CLUSTER_PROVIDERS and provider != cluster:
+        raise InputError(f"--provider {provider} and --cluster {cluster} disagree",
+                         field="--cluster", hint=f"give one of them (--cluster {cluster} alone "
+                                                 "runs on the sandbox's cluster of that kind)")
+    return provider
+
+
 def make_target(*, address: str | None, provider: str | None, gateway_class: str | None,
-                context: str | None, keep: bool, quiet: bool) -> Any:
+                context: str | None, keep: bool, quiet: bool, cluster: str | None = None,
+                scenarios: list[Scenario] | None = None) -> Any:
     if address:
         if provider:
             raise InputError("--address runs the checks against a gateway already listening; "
@@ -296,14 +322,14 @@ def make_target(*, address: str | None, provider: str | None, gateway_class: str
         from sandbox.targets.address import AddressTarget, parse_address
 
         return AddressTarget(parse_address(address))
-    provider = provider or "k3d"
+    provider = choose_provider(provider, cluster)
     if provider == "local":
         if context:
             raise InputError("--context is for --provider existing", field="--context")
         from sandbox.targets.local import LocalTarget
 
         return LocalTarget()
-    return _cluster_target(provider, gateway_class, context, keep, quiet)
+    return _cluster_target(provider, gateway_class, context, keep, quiet, scenarios)
 
 
 def _run_command() -> click.Command:
@@ -325,9 +351,12 @@ def _run_command() -> click.Command:
                   help="Send the checks to a gateway already listening there; nothing is "
                        "deployed (every Gateway and port of the scenario maps to it).")
     @click.option("--provider", type=click.Choice(PROVIDERS), default=None,
-                  help="Where to deploy: k3d (the sandbox's cluster, brought up if needed; "
-                       "default), local (the reference gateway on loopback), existing "
-                       "(--context of your kubeconfig).")
+                  help="Where to deploy: k3d (the sandbox's k3d cluster, brought up if needed; "
+                       "default), kind (the sandbox's kind cluster), local (the reference gateway "
+                       "on loopback), existing (--context of your kubeconfig).")
+    @click.option("--cluster", type=click.Choice(CLUSTER_PROVIDERS), default=None,
+                  envvar="SANDBOX_CLUSTER", show_envvar=True,
+                  help="Which tool makes the sandbox's cluster (same as --provider k3d|kind).")
     @click.option("--gateway-class", metavar="NAME",
                   help="GatewayClass given to every Gateway [default: the sandbox's, eg].")
     @click.option("--context", metavar="NAME", help="kubeconfig context for --provider existing.")
@@ -336,7 +365,7 @@ def _run_command() -> click.Command:
     def run(ctx: click.Context, scenarios: tuple[str, ...], keep: bool, fail_fast: bool,
             pattern: str | None, junit: Path | None, output: str, address: str | None,
             provider: str | None, gateway_class: str | None, context: str | None,
-            conformance_report: Path | None = None) -> None:
+            conformance_report: Path | None = None, cluster: str | None = None) -> None:
         """Run scenarios (names or folders; a folder of scenarios runs every one) and report
         every check.
 
@@ -360,7 +389,8 @@ def _run_command() -> click.Command:
             raise problems[-1]
 
         target = make_target(address=address, provider=provider, gateway_class=gateway_class,
-                             context=context, keep=keep, quiet=quiet)
+                             context=context, keep=keep, quiet=quiet,
+                             cluster=None if address else cluster, scenarios=loaded)
         live = out if output == "text" else err
 
         def progress(line: str) -> None:

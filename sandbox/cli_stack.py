@@ -11,21 +11,32 @@ import click
 from sandbox import settings as settings_mod
 from sandbox import stack
 from sandbox.cli_common import err, handle_errors, output_option, print_json
-from sandbox.errors import CheckFailed, DockerUnavailable, EnvironmentProblem
+from sandbox.errors import CheckFailed, DockerUnavailable, EnvironmentProblem, InputError
 from sandbox.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+cluster_option = click.option(
+    "--cluster", type=click.Choice(settings_mod.CLUSTER_PROVIDERS), envvar="SANDBOX_CLUSTER",
+    show_envvar=True, default=None,
+    help=f"Which tool makes the sandbox's cluster [default: {settings_mod.DEFAULT_CLUSTER_PROVIDER}].")
 
 
 def stack_options(func: F) -> F:
     """Flags shared by the stack commands, each mirrored by a SANDBOX_* variable."""
     options = [
+        cluster_option,
         click.option("--name", envvar="SANDBOX_CLUSTER_NAME", show_envvar=True,
                      help=f"Cluster name [default: {settings_mod.DEFAULT_CLUSTER_NAME}]."),
         click.option("--k3s-image", envvar="SANDBOX_K3S_IMAGE", show_envvar=True,
                      help=f"k3s image for a new cluster [default: {settings_mod.K3S_IMAGE}]."),
         click.option("--k3d-version", envvar="SANDBOX_K3D_VERSION", show_envvar=True,
                      help=f"k3d to use (PATH if it fits, else downloaded) [default: {settings_mod.K3D_VERSION}]."),
+        click.option("--kind-version", envvar="SANDBOX_KIND_VERSION", show_envvar=True,
+                     help=f"kind to use with --cluster kind [default: {settings_mod.KIND_VERSION}]."),
+        click.option("--kind-node-image", envvar="SANDBOX_KIND_NODE_IMAGE", show_envvar=True,
+                     help="kind node image for a new cluster (a tag without a digest works and is "
+                          f"not pulled when the engine has it) [default: {settings_mod.KIND_NODE_IMAGE}]."),
         click.option("--kubectl-version", envvar="SANDBOX_KUBECTL_VERSION", show_envvar=True,
                      help=f"kubectl to use [default: {settings_mod.KUBECTL_VERSION}]."),
         click.option("--envoy-gateway-version", envvar="SANDBOX_ENVOY_GATEWAY_VERSION", show_envvar=True,
@@ -40,6 +51,9 @@ def settings_from(**flags: str | None) -> Settings:
     """Settings from the environment, with the flags that were given on top."""
     base = Settings()
     mapping = {
+        "cluster": "cluster",
+        "kind_version": "kind_version",
+        "kind_node_image": "kind_node_image",
         "name": "cluster_name",
         "k3s_image": "k3s_image",
         "k3d_version": "k3d_version",
@@ -48,7 +62,8 @@ def settings_from(**flags: str | None) -> Settings:
     }
     changes = {mapping[k]: v for k, v in flags.items() if k in mapping and v}
     settings = dataclasses.replace(base, **changes)
-    stack.validate_cluster_name(settings.cluster_name)
+    stack.validate_cluster_provider(settings)
+    stack.validate_cluster_name(settings.cluster_name, settings.cluster)
     return settings
 
 
@@ -78,23 +93,32 @@ timeout_option = click.option(
     show_envvar=True,
     help="Also merge the cluster into your default kubeconfig (current context unchanged).",
 )
+@click.option("--offline", is_flag=True, envvar="SANDBOX_OFFLINE", show_envvar=True,
+              help="Never pull: fail at once, naming every needed image that is neither in the "
+                   "Docker engine nor in the cluster.")
+@click.option("--pull", is_flag=True, envvar="SANDBOX_PULL", show_envvar=True,
+              help="Pull on the host the needed images that neither the engine nor the cluster "
+                   "has, then load them into the cluster.")
 @output_option
 @click.pass_context
 @handle_errors
-def up(ctx: click.Context, /, timeout: float, merge_kubeconfig: bool, output: str, **flags: str | None) -> None:
-    """Create (or confirm) the k3d cluster with Envoy Gateway and GatewayClass eg.
+def up(ctx: click.Context, /, timeout: float, merge_kubeconfig: bool, offline: bool, pull: bool,
+       output: str, **flags: str | None) -> None:
+    """Create (or confirm) the k3d (or kind) cluster with Envoy Gateway and GatewayClass eg.
 
     Idempotent: on a ready stack it returns within seconds; an interrupted `up` is finished by
-    the next one. Your ~/.kube/config is never changed unless --merge-kubeconfig is given.
+    the next one. Images the Docker engine has are loaded into the cluster instead of pulled.
+    Your ~/.kube/config is never changed unless --merge-kubeconfig is given.
     """
     settings = settings_from(**flags)
-    result = stack.ensure_up(settings, _reporter(ctx), timeout=timeout, merge_kubeconfig=merge_kubeconfig)
+    result = stack.ensure_up(settings, _reporter(ctx), timeout=timeout,
+                             merge_kubeconfig=merge_kubeconfig, offline=offline, pull=pull)
     if output == "json":
         print_json(result.summary())
         return
     total = sum(p.seconds for p in result.phases)
     err.print(
-        f"[bold green]ready[/] in {total:.1f}s: cluster {settings.cluster_name}, "
+        f"[bold green]ready[/] in {total:.1f}s: {settings.cluster} cluster {settings.cluster_name}, "
         f"GatewayClass {result.gateway_class}",
         highlight=False,
     )
@@ -127,11 +151,11 @@ def _status_text(report: dict[str, Any]) -> list[str]:
     lines = [f"health:        {report.get('health')}"]
     if c.get("exists"):
         lines.append(
-            f"cluster:       {c['name']} (servers {c.get('servers')}, agents {c.get('agents')}, "
+            f"cluster:       {c.get('provider', '')} {c['name']} (servers {c.get('servers')}, agents {c.get('agents')}, "
             f"api 127.0.0.1:{c.get('apiPort')}, {'ours' if c.get('owned') else 'NOT created by the sandbox'})"
         )
     else:
-        lines.append(f"cluster:       {c['name']} (absent)")
+        lines.append(f"cluster:       {c.get('provider', '')} {c['name']} (absent)")
     for n in report.get("nodes") or []:
         lines.append(f"node:          {n['name']} {'Ready' if n['ready'] else 'NotReady'} {n.get('kubelet') or ''}")
     if "controller" in report:
@@ -201,7 +225,73 @@ def doctor(output: str, **flags: str | None) -> None:
         )
 
 
+@click.command()
+@stack_options
+@click.argument("scenarios", nargs=-1)
+@output_option
+@handle_errors
+def images(scenarios: tuple[str, ...], output: str, **flags: str | None) -> None:
+    """List every image the stack and the scenarios need, and whether the Docker engine and
+    the cluster have it (SCENARIOS: names or folders; default: the whole library).
+
+    Exit 0 when each image is in the engine or the cluster, 1 when one is in neither (the
+    cluster would pull it), 3 without a Docker engine.
+    """
+    from sandbox import images as images_mod
+    from sandbox.controllers.envoy_gateway import EnvoyGateway
+    from sandbox.scenario import list_scenarios, load_scenario, resolve_scenario
+
+    settings = settings_from(**flags)
+    stack.preflight()
+    controller = EnvoyGateway(settings.envoy_gateway_version, gateway_class=settings.gateway_class)
+    folders = [resolve_scenario(a) for a in scenarios] if scenarios else list_scenarios()
+    loaded = []
+    for folder in folders:
+        try:
+            loaded.append(load_scenario(folder))
+        except InputError as e:
+            if scenarios:
+                raise
+            err.print(f"note: {folder.name} skipped: {e.message.splitlines()[0]}", markup=False)
+    install = controller.install_yaml(progress=lambda line: err.print(line, markup=False))
+    needs = images_mod.merge(
+        {settings.node_image: [f"{settings.cluster} node"]},
+        images_mod.stack_needs(install),
+        images_mod.scenario_needs(loaded),
+    )
+    info = stack.cluster_from_docker(settings)
+    nodes = list(info.nodes) if info is not None and info.running else None
+    located = images_mod.locate(needs, nodes)
+    node_ref = settings.node_image
+    if info is not None:  # a node image is never inside its own cluster
+        for n in located:
+            if n.ref == node_ref:
+                n.cluster = None
+    if output == "json":
+        print_json({"cluster": settings.cluster_name, "provider": settings.cluster,
+                    "clusterRunning": bool(info and info.running),
+                    "images": [n.as_dict() for n in located]})
+    else:
+        def mark(value: bool | None) -> str:
+            return "-" if value is None else "yes" if value else "NO"
+
+        width = max(len(n.ref) for n in located)
+        click.echo(f"{'IMAGE'.ljust(width)}  ENGINE  CLUSTER  NEEDED BY")
+        for n in located:
+            by = ", ".join(n.needed_by[:3]) + (f" (+{len(n.needed_by) - 3})" if len(n.needed_by) > 3 else "")
+            click.echo(f"{n.ref.ljust(width)}  {mark(n.engine).ljust(6)}  {mark(n.cluster).ljust(7)}  {by}")
+        if info is None or not info.running:
+            err.print(f"(no running {settings.cluster} cluster {settings.cluster_name}: CLUSTER is '-')",
+                      markup=False)
+    missing = [n.ref for n in located if not n.engine and not n.cluster
+               and not (n.ref == node_ref and info is not None)]
+    if missing:
+        raise CheckFailed(f"{len(missing)} image(s) in neither the engine nor the cluster: "
+                          + ", ".join(missing),
+                          hint="`sandbox up --pull` pulls them on the host and loads them")
+
+
 def register(group: click.Group) -> None:
-    """Add up, down, status and doctor to the ``sandbox`` group."""
-    for command in (up, down, status, doctor):
+    """Add up, down, status, doctor and images to the ``sandbox`` group."""
+    for command in (up, down, status, doctor, images):
         group.add_command(command)

@@ -152,7 +152,7 @@ def implementation_for(target_name: str, override: str | None = None) -> Impleme
     """The implementation a run reports, from what the run knows about the gateway:
 
     - ``local``: the sandbox reference gateway (``reference_implementation``);
-    - ``k3d``: Envoy Gateway at the version the sandbox installs (``settings``);
+    - ``k3d``, ``kind``: Envoy Gateway at the version the sandbox installs (``settings``);
     - ``existing``: Envoy Gateway (the cluster target refuses a GatewayClass of another
       controller), version ``UNDEFINED``: the sandbox did not install it;
     - anything else (``--address``): every field ``UNDEFINED``.
@@ -164,7 +164,7 @@ def implementation_for(target_name: str, override: str | None = None) -> Impleme
 
     if target_name == "local":
         base = reference_implementation()
-    elif target_name == "k3d":
+    elif target_name in ("k3d", "kind"):
         base = envoy_gateway_implementation()
     elif target_name == "existing":
         base = envoy_gateway_implementation(UNDEFINED)

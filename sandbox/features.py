@@ -333,6 +333,6 @@ def default_support(target_name: str, gateway_class_is_default: bool = True
     conformance run skips; anything else is asked for every feature (upstream --all-features)."""
     if target_name == "local":
         return LOCAL_SUPPORTED, frozenset()
-    if target_name in ("k3d", "existing") and gateway_class_is_default:
+    if target_name in ("k3d", "kind", "existing") and gateway_class_is_default:
         return None, ENVOY_GATEWAY_EXEMPT
     return None, frozenset()

@@ -448,3 +448,113 @@ class Kubectl:
         except ToolError as e:
             return f"unknown ({e.message.splitlines()[0]})"
         return summarize_status(obj)
+
+
+# --------------------------------------------------------------------------------------------
+# Pods that cannot become ready: named as soon as they are seen, not after a full timeout
+
+# Container waiting reasons that do not go away by waiting (kubelet pkg/kubelet/images/types.go
+# ErrImagePull, ImagePullBackOff, ErrImageNeverPull, InvalidImageName; pkg/kubelet/container
+# sync_result.go CrashLoopBackOff, CreateContainerConfigError, CreateContainerError,
+# RunContainerError)
+STUCK_REASONS = (
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+)
+
+
+def stuck_pods(pods: Mapping[str, Any] | None) -> dict[str, str]:
+    """Pods of a ``kubectl get pods -o json`` list that are stuck: ``{name: reason line}``.
+
+    Stuck: a container (or init container) waiting with one of :data:`STUCK_REASONS`, or the
+    pod's ``PodScheduled`` condition False with reason ``Unschedulable`` (the scheduler's
+    message says why)."""
+    out: dict[str, str] = {}
+    for pod in (pods or {}).get("items") or []:
+        if not isinstance(pod, Mapping):
+            continue
+        name = str((pod.get("metadata") or {}).get("name", "?"))
+        status = pod.get("status") or {}
+        statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+        for c in statuses:
+            waiting = ((c or {}).get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            if reason in STUCK_REASONS:
+                message = str(waiting.get("message") or "").strip().splitlines()
+                image = c.get("image")
+                text = f"container {c.get('name')}"
+                if image:
+                    text += f" ({image})"
+                text += f": {reason}"
+                if message:
+                    text += f": {message[0][:300]}"
+                out[name] = text
+                break
+        if name in out:
+            continue
+        for cond in status.get("conditions") or []:
+            if (
+                isinstance(cond, Mapping)
+                and cond.get("type") == "PodScheduled"
+                and cond.get("status") == "False"
+                and cond.get("reason") == "Unschedulable"
+            ):
+                out[name] = f"Unschedulable: {str(cond.get('message') or '').strip()[:300]}"
+    return out
+
+
+def last_events(events: Mapping[str, Any] | None, name: str, count: int = 3) -> list[str]:
+    """The last ``count`` events of the object ``name`` from ``kubectl get events -o json``:
+    ``Reason: message`` lines, oldest first."""
+    found = []
+    for e in (events or {}).get("items") or []:
+        if not isinstance(e, Mapping) or (e.get("involvedObject") or {}).get("name") != name:
+            continue
+        when = str(e.get("lastTimestamp") or e.get("eventTime") or (e.get("metadata") or {}).get("creationTimestamp") or "")
+        found.append((when, f"{e.get('reason')}: {str(e.get('message') or '').strip()[:300]}"))
+    found.sort(key=lambda t: t[0])
+    lines: list[str] = []
+    for _, text in found:
+        if not lines or lines[-1] != text:
+            lines.append(text)
+    return lines[-count:]
+
+
+def describe_stuck_pods(kubectl: Kubectl, namespace: str, selector: str | None = None) -> list[str]:
+    """Lines naming each stuck pod of ``namespace`` with its reason and last events; [] when none
+    is stuck (or the cluster cannot be asked: the caller's own wait reports that)."""
+    try:
+        pods = kubectl.get_json("pods", namespace=namespace, selector=selector)
+        stuck = stuck_pods(pods)
+        if not stuck:
+            return []
+        events = kubectl.get_json("events", namespace=namespace)
+    except ToolError:
+        return []
+    lines = []
+    for name, reason in sorted(stuck.items()):
+        lines.append(f"pod {namespace}/{name}: {reason}")
+        lines.extend(f"    event {text}" for text in last_events(events, name))
+    return lines
+
+
+def image_hint(lines: Sequence[str]) -> str | None:
+    """What to do about stuck pods: for image pulls, the host-side fixes."""
+    text = "\n".join(lines)
+    if any(r in text for r in ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull")):
+        return (
+            "the cluster cannot pull an image: `sandbox up --pull` pulls it on the host and loads "
+            "it into the cluster (or `docker pull IMAGE`, then `sandbox up`); `sandbox images` "
+            "lists what the stack needs and where each image is"
+        )
+    if "CrashLoopBackOff" in text:
+        return "`kubectl logs --previous` of the pod shows why it exits"
+    if "Unschedulable" in text:
+        return "the node lacks room or is tainted: `kubectl describe node` shows why"
+    return None

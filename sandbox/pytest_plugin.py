@@ -50,8 +50,8 @@ if TYPE_CHECKING:
     from sandbox.targets import Deployment, Target
 
 SCENARIO_FILE = "scenario.yaml"
-PROVIDERS = ("k3d", "local", "existing")
-CLUSTER_PROVIDERS = ("k3d", "existing")
+PROVIDERS = ("k3d", "kind", "local", "existing")
+CLUSTER_PROVIDERS = ("k3d", "kind", "existing")
 DEFAULT_GATEWAY_CLASS = "eg"  # settings.DEFAULT_GATEWAY_CLASS: Envoy Gateway's, in the sandbox
 FEATURES_PROPERTY = "gateway_api_features"  # item.user_properties: features the check needs
 UNSUPPORTED_PROPERTY = "gateway_api_unsupported"  # features it needs that are not supported
@@ -69,10 +69,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gateway-sandbox", "Gateway API scenarios (gateway-sandbox)")
     group.addoption(
         "--sandbox-provider", choices=PROVIDERS,
-        default=os.environ.get("SANDBOX_PROVIDER", "k3d"),
+        default=os.environ.get("SANDBOX_PROVIDER") or None,
         help="where scenarios run: k3d (default; a sandbox k3d cluster with Envoy Gateway, "
-             "brought up or reused), local (the reference gateway on loopback, no Docker), "
-             "existing (the kubeconfig context of --sandbox-context) [env SANDBOX_PROVIDER]")
+             "brought up or reused), kind (the same on a sandbox kind cluster), local (the "
+             "reference gateway on loopback, no Docker), existing (the kubeconfig context of "
+             "--sandbox-context) [env SANDBOX_PROVIDER]")
+    group.addoption(
+        "--sandbox-cluster", "--cluster", dest="sandbox_cluster", choices=("k3d", "kind"),
+        default=os.environ.get("SANDBOX_CLUSTER") or None,
+        help="which tool makes the sandbox's cluster: k3d (default) or kind; alone it means "
+             "--sandbox-provider of that name [env SANDBOX_CLUSTER]")
     group.addoption("--sandbox-keep", action="store_true", default=False,
                     help="leave scenario namespaces in place for inspection (the stack always stays up)")
     group.addoption("--sandbox-scenarios", action="append", default=[], metavar="DIR",
@@ -104,7 +110,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "e2e: needs a real Docker engine and builds a real k3d cluster "
+        "markers", "e2e: needs a real Docker engine and builds a real k3d or kind cluster "
                    "(skipped when none answers)")
     config.addinivalue_line("markers", "xdist_group(name): pytest-xdist --dist loadgroup group")
     scenario_dirs = [Path(d) for d in config.getoption("sandbox_scenarios") or []]
@@ -176,7 +182,14 @@ class SandboxState:
 
     @property
     def provider(self) -> str:
-        return str(self.config.getoption("sandbox_provider"))
+        from sandbox.cli_scenarios import choose_provider
+        from sandbox.errors import InputError
+
+        try:
+            return choose_provider(self.config.getoption("sandbox_provider"),
+                                   self.config.getoption("sandbox_cluster"))
+        except InputError as e:
+            raise pytest.UsageError(str(e)) from None
 
     @property
     def keep(self) -> bool:
@@ -214,7 +227,7 @@ class SandboxState:
         from sandbox.errors import SandboxError
 
         try:
-            if self.provider == "k3d":
+            if self.provider in ("k3d", "kind"):
                 from sandbox import docker_engine
 
                 docker_engine.ping()
@@ -240,7 +253,7 @@ class SandboxState:
         return self._bundle or None
 
     def target(self) -> Target:
-        """The Target scenarios deploy to; for k3d brings the stack up (or reuses it).
+        """The Target scenarios deploy to; for k3d/kind brings the stack up (or reuses it).
 
         Built once per process; when that fails, every later scenario gets the same error at
         once instead of trying to bring the stack up again."""
@@ -258,13 +271,21 @@ class SandboxState:
 def make_target(state: SandboxState) -> Target:
     """The provider's Target, built exactly as ``sandbox run --provider ...`` builds it."""
     from sandbox.cli_scenarios import make_target as cli_make_target
+    from sandbox.errors import InputError
+    from sandbox.scenario import load_scenario
 
+    scenarios = []  # their images are loaded into the sandbox's cluster with the stack's
+    for path in state.scenario_files:
+        try:
+            scenarios.append(load_scenario(path.parent))
+        except InputError:
+            continue  # reported by its own items
     target = cli_make_target(
         address=None, provider=state.provider,
         gateway_class=state.config.getoption("sandbox_gateway_class"),
         context=state.config.getoption("sandbox_context") if state.provider == "existing"
         else None,
-        keep=state.keep, quiet=False)
+        keep=state.keep, quiet=False, scenarios=scenarios)
     return target  # type: ignore[no-any-return]
 
 

@@ -22,6 +22,22 @@ K3D_CHECKSUMS_URL = "https://github.com/k3d-io/k3d/releases/download/{version}/c
 # k3s stable channel, so it is never relied on (k3d Makefile, `-X ...version.K3sVersion`).
 K3S_IMAGE = "rancher/k3s:v1.35.5-k3s1"
 
+# kind v0.33.0 (kubernetes-sigs/kind tag v0.33.0). Release assets are bare binaries
+# `kind-<os>-<arch>`, each with a sibling `<asset>.sha256sum` made by `shasum -a 256 "$f" >
+# "$f".sha256sum` (hack/release/build/cross.sh), so one line `<sha256>  kind-<os>-<arch>`.
+KIND_VERSION = "v0.33.0"
+# kind v0.33.0's own default node image (pkg/apis/config/defaults/image.go), pinned by digest as
+# kind's release notes recommend. SANDBOX_KIND_NODE_IMAGE overrides it; a tag without a digest
+# works too and is never pulled when the engine already has it (our CI: kindest/node:v1.35.4,
+# built locally).
+KIND_NODE_IMAGE = (
+    "kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5"
+)
+
+# The cluster providers the sandbox can create its cluster with; k3d is the default.
+CLUSTER_PROVIDERS = ("k3d", "kind")
+DEFAULT_CLUSTER_PROVIDER = "k3d"
+
 # kubectl v1.36.1: https://dl.k8s.io/release/<v>/bin/<os>/<arch>/kubectl, and the same URL plus
 # `.sha256` holds the bare hex digest (kubernetes release docs, "Install kubectl on Linux").
 KUBECTL_VERSION = "v1.36.1"
@@ -46,6 +62,10 @@ GATEWAY_API_CRDS_URL = (
 # The upstream conformance echo backend (gateway-api conformance/base/manifests.yaml, v1.6.1).
 ECHO_IMAGE = "registry.k8s.io/gateway-api/echo-basic:v1.5.1"
 
+# The data plane Envoy Gateway v1.9.0 deploys for each Gateway unless an EnvoyProxy names another
+# image (api/v1alpha1/shared_types.go DefaultEnvoyProxyImage).
+ENVOY_PROXY_IMAGE = "docker.io/envoyproxy/envoy:distroless-v1.39.0"
+
 DEFAULT_CLUSTER_NAME = "sandbox"
 DEFAULT_GATEWAY_CLASS = "eg"
 ENVOY_PROXY_NAME = "sandbox-proxy"  # EnvoyProxy in ENVOY_GATEWAY_NAMESPACE, ClusterIP Services
@@ -53,6 +73,11 @@ ENVOY_PROXY_NAME = "sandbox-proxy"  # EnvoyProxy in ENVOY_GATEWAY_NAMESPACE, Clu
 # Docker label the sandbox puts on its k3d containers (k3d --runtime-label) so that a cluster of
 # the same name that it did not create is recognised and left alone.
 OWNER_LABEL = "dev.gateway-sandbox.owner"
+# kind has no flag for container labels (pkg/cluster/internal/providers/docker/provision.go sets
+# only io.x-k8s.kind.cluster and io.x-k8s.kind.role), so the sandbox marks its kind nodes with a
+# read-only bind mount (kind config extraMounts) of a file in its state dir at this path; Docker's
+# container list shows every container's mounts, running or stopped.
+OWNER_MOUNT = "/etc/gateway-sandbox/owner"
 
 
 def _env(name: str, default: str) -> str:
@@ -97,6 +122,12 @@ class Settings:
     """The effective pins and names for one invocation (env first, flags override via replace())."""
 
     cluster_name: str = field(default_factory=lambda: _env("CLUSTER_NAME", DEFAULT_CLUSTER_NAME))
+    # which provider makes the sandbox's cluster: k3d | kind (SANDBOX_CLUSTER, --cluster)
+    cluster: str = field(default_factory=lambda: _env("CLUSTER", DEFAULT_CLUSTER_PROVIDER))
+    kind_version: str = field(default_factory=lambda: _env("KIND_VERSION", KIND_VERSION))
+    kind_node_image: str = field(
+        default_factory=lambda: _env("KIND_NODE_IMAGE", KIND_NODE_IMAGE)
+    )
     k3d_version: str = field(default_factory=lambda: _env("K3D_VERSION", K3D_VERSION))
     k3s_image: str = field(default_factory=lambda: _env("K3S_IMAGE", K3S_IMAGE))
     kubectl_version: str = field(default_factory=lambda: _env("KUBECTL_VERSION", KUBECTL_VERSION))
@@ -109,8 +140,14 @@ class Settings:
     gateway_class: str = field(default_factory=lambda: _env("GATEWAY_CLASS", DEFAULT_GATEWAY_CLASS))
 
     @property
+    def state_key(self) -> str:
+        """The cluster's folder name in the state dir: NAME for k3d (as before kind existed),
+        kind-NAME for kind, so a k3d and a kind cluster of one name never share state."""
+        return self.cluster_name if self.cluster == "k3d" else f"{self.cluster}-{self.cluster_name}"
+
+    @property
     def cluster_state_dir(self) -> Path:
-        return state_dir() / "clusters" / self.cluster_name
+        return state_dir() / "clusters" / self.state_key
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -118,5 +155,12 @@ class Settings:
 
     @property
     def kube_context(self) -> str:
-        # k3d names context, cluster and user k3d-NAME, k3d-NAME, admin@k3d-NAME.
-        return f"k3d-{self.cluster_name}"
+        # k3d names context, cluster and user k3d-NAME, k3d-NAME, admin@k3d-NAME; kind names
+        # all three kind-NAME (pkg/cluster/internal/kubeconfig/internal/kubeconfig/helpers.go
+        # KINDClusterKey).
+        return f"{self.cluster}-{self.cluster_name}"
+
+    @property
+    def node_image(self) -> str:
+        """The image of the cluster's node containers."""
+        return self.k3s_image if self.cluster == "k3d" else self.kind_node_image

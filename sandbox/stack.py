@@ -1,23 +1,26 @@
-"""The stack: a k3d cluster with Envoy Gateway and the reference GatewayClass.
+"""The stack: a k3d or kind cluster with Envoy Gateway and the reference GatewayClass.
 
 ``ensure_up`` is what everything else calls ("make sure the stack is up, give me a Kubectl and
 a Controller"). It runs phases, each of which checks first and acts only when needed, so a
 ready stack is confirmed in seconds and an interrupted ``up`` is finished by the next one:
 
     docker      the Docker engine answers (before any download or any file is written)
-    tools       k3d and kubectl: from PATH if their version fits, else pinned + verified
-    cluster     exists and is ours (owner label) / is created / is started
+    tools       k3d or kind, and kubectl: from PATH if their version fits, else pinned + verified
+    images      (--offline / --pull only, before the cluster) every needed image is at hand
+    cluster     exists and is ours (owner mark) / is created / is started
     kubeconfig  a private kubeconfig in the state dir (the user's is never touched)
     node        every node Ready and the default ServiceAccount exists (k3d --wait is not enough)
+    preload     images the engine has and the cluster lacks are loaded (sandbox.images)
     controller  Envoy Gateway installed and Available
     class       EnvoyProxy (ClusterIP Services) and GatewayClass, Accepted
 
 Ownership: k3d copies ``--runtime-label`` onto the server containers; Docker's container list
 shows it (``k3d cluster list -o json`` does not: it keeps only labels starting with ``k3d``,
-see :mod:`sandbox.providers.k3d`). The label travels with the
-containers, so it stays right when a cluster is deleted or re-created outside the sandbox; a
-marker file in the state dir could not tell a foreign cluster of the same name from ours. The
-state file (``stack.json``) only records what was installed, for ``status``.
+see :mod:`sandbox.providers.k3d`). kind sets no label but its own, so its nodes carry a
+read-only mount of the state dir's owner file instead (:mod:`sandbox.providers.kind`). Either
+mark travels with the containers, so it stays right when a cluster is deleted or re-created
+outside the sandbox; a marker file alone could not tell a foreign cluster of the same name from
+ours. The state file (``stack.json``) records what was installed, for ``status``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from typing import Any
 import yaml
 
 from sandbox import docker_engine, tools
+from sandbox import images as images_mod
 from sandbox import settings as settings_mod
 from sandbox.controllers.envoy_gateway import EnvoyGateway
 from sandbox.errors import (
@@ -49,8 +53,10 @@ from sandbox.errors import (
     SandboxError,
 )
 from sandbox.kube import Kubectl
-from sandbox.providers import ClusterInfo
+from sandbox.providers import ClusterInfo, HostTweaks, Provider, host_tweaks
+from sandbox.providers import kind as kind_mod
 from sandbox.providers.k3d import K3dProvider, owned_by_sandbox
+from sandbox.providers.kind import KindProvider
 from sandbox.settings import Settings
 
 DEFAULT_TIMEOUT = 600.0  # seconds for a whole `up` from nothing (image pulls included)
@@ -150,8 +156,9 @@ class Stack:
     settings: Settings
     kubectl: Kubectl
     controller: EnvoyGateway
-    provider: K3dProvider
+    provider: Provider
     phases: list[PhaseResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def gateway_class(self) -> str:
@@ -168,22 +175,36 @@ class Stack:
     def summary(self) -> dict[str, Any]:
         return {
             "cluster": self.settings.cluster_name,
+            "provider": self.settings.cluster,
             "kubeconfig": str(self.kubeconfig),
             "context": self.context,
             "gatewayClass": self.gateway_class,
             "versions": versions(self.settings),
             "phases": [asdict(p) for p in self.phases],
+            "notes": list(self.notes),
         }
 
 
 def versions(settings: Settings) -> dict[str, str]:
+    if settings.cluster == "kind":
+        cluster = {"kind": settings.kind_version, "node": settings.kind_node_image}
+    else:
+        cluster = {"k3d": settings.k3d_version, "k3s": settings.k3s_image}
     return {
-        "k3d": settings.k3d_version,
-        "k3s": settings.k3s_image,
+        **cluster,
         "kubectl": settings.kubectl_version,
         "envoyGateway": settings.envoy_gateway_version,
         "gatewayAPI": settings.gateway_api_version,
     }
+
+
+def validate_cluster_provider(settings: Settings) -> None:
+    if settings.cluster not in settings_mod.CLUSTER_PROVIDERS:
+        raise InputError(
+            f"unknown cluster provider {settings.cluster!r}; expected one of "
+            + ", ".join(settings_mod.CLUSTER_PROVIDERS),
+            field="--cluster",
+        )
 
 
 # k3d v5.9.0 pkg/client/clusterName.go: CheckName = RFC 1123 hostname, at most 32 characters
@@ -192,8 +213,21 @@ _HOSTNAME = re.compile(
 )
 
 
-def validate_cluster_name(name: str) -> None:
-    """The rules k3d applies, checked before anything runs (InputError, exit 2)."""
+_KIND_NAME = re.compile(r"^[a-z0-9.-]+$")  # kind pkg/internal/apis/config/validate.go validNameRE
+
+
+def validate_cluster_name(name: str, cluster: str = "k3d") -> None:
+    """The rules k3d (or kind) applies, checked before anything runs (InputError, exit 2)."""
+    if cluster == "kind":
+        if not _KIND_NAME.match(name):
+            raise InputError(
+                f"{name!r} is not a valid kind cluster name (lower-case letters, digits, '.', '-')",
+                field="--name",
+            )
+        if len(name) > 50:  # kind's clusterNameMax: longer names break on some systems
+            raise InputError(f"cluster name {name!r} has {len(name)} characters; kind allows 50",
+                             field="--name")
+        return
     if not _HOSTNAME.match(name):
         raise InputError(
             f"{name!r} is not a valid cluster name (an RFC 1123 hostname: letters, digits, '-')",
@@ -233,7 +267,7 @@ def _docker_phase(phases: Phases) -> docker_engine.Engine:
 @contextlib.contextmanager
 def _lock(settings: Settings) -> Iterator[None]:
     """One ``up``/``down`` per cluster at a time (pytest-xdist workers share one stack)."""
-    path = settings_mod.state_dir() / "clusters" / f"{settings.cluster_name}.lock"
+    path = settings_mod.state_dir() / "clusters" / f"{settings.state_key}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -244,21 +278,43 @@ def _lock(settings: Settings) -> Iterator[None]:
 
 
 def _foreign(settings: Settings) -> ClusterError:
+    mark = (f"its node lacks the sandbox's owner mount {settings_mod.OWNER_MOUNT}"
+            if settings.cluster == "kind" else f"its containers lack the label {settings_mod.OWNER_LABEL}")
     return ClusterError(
-        f"a k3d cluster named {settings.cluster_name!r} exists but was not created by the sandbox "
-        f"(its containers lack the label {settings_mod.OWNER_LABEL}); it is left untouched",
+        f"a {settings.cluster} cluster named {settings.cluster_name!r} exists but was not created "
+        f"by the sandbox ({mark}); it is left untouched",
         hint="pick another name with --name or SANDBOX_CLUSTER_NAME",
     )
 
 
-def _provider(settings: Settings, k3d: Path, engine: docker_engine.Engine) -> K3dProvider:
+def tweaks_for(engine: docker_engine.Engine) -> HostTweaks:
+    return host_tweaks(cgroup_version=engine.cgroup_version, local_engine=engine.local,
+                       rootless=engine.rootless, os_name=engine.os)
+
+
+def _api_port() -> int | None:
+    port = os.environ.get("SANDBOX_API_PORT", "random").strip()
+    return int(port) if port.isdigit() else None
+
+
+def _provider(settings: Settings, binary: Path, engine: docker_engine.Engine) -> Provider:
+    tweaks = tweaks_for(engine)
+    if settings.cluster == "kind":
+        return KindProvider(binary, image=settings.kind_node_image,
+                            state_dir=settings.cluster_state_dir, env=engine.env(),
+                            api_port=_api_port(), tweaks=tweaks)
     return K3dProvider(
-        k3d,
+        binary,
         image=settings.k3s_image,
         scratch_kubeconfig=guard_kubeconfig(settings),
         env=engine.env(),
         api_port=api_port_spec(),
+        tweaks=tweaks,
     )
+
+
+def _provider_version(settings: Settings) -> str:
+    return settings.kind_version if settings.cluster == "kind" else settings.k3d_version
 
 
 def _read_state(settings: Settings) -> dict[str, Any]:
@@ -284,10 +340,10 @@ def _server_image(settings: Settings) -> str | None:
     """The image reference the server container was created from (Docker's container list
     has the reference; k3d's list has only the image ID)."""
     try:
-        containers = docker_engine.cluster_containers(settings.cluster_name)
+        info = cluster_from_docker(settings)
     except DockerUnavailable:
         return None
-    return next((c.image for c in containers if c.labels.get("k3d.role") == "server" and c.image), None)
+    return info.image if info else None
 
 
 def _kubeconfig_port(path: Path) -> str | None:
@@ -300,48 +356,147 @@ def _kubeconfig_port(path: Path) -> str | None:
     return server.rsplit(":", 1)[-1]
 
 
+PRELOAD_TIMEOUT = 300.0
+
+
+def _stack_needs(controller: EnvoyGateway, progress: Any) -> dict[str, list[str]]:
+    """The stack's images (install.yaml's workloads and the Envoy data plane)."""
+    return images_mod.stack_needs(controller.install_yaml(progress=progress))
+
+
+def _offline_or_pull(
+    settings: Settings,
+    provider: Provider,
+    needs: dict[str, list[str]],
+    info: ClusterInfo | None,
+    *,
+    offline: bool,
+    pull: bool,
+    reporter: Reporter,
+    timeout: float,
+) -> str:
+    """Before the cluster: every image is at hand (--offline) or pulled on the host (--pull).
+    A cluster that does not exist yet holds nothing, so its node image counts too."""
+    wanted = dict(needs)
+    if info is None:
+        wanted = images_mod.merge({provider.node_image: [f"{settings.cluster} node"]}, wanted)
+    nodes = list(info.nodes) if info is not None and info.running else None
+    located = images_mod.locate(wanted, nodes)
+    missing = [n for n in located if not n.engine and not n.cluster]
+    if not missing:
+        return f"{len(located)} images at hand"
+    if offline:
+        lines = "\n".join(f"  {n.ref} (needed by {', '.join(n.needed_by)})" for n in missing)
+        raise ClusterError(
+            f"--offline: {len(missing)} image(s) are neither in the Docker engine nor in the "
+            f"cluster, and would be pulled:\n{lines}",
+            hint="load or pull them first (`docker pull IMAGE`, or `sandbox up --pull` where a "
+                 "registry answers); `sandbox images` lists every image and where it is",
+        )
+    for n in missing:
+        reporter.note(f"pulling {n.ref} (needed by {', '.join(n.needed_by)})")
+        docker_engine.pull_image(n.ref, timeout=timeout, progress=None)
+    return f"pulled {len(missing)}: {', '.join(n.ref for n in missing)}"
+
+
+def _preload(
+    settings: Settings,
+    provider: Provider,
+    needs: dict[str, list[str]],
+    *,
+    reporter: Reporter,
+    timeout: float,
+) -> str:
+    """Load into the cluster each needed image that the engine has and the cluster lacks."""
+    info = provider.get(settings.cluster_name)
+    nodes = list(info.nodes) if info is not None else []
+    located = images_mod.locate(needs, nodes)
+    to_load = [n for n in located if n.engine and n.cluster is not True]
+    absent = [n for n in located if not n.engine and not n.cluster]
+    if absent:
+        reporter.note("the cluster will pull " + ", ".join(n.ref for n in absent)
+                      + " (not in the Docker engine; `sandbox up --pull` pulls on the host first)")
+    if not to_load:
+        return f"{len(located) - len(absent)} of {len(located)} images already in the cluster"
+    reporter.note("loading from the Docker engine: " + ", ".join(n.ref for n in to_load))
+    provider.load_images(settings.cluster_name, [n.ref for n in to_load], timeout=timeout,
+                         progress=reporter.note)
+    return f"loaded {len(to_load)}"
+
+
 def ensure_up(
     settings: Settings | None = None,
     reporter: Reporter | None = None,
     *,
     timeout: float = DEFAULT_TIMEOUT,
     merge_kubeconfig: bool = False,
+    offline: bool = False,
+    pull: bool = False,
+    extra_images: dict[str, list[str]] | None = None,
 ) -> Stack:
-    """Bring the stack up (or confirm it is up) and return it. Safe to call repeatedly."""
+    """Bring the stack up (or confirm it is up) and return it. Safe to call repeatedly.
+
+    ``extra_images``: images the caller's scenarios run (``{ref: [why]}``), loaded with the
+    stack's own. ``offline``: never pull, fail at once naming what is missing. ``pull``: pull
+    on the host what neither the engine nor the cluster has."""
     settings = settings or Settings()
-    validate_cluster_name(settings.cluster_name)
+    validate_cluster_provider(settings)
+    validate_cluster_name(settings.cluster_name, settings.cluster)
+    if offline and pull:
+        raise InputError("--offline never pulls; --pull pulls: give one of them", field="--pull")
     phases = Phases(reporter or Reporter())
     deadline = time.monotonic() + timeout
+    notes: list[str] = []
 
     def remaining(cap: float | None = None) -> float:
         left = max(1.0, deadline - time.monotonic())
         return min(left, cap) if cap else left
 
     engine = _docker_phase(phases)
+    tweaks = tweaks_for(engine)
+    for line in tweaks.notes():
+        phases.reporter.note(line)
+        notes.append(line)
 
     with _lock(settings):
-        with phases.phase("tools", "k3d and kubectl") as act:
-            k3d = tools.ensure_tool("k3d", settings.k3d_version, on_download=phases.reporter.note)
+        kind = settings.cluster
+        with phases.phase("tools", f"{kind} and kubectl") as act:
+            cluster_tool = tools.ensure_tool(kind, _provider_version(settings),
+                                             on_download=phases.reporter.note)
             kubectl_tool = tools.ensure_tool(
                 "kubectl", settings.kubectl_version, on_download=phases.reporter.note
             )
-            act.append(f"k3d {k3d.version} ({k3d.source}), kubectl {kubectl_tool.version} ({kubectl_tool.source})")
+            act.append(f"{kind} {cluster_tool.version} ({cluster_tool.source}), "
+                       f"kubectl {kubectl_tool.version} ({kubectl_tool.source})")
 
-        provider = _provider(settings, k3d.path, engine)
+        provider = _provider(settings, cluster_tool.path, engine)
+        controller = EnvoyGateway(settings.envoy_gateway_version, gateway_class=settings.gateway_class)
         name = settings.cluster_name
-        with phases.phase("cluster", f"k3d cluster {name}") as act:
-            info = provider.get(name)
+        info = provider.get(name)
+        needs: dict[str, list[str]] | None = None
+        if offline or pull:
+            with phases.phase("images", "images at hand" if offline else "pull missing images") as act:
+                needs = images_mod.merge(_stack_needs(controller, phases.reporter.note), extra_images or {})
+                act.append(_offline_or_pull(settings, provider, needs, info, offline=offline,
+                                            pull=pull, reporter=phases.reporter,
+                                            timeout=remaining()))
+
+        with phases.phase("cluster", f"{kind} cluster {name}") as act:
             if info is not None and info.owned and _read_state(settings).get("creating"):
-                # k3d has no signal handling (no signal.Notify in v5.9.0): a create that was
-                # interrupted leaves a half-made cluster behind, which cannot be trusted
+                # neither k3d nor kind cleans up when killed mid-create (k3d has no signal
+                # handling in v5.9.0; kind deletes its nodes only on an error it returns): a
+                # half-made cluster cannot be trusted
                 phases.reporter.note("a previous `up` was interrupted while creating the cluster: re-creating it")
                 provider.delete(name, timeout=remaining(180))
                 info = None
             if info is None:
-                phases.reporter.note(f"creating with {settings.k3s_image} (Traefik disabled)")
+                phases.reporter.note(provider.describe_create())
                 settings.cluster_state_dir.mkdir(parents=True, exist_ok=True)
-                _write_state(settings, cluster=name, created=datetime.now(timezone.utc).isoformat(),
-                             versions=versions(settings), ready=False, creating=True)
+                network_existed = (kind != "kind") or docker_engine.network_exists(kind_mod.NETWORK)
+                _write_state(settings, cluster=name, provider=kind,
+                             created=datetime.now(timezone.utc).isoformat(),
+                             versions=versions(settings), ready=False, creating=True,
+                             **({} if network_existed else {"createdNetwork": kind_mod.NETWORK}))
                 provider.create(name, timeout=remaining(max(CREATE_TIMEOUT, 0.8 * timeout)))
                 _write_state(settings, creating=False)
                 act.append("created")
@@ -354,25 +509,27 @@ def ensure_up(
             else:
                 act.append("exists")
                 image = _server_image(settings) or info.image
-                if image and image != settings.k3s_image:
+                if image and image != provider.node_image:
                     phases.reporter.note(
-                        f"the cluster runs {image}, not {settings.k3s_image}; "
+                        f"the cluster runs {image}, not {provider.node_image}; "
                         "`sandbox down` then `sandbox up` to change it"
                     )
 
         kubectl = Kubectl(kubectl_tool.path, settings.kubeconfig_path, settings.kube_context)
         with phases.phase("kubeconfig", "private kubeconfig") as act:
-            reused = info is not None and info.running and info.api_port is not None
-            if reused and info is not None and _kubeconfig_port(settings.kubeconfig_path) == info.api_port:
+            # a new cluster has new certificates; an existing or restarted one keeps its port
+            current = info if info is not None and info.running else provider.get(name)
+            if (info is not None and current is not None and current.api_port is not None
+                    and _kubeconfig_port(settings.kubeconfig_path) == current.api_port):
                 act.append(f"{settings.kubeconfig_path} (unchanged)")
             else:
                 provider.write_kubeconfig(name, settings.kubeconfig_path)
                 act.append(str(settings.kubeconfig_path))
             if merge_kubeconfig:
-                provider.merge_into_default(name)
+                where = provider.merge_into_default(name)
                 phases.reporter.note(
-                    f"merged into your default kubeconfig (context {settings.kube_context}; "
-                    "current context unchanged)"
+                    f"merged into your default kubeconfig {where} (context "
+                    f"{settings.kube_context}; current context unchanged)"
                 )
 
         with phases.phase("node", "node Ready and default ServiceAccount") as act:
@@ -382,7 +539,12 @@ def ensure_up(
                          timeout=remaining(NODE_TIMEOUT), what="ServiceAccount default/default")
             act.append("ready")
 
-        controller = EnvoyGateway(settings.envoy_gateway_version, gateway_class=settings.gateway_class)
+        with phases.phase("preload", "images from the Docker engine") as act:
+            if needs is None:
+                needs = images_mod.merge(_stack_needs(controller, phases.reporter.note), extra_images or {})
+            act.append(_preload(settings, provider, needs, reporter=phases.reporter,
+                                timeout=remaining(PRELOAD_TIMEOUT)))
+
         with phases.phase("controller", f"Envoy Gateway {controller.version}") as act:
             if controller.installed(kubectl):
                 act.append("already installed")
@@ -399,34 +561,43 @@ def ensure_up(
 
         _write_state(settings, ready=True, versions=versions(settings),
                      last_up=datetime.now(timezone.utc).isoformat())
-    return Stack(settings, kubectl, controller, provider, phases.results)
+    return Stack(settings, kubectl, controller, provider, phases.results, notes)
 
 
 def down(settings: Settings | None = None, reporter: Reporter | None = None, *, timeout: float = 180) -> str:
     """Delete the sandbox's cluster and its state. Idempotent; refuses a foreign cluster.
 
-    Returns what happened: "deleted" or "absent".
-    """
+    Returns what happened: "deleted" or "absent". With no cluster to delete, neither the
+    cluster tool nor the network is needed (nothing is downloaded)."""
     settings = settings or Settings()
+    validate_cluster_provider(settings)
     phases = Phases(reporter or Reporter())
     engine = _docker_phase(phases)
     with _lock(settings):
-        with phases.phase("tools", "k3d") as act:
-            k3d = tools.ensure_tool("k3d", settings.k3d_version, on_download=phases.reporter.note)
-            act.append(f"k3d {k3d.version} ({k3d.source})")
-        provider = _provider(settings, k3d.path, engine)
-        with phases.phase("cluster", f"delete k3d cluster {settings.cluster_name}") as act:
-            info = provider.get(settings.cluster_name)
+        state = _read_state(settings)
+        info = cluster_from_docker(settings)
+        kind = settings.cluster
+        with phases.phase("cluster", f"delete {kind} cluster {settings.cluster_name}") as act:
             if info is not None and not info.owned:
                 raise _foreign(settings)
             if info is not None:
+                cluster_tool = tools.ensure_tool(kind, _provider_version(settings),
+                                                 on_download=phases.reporter.note)
+                provider = _provider(settings, cluster_tool.path, engine)
                 provider.delete(settings.cluster_name, timeout=timeout)
-                if provider.get(settings.cluster_name) is not None:
-                    raise ClusterError(f"k3d cluster {settings.cluster_name!r} still exists after delete")
+                if cluster_from_docker(settings) is not None:
+                    raise ClusterError(f"{kind} cluster {settings.cluster_name!r} still exists after delete")
                 outcome = "deleted"
             else:
                 outcome = "absent"
             act.append(outcome)
+        network = state.get("createdNetwork")
+        if isinstance(network, str) and network:
+            with phases.phase("network", f"Docker network {network}") as act:
+                # the sandbox made it (it did not exist before its first create): removed when
+                # no other cluster still uses it
+                removed = docker_engine.remove_network_if_unused(network)
+                act.append("removed" if removed else "kept (in use or already gone)")
         with phases.phase("state", "sandbox state") as act:
             if settings.cluster_state_dir.exists():
                 shutil.rmtree(settings.cluster_state_dir)
@@ -451,8 +622,12 @@ def _kubectl_for_status(settings: Settings) -> Kubectl | None:
 
 
 def cluster_from_docker(settings: Settings) -> ClusterInfo | None:
-    """The cluster as the Docker engine sees it (no k3d needed): containers labelled
-    ``k3d.cluster=NAME`` with ``k3d.role`` server/agent (k3d pkg/types LabelRole)."""
+    """The cluster as the Docker engine sees it (no k3d or kind needed). k3d: containers
+    labelled ``k3d.cluster=NAME`` with ``k3d.role`` server/agent (k3d pkg/types LabelRole);
+    kind: ``io.x-k8s.kind.cluster=NAME`` (:func:`sandbox.providers.kind.info_from_containers`)."""
+    if settings.cluster == "kind":
+        return kind_mod.info_from_containers(settings.cluster_name,
+                                             kind_mod.cluster_containers(settings.cluster_name))
     containers = docker_engine.cluster_containers(settings.cluster_name)
     if not containers:
         return None
@@ -466,6 +641,8 @@ def cluster_from_docker(settings: Settings) -> ClusterInfo | None:
         agents_running=sum(c.state == "running" for c in agents),
         agents_count=len(agents),
         api_port=servers[0].labels.get("k3d.server.api.port") if servers else None,
+        image=next((c.image for c in servers if c.image), None),
+        nodes=tuple(sorted(c.name for c in servers + agents)),
     )
 
 
@@ -474,7 +651,7 @@ def status(settings: Settings | None = None) -> dict[str, Any]:
     docker-unavailable."""
     settings = settings or Settings()
     report: dict[str, Any] = {
-        "cluster": {"name": settings.cluster_name, "exists": False},
+        "cluster": {"name": settings.cluster_name, "provider": settings.cluster, "exists": False},
         "kubeconfig": str(settings.kubeconfig_path),
         "context": settings.kube_context,
         "versions": versions(settings),
@@ -506,7 +683,8 @@ def status(settings: Settings | None = None) -> dict[str, Any]:
         return report
     if not info.running:
         report["health"] = "stopped"
-        report["problems"].append("the cluster is stopped; `sandbox up` starts it")
+        flag = "" if settings.cluster == settings_mod.DEFAULT_CLUSTER_PROVIDER else f" --cluster {settings.cluster}"
+        report["problems"].append(f"the cluster is stopped; `sandbox up{flag}` starts it")
         return report
     kubectl = _kubectl_for_status(settings)
     if kubectl is None:
@@ -559,9 +737,38 @@ def _port_free(port: int) -> bool:
     return True
 
 
+DOWNLOAD_PROBE_TIMEOUT = 5.0
+
+
+def _downloads_check(downloads: list[tuple[str, str]]) -> Check:
+    """Whether the hosts of what ``up`` would download answer (a HEAD request each, a few
+    seconds at most); nothing to download is fine offline."""
+    if not downloads:
+        return Check("downloads", True, "nothing to download (tools and install.yaml at hand)")
+    import requests
+
+    failed = []
+    for what, url in downloads:
+        try:
+            requests.head(url, timeout=DOWNLOAD_PROBE_TIMEOUT, allow_redirects=False)
+        except requests.RequestException as e:
+            reason = "no answer" if isinstance(e, requests.Timeout) else e.__class__.__name__
+            failed.append(f"{what} from {url.split('/')[2]} ({reason})")
+    if not failed:
+        hosts = sorted({url.split("/")[2] for _, url in downloads})
+        return Check("downloads", True, f"{', '.join(hosts)} answer ({len(downloads)} to fetch)")
+    return Check(
+        "downloads", False, "cannot reach: " + "; ".join(failed),
+        "check the network or proxy (HTTPS_PROXY); or put the pinned tools on PATH and point "
+        "SANDBOX_ENVOY_GATEWAY_INSTALL_YAML at a downloaded install.yaml; without a cluster, "
+        "`sandbox run SCENARIO --provider local` runs the checks on the reference gateway",
+    )
+
+
 def doctor(settings: Settings | None = None) -> list[Check]:
     """Everything ``up`` needs, each with the fix when it is missing. Changes nothing."""
     settings = settings or Settings()
+    validate_cluster_provider(settings)
     checks: list[Check] = []
     try:
         engine = preflight()
@@ -575,7 +782,9 @@ def doctor(settings: Settings | None = None) -> list[Check]:
     except EnvironmentProblem as e:
         checks.append(Check("platform", False, e.message, e.hint))
         return checks
-    for tool, pinned in (("k3d", settings.k3d_version), ("kubectl", settings.kubectl_version)):
+    downloads: list[tuple[str, str]] = []  # (what, url) that `up` would fetch
+    for tool, pinned in ((settings.cluster, _provider_version(settings)),
+                         ("kubectl", settings.kubectl_version)):
         info = tools.describe_tool(tool, pinned)
         if info["use"]:
             checks.append(Check(tool, True, f"{info['use']} (pin {pinned})"))
@@ -584,6 +793,21 @@ def doctor(settings: Settings | None = None) -> list[Check]:
             checks.append(
                 Check(tool, True, f"{found}pinned {pinned} will be downloaded and verified on `sandbox up`")
             )
+            downloads.append((f"{tool} {pinned}", tools.asset_for(tool, pinned).url))
+    controller = EnvoyGateway(settings.envoy_gateway_version, gateway_class=settings.gateway_class)
+    if not controller.install_yaml_at_hand():
+        downloads.append((f"Envoy Gateway {controller.version} install.yaml", controller.install_url))
+    checks.append(_downloads_check(downloads))
+    if settings.cluster == "kind":
+        # kind drives the engine through the docker CLI (pkg/exec; `docker run`, `docker save`)
+        docker_cli = shutil.which("docker")
+        checks.append(Check("docker CLI", bool(docker_cli),
+                            docker_cli or "not on PATH (kind runs the docker command)",
+                            "install the Docker CLI (Debian: apt-get install docker.io; or "
+                            "docker-ce-cli)"))
+    if engine is not None:
+        for line in tweaks_for(engine).notes():
+            checks.append(Check("host", True, line))
     cache = settings_mod.cache_dir()
     probe = cache if cache.exists() else next((p for p in cache.parents if p.exists()), Path("/"))
     if os.access(probe, os.W_OK):
@@ -606,7 +830,7 @@ def doctor(settings: Settings | None = None) -> list[Check]:
             )
         )
     else:
-        checks.append(Check("API port", True, "127.0.0.1:random (k3d picks a free port)"))
+        checks.append(Check("API port", True, f"127.0.0.1:random ({settings.cluster} picks a free port)"))
     checks.append(
         Check(
             "loopback port for port-forward",

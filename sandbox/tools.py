@@ -1,4 +1,4 @@
-"""Find, download, verify and run the pinned tools (k3d, kubectl).
+"""Find, download, verify and run the pinned tools (k3d, kind, kubectl).
 
 A tool on ``PATH`` is used when its version fits the pin (see :func:`version_fits`); otherwise
 the pinned release binary is downloaded into ``settings.cache_dir()/bin/<version>/<tool>``,
@@ -13,13 +13,18 @@ Checksum formats (verified in source):
   ``sha256sum _dist/* > _dist/checksums.txt``; assets built by ``gox -output="_dist/k3d-{{.OS}}-
   {{.Arch}}"``). The line is chosen by an EXACT basename match: the official install.sh greps a
   substring, so ``k3d-linux-arm`` would also match ``k3d-linux-arm64``.
+- kind: one ``<asset>.sha256sum`` beside each bare binary ``kind-<os>-<arch>``, made by
+  ``shasum -a 256 "$f" > "$f".sha256sum`` (kubernetes-sigs/kind hack/release/build/cross.sh), so
+  one GNU-style line ``<sha256>  kind-linux-amd64``; the same exact-basename lookup applies.
 - kubectl: ``<binary url>.sha256`` holds the bare hex digest and nothing else (kubernetes
   release docs, "Install and Set Up kubectl on Linux": ``echo "$(cat kubectl.sha256)  kubectl" |
   sha256sum --check``).
 
 Base URLs can be overridden for tests and mirrors: ``SANDBOX_K3D_URL`` (default
 ``https://github.com/k3d-io/k3d/releases/download``; files at ``<base>/<version>/k3d-<os>-<arch>``
-and ``<base>/<version>/checksums.txt``) and ``SANDBOX_KUBECTL_URL`` (default
+and ``<base>/<version>/checksums.txt``), ``SANDBOX_KIND_URL`` (default
+``https://github.com/kubernetes-sigs/kind/releases/download``; ``<base>/<version>/kind-<os>-<arch>``
+and ``.sha256sum`` beside it) and ``SANDBOX_KUBECTL_URL`` (default
 ``https://dl.k8s.io/release``; file at ``<base>/<version>/bin/<os>/<arch>/kubectl``).
 ``SANDBOX_TOOLS_FROM_PATH=0`` skips the ``PATH`` lookup.
 
@@ -53,6 +58,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_K3D_BASE_URL = "https://github.com/k3d-io/k3d/releases/download"
 DEFAULT_KUBECTL_BASE_URL = "https://dl.k8s.io/release"
+DEFAULT_KIND_BASE_URL = "https://github.com/kubernetes-sigs/kind/releases/download"
 DOWNLOAD_TIMEOUT = 30.0  # seconds per HTTP request (connect + each read)
 DOWNLOAD_ATTEMPTS = 3
 VERSION_TIMEOUT = 15.0
@@ -168,6 +174,8 @@ def version_fits(tool: str, found: str, pinned: str) -> bool:
 
     - k3d: same major and minor as the pin, patch >= the pin (the flags used here are checked
       against v5.9.0's cmd/cluster/clusterCreate.go).
+    - kind: the same rule (flags and config fields checked against v0.33.0; a node image is
+      released for one kind version, so a different minor is not taken).
     - kubectl: the pin's minor or the one before it. kubectl's version-skew policy is +-1 minor
       against the API server; the pinned k3s is v1.35 and the pinned kubectl v1.36, so v1.35 and
       v1.36 are within the skew of both, and a v1.37 on PATH (two minors above k3s) is not.
@@ -175,7 +183,7 @@ def version_fits(tool: str, found: str, pinned: str) -> bool:
     f, p = parse_version(found), parse_version(pinned)
     if f is None or p is None:
         return False
-    if tool == "k3d":
+    if tool in ("k3d", "kind"):
         return f[0] == p[0] and f[1] == p[1] and f[2] >= p[2]
     if tool == "kubectl":
         return f[0] == p[0] and p[1] - 1 <= f[1] <= p[1]
@@ -201,7 +209,21 @@ def kubectl_version(binary: Path) -> str:
         raise ToolError(f"cannot read the version of {binary}: {result.stdout.strip()!r}") from e
 
 
-VERSION_READERS: dict[str, Callable[[Path], str]] = {"k3d": k3d_version, "kubectl": kubectl_version}
+def kind_version(binary: Path) -> str:
+    """``kind version`` prints ``kind v0.33.0 go1.26.8 linux/amd64`` (pkg/cmd/kind/version
+    ``DisplayVersion``: "kind v" + Version() + " " + runtime.Version() + ...); returns v0.33.0."""
+    result = run([binary, "version"], timeout=VERSION_TIMEOUT)
+    fields = result.stdout.split()
+    if len(fields) >= 2 and fields[0] == "kind" and parse_version(fields[1]):
+        return fields[1]
+    raise ToolError(f"cannot read the version of {binary}: {result.stdout.strip()!r}")
+
+
+VERSION_READERS: dict[str, Callable[[Path], str]] = {
+    "k3d": k3d_version,
+    "kind": kind_version,
+    "kubectl": kubectl_version,
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,6 +247,13 @@ def k3d_asset(version: str, os_name: str, arch: str) -> Asset:
     return Asset("k3d", version, f"{base}/{version}/{name}", f"{base}/{version}/checksums.txt", name)
 
 
+def kind_asset(version: str, os_name: str, arch: str) -> Asset:
+    base = os.environ.get("SANDBOX_KIND_URL", DEFAULT_KIND_BASE_URL).rstrip("/")
+    name = f"kind-{os_name}-{arch}"
+    url = f"{base}/{version}/{name}"
+    return Asset("kind", version, url, url + ".sha256sum", name)
+
+
 def kubectl_asset(version: str, os_name: str, arch: str) -> Asset:
     base = os.environ.get("SANDBOX_KUBECTL_URL", DEFAULT_KUBECTL_BASE_URL).rstrip("/")
     url = f"{base}/{version}/bin/{os_name}/{arch}/kubectl"
@@ -235,6 +264,8 @@ def asset_for(tool: str, version: str) -> Asset:
     os_name, arch = settings_mod.host_platform()
     if tool == "k3d":
         return k3d_asset(version, os_name, arch)
+    if tool == "kind":
+        return kind_asset(version, os_name, arch)
     if tool == "kubectl":
         return kubectl_asset(version, os_name, arch)
     raise ToolError(f"unknown tool {tool!r}")

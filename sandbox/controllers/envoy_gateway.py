@@ -30,9 +30,9 @@ import yaml
 
 from sandbox import settings as settings_mod
 from sandbox.controllers import DataPlaneService, Progress
-from sandbox.errors import ToolError, WaitTimeout
-from sandbox.kube import Kubectl, summarize_status
-from sandbox.providers.k3d import write_private
+from sandbox.errors import ClusterError, ToolError, WaitTimeout
+from sandbox.kube import Kubectl, describe_stuck_pods, image_hint, summarize_status
+from sandbox.providers.kubeconfig import write_private
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,18 @@ class EnvoyGateway:
     def install_url(self) -> str:
         return settings_mod.ENVOY_GATEWAY_INSTALL_URL.format(version=self.version)
 
+    @property
+    def cached_install_yaml(self) -> Path:
+        return settings_mod.cache_dir() / "manifests" / "envoy-gateway" / self.version / "install.yaml"
+
+    def install_yaml_at_hand(self) -> bool:
+        """Whether :meth:`install_yaml` would need no download."""
+        override = os.environ.get(INSTALL_ENV)
+        if override:
+            return Path(override).is_file()
+        cached = self.cached_install_yaml
+        return cached.is_file() and cached.stat().st_size > 0
+
     def install_yaml(self, *, progress: Progress | None = None) -> Path:
         """The pinned install.yaml: ``$SANDBOX_ENVOY_GATEWAY_INSTALL_YAML``, else the cached
         copy, else downloaded (and cached) from the release."""
@@ -93,7 +105,7 @@ class EnvoyGateway:
             if not path.is_file():
                 raise ToolError(f"{INSTALL_ENV}={override}: no such file")
             return path
-        cached = settings_mod.cache_dir() / "manifests" / "envoy-gateway" / self.version / "install.yaml"
+        cached = self.cached_install_yaml
         if cached.is_file() and cached.stat().st_size > 0:
             return cached
         if progress:
@@ -176,13 +188,29 @@ class EnvoyGateway:
         )
         if progress:
             progress(f"waiting for deployment/{DEPLOYMENT} Available")
-        kubectl.wait(
-            f"deployment/{DEPLOYMENT}",
-            "condition=Available",
-            namespace=self.namespace,
-            timeout=max(1.0, deadline - time.monotonic()),
-            what=f"deployment/{DEPLOYMENT} Available in {self.namespace}",
-        )
+        self.wait_available(kubectl, timeout=max(1.0, deadline - time.monotonic()))
+
+    def wait_available(self, kubectl: Kubectl, *, timeout: float, poll: float = 1.0) -> None:
+        """Poll until ``deployment/envoy-gateway`` is Available. A pod of the controller's
+        namespace that cannot start (image pull, crash loop, unschedulable: its certgen Job
+        included) fails the wait at once, naming the pod, its reason and its last events."""
+        deadline = time.monotonic() + timeout
+        what = f"deployment/{DEPLOYMENT} Available in {self.namespace}"
+        while True:
+            deployment = kubectl.get_json("deployment", DEPLOYMENT, namespace=self.namespace)
+            if _condition(deployment, "Available") == "True":
+                return
+            stuck = describe_stuck_pods(kubectl, self.namespace)
+            if stuck:
+                raise ClusterError(
+                    f"Envoy Gateway {self.version} cannot start:\n" + "\n".join(f"  {s}" for s in stuck),
+                    hint=image_hint(stuck),
+                )
+            if time.monotonic() >= deadline:
+                pods = kubectl.get_json("pods", namespace=self.namespace)
+                raise WaitTimeout(what, round(timeout, 1),
+                                  f"{summarize_status(deployment)}; {summarize_status(pods)}")
+            time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
 
     # -- GatewayClass -----------------------------------------------------------------------
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,8 @@ import yaml
 
 from sandbox import docker_engine, tools
 from sandbox.errors import ClusterError, ToolError
-from sandbox.providers import ClusterInfo
+from sandbox.providers import ClusterInfo, HostTweaks, Progress
+from sandbox.providers.kubeconfig import parse_kubeconfig, write_private
 from sandbox.settings import OWNER_LABEL
 
 OWNER_VALUE = "gateway-sandbox"
@@ -53,12 +53,28 @@ def owner_label_arg() -> str:
     return f"{OWNER_LABEL}={OWNER_VALUE}@server:*"
 
 
+# k3s's packaged components that the stack never uses, each turned off at create
+# (k3s --disable, pkg/deploy names; k3d passes them with --k3s-arg ...@server:*):
+DISABLED_COMPONENTS = (
+    # Traefik ships its own Gateway API CRDs and holds 80/443 through ServiceLB
+    "traefik",
+    # ServiceLB (klipper-lb) would bind every LoadBalancer port on the node: the sandbox's
+    # EnvoyProxy makes ClusterIP Services and traffic goes through port-forward
+    "servicelb",
+    # nothing here reads resource metrics; one Deployment less to pull and start
+    "metrics-server",
+    # local-path-provisioner: scenarios use no PersistentVolumes
+    "local-storage",
+)
+
+
 def create_args(
     name: str,
     *,
     image: str,
     api_port: str = "127.0.0.1:random",
     timeout: float,
+    tweaks: HostTweaks | None = None,
 ) -> list[str]:
     """argv (after the binary) of ``k3d cluster create`` for a sandbox cluster.
 
@@ -69,15 +85,17 @@ def create_args(
     the budget, and k3d's own timeout and rollback come before the budget runs out.
     """
     step = max(30, int(timeout / 2))
+    args = ["cluster", "create", name, "--image", image]
+    for component in DISABLED_COMPONENTS:
+        args += ["--k3s-arg", f"--disable={component}@server:*"]
+    if tweaks is not None and tweaks.cgroup_v1:
+        # the Kubernetes 1.35 kubelet refuses cgroup v1 unless told (providers.HostTweaks)
+        args += ["--k3s-arg", "--kubelet-arg=fail-cgroupv1=false@server:*"]
     return [
-        "cluster",
-        "create",
-        name,
-        "--image",
-        image,
-        # Traefik ships its own Gateway API CRDs and holds 80/443 through ServiceLB
-        "--k3s-arg",
-        "--disable=traefik@server:*",
+        *args,
+        # one server and no agents: the API port maps straight onto the server, so no
+        # k3d-proxy load-balancer container (and no extra image) is needed
+        "--no-lb",
         "--api-port",
         api_port,
         "--runtime-label",
@@ -139,28 +157,6 @@ def _info(cluster: Mapping[str, Any]) -> ClusterInfo:
     )
 
 
-def parse_kubeconfig(text: str) -> dict[str, Any]:
-    """``k3d kubeconfig get`` output (a ``---`` line, then YAML) as a mapping."""
-    docs = [d for d in yaml.safe_load_all(text) if d]
-    if len(docs) != 1 or not isinstance(docs[0], dict) or docs[0].get("kind") != "Config":
-        raise ToolError(f"k3d kubeconfig get printed no kubeconfig: {text[:200]!r}")
-    return docs[0]
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` with mode 0600, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 class K3dProvider:
     """Drive one k3d binary.
 
@@ -181,11 +177,14 @@ class K3dProvider:
         scratch_kubeconfig: Path,
         env: Mapping[str, str] | None = None,
         api_port: str = "127.0.0.1:random",
+        tweaks: HostTweaks | None = None,
     ) -> None:
         self.binary = binary
         self.image = image
+        self.node_image = image
         self.scratch_kubeconfig = scratch_kubeconfig
         self.api_port = api_port
+        self.tweaks = tweaks or HostTweaks()
         self._env = {**(env or {}), "KUBECONFIG": str(scratch_kubeconfig)}
 
     def _run(self, args: list[str], *, timeout: float, check: bool = True) -> tools.ToolResult:
@@ -199,10 +198,16 @@ class K3dProvider:
         if info is None:
             return None
         # the owner label is on the containers but not in k3d's list: ask Docker
-        return dataclasses.replace(info, owned=owned_by_sandbox(docker_engine.cluster_containers(cluster)))
+        containers = docker_engine.cluster_containers(cluster)
+        nodes = tuple(sorted(c.name for c in containers if c.labels.get("k3d.role") in ("server", "agent")))
+        return dataclasses.replace(info, owned=owned_by_sandbox(containers), nodes=nodes)
+
+    def describe_create(self) -> str:
+        return f"creating with {self.image} (Traefik, ServiceLB, metrics-server, local-storage disabled; no load balancer)"
 
     def create(self, cluster: str, *, timeout: float) -> None:
-        args = create_args(cluster, image=self.image, api_port=self.api_port, timeout=timeout)
+        args = create_args(cluster, image=self.image, api_port=self.api_port, timeout=timeout,
+                           tweaks=self.tweaks)
         try:
             self._run(args, timeout=timeout + 60)
         except tools.ToolFailed as e:
@@ -237,6 +242,26 @@ class K3dProvider:
         text = self.kubeconfig_text(cluster)
         config = parse_kubeconfig(text)
         write_private(path, yaml.safe_dump(config, sort_keys=False))
+
+    def load_images(
+        self, cluster: str, images: list[str], *, timeout: float, progress: Progress | None = None
+    ) -> None:
+        """``k3d image import IMG... -c NAME --mode direct`` (cmd/image/imageImport.go): direct
+        streams ``docker save`` into each node's ``ctr image import``, without the k3d-tools
+        container (and its image) that the default mode starts."""
+        if not images:
+            return
+        try:
+            self._run(["image", "import", *images, "--cluster", cluster, "--mode", "direct"],
+                      timeout=timeout)
+        except tools.ToolFailed as e:
+            raise ClusterError(
+                f"k3d could not import {', '.join(images)} into cluster {cluster!r}:\n"
+                f"{tools._tail(e.result.stderr)}",
+                hint=("with Docker's containerd image store, k3d image import can fail (k3d#1538): "
+                      "`docker save IMG -o img.tar && k3d image import img.tar -c "
+                      f"{cluster}`"),
+            ) from e
 
     def merge_into_default(self, cluster: str) -> str:
         """Opt-in only (``--merge-kubeconfig``): merge into the user's default kubeconfig

@@ -7,6 +7,11 @@ It answers what the sandbox and the docker SDK (7.x) ask, in the Engine API's sh
   "MinAPIVersion", "Os", "Arch", ...}``;
 - ``GET|HEAD /_ping`` and ``/v1.47/_ping``: ``200 OK`` with body ``OK`` and headers
   ``Api-Version``, ``Ostype``;
+- ``GET /v1.47/info`` (SystemInfo): ``CgroupVersion`` ("2", or ``engine.cgroupVersion`` of the
+  state file), ``CgroupDriver``, ``SecurityOptions``, ``OperatingSystem``;
+- ``GET /v1.47/images/NAME/json``: the image when ``engine.images`` of the state file lists NAME
+  (as given or normalised the way the engine resolves a familiar name), else 404
+  ``{"message": "No such image: NAME"}`` (moby daemon/images errors: ErrImageDoesNotExist);
 - ``GET /v1.47/containers/json?all=1&filters={"label":["k3d.cluster=NAME"]}``: a list of
   ``{"Id", "Names": ["/k3d-NAME-server-0"], "Image", "State", "Status", "Labels", ...}``
   built from the fake k3d's clusters in ``$FAKE_STATE_DIR/state.json``: one server container and
@@ -48,6 +53,8 @@ def containers(state: dict[str, Any]) -> list[dict[str, Any]]:
             (f"k3d-{name}-server-0", cluster.get("image", ""), server_labels),
             (f"k3d-{name}-serverlb", "ghcr.io/k3d-io/k3d-proxy:5.9.0", {**base, "k3d.role": "loadbalancer"}),
         ):
+            if cname.endswith("-serverlb") and cluster.get("noLb"):
+                continue  # k3d cluster create --no-lb makes no load-balancer container
             out.append(
                 {
                     "Id": hashlib.sha256(cname.encode()).hexdigest(),
@@ -75,11 +82,24 @@ def _matches(container: dict[str, Any], filters: dict[str, list[str]]) -> bool:
     return True
 
 
+def _familiar(name: str) -> str:
+    """``docker.io/library/x:latest`` and ``x`` name the same image for the engine."""
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            break
+    return name if ":" in name.rsplit("/", 1)[-1] or "@" in name else name + ":latest"
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def _state(self) -> dict[str, Any]:
+        state_file = self.server.state_dir / "state.json"
+        return json.loads(state_file.read_text()) if state_file.exists() else {}
 
     def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
         self.send_response(status)
@@ -115,6 +135,27 @@ class _Handler(BaseHTTPRequestHandler):
                 "GoVersion": "go1.22.7",
             }
             self._send(200, json.dumps(body).encode())
+        elif path == "/info":
+            engine = self._state().get("engine") or {}
+            body = {
+                "ID": "fake",
+                "OperatingSystem": "Debian GNU/Linux 13 (trixie)",
+                "OSType": "linux",
+                "CgroupDriver": "systemd" if engine.get("cgroupVersion", "2") == "2" else "cgroupfs",
+                "CgroupVersion": engine.get("cgroupVersion", "2"),
+                "SecurityOptions": ["name=seccomp,profile=builtin"]
+                + (["name=cgroupns"] if engine.get("cgroupVersion", "2") == "2" else []),
+                "ServerVersion": "27.3.1",
+            }
+            self._send(200, json.dumps(body).encode())
+        elif path.startswith("/images/") and path.endswith("/json"):
+            name = urllib.parse.unquote(path[len("/images/"):-len("/json")])
+            have = set((self._state().get("engine") or {}).get("images") or [])
+            if name in have or _familiar(name) in {_familiar(i) for i in have}:
+                self._send(200, json.dumps({"Id": "sha256:" + hashlib.sha256(name.encode()).hexdigest(),
+                                            "RepoTags": [name]}).encode())
+            else:
+                self._send(404, json.dumps({"message": f"No such image: {name}"}).encode())
         elif path == "/containers/json":
             query = urllib.parse.parse_qs(url.query)
             filters = json.loads(query.get("filters", ["{}"])[0] or "{}")

@@ -73,7 +73,9 @@ def test_lifecycle_up_repeat_status_down_twice(world: FakeWorld) -> None:
     _up(world)
     cluster = world.state()["clusters"]["sandbox"]
     assert cluster["image"] == "rancher/k3s:v1.35.5-k3s1"
-    assert cluster["k3sArgs"] == ["--disable=traefik@server:*"]
+    assert cluster["k3sArgs"] == [f"--disable={c}@server:*" for c in
+                                  ("traefik", "servicelb", "metrics-server", "local-storage")]
+    assert cluster["noLb"] is True
     assert cluster["labels"] == {OWNER: "gateway-sandbox"}
     create = _creates(world)[0]
     assert "--kubeconfig-update-default=false" in create

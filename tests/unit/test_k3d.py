@@ -10,6 +10,7 @@ import pytest
 from sandbox import tools
 from sandbox.docker_engine import Container
 from sandbox.errors import ClusterError, ToolError
+from sandbox.providers import HostTweaks
 from sandbox.providers.k3d import (
     K3dProvider,
     create_args,
@@ -55,7 +56,10 @@ def test_create_args() -> None:
     pairs = {args[i]: args[i + 1] for i in range(3, len(args) - 1) if args[i] in (
         "--image", "--k3s-arg", "--api-port", "--runtime-label", "--timeout")}
     assert pairs["--image"] == "rancher/k3s:v1.35.5-k3s1"
-    assert pairs["--k3s-arg"] == "--disable=traefik@server:*"
+    k3s_args = [args[i + 1] for i in range(len(args) - 1) if args[i] == "--k3s-arg"]
+    assert k3s_args == [f"--disable={c}@server:*" for c in
+                        ("traefik", "servicelb", "metrics-server", "local-storage")]
+    assert "--no-lb" in args
     assert pairs["--api-port"] == "127.0.0.1:random"
     assert pairs["--runtime-label"] == f"{OWNER}=gateway-sandbox@server:*"
     # k3d times each step (pull, create, start) on its own: half the budget each
@@ -63,6 +67,16 @@ def test_create_args() -> None:
     assert "--kubeconfig-update-default=false" in args
     assert "--kubeconfig-switch-context=false" in args
     assert "--wait" in args
+
+
+def test_create_args_on_a_cgroup_v1_host_turn_off_the_kubelet_refusal() -> None:
+    plain = create_args("sandbox", image="rancher/k3s:v1.35.5-k3s1", timeout=300,
+                        tweaks=HostTweaks(cgroup_v1=False))
+    v1 = create_args("sandbox", image="rancher/k3s:v1.35.5-k3s1", timeout=300,
+                     tweaks=HostTweaks(cgroup_v1=True))
+    # k3s passes --kubelet-arg on to the kubelet; k3d's --k3s-arg needs the node filter
+    assert "--kubelet-arg=fail-cgroupv1=false@server:*" in v1
+    assert not any("cgroupv1" in a for a in plain)
 
 
 def test_list_finds_running_cluster() -> None:
