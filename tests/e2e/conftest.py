@@ -29,9 +29,19 @@ def docker_problem() -> str | None:
 
 @pytest.fixture(autouse=True)
 def _needs_docker() -> None:
+    if os.environ.get("SANDBOX_E2E", "").lower() in ("0", "false", "no"):
+        pytest.skip("SANDBOX_E2E=0: the e2e tests are run on their own (.ci/run runs them on "
+                    "the real stack when ../shared/realstack has built it)")
     problem = docker_problem()
     if problem:
         pytest.skip(f"e2e needs a Docker engine: {problem}")
+
+
+@pytest.fixture(scope="session")
+def e2e_provider() -> str:
+    """The cluster provider the e2e tests use: ``SANDBOX_CLUSTER`` (k3d by default; .ci/run
+    sets kind, the provider whose images this machine can build)."""
+    return os.environ.get("SANDBOX_CLUSTER") or "k3d"
 
 
 @pytest.fixture(scope="session")
