@@ -57,7 +57,7 @@ from typing import Any
 from sandbox import certs
 from sandbox.controllers import Controller, DataPlaneService
 from sandbox.errors import ClusterError, InputError, SandboxError, WaitTimeout
-from sandbox.kube import Kubectl, KubectlError, summarize_status
+from sandbox.kube import Kubectl, KubectlError, describe_stuck_pods, image_hint, summarize_status
 from sandbox.namespaces import (
     ROUTE_KINDS,
     RUN_LABEL,
@@ -91,6 +91,7 @@ RESOURCE = {
     "Deployment": "deployments.apps",
 }
 LOG_TAIL = 30
+STUCK_LOOK_INTERVAL = 2.0  # seconds between two looks for pods that cannot start
 INVALID_MARKERS = (
     "(Invalid)",
     "(BadRequest)",
@@ -681,7 +682,9 @@ class ClusterTarget:
             f"waiting for {what} to be ready (Programmed / Accepted+ResolvedRefs / Available)"
         )
         timeout = self.timeouts.ready
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
+        next_look = started + STUCK_LOOK_INTERVAL
         unchanged: dict[tuple[str, str, str], tuple[str, float]] = {}  # summary, since when
         taken_as_is: set[tuple[str, str, str]] = set()
         while True:
@@ -712,6 +715,9 @@ class ClusterTarget:
             pending = [i for i in pending if (i.kind, i.namespace, i.name) not in taken_as_is]
             if not pending:
                 return
+            if now >= next_look:
+                self._fail_if_stuck(dep, pending, states, waited=now - started)
+                next_look = now + STUCK_LOOK_INTERVAL
             if now >= deadline:
                 last = "\n" + "\n".join(
                     f"  - {i.label}: {states[(i.kind, i.namespace, i.name)][1]}" for i in pending
@@ -739,6 +745,65 @@ class ClusterTarget:
                     hint=hint,
                 )
             time.sleep(min(self.timeouts.poll, max(0.0, deadline - time.monotonic())))
+
+    def _fail_if_stuck(
+        self,
+        dep: ClusterDeployment,
+        pending: list[_Item],
+        states: dict[tuple[str, str, str], tuple[bool, str, bool]],
+        *,
+        waited: float,
+    ) -> None:
+        """Fail the wait at once, instead of after its whole timeout, when it cannot end well:
+
+        - a pod of the run's namespaces, or of a Gateway's data plane, that cannot start
+          (ErrImagePull, ImagePullBackOff, CrashLoopBackOff, Unschedulable, ...: named with
+          its reason and last events, :func:`sandbox.kube.describe_stuck_pods`);
+        - a Gateway whose data-plane Service is a LoadBalancer that nothing gives an address
+          (kind has no load-balancer controller, nor has k3d without ServiceLB): Envoy Gateway
+          keeps it ``Programmed=False`` (``AddressNotAssigned``) for ever. The sandbox's own
+          GatewayClass uses an EnvoyProxy with ClusterIP Services for this reason.
+        """
+        lines: list[str] = []
+        for ns in sorted({i.namespace for i in dep.items}):
+            lines += describe_stuck_pods(self.kubectl, ns)
+        for ns, name in dep.gateways():
+            selector = (f"gateway.envoyproxy.io/owning-gateway-name={name},"
+                        f"gateway.envoyproxy.io/owning-gateway-namespace={ns}")
+            lines += describe_stuck_pods(self.kubectl, self.controller.namespace, selector)
+        if lines:
+            raise ClusterError(
+                f"scenario {dep.scenario.name}: {sum(1 for x in lines if x.startswith('pod '))} "
+                "pod(s) cannot start:\n" + "\n".join(f"  {line}" for line in lines),
+                hint=image_hint(lines),
+            )
+        if waited < self.timeouts.settle:
+            return
+        for item in pending:
+            if item.kind != "Gateway":
+                continue
+            summary = states[(item.kind, item.namespace, item.name)][1]
+            if "AddressNotAssigned" not in summary:
+                continue
+            svc = self.controller.data_plane_service(self.kubectl, item.namespace, item.name)
+            if svc is None:
+                continue
+            obj = self.kubectl.get_json("service", svc.name, namespace=svc.namespace) or {}
+            spec = obj.get("spec") or {}
+            ingress = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress")
+            if spec.get("type") == "LoadBalancer" and not ingress:
+                raise ClusterError(
+                    f"{item.label} is Accepted but never Programmed: its data-plane Service "
+                    f"{svc.namespace}/{svc.name} is a LoadBalancer, and nothing in this cluster "
+                    "assigns load-balancer addresses (kind has no load-balancer controller); "
+                    f"GatewayClass {self.gateway_class} makes LoadBalancer Services",
+                    hint=(
+                        "use the sandbox's GatewayClass (eg: its EnvoyProxy makes ClusterIP "
+                        "Services, reached through port-forward), or give your class an "
+                        "EnvoyProxy with spec.provider.kubernetes.envoyService.type: ClusterIP "
+                        "(parametersRef)"
+                    ),
+                )
 
     # --- cleanup ---------------------------------------------------------------------------------
 
