@@ -273,7 +273,8 @@ def _cluster_target(provider: str, gateway_class: str | None, context: str | Non
                 e.message, hint=f"{e.hint}; or, without Docker: add --provider local "
                                 "(the reference gateway on loopback)") from None
         return ClusterTarget(st.kubectl, st.controller, gateway_class or st.gateway_class,
-                             keep=keep, name=provider, progress=progress)
+                             keep=keep, name=provider, progress=progress,
+                             defer_cleanup_wait=True)
     # existing: a context of the user's kubeconfig, never changed by us
     if not context:
         raise InputError("--provider existing needs --context NAME", field="--context",
@@ -292,7 +293,8 @@ def _cluster_target(provider: str, gateway_class: str | None, context: str | Non
     cls = gateway_class or settings.gateway_class
     return ClusterTarget(Kubectl(kubectl_path, kubeconfig, context),
                          EnvoyGateway(settings.envoy_gateway_version, gateway_class=cls),
-                         cls, keep=keep, name="existing", progress=progress)
+                         cls, keep=keep, name="existing", progress=progress,
+                         defer_cleanup_wait=True)
 
 
 def choose_provider(provider: str | None, cluster: str | None) -> str:

@@ -293,6 +293,24 @@ def _state(config: pytest.Config) -> SandboxState:
     return config.stash[_STATE]
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """See the deferred cleanups of the session's cluster target through; one that fails
+    fails the session (a failed cleanup never exits 0)."""
+    state = session.config.stash.get(_STATE, None)
+    if state is None or state._target is None:
+        return
+    failures = state._target.finish()
+    if not failures:
+        return
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    for run, error in failures.items():
+        if tr is not None:
+            tr.write_line(f"gateway-sandbox: cleanup of {run} failed: {error}", red=True)
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 # --------------------------------------------------------------------------------------------
 # collection
 # --------------------------------------------------------------------------------------------
@@ -488,6 +506,9 @@ class _NoTarget:
     def deploy(self, scenario: Scenario) -> Any:  # pragma: no cover - never called
         raise NotImplementedError
 
+    def finish(self) -> dict[str, Any]:  # pragma: no cover - never called
+        return {}
+
 
 def failure_text(scenario: Scenario | None, result: Any, deployment: Deployment | None) -> str:
     """What a failed check says: the runner's failure report (as ``sandbox run`` prints it:
@@ -615,7 +636,7 @@ class ResultsPlugin:
 
         config = self.config
         state = config.stash.get(_STATE, None)
-        provider = str(config.getoption("sandbox_provider"))
+        provider = state.provider if state is not None else str(config.getoption("sandbox_provider"))
         tr = config.pluginmanager.get_plugin("terminalreporter")
         try:
             impl = conformance.implementation_for(

@@ -7,6 +7,7 @@ renders them.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import time
 from collections.abc import Callable, Sequence
@@ -141,7 +142,14 @@ class Runner:
         except KeyboardInterrupt:
             report.interrupted = True
             report.duration = time.monotonic() - start
+            with contextlib.suppress(SandboxError):  # a second Ctrl-C stops this wait too
+                self.target.finish()
             raise
+        failures = self.target.finish()  # deferred cleanups: a failed one fails its scenario
+        for sr in report.scenarios:
+            if sr.namespace in failures and sr.cleanup_error is None:
+                sr.cleanup_error = failures[sr.namespace]
+                self.progress(f"{sr.scenario.name}: cleanup failed: {sr.cleanup_error}")
         report.duration = time.monotonic() - start
         return report
 

@@ -41,6 +41,20 @@ DEPLOYMENT = "envoy-gateway"
 OWNING_GATEWAY_NAME = "gateway.envoyproxy.io/owning-gateway-name"
 OWNING_GATEWAY_NAMESPACE = "gateway.envoyproxy.io/owning-gateway-namespace"
 SHUTDOWN = {"drainTimeout": "5s", "minDrainDuration": "1s"}  # EnvoyProxy spec.shutdown
+# Envoy Gateway v1.9.0 gives both containers of each data-plane pod (envoy, shutdown-manager) a
+# startupProbe with periodSeconds 10 (internal/infrastructure/kubernetes/proxy/resource.go
+# expectedProxyContainers): Envoy is up within a second, but the kubelet asks again only ten
+# seconds after its first, too early, probe, so every Gateway waited ~11 s to be Programmed.
+# Probing every second with ten times the failures keeps the same 300 s budget.
+FAST_PROBES = {"startupProbe": {"periodSeconds": 1, "failureThreshold": 300},
+               "readinessProbe": {"periodSeconds": 1}}
+DEPLOYMENT_PATCH = {
+    "type": "StrategicMerge",
+    "value": {"spec": {"template": {"spec": {"containers": [
+        {"name": "envoy", **FAST_PROBES},
+        {"name": "shutdown-manager", "startupProbe": dict(FAST_PROBES["startupProbe"])},
+    ]}}}},
+}
 # CRDs the sandbox itself relies on; every CRD in install.yaml is waited for at install.
 KEY_CRDS = (
     "gatewayclasses.gateway.networking.k8s.io",
@@ -222,7 +236,11 @@ class EnvoyGateway:
             "spec": {
                 "provider": {
                     "type": "Kubernetes",
-                    "kubernetes": {"envoyService": {"type": "ClusterIP"}},
+                    "kubernetes": {
+                        "envoyService": {"type": "ClusterIP"},
+                        # see FAST_PROBES: a Gateway is Programmed in ~2 s instead of ~11 s
+                        "envoyDeployment": {"patch": DEPLOYMENT_PATCH},
+                    },
                 },
                 # each scenario's Gateway gets its own data plane, deleted with the scenario:
                 # drain for seconds, not the default 60 s (EG's own test EnvoyProxy does the
@@ -256,7 +274,11 @@ class EnvoyGateway:
         if spec.get("controllerName") != self.controller_name or ref.get("name") != self.proxy_name:
             return False
         proxy = kubectl.get_json("envoyproxy", self.proxy_name, namespace=self.namespace)
-        return proxy is not None and (proxy.get("spec") or {}).get("shutdown") == SHUTDOWN
+        if proxy is None:
+            return False
+        spec = proxy.get("spec") or {}
+        deployment = ((spec.get("provider") or {}).get("kubernetes") or {}).get("envoyDeployment") or {}
+        return spec.get("shutdown") == SHUTDOWN and deployment.get("patch") == DEPLOYMENT_PATCH
 
     def ensure_gateway_class(self, kubectl: Kubectl, *, timeout: float) -> None:
         # EnvoyProxy first in the stream (server-side apply goes in order): a parametersRef to a

@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from sandbox.errors import SandboxError
 from sandbox.scenario import Scenario
 
 
@@ -51,4 +52,9 @@ class Target(Protocol):
 
     def deploy(self, scenario: Scenario) -> AbstractContextManager[Deployment]:
         """Deploy, wait until ready, yield; on exit clean up (raising if cleanup failed)."""
+        ...
+
+    def finish(self) -> dict[str, SandboxError]:
+        """After the last deploy: see through the cleanups left running (a cluster target's
+        deferred namespace deletions). The runs whose cleanup failed, by run namespace."""
         ...

@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sandbox.errors import InputError
+from sandbox.errors import InputError, SandboxError
 from sandbox.scenario import Scenario
 from sandbox.targets import Address
 
@@ -66,6 +66,10 @@ class AddressTarget:
 
     def __init__(self, address: Address) -> None:
         self.address = address
+
+    def finish(self) -> dict[str, SandboxError]:
+        """Nothing is left running after a deploy here."""
+        return {}
 
     @contextmanager
     def deploy(self, scenario: Scenario) -> Iterator[AddressDeployment]:

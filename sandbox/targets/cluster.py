@@ -167,6 +167,17 @@ def _key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
 
 
 @dataclass
+class _Deleting:
+    """A run's deletion, issued and not yet seen through."""
+
+    run: str  # the run namespace, for messages
+    namespaces: list[str]
+    gateways: list[tuple[str, str]]
+    cluster_scoped: list[dict[str, Any]]
+    deadline: float
+
+
+@dataclass
 class _Item:
     """One object the run waits for."""
 
@@ -482,6 +493,8 @@ class ClusterTarget:
     :param gateway_class: the GatewayClass every Gateway of a run is given.
     :param keep: leave the namespaces for inspection instead of deleting them.
     :param progress: called with one line per step (to stderr in the CLI).
+    :param defer_cleanup_wait: issue each run's deletion at its end but wait for it only in
+        :meth:`finish`, so the next scenario does not wait for the last one's pods to stop.
     """
 
     def __init__(
@@ -496,6 +509,7 @@ class ClusterTarget:
         progress: Progress | None = None,
         max_port_forward_restarts: int = 5,
         namespace_suffix: str | None = None,
+        defer_cleanup_wait: bool = False,
     ) -> None:
         self.kubectl = kubectl
         self.controller = controller
@@ -506,6 +520,8 @@ class ClusterTarget:
         self.progress: Progress = progress or (lambda line: log.info("%s", line))
         self.max_port_forward_restarts = max_port_forward_restarts
         self.namespace_suffix = namespace_suffix  # tests: a fixed run namespace
+        self.defer_cleanup_wait = defer_cleanup_wait
+        self._deleting: list[_Deleting] = []
 
     # --- deploy ----------------------------------------------------------------------------------
 
@@ -822,41 +838,78 @@ class ClusterTarget:
             log.error("cleanup of %s failed too: %s", dep.namespace, e)
 
     def cleanup(self, dep: ClusterDeployment) -> None:
-        """Delete what the run applied (reverse kind order), then its namespaces; wait until gone."""
+        """Delete what the run applied (reverse kind order), then its namespaces; wait until
+        gone, or, with ``defer_cleanup_wait``, leave the wait to :meth:`finish` so that the next
+        scenario starts while these terminate (each run has its own namespaces and data planes,
+        so nothing of the next one waits on them)."""
         names = [n["metadata"]["name"] for n in dep.namespaces]
         self.progress(f"deleting namespace{'s' if len(names) > 1 else ''} {' '.join(names)}")
-        timeout = self.timeouts.delete
-        deadline = time.monotonic() + timeout
         objects = delete_order(dep.objects)
         if objects:
-            self.kubectl.delete_manifests(objects, wait=False, timeout=timeout)
+            self.kubectl.delete_manifests(objects, wait=False, timeout=self.timeouts.delete)
         for name in names:
-            self.kubectl.delete("namespace", name, wait=False, timeout=timeout)
-        gateways = dep.gateways()
-        cluster_scoped = [o for o in objects if not is_namespaced(str(o.get("kind")))]
-        while True:
-            left: list[str] = []
-            for name in names:
-                ns = self.kubectl.get_json("namespace", name)
-                if ns is not None:
-                    left.append(summarize_status(ns))
-            for gw_ns, gw in gateways:
-                svc = self.controller.data_plane_service(self.kubectl, gw_ns, gw)
-                if svc is not None:
-                    left.append(
-                        f"data-plane service {svc.namespace}/{svc.name} of Gateway {gw_ns}/{gw}"
+            self.kubectl.delete("namespace", name, wait=False, timeout=self.timeouts.delete)
+        pending = _Deleting(
+            run=dep.namespace,
+            namespaces=names,
+            gateways=dep.gateways(),
+            cluster_scoped=[o for o in objects if not is_namespaced(str(o.get("kind")))],
+            deadline=time.monotonic() + self.timeouts.delete,
+        )
+        if self.defer_cleanup_wait:
+            self._deleting.append(pending)
+            return
+        for error in self._wait_deleted([pending]).values():
+            raise error
+
+    def finish(self) -> dict[str, SandboxError]:
+        """Wait (bounded) until every deferred cleanup is done. Returns the runs (by run
+        namespace) whose cleanup did not finish, with the error; {} when all did."""
+        pending, self._deleting = self._deleting, []
+        if not pending:
+            return {}
+        self.progress(f"waiting for the namespaces of {len(pending)} run(s) to be deleted")
+        return self._wait_deleted(pending)
+
+    def _left(self, item: _Deleting) -> list[str]:
+        left: list[str] = []
+        for name in item.namespaces:
+            ns = self.kubectl.get_json("namespace", name)
+            if ns is not None:
+                left.append(summarize_status(ns))
+        for gw_ns, gw in item.gateways:
+            svc = self.controller.data_plane_service(self.kubectl, gw_ns, gw)
+            if svc is not None:
+                left.append(f"data-plane service {svc.namespace}/{svc.name} of Gateway {gw_ns}/{gw}")
+        for obj in item.cluster_scoped:
+            kind, _, obj_name = _key(obj)
+            if self.kubectl.get_json(kind.lower(), obj_name) is not None:
+                left.append(f"{kind.lower()}/{obj_name}")
+        return left
+
+    def _wait_deleted(self, pending: list[_Deleting]) -> dict[str, SandboxError]:
+        failed: dict[str, SandboxError] = {}
+        while pending:
+            still = []
+            for item in pending:
+                try:
+                    left = self._left(item)
+                except SandboxError as e:
+                    failed[item.run] = e
+                    continue
+                if not left:
+                    continue
+                if time.monotonic() >= item.deadline:
+                    failed[item.run] = WaitTimeout(
+                        f"the namespaces of run {item.run} to be deleted",
+                        self.timeouts.delete,
+                        "; ".join(left),
+                        hint=f"inspect with `kubectl get namespace {' '.join(item.namespaces)} -o yaml`",
                     )
-            for obj in cluster_scoped:
-                kind, _, obj_name = _key(obj)
-                if self.kubectl.get_json(kind.lower(), obj_name) is not None:
-                    left.append(f"{kind.lower()}/{obj_name}")
-            if not left:
-                return
-            if time.monotonic() >= deadline:
-                raise WaitTimeout(
-                    f"the namespaces of run {dep.namespace} to be deleted",
-                    timeout,
-                    "; ".join(left),
-                    hint=f"inspect with `kubectl get namespace {' '.join(names)} -o yaml`",
-                )
-            time.sleep(min(self.timeouts.poll, max(0.0, deadline - time.monotonic())))
+                    continue
+                still.append(item)
+            pending = still
+            if pending:
+                soonest = min(i.deadline for i in pending)
+                time.sleep(min(self.timeouts.poll, max(0.0, soonest - time.monotonic())))
+        return failed

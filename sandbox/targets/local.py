@@ -52,7 +52,7 @@ from typing import Any, Protocol
 
 from sandbox.certs import self_signed
 from sandbox.echo import EchoServer
-from sandbox.errors import EnvironmentProblem, InputError, WaitTimeout
+from sandbox.errors import EnvironmentProblem, InputError, SandboxError, WaitTimeout
 from sandbox.reference.decision import BackendChoice, Decision, ModelRequest
 from sandbox.reference.filters import apply_header_ops
 from sandbox.reference.model import DeploymentInfo, ListenerInfo, Model
@@ -902,6 +902,10 @@ class LocalTarget:
         self.startup_timeout = startup_timeout
         self.rng = rng or random.Random()
         self.model_factory = model_factory or Model.from_objects
+
+    def finish(self) -> dict[str, SandboxError]:
+        """Nothing is left running after a deploy here."""
+        return {}
 
     @contextlib.contextmanager
     def deploy(self, scenario: Scenario) -> Iterator[LocalDeployment]:

@@ -83,7 +83,13 @@ def test_lifecycle_up_repeat_status_down_twice(world: FakeWorld) -> None:
     assert create[create.index("--api-port") + 1] == "127.0.0.1:random"
     objects = world.state()["objects"]["sandbox"]
     proxy = objects["EnvoyProxy/envoy-gateway-system/sandbox-proxy"]
-    assert proxy["spec"]["provider"] == {"type": "Kubernetes", "kubernetes": {"envoyService": {"type": "ClusterIP"}}}
+    assert proxy["spec"]["provider"]["kubernetes"]["envoyService"] == {"type": "ClusterIP"}
+    # the data plane's probes every second (envoy_gateway.FAST_PROBES), merged by name
+    patch = proxy["spec"]["provider"]["kubernetes"]["envoyDeployment"]["patch"]
+    assert patch["type"] == "StrategicMerge"
+    containers = {c["name"]: c for c in patch["value"]["spec"]["template"]["spec"]["containers"]}
+    assert containers["envoy"]["startupProbe"] == {"periodSeconds": 1, "failureThreshold": 300}
+    assert containers["shutdown-manager"]["startupProbe"]["periodSeconds"] == 1
     assert proxy["spec"]["shutdown"] == {"drainTimeout": "5s", "minDrainDuration": "1s"}
     gc = objects["GatewayClass//eg"]
     assert gc["spec"]["controllerName"] == "gateway.envoyproxy.io/gatewayclass-controller"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import report
-from sandbox.errors import ClusterError, InputError
+from sandbox.errors import ClusterError, InputError, SandboxError
 from sandbox.probe import Observed, Prober, ProbeRequest, SeenRequest
 from sandbox.runner import Runner, select
 from sandbox.scenario import Check, Expect, Request, Scenario
@@ -58,6 +58,12 @@ class FakeTarget:
         self.fail_cleanup = fail_cleanup
         self.no_address = no_address
         self.cleaned: list[str] = []
+        self.deferred_failures: dict[str, SandboxError] = {}
+        self.finished = 0
+
+    def finish(self) -> dict[str, SandboxError]:
+        self.finished += 1
+        return self.deferred_failures
 
     @contextmanager
     def deploy(self, scenario: Scenario) -> Iterator[FakeDeployment]:
@@ -144,6 +150,21 @@ def test_cleanup_failure_fails_the_run_even_when_checks_pass() -> None:
     assert "CLEANUP FAILED demo: namespace sbx-test-abcde still Terminating" in \
         report.render_text(rr)
     assert report.to_json(rr)["scenarios"][0]["cleanup_error"].startswith("namespace")
+
+
+def test_a_deferred_cleanup_that_fails_at_finish_fails_its_scenario() -> None:
+    target = FakeTarget()
+    target.deferred_failures = {"sbx-test-abcde": ClusterError("namespace still Terminating")}
+    lines: list[str] = []
+    rr = Runner(target, prober=prober(), progress=lines.append).run(
+        [make_scenario("demo", ("a", 200))])
+    assert target.finished == 1
+    assert rr.scenarios[0].cleanup_error is target.deferred_failures["sbx-test-abcde"]
+    assert rr.exit_code == 3
+    assert lines[-1] == "demo: cleanup failed: namespace still Terminating"
+    ok = FakeTarget()
+    assert Runner(ok, prober=prober()).run([make_scenario("demo", ("a", 200))]).exit_code == 0
+    assert ok.finished == 1
 
 
 def test_lost_address_fails_that_check_only() -> None:
