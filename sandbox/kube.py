@@ -454,26 +454,26 @@ class Kubectl:
 # Pods that cannot become ready: named as soon as they are seen, not after a full timeout
 
 # Container waiting reasons that do not go away by waiting (kubelet pkg/kubelet/images/types.go
-# ErrImagePull, ImagePullBackOff, ErrImageNeverPull, InvalidImageName; pkg/kubelet/container
-# sync_result.go CrashLoopBackOff, CreateContainerConfigError, CreateContainerError,
-# RunContainerError)
+# ErrImagePull, ImagePullBackOff, ErrImageNeverPull, InvalidImageName). Not RunContainerError
+# or CreateContainerError: the kubelet retries those, and a cgroup v1 host sees runc's "unable
+# to freeze" now and then on a first start that the retry gets past.
 STUCK_REASONS = (
     "ErrImagePull",
     "ImagePullBackOff",
     "ErrImageNeverPull",
     "InvalidImageName",
-    "CrashLoopBackOff",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-    "RunContainerError",
 )
+# pkg/kubelet/container sync_result.go CrashLoopBackOff: stuck once the container has been
+# restarted this often (a single failed start is retried and may succeed)
+CRASH_LOOP = "CrashLoopBackOff"
+CRASH_LOOP_RESTARTS = 2
 
 
 def stuck_pods(pods: Mapping[str, Any] | None) -> dict[str, str]:
     """Pods of a ``kubectl get pods -o json`` list that are stuck: ``{name: reason line}``.
 
-    Stuck: a container (or init container) waiting with one of :data:`STUCK_REASONS`, or the
-    pod's ``PodScheduled`` condition False with reason ``Unschedulable`` (the scheduler's
+    Stuck: a container (or init container) waiting with one of :data:`STUCK_REASONS`, or in
+    CrashLoopBackOff after :data:`CRASH_LOOP_RESTARTS` restarts, or the pod's ``PodScheduled`` condition False with reason ``Unschedulable`` (the scheduler's
     message says why)."""
     out: dict[str, str] = {}
     for pod in (pods or {}).get("items") or []:
@@ -485,7 +485,9 @@ def stuck_pods(pods: Mapping[str, Any] | None) -> dict[str, str]:
         for c in statuses:
             waiting = ((c or {}).get("state") or {}).get("waiting") or {}
             reason = waiting.get("reason")
-            if reason in STUCK_REASONS:
+            crash_loop = (reason == CRASH_LOOP
+                          and int((c or {}).get("restartCount") or 0) >= CRASH_LOOP_RESTARTS)
+            if reason in STUCK_REASONS or crash_loop:
                 message = str(waiting.get("message") or "").strip().splitlines()
                 image = c.get("image")
                 text = f"container {c.get('name')}"

@@ -13,12 +13,12 @@ from sandbox.kube import image_hint, last_events, stuck_pods
 
 
 def _pod(name: str, *, waiting: str | None = None, message: str = "", init: bool = False,
-         unschedulable: str | None = None) -> dict[str, Any]:
+         unschedulable: str | None = None, restarts: int = 0) -> dict[str, Any]:
     status: dict[str, Any] = {"phase": "Pending", "conditions": []}
     if waiting:
         key = "initContainerStatuses" if init else "containerStatuses"
         status[key] = [{"name": "c", "image": "registry.k8s.io/gateway-api/echo-basic:v9",
-                        "ready": False, "restartCount": 0,
+                        "ready": False, "restartCount": restarts,
                         "state": {"waiting": {"reason": waiting, "message": message}}}]
     if unschedulable:
         status["conditions"].append({"type": "PodScheduled", "status": "False",
@@ -29,7 +29,11 @@ def _pod(name: str, *, waiting: str | None = None, message: str = "", init: bool
 def test_image_pull_and_crash_loops_and_unschedulable_are_stuck() -> None:
     pods = {"items": [
         _pod("a", waiting="ErrImagePull", message='failed to pull "x": not found'),
-        _pod("b", waiting="CrashLoopBackOff", message="back-off 10s restarting failed container"),
+        _pod("b", waiting="CrashLoopBackOff", message="back-off 20s restarting failed container",
+             restarts=2),
+        # retried by the kubelet, and seen to succeed on a cgroup v1 host: not stuck (yet)
+        _pod("b1", waiting="CrashLoopBackOff", restarts=1),
+        _pod("b2", waiting="RunContainerError", message="runc create failed: unable to freeze"),
         _pod("c", waiting="ContainerCreating"),  # on its way: not stuck
         _pod("d", unschedulable="0/1 nodes are available: 1 Insufficient cpu."),
         _pod("e", waiting="ImagePullBackOff", init=True),
