@@ -296,16 +296,17 @@ class ScenarioFile(pytest.File):
         state = _state(self.config)
         try:
             scenario = load_scenario(self.path.parent)
-            # the Gateway API CRD schemas, when available offline (SANDBOX_GATEWAY_API_CRDS or
-            # the cache): a manifest a cluster would reject is an error for every provider
+            # the Gateway API CRD schemas when at hand (never downloaded here), else the
+            # reference model's field check: a manifest a cluster would reject, or a typo the
+            # model would ignore, is an error for every provider
             from sandbox import schema
 
-            problems, _note = schema.scenario_problems(scenario, download=False)
+            checked = schema.check_scenario_manifests(scenario, download=False)
         except SandboxError as e:
             raise ScenarioError(str(e)) from None
-        if problems:
-            raise ScenarioError(f"{len(problems)} schema error(s):\n"
-                                + "\n".join(f"  {p}" for p in problems))
+        if checked.problems:
+            raise ScenarioError(f"{len(checked.problems)} manifest error(s) ({checked.headline}):\n"
+                                + "\n".join(f"  {p}" for p in checked.problems))
         self.scenario = scenario
         self.items = []
         supported = state.supported

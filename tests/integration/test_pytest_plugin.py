@@ -441,6 +441,25 @@ def test_report_reads_version_and_channel_from_the_cluster(suite: pytest.Pyteste
     assert (data["gatewayAPIVersion"], data["gatewayAPIChannel"]) == ("v1.5.1", "standard")
 
 
+def test_without_crds_a_field_typo_is_a_collection_error(
+        suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    # no CRDs at hand (and none downloaded by pytest): the reference model's field check
+    monkeypatch.delenv("SANDBOX_GATEWAY_API_CRDS", raising=False)
+    monkeypatch.delenv("SANDBOX_ENVOY_GATEWAY_INSTALL_YAML", raising=False)
+    monkeypatch.setenv("SANDBOX_CACHE_DIR", str(suite.path / "empty-cache"))
+    manifest = suite.path / "scenarios" / "plain" / "app.yaml"
+    manifest.write_text(manifest.read_text().replace("  hostnames:", "  hostname:"))
+    result = run(suite, "scenarios/plain", "--sandbox-provider", "local")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    text = result.stdout.str()
+    assert "schema: CRDs not at hand (" in text and "the reference model's field check" in text
+    line = next(i for i, t in enumerate(manifest.read_text().splitlines(), 1)
+                if t.startswith("  hostname:"))
+    assert (f"scenarios/plain/app.yaml:{line}: HTTPRoute/backend: spec.hostname: unknown field "
+            "(did you mean 'hostnames'?)") in text
+    assert not (suite.path / "empty-cache").exists()  # nothing downloaded
+
+
 def test_manifests_failing_the_crd_schemas_are_collection_errors(
         suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     crds = os.environ.get("SANDBOX_GATEWAY_API_CRDS") or ""
@@ -451,7 +470,7 @@ def test_manifests_failing_the_crd_schemas_are_collection_errors(
     result = run(suite, "scenarios/plain", "--sandbox-provider", "local")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     text = result.stdout.str()
-    assert "1 schema error(s):" in text
+    assert "1 manifest error(s) (schema: Gateway API v1.6.1 experimental CRDs from " in text
     line = next(i for i, t in enumerate(manifest.read_text().splitlines(), 1) if "Prefix" in t)
     assert (f"scenarios/plain/app.yaml:{line}: HTTPRoute/backend: "
             "spec.rules[0].matches[0].path.type: unsupported value 'Prefix'") in text
