@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from sandbox.cli_common import err, handle_errors, out, output_option, print_json
 from sandbox.errors import (
@@ -307,7 +308,8 @@ def make_target(*, address: str | None, provider: str | None, gateway_class: str
             raise InputError("--context is for --provider existing", field="--context")
         from sandbox.targets.local import LocalTarget
 
-        return LocalTarget()
+        return LocalTarget(warn=lambda line: err.print(f"[bold yellow]warning:[/] {escape(line)}",
+                                                       markup=True, highlight=False))
     return _cluster_target(provider, gateway_class, context, keep, quiet)
 
 
