@@ -113,9 +113,35 @@ def _plain() -> str:
             "    expect: {status: 200, backend: backend}\n")
 
 
-def test_inert_without_scenarios_option(suite: pytest.Pytester) -> None:
-    result = run(suite)
-    result.assert_outcomes(passed=1)  # only test_ordinary; scenario.yaml files are not collected
+PROJECT = '[project]\nname = "gateway-sandbox"\nversion = "0.1.0"\n'
+
+
+def test_the_gateway_sandbox_project_root_collects_no_scenarios(suite: pytest.Pytester) -> None:
+    # the suite laid out as gateway-sandbox's own clone: `pytest` and `pytest .` run its tests
+    (suite.path / "pyproject.toml").write_text(PROJECT)
+    for args in ((), (".",)):
+        result = run(suite, *args)
+        result.assert_outcomes(passed=1)  # only test_ordinary
+    (suite.path / "test_ordinary.py").unlink()
+    result = run(suite, ".")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    result.stdout.fnmatch_lines(["*gateway-sandbox: 2 scenario.yaml under the gateway-sandbox "
+                                 "project not collected*--sandbox-scenarios DIR*"])
+
+
+@pytest.mark.parametrize("args", [(), (".",)])
+def test_a_folder_of_ones_own_scenarios_collects_them(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]) -> None:
+    # not the gateway-sandbox project: `pytest` / `pytest .` collect its scenarios at any depth
+    monkeypatch.delenv("SANDBOX_PROVIDER", raising=False)
+    (pytester.path / "pyproject.toml").write_text('[project]\nname = "my-gateway-tests"\n')
+    folder = pytester.path / "deep" / "down" / "plain"
+    folder.mkdir(parents=True)
+    (folder / "app.yaml").write_text(MANIFESTS)
+    (folder / "scenario.yaml").write_text(_plain())
+    result = run(pytester, *args, "--sandbox-provider", "local")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["deep/down/plain/scenario.yaml .*"])
 
 
 def test_one_item_per_check_grouped_by_scenario(suite: pytest.Pytester) -> None:
@@ -138,8 +164,10 @@ def test_explicit_path_collects_scenarios(suite: pytest.Pytester) -> None:
 
 def test_naming_a_test_folder_does_not_collect_scenarios_kept_as_test_data(
         suite: pytest.Pytester) -> None:
-    # tests/data/broken/<name>/scenario.yaml is test data, not a scenario library: naming
-    # `tests` collects the tests, and a library folder (`scenarios`) named beside it still counts
+    # in gateway-sandbox's own clone, tests/data/broken/<name>/scenario.yaml is test data, not a
+    # scenario library: naming `tests` collects the tests, and a library folder (`scenarios`)
+    # named beside it still counts
+    (suite.path / "pyproject.toml").write_text(PROJECT)
     data = suite.path / "tests" / "data" / "broken" / "bad"
     data.mkdir(parents=True)
     (data / "scenario.yaml").write_text("checks: [\n")
@@ -399,6 +427,7 @@ def test_local_provider_runs_the_extended_features_it_models(suite: pytest.Pytes
 
 
 def test_rootdir_as_argument_does_not_collect_scenarios(suite: pytest.Pytester) -> None:
+    (suite.path / "pyproject.toml").write_text(PROJECT)  # the gateway-sandbox project's root
     result = run(suite, ".", "--sandbox-provider", "local")
     result.assert_outcomes(passed=1)  # test_ordinary only
     result = run(suite, "scenarios", "--sandbox-provider", "local", "-k", "not wrong")
