@@ -163,7 +163,7 @@ def yaml_problem(file: Path, e: yaml.YAMLError) -> Problem:
     if "'\\t'" in str(problem) or "\t" in str(problem):
         text += "; YAML indents with spaces, never tabs"
     elif "but got '?'" in str(problem) and context and "flow" in str(context):
-        # PyYAML ends a plain scalar at '?' inside { } and [ ] (libyaml and go-yaml do not)
+        # PyYAML and go-yaml (kubectl's) end a plain scalar at '?' inside { } and [ ]
         text += "; quote a value holding '?' inside { } or [ ], e.g. {path: \"/a?b=c\"}"
     where = mark or context_mark
     return Problem(file, where.line + 1 if where is not None else None, None, text)

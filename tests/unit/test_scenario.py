@@ -459,3 +459,21 @@ def test_list_flags_invalid_scenarios(tmp_path: Path, monkeypatch: pytest.Monkey
     lines = {line.split()[0]: line for line in result.stdout.splitlines()}
     assert "INVALID: 4 problem(s); see `sandbox check" in lines["unknown-keys"]
     assert lines["quickstart"].split(None, 1)[1].startswith("The Envoy Gateway quickstart")
+
+
+def test_unaccepted_routes_is_a_typed_scenario_key(tmp_path: Path) -> None:
+    # the key a cluster run's timeout hint names (targets/cluster.py) is one `sandbox check`
+    # accepts, read as a typed attribute
+    route = ("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n"
+             "metadata: {name: orphan, namespace: apps}\nspec:\n  parentRefs: [{name: eg}]\n")
+    folder = write(tmp_path / "s", """\
+        description: a route meant not to be accepted
+        gateway: eg
+        unaccepted_routes: [orphan, apps/orphan]
+        checks:
+          - {name: a, request: {host: a.example.com}, expect: {status: 404}}
+        """, **{"route.yaml": route})
+    assert load_scenario(folder).unaccepted_routes == ["orphan", "apps/orphan"]
+    result = CliRunner().invoke(main, ["check", "--no-model", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert load_scenario(SCENARIOS / "quickstart").unaccepted_routes == []
