@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from sandbox.cli_common import err, handle_errors, out, output_option, print_json
 from sandbox.errors import (
@@ -145,11 +146,12 @@ def _check_command() -> click.Command:
         quiet = bool((ctx.obj or {}).get("quiet"))
         results: list[dict[str, Any]] = []
         invalid = disagree = False
-        schemas_unavailable = False
+        tried_download = False
+        said_schema = ""
         for arg in expand_args(paths):
             entry: dict[str, Any] = {"arg": arg, "name": None, "path": None, "file": None,
                                      "valid": False, "problems": [], "schema_note": None,
-                                     "model": None, "model_note": None}
+                                     "schema": None, "model": None, "model_note": None}
             results.append(entry)
             try:
                 folder = resolve_scenario(arg)
@@ -172,27 +174,31 @@ def _check_command() -> click.Command:
                 continue
             entry.update(name=scenario.name, path=display_path(scenario.path),
                          file=display_path(scenario.file))
-            # offline validation against the Gateway API CRD schemas (sandbox.schema)
+            # the manifests against the Gateway API CRD schemas when at hand, else the reference
+            # model's field check (sandbox.schema); a download only when nothing is cached,
+            # tried once per command and bounded
             from sandbox import schema as schema_mod
 
-            schema_problems, entry["schema_note"] = schema_mod.scenario_problems(
-                scenario, download=not schemas_unavailable)
-            if schema_problems:
+            checked = schema_mod.check_scenario_manifests(scenario, download=not tried_download)
+            tried_download = True
+            entry["schema_note"], entry["schema"] = checked.note, checked.method
+            if output != "json" and not quiet and checked.method != said_schema:
+                err.print(checked.headline, markup=False, highlight=False)  # once
+                said_schema = checked.method
+            if checked.problems:
                 invalid = True
                 entry["problems"] = [{"file": p.file, "line": p.line, "field": p.field,
                                       "message": f"{p.object}: {p.message}", "text": str(p)}
-                                     for p in schema_problems]
+                                     for p in checked.problems]
                 if output != "json":
-                    err.print(f"[bold red]invalid:[/] {scenario.name}: {len(schema_problems)} "
-                              "schema error(s)", markup=True, highlight=False)
-                    for p in schema_problems:
+                    what = ("CRD schema" if checked.method == schema_mod.CRDS
+                            else "field (the reference model's check; CRDs not at hand)")
+                    err.print(f"[bold red]invalid:[/] {scenario.name}: "
+                              f"{len(checked.problems)} manifest {what} error(s)", markup=True,
+                              highlight=False)
+                    for p in checked.problems:
                         err.print(f"  {p}", markup=False, highlight=False)
                 continue
-            if entry["schema_note"] and "not checked" in entry["schema_note"]:
-                # said once, and not downloaded again for every scenario
-                if output != "json" and not schemas_unavailable:
-                    err.print(f"note: {entry['schema_note']}", markup=False, highlight=False)
-                schemas_unavailable = True
             entry["valid"] = True
             note = None
             messages: list[str] | None = None
@@ -219,10 +225,10 @@ def _check_command() -> click.Command:
                 for m in messages:
                     err.print(f"  {m}", markup=False, highlight=False)
             elif not quiet:  # -q: problems and disagreements only
-                suffix = f"; {note}" if note else ", the reference model agrees"
+                suffix = f"; {note}" if note else "; the reference model agrees"
                 n = len(scenario.checks)
-                out.print(f"ok {scenario.name}: {n} check{'' if n == 1 else 's'}{suffix}",
-                          markup=False)
+                out.print(f"ok {scenario.name}: {n} check{'' if n == 1 else 's'}; "
+                          f"{checked.summary}{suffix}", markup=False)
         if output == "json":
             print_json(results)
         elif len(results) > 1:
@@ -330,8 +336,25 @@ def make_target(*, address: str | None, provider: str | None, gateway_class: str
             raise InputError("--context is for --provider existing", field="--context")
         from sandbox.targets.local import LocalTarget
 
-        return LocalTarget()
+        return LocalTarget(warn=lambda line: err.print(f"[bold yellow]warning:[/] {escape(line)}",
+                                                       markup=True, highlight=False))
     return _cluster_target(provider, gateway_class, context, keep, quiet, scenarios)
+
+
+def _manifest_errors(scenarios: list[Scenario]) -> list[SandboxError]:
+    """The manifests checked as ``sandbox check`` does (the CRD schemas when at hand, else the
+    reference model's field check; never a download): one InputError per invalid scenario."""
+    from sandbox import schema
+
+    errors: list[SandboxError] = []
+    for scenario in scenarios:
+        checked = schema.check_scenario_manifests(scenario, download=False)
+        if checked.problems:
+            errors.append(InputError(
+                f"scenario {scenario.name!r}: {len(checked.problems)} manifest error(s) "
+                f"({checked.headline}):" + "".join(f"\n  {p}" for p in checked.problems),
+                hint=f"`sandbox check {display_path(scenario.path)}` lists them too"))
+    return errors
 
 
 def _run_command() -> click.Command:
@@ -385,6 +408,8 @@ def _run_command() -> click.Command:
                 loaded.append(load_scenario(resolve_scenario(arg)))
             except InputError as e:
                 problems.append(e)
+        if provider == "local" and not address:
+            problems.extend(_manifest_errors(loaded))  # the reference gateway ignores typos
         if problems:
             for problem in problems[:-1]:
                 err.print(f"[bold red]error:[/] {problem}", markup=True, highlight=False)

@@ -6,10 +6,12 @@ So ``-k`` selects by scenario or check name (and by upstream feature name), ``--
 records one test case per check, and pytest-xdist distributes scenarios (each deployment has its
 own namespace; ``--dist loadfile`` or ``loadgroup`` keeps a scenario's checks on one worker).
 
-The plugin is loaded by every pytest run (including this project's own tests) and stays inert:
-it collects ``scenario.yaml`` only under ``--sandbox-scenarios DIR`` or under paths given
-explicitly on the command line (other than the rootdir itself: ``pytest .`` does not deploy
-the project's scenarios), and imports nothing heavy until a scenario is collected.
+The plugin is loaded by every pytest run (including this project's own tests): it collects
+every ``scenario.yaml`` under ``--sandbox-scenarios DIR`` and under the paths pytest collects
+(``pytest .`` in a folder of one's own scenarios runs them), except that inside the
+gateway-sandbox project itself naming its root or ``tests`` never collects its scenario library
+or the broken scenarios kept as test data (see ``_is_wanted``); it imports nothing heavy until
+a scenario is collected.
 
 A check whose features (the scenario's plus its own) are not supported is skipped with the
 reason and counts nowhere in the ConformanceReport (upstream ``NOT_SUPPORTED``). Supported
@@ -35,7 +37,9 @@ scenarios and runs checks against the sandbox's GatewayClass).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,15 +121,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for d in scenario_dirs:
         if not d.exists():
             raise pytest.UsageError(f"--sandbox-scenarios: {d} does not exist")
-    explicit: list[Path] = []
-    if config.args_source == pytest.Config.ArgsSource.ARGS:
-        # paths named on the command line, except the rootdir (or above): `pytest .` runs the
-        # project's tests, it does not deploy every scenario of the project
-        root = config.rootpath.resolve()
-        for a in config.args:
-            p = Path(str(a).split("::")[0]).resolve()
-            if p != root and p not in root.parents:
-                explicit.append(p)
+    # the paths pytest collects: named on the command line, else testpaths, else the
+    # invocation folder (see _is_wanted for which scenario.yaml under them are collected)
+    explicit = [Path(str(a).split("::")[0]).resolve() for a in config.args]
     # --sandbox-scenarios DIR adds DIR to what pytest collects
     if scenario_dirs:
         config.args.extend(str(d) for d in scenario_dirs)
@@ -139,16 +137,64 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(ResultsPlugin(config, report), "gateway_sandbox_results")
 
 
+PROJECT_NAME = re.compile(r"""^name\s*=\s*["']gateway-sandbox["']\s*$""", re.MULTILINE)
+
+
+@functools.lru_cache(maxsize=64)
+def sandbox_project(folder: Path) -> Path | None:
+    """The gateway-sandbox project (its clone) holding ``folder``: the nearest folder upwards
+    with a pyproject.toml, when that one names the project ``gateway-sandbox``."""
+    for candidate in (folder, *folder.parents):
+        pyproject = candidate / "pyproject.toml"
+        if pyproject.is_file():
+            try:
+                text = pyproject.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                return None
+            return candidate if PROJECT_NAME.search(text) else None
+    return None
+
+
 def _is_wanted(state: SandboxState, path: Path) -> bool:
-    """A scenario.yaml is collected when it lies under a --sandbox-scenarios DIR, or when a path
-    named on the command line is that file, its scenario folder, or the library folder holding
-    that scenario folder (``pytest scenarios``). Naming ``tests`` does not collect the broken
-    scenarios kept deeper down as test data."""
+    """A scenario.yaml is collected when it lies under a --sandbox-scenarios DIR, or under a
+    path pytest collects (named on the command line, else testpaths, else the invocation
+    folder), at any depth: ``pytest .`` in a folder of one's own scenarios runs them.
+
+    Inside the gateway-sandbox project itself (its clone), today's narrower rule holds, so that
+    ``pytest``, ``pytest .`` and ``pytest tests`` run the project's tests and never the
+    scenario library or the broken scenarios kept as test data: there a path collects a
+    scenario.yaml only when it is that file, its scenario folder or the folder holding that
+    scenario folder (``pytest scenarios``), and never when it is the project root or above."""
     resolved = path.resolve()
     if any(root in resolved.parents for root in state.scenario_roots):
         return True
-    near = {resolved, resolved.parent, resolved.parent.parent}
-    return any(root in near for root in state.explicit)
+    project = sandbox_project(resolved.parent)
+    for root in state.explicit:
+        if root != resolved and root not in resolved.parents:
+            continue
+        if project is None:
+            return True
+        if root == project or root in project.parents:
+            state.passed_over.append(resolved)
+            continue
+        if root in (resolved, resolved.parent, resolved.parent.parent):
+            return True
+        state.passed_over.append(resolved)
+    return False
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config
+                            ) -> None:
+    """When nothing ran, say which scenario.yaml files were passed over, and why."""
+    state = config.stash.get(_STATE, None)
+    if state is None or exitstatus != pytest.ExitCode.NO_TESTS_COLLECTED or not state.passed_over:
+        return
+    found = sorted(set(state.passed_over))
+    terminalreporter.write_line(
+        f"gateway-sandbox: {len(found)} scenario.yaml under the gateway-sandbox project not "
+        f"collected (e.g. {found[0]}): naming the project root or its tests never collects its "
+        "scenarios; name a scenario folder or the folder of scenarios (pytest scenarios), or use "
+        "--sandbox-scenarios DIR", yellow=True)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -173,6 +219,8 @@ class SandboxState:
     explicit: list[Path]
     # every scenario.yaml given a collector, including those --lf then leaves uncollected
     scenario_files: list[Path] = field(default_factory=list)
+    # scenario.yaml files under a collected path that the project rule left out (_is_wanted)
+    passed_over: list[Path] = field(default_factory=list)
     _supported: frozenset[str] | None = None
     _unavailable: str | None = None  # why the provider cannot run, once known
     _probed: bool = False
@@ -335,16 +383,17 @@ class ScenarioFile(pytest.File):
         state = _state(self.config)
         try:
             scenario = load_scenario(self.path.parent)
-            # the Gateway API CRD schemas, when available offline (SANDBOX_GATEWAY_API_CRDS or
-            # the cache): a manifest a cluster would reject is an error for every provider
+            # the Gateway API CRD schemas when at hand (never downloaded here), else the
+            # reference model's field check: a manifest a cluster would reject, or a typo the
+            # model would ignore, is an error for every provider
             from sandbox import schema
 
-            problems, _note = schema.scenario_problems(scenario, download=False)
+            checked = schema.check_scenario_manifests(scenario, download=False)
         except SandboxError as e:
             raise ScenarioError(str(e)) from None
-        if problems:
-            raise ScenarioError(f"{len(problems)} schema error(s):\n"
-                                + "\n".join(f"  {p}" for p in problems))
+        if checked.problems:
+            raise ScenarioError(f"{len(checked.problems)} manifest error(s) ({checked.headline}):\n"
+                                + "\n".join(f"  {p}" for p in checked.problems))
         self.scenario = scenario
         self.items = []
         supported = state.supported
@@ -668,12 +717,19 @@ def discover_scenario_files(state: SandboxState) -> list[Path]:
     for root in [*state.explicit, *state.scenario_roots]:
         if root.is_file():
             candidates = [root] if root.name == SCENARIO_FILE else []
-        elif root.is_dir():
-            candidates = sorted(root.rglob(SCENARIO_FILE))
+        elif root.is_dir() and sandbox_project(root) != root:  # its root collects nothing
+            candidates = [c for c in sorted(root.rglob(SCENARIO_FILE))
+                          if not _skipped_dir(c.relative_to(root))]
         else:
             candidates = []
         found.extend(c for c in candidates if _is_wanted(state, c))
     return found
+
+
+def _skipped_dir(relative: Path) -> bool:
+    """Folders pytest does not collect by default (norecursedirs, virtualenvs)."""
+    return any(part.startswith(".") or part in ("venv", "node_modules", "site-packages", "build",
+                                                 "dist") for part in relative.parts[:-1])
 
 
 def conformance_test_name(nodeid: str) -> str:

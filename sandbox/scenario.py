@@ -11,7 +11,6 @@ namespace ``default`` are the run's namespace; any other namespace N is mapped b
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -22,9 +21,23 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sandbox.errors import InputError
+from sandbox.manifests import (
+    FieldPath,
+    InvalidInput,
+    Located,
+    Manifest,
+    describe_value,
+    did_you_mean,
+    folder_manifests,
+    load_manifests,
+    load_yaml_document,
+)
+
+# re-exported: scenario problems are manifest-loader problems
+from sandbox.manifests import Problem as Problem
+from sandbox.manifests import describe_decode_error as describe_decode_error
+from sandbox.manifests import display_path as display_path
 
 DEFAULT_CONSECUTIVE = 3  # gateway-api conformance RequiredConsecutiveSuccesses
 DEFAULT_CONVERGENCE_TIMEOUT = 30.0  # gateway-api conformance MaxTimeToConsistency (s)
@@ -124,8 +137,13 @@ class Scenario:
     consecutive: int = DEFAULT_CONSECUTIVE
     timeout: float = DEFAULT_CONVERGENCE_TIMEOUT
     tls: list[TlsSecret] = field(default_factory=list)
+    # routes meant not to be accepted (``name`` or ``namespace/name``, logical): a cluster run
+    # does not wait for them to become Accepted
+    unaccepted_routes: list[str] = field(default_factory=list)
     # (file, line) of each object in ``objects``, same order, for messages
     object_sources: list[tuple[Path, int]] = field(default_factory=list)
+    # the same objects with the line of every field (sandbox.manifests), for validation
+    manifest_objects: list[Manifest] = field(default_factory=list)
 
     def check_location(self, check: Check) -> str:
         """``file:line`` of a check, for messages."""
@@ -139,180 +157,17 @@ class Scenario:
 SCENARIO_FILE = "scenario.yaml"
 GATEWAY_API_GROUP = "gateway.networking.k8s.io"
 
-FieldPath = tuple[str | int, ...]
 
 
-def display_path(path: Path) -> str:
-    """A path as a person typed it: relative to the working directory when inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+def _display(path: Path) -> str:
+    return display_path(path)
 
 
-_display = display_path
-
-
-def _field_name(path: FieldPath) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a scenario: where (file, line, field) and what."""
-
-    file: Path
-    line: int | None
-    field: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = _display(self.file) + (f":{self.line}" if self.line else "")
-        return f"{where}: " + (f"{self.field}: " if self.field else "") + self.message
-
-
-class ScenarioInvalid(InputError):
+class ScenarioInvalid(InvalidInput):
     """Every problem found in one scenario (exit 2). ``problems`` holds them one by one."""
 
     def __init__(self, problems: list[Problem], *, name: str = "") -> None:
-        unique = list(dict.fromkeys(problems))
-        self.problems = sorted(unique, key=lambda p: (str(p.file), p.line or 0))
-        first = self.problems[0]
-        if len(self.problems) == 1:
-            message = str(first)
-        else:
-            head = f"scenario {name!r} has {len(self.problems)} problems:" if name else (
-                f"{len(self.problems)} problems:")
-            message = head + "".join(f"\n  {p}" for p in self.problems)
-        super().__init__(message)
-        # keep the first problem's location for callers that read one
-        self.file = _display(first.file)
-        self.line = first.line
-        self.field = first.field
-
-
-class _Located:
-    """Python values built from a YAML node tree, with the line of every key and value."""
-
-    def __init__(self, file: Path, problems: list[Problem]) -> None:
-        self.file = file
-        self.problems = problems
-        self.value_lines: dict[FieldPath, int] = {}
-        self.key_lines: dict[FieldPath, int] = {}
-        self._constructor = yaml.SafeLoader("")
-
-    def line(self, path: FieldPath) -> int | None:
-        """Line of a field: its key's line, else its value's, else the nearest parent's."""
-        p = path
-        while True:
-            if p in self.key_lines:
-                return self.key_lines[p]
-            if p in self.value_lines:
-                return self.value_lines[p]
-            if not p:
-                return None
-            p = p[:-1]
-
-    def problem(self, path: FieldPath, message: str, *, line: int | None = None) -> None:
-        self.problems.append(
-            Problem(self.file, line if line is not None else self.line(path),
-                    _field_name(path) or None, message)
-        )
-
-    def build(self, node: yaml.Node, path: FieldPath = (), depth: int = 0) -> Any:
-        self.value_lines.setdefault(path, node.start_mark.line + 1)
-        if depth > 64:
-            self.problem(path, "nested too deeply (recursive YAML alias?)")
-            return None
-        if isinstance(node, yaml.MappingNode):
-            out: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    self.problem(path, "YAML merge keys (<<) are not supported",
-                                 line=key_node.start_mark.line + 1)
-                    continue
-                if not isinstance(key_node, yaml.ScalarNode):
-                    self.problem(path, "a mapping key must be a plain value",
-                                 line=key_node.start_mark.line + 1)
-                    continue
-                key = self._scalar(key_node, path)
-                if isinstance(key, bool) or key is None:
-                    self.problem((*path, str(key_node.value)),
-                                 f"key {key_node.value!r} reads as {key!r} in YAML; quote it",
-                                 line=key_node.start_mark.line + 1)
-                    continue
-                key = str(key)
-                key_path: FieldPath = (*path, key)
-                if key in out:
-                    self.problem(key_path,
-                                 f"duplicate key (first at line {self.key_lines[key_path]})",
-                                 line=key_node.start_mark.line + 1)
-                    continue
-                self.key_lines[key_path] = key_node.start_mark.line + 1
-                out[key] = self.build(value_node, (*path, key), depth + 1)
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
-        return self._scalar(node, path)
-
-    def _scalar(self, node: yaml.Node, path: FieldPath) -> Any:
-        try:
-            return self._constructor.construct_object(node, deep=True)
-        except yaml.YAMLError as e:
-            self.problem(path, f"invalid value: {getattr(e, 'problem', None) or e}",
-                         line=node.start_mark.line + 1)
-            return None
-
-
-def _yaml_problem(file: Path, e: yaml.YAMLError) -> Problem:
-    mark = getattr(e, "problem_mark", None)
-    context_mark = getattr(e, "context_mark", None)
-    problem = getattr(e, "problem", None) or str(e)
-    context = getattr(e, "context", None)
-    text = f"invalid YAML: {problem}"
-    if mark is not None:
-        text += f" at line {mark.line + 1}, column {mark.column + 1}"
-    if context:
-        text += f" ({context}"
-        if context_mark is not None:
-            text += f" started at line {context_mark.line + 1}, column {context_mark.column + 1}"
-        text += ")"
-    if "'\\t'" in str(problem) or "\t" in str(problem):
-        text += "; YAML indents with spaces, never tabs"
-    where = mark or context_mark
-    return Problem(file, where.line + 1 if where is not None else None, None, text)
-
-
-def describe_decode_error(e: UnicodeDecodeError) -> tuple[int | None, str]:
-    """(line, message) for a file that is not UTF-8: where the first bad byte is, and the fix."""
-    raw = e.object if isinstance(e.object, bytes) else b""
-    if not raw:
-        return None, f"not UTF-8 text ({e.reason}); save the file as UTF-8"
-    bad_line = raw[:e.start].count(b"\n") + 1
-    column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-    byte = f"byte 0x{raw[e.start]:02x}" if e.start < len(raw) else "a byte"
-    return bad_line, (f"not UTF-8 text: {byte} at line {bad_line}, column {column} ({e.reason}); "
-                      "save the file as UTF-8")
-
-
-def _read_text(file: Path, problems: list[Problem], *, line: int | None = None,
-               field: str | None = None, owner: Path | None = None) -> str | None:
-    try:
-        return file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        problems.append(Problem(owner or file, line, field, f"file not found: {_display(file)}"))
-    except IsADirectoryError:
-        problems.append(Problem(owner or file, line, field, f"is a directory: {_display(file)}"))
-    except UnicodeDecodeError as e:
-        bad_line, message = describe_decode_error(e)
-        problems.append(Problem(owner or file, line if owner else bad_line or line, field,
-                                message))
-    except OSError as e:
-        problems.append(Problem(owner or file, line, field, f"cannot read: {e.strerror or e}"))
-    return None
+        super().__init__(problems, name=name, what="scenario")
 
 
 @lru_cache(maxsize=1)
@@ -339,32 +194,11 @@ _TYPE_WORDS = {
 }
 
 
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list" if value else "an empty list"
-    if isinstance(value, (int, float)):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return f"a string ({value!r})"
-    return f"{type(value).__name__} ({value})"
+_describe = describe_value
+_did_you_mean = did_you_mean
 
 
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    if not match:
-        lowered = {c.lower().replace("-", "_"): c for c in choices}
-        hit = lowered.get(word.lower().replace("-", "_"))
-        match = [hit] if hit else []
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
-def _schema_problems(data: Any, loc: _Located) -> None:
+def _schema_problems(data: Any, loc: Located) -> None:
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(scenario_schema())
@@ -450,9 +284,8 @@ def _listener_ports(gateway: dict[str, Any], objects: list[dict[str, Any]]) -> s
     return ports
 
 
-def _load_manifests(folder: Path, scenario_file: Path, listed: Any, loc: _Located,
-                    problems: list[Problem]) -> tuple[list[Path], list[dict[str, Any]],
-                                                      list[tuple[Path, int]]]:
+def _load_manifests(folder: Path, scenario_file: Path, listed: Any, loc: Located,
+                    problems: list[Problem]) -> tuple[list[Path], list[Manifest]]:
     files: list[Path] = []
     if isinstance(listed, list) and all(isinstance(m, str) for m in listed):
         for i, entry in enumerate(listed):
@@ -464,69 +297,11 @@ def _load_manifests(folder: Path, scenario_file: Path, listed: Any, loc: _Locate
             else:
                 files.append(file)
     elif listed is None:
-        files = sorted(
-            p for p in folder.iterdir()
-            if p.is_file() and p.suffix in (".yaml", ".yml") and p.name not in (
-                SCENARIO_FILE, "scenario.yml")
-        )
-    objects: list[dict[str, Any]] = []
-    sources: list[tuple[Path, int]] = []
-    seen: dict[tuple[str, str, str], tuple[Path, int]] = {}
-    for file in files:
-        text = _read_text(file, problems)
-        if text is None:
-            continue
-        mloc = _Located(file, problems)
-        try:
-            nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-        except yaml.YAMLError as e:
-            problems.append(_yaml_problem(file, e))
-            continue
-        for n, node in enumerate(nodes):
-            if node is None:
-                continue
-            line = node.start_mark.line + 1
-            obj = mloc.build(node, (f"document {n + 1}",))
-            if obj is None:
-                continue
-            if not isinstance(obj, dict):
-                tip = (" (write each object as its own YAML document, separated by ---)"
-                       if isinstance(obj, list) else "")
-                problems.append(Problem(file, line, None,
-                                        f"a manifest must be a mapping, got {_describe(obj)}"
-                                        + tip))
-                continue
-            kind_text = obj.get("kind") if isinstance(obj.get("kind"), str) else "object"
-            label = f"{kind_text} {_name(obj)!r}" if _name(obj) else f"a {kind_text}"
-            ok = True
-            for key in ("apiVersion", "kind"):
-                value = obj.get(key)
-                if not isinstance(value, str) or not value:
-                    problems.append(Problem(file, mloc.line((f"document {n + 1}", key)) or line,
-                                            key, f"missing or not a string (in {label})"))
-                    ok = False
-            if _name(obj) is None or not _name(obj):
-                problems.append(Problem(file, mloc.line((f"document {n + 1}", "metadata")) or line,
-                                        "metadata.name", f"missing or not a string (in {label})"))
-                ok = False
-            if not ok:
-                continue
-            meta = obj["metadata"]
-            ns = meta.get("namespace") if isinstance(meta.get("namespace"), str) else ""
-            ident = (str(obj["kind"]), ns or "default", str(_name(obj)))
-            if ident in seen:
-                first_file, first_line = seen[ident]
-                problems.append(Problem(file, line, "metadata.name",
-                                        f"duplicate {ident[0]} {ident[1]}/{ident[2]} (first at "
-                                        f"{_display(first_file)}:{first_line})"))
-                continue
-            seen[ident] = (file, line)
-            objects.append(obj)
-            sources.append((file, line))
-    return files, objects, sources
+        files = folder_manifests(folder)
+    return files, load_manifests(files, problems)
 
 
-def _semantic_problems(data: dict[str, Any], loc: _Located, objects: list[dict[str, Any]],
+def _semantic_problems(data: dict[str, Any], loc: Located, objects: list[dict[str, Any]],
                        manifests_ok: bool) -> None:
     gateways = {_name(o): o for o in objects if _is_gateway(o)}
     names = sorted(n for n in gateways if n)
@@ -556,6 +331,8 @@ def _semantic_problems(data: dict[str, Any], loc: _Located, objects: list[dict[s
                 loc.problem(("tls", i, "secret"),
                             f"Secret {entry['secret']!r} is also in the manifests; "
                             "the runner generates it: remove one")
+
+    _unaccepted_problems(data.get("unaccepted_routes"), loc, objects, manifests_ok)
 
     checks = data.get("checks")
     if not isinstance(checks, list):
@@ -614,7 +391,39 @@ def _semantic_problems(data: dict[str, Any], loc: _Located, objects: list[dict[s
                             f"shares add up to {total:g}; they must add up to 1")
 
 
-def _feature_problems(features: Any, path: FieldPath, loc: _Located) -> None:
+ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute")
+
+
+def _unaccepted_problems(entries: Any, loc: Located, objects: list[dict[str, Any]],
+                         manifests_ok: bool) -> None:
+    """Each ``unaccepted_routes`` entry names a route of the manifests: ``name`` (any
+    namespace) or ``namespace/name`` (logical: no namespace is ``default``)."""
+    if not isinstance(entries, list) or not manifests_ok:
+        return
+    routes: set[str] = set()
+    for obj in objects:
+        api = obj.get("apiVersion")
+        if obj.get("kind") in ROUTE_KINDS and isinstance(api, str) and api.startswith(
+                GATEWAY_API_GROUP + "/"):
+            meta = obj.get("metadata") or {}
+            ns = meta.get("namespace") if isinstance(meta.get("namespace"), str) else ""
+            routes.add(f"{ns or 'default'}/{_name(obj)}")
+    names = {r.split("/", 1)[1] for r in routes}
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, str):
+            continue
+        if entry in (routes if "/" in entry else names):
+            continue
+        known = sorted(routes if "/" in entry else names)
+        hint = _did_you_mean(entry, known) or (
+            f" (routes: {', '.join(sorted(routes))})" if routes else
+            " (the manifests have no route)")
+        loc.problem(("unaccepted_routes", i),
+                    f"no route {entry!r} in the manifests{hint}; list routes as NAME or "
+                    "NAMESPACE/NAME")
+
+
+def _feature_problems(features: Any, path: FieldPath, loc: Located) -> None:
     if not isinstance(features, list):
         return
     try:
@@ -714,16 +523,13 @@ def load_scenario(path: str | Path) -> Scenario:
         )
     name = folder.resolve().name
     problems: list[Problem] = []
-    text = _read_text(file, problems)
-    if text is None:
+    loaded = load_yaml_document(file, problems)
+    if loaded is None:
         raise ScenarioInvalid(problems, name=name)
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as e:
-        raise ScenarioInvalid([_yaml_problem(file, e)], name=name) from None
-    loc = _Located(file, problems)
-    data = loc.build(node) if node is not None else None
-    if data is None and not problems:
+    data, loc = loaded
+    if data is None and problems:  # e.g. excessive aliasing: the document was not read
+        raise ScenarioInvalid(problems, name=name)
+    if data is None:
         problems.append(Problem(file, 1, None, "the file is empty: a scenario needs at least "
                                                "description, gateway and checks"))
         raise ScenarioInvalid(problems, name=name)
@@ -734,8 +540,9 @@ def load_scenario(path: str | Path) -> Scenario:
 
     _schema_problems(data, loc)
     before = len(problems)
-    manifest_files, objects, sources = _load_manifests(
+    manifest_files, manifests = _load_manifests(
         folder, file, data.get("manifests"), loc, problems)
+    objects = [m.obj for m in manifests]
     manifests_ok = len(problems) == before
     _semantic_problems(data, loc, objects, manifests_ok)
     if problems:
@@ -761,7 +568,9 @@ def load_scenario(path: str | Path) -> Scenario:
         timeout=timeout,
         tls=[TlsSecret(secret=t["secret"], hosts=list(t["hosts"]), namespace=t.get("namespace"))
              for t in data.get("tls") or []],
-        object_sources=sources,
+        unaccepted_routes=list(data.get("unaccepted_routes") or []),
+        object_sources=[(m.file, m.line) for m in manifests],
+        manifest_objects=manifests,
     )
 
 

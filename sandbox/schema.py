@@ -36,6 +36,7 @@ import copy
 import difflib
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -44,8 +45,9 @@ from typing import Any
 
 import yaml
 
-from sandbox import settings
+from sandbox import manifests, settings
 from sandbox.errors import EnvironmentProblem, InputError
+from sandbox.manifests import InvalidInput, Manifest, Problem, display_path
 
 GATEWAY_API_GROUPS = ("gateway.networking.k8s.io", "gateway.networking.x-k8s.io")
 # pkg/consts/consts.go (gateway-api v1.6.1): BundleVersionAnnotation, ChannelAnnotation
@@ -97,49 +99,21 @@ def object_label(obj: Any) -> str:
     return f"{kind}/{name or '<unnamed>'}"
 
 
-def _walk_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
-    """Record the line of every field path under ``node``."""
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                _walk_lines(value_node, (*path, str(key_node.value)), lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _walk_lines(item, (*path, i), lines)
+def sourced(manifest: Manifest, display: str | None = None) -> SourcedObject:
+    """A manifest object of :mod:`sandbox.manifests` as the validator's input."""
+    return SourcedObject(display or display_path(manifest.file), manifest.obj,
+                         manifest.document - 1, manifest.line, dict(manifest.lines))
 
 
 def load_manifest_file(path: str | Path, *, display: str | None = None) -> list[SourcedObject]:
-    """Parse a multi-document YAML file, keeping the line of every field.
-
-    Empty documents are dropped. YAML syntax errors raise InputError with file and line.
-    """
-    p = Path(path)
-    name = display or str(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise InputError(f"cannot read manifest: {e.strerror or e}", file=name) from None
-    out: list[SourcedObject] = []
-    try:
-        for index, node in enumerate(yaml.compose_all(text, Loader=yaml.SafeLoader)):
-            if node is None:
-                continue
-            lines: dict[Path_, int] = {}
-            _walk_lines(node, (), lines)
-            loader = yaml.SafeLoader("")
-            try:
-                obj = loader.construct_document(node)
-            finally:
-                loader.dispose()
-            if obj is None:
-                continue
-            out.append(SourcedObject(name, obj, index, node.start_mark.line + 1, lines))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise InputError(f"invalid YAML: {getattr(e, 'problem', None) or e}", file=name,
-                         line=(mark.line + 1) if mark else None) from None
-    return out
+    """The objects of a manifest file (read by :mod:`sandbox.manifests`: lines of every field,
+    ``kind: List`` expanded). A file that cannot be read or parsed raises InvalidInput (exit 2)
+    naming file and line."""
+    problems: list[Problem] = []
+    found = manifests.load_manifest_file(Path(path), problems)
+    if problems:
+        raise InvalidInput(problems, what="manifests")
+    return [sourced(m, display) for m in found]
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,41 +144,60 @@ class CRDSet:
         return sorted(k for g, k in self.schemas if g == group)
 
 
-def _read_crds(directory: Path) -> CRDSet:
-    schemas: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
-    versions: set[str] = set()
-    channels: set[str] = set()
-    files = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
+def _crd_documents(source: Path) -> Iterator[Any]:
+    """The YAML documents of a CRD folder (every *.yaml / *.yml) or file. A file such as Envoy
+    Gateway's install.yaml (megabytes, mostly other objects) is cut into its documents first and
+    only those that define Gateway API CRDs are parsed."""
+    files = ([source] if source.is_file()
+             else sorted(source.glob("*.yaml")) + sorted(source.glob("*.yml")))
     for f in files:
         try:
-            docs = list(yaml.load_all(f.read_text(encoding="utf-8"), Loader=_fast_loader()))
+            text = f.read_text(encoding="utf-8")
+            if source.is_file():
+                chunks = [c for c in _DOCUMENT_SEPARATOR.split(text)
+                          if "CustomResourceDefinition" in c and any(
+                              g in c for g in GATEWAY_API_GROUPS)]
+                docs = [yaml.load(c, Loader=_fast_loader()) for c in chunks]
+            else:
+                docs = list(yaml.load_all(text, Loader=_fast_loader()))
         except (OSError, yaml.YAMLError) as e:
             raise EnvironmentProblem(f"cannot read Gateway API CRD file {f}: {e}",
                                      hint=f"check {ENV_CRDS} or clear the cache") from None
-        for doc in docs:
-            if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
-                continue
-            spec = doc.get("spec") or {}
-            group = spec.get("group")
-            kind = (spec.get("names") or {}).get("kind")
-            if not group or not kind:
-                continue
-            annotations = (doc.get("metadata") or {}).get("annotations") or {}
+        yield from docs
+
+
+_DOCUMENT_SEPARATOR = re.compile(r"^---[ \t]*(?:#.*)?$", re.MULTILINE)
+
+
+def _read_crds(source: Path) -> CRDSet:
+    schemas: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    versions: set[str] = set()
+    channels: set[str] = set()
+    for doc in _crd_documents(source):
+        if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
+            continue
+        spec = doc.get("spec") or {}
+        group = spec.get("group")
+        kind = (spec.get("names") or {}).get("kind")
+        if not group or not kind:
+            continue
+        annotations = (doc.get("metadata") or {}).get("annotations") or {}
+        if group in GATEWAY_API_GROUPS:
             if BUNDLE_VERSION_ANNOTATION in annotations:
                 versions.add(str(annotations[BUNDLE_VERSION_ANNOTATION]))
             if CHANNEL_ANNOTATION in annotations:
                 channels.add(str(annotations[CHANNEL_ANNOTATION]))
-            by_version = schemas.setdefault((group, kind), {})
-            for v in spec.get("versions") or []:
-                schema = ((v.get("schema") or {}).get("openAPIV3Schema"))
-                if v.get("served", True) and isinstance(schema, dict):
-                    by_version[str(v["name"])] = schema
+        by_version = schemas.setdefault((group, kind), {})
+        for v in spec.get("versions") or []:
+            schema = ((v.get("schema") or {}).get("openAPIV3Schema"))
+            if v.get("served", True) and isinstance(schema, dict):
+                by_version[str(v["name"])] = schema
     if not schemas:
         raise EnvironmentProblem(
-            f"no Gateway API CustomResourceDefinitions found in {directory}",
+            f"no Gateway API CustomResourceDefinitions found in {source}",
             hint=f"{ENV_CRDS} must name a folder like gateway-api's config/crd/experimental",
         )
-    return CRDSet(str(directory), schemas, versions, channels)
+    return CRDSet(str(source), schemas, versions, channels)
 
 
 def _fast_loader() -> type[yaml.SafeLoader]:
@@ -215,8 +208,46 @@ def cache_path(version: str, channel: str) -> Path:
     return settings.cache_dir() / "gateway-api-crds" / version / channel
 
 
+def envoy_gateway_install_yaml() -> Path | None:
+    """The pinned Envoy Gateway install.yaml when it is at hand (it bundles the Gateway API
+    CRDs): ``$SANDBOX_ENVOY_GATEWAY_INSTALL_YAML``, else the copy ``sandbox up`` cached
+    (``<cache_dir>/manifests/envoy-gateway/<version>/install.yaml``). Never downloads."""
+    from sandbox.controllers.envoy_gateway import INSTALL_ENV
+
+    override = os.environ.get(INSTALL_ENV)
+    if override:
+        p = Path(override)
+        if not p.is_file():
+            raise InputError(f"{override}: no such file", field=INSTALL_ENV)
+        return p
+    version = settings.Settings().envoy_gateway_version
+    cached = settings.cache_dir() / "manifests" / "envoy-gateway" / version / "install.yaml"
+    return cached if cached.is_file() and cached.stat().st_size > 0 else None
+
+
+def crds_at_hand() -> Path | None:
+    """Where the Gateway API CRDs are without any download, in order: ``$SANDBOX_GATEWAY_API_CRDS``
+    (a folder), Envoy Gateway's install.yaml (``envoy_gateway_install_yaml``), the cached CRD
+    folder of an earlier download. None when none of them is there."""
+    override = os.environ.get(ENV_CRDS)
+    if override:
+        return crds_dir(download=False)
+    install = envoy_gateway_install_yaml()
+    if install is not None:
+        return install
+    return crds_dir(download=False)
+
+
+def not_at_hand_reason() -> str:
+    """Why ``crds_at_hand`` found nothing, and how to change that."""
+    from sandbox.controllers.envoy_gateway import INSTALL_ENV
+
+    return (f"{ENV_CRDS} and {INSTALL_ENV} unset, none cached in {settings.cache_dir()}; "
+            "`sandbox up` caches them")
+
+
 def crds_dir(*, download: bool = True, version: str | None = None,
-             channel: str | None = None) -> Path | None:
+             channel: str | None = None, timeout: float = DOWNLOAD_TIMEOUT) -> Path | None:
     """The folder holding the CRDs: env override, else the cache (downloading when allowed).
 
     Returns None when neither is available and ``download`` is False.
@@ -234,19 +265,30 @@ def crds_dir(*, download: bool = True, version: str | None = None,
         return cached
     if not download:
         return None
-    _download(version, channel, cached)
+    _download(version, channel, cached, timeout=timeout)
     return cached
 
 
-def _download(version: str, channel: str, dest: Path) -> None:
+def _download(version: str, channel: str, dest: Path, *, timeout: float = DOWNLOAD_TIMEOUT
+              ) -> None:
+    """Download the CRD files of the release into ``dest``; ``timeout`` bounds the whole
+    download (every request gets what is left of it)."""
+    import time
+
     import requests
 
     base = settings.GATEWAY_API_CRDS_URL.format(version=version, channel=channel)
+    deadline = time.monotonic() + timeout
 
     def get(name: str) -> str:
         url = base + name
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise EnvironmentProblem(
+                f"cannot download the Gateway API CRDs: gave up after {timeout:g}s ({url})",
+                hint=f"set {ENV_CRDS}=DIR to a local copy of config/crd/{channel}")
         try:
-            resp = requests.get(url, timeout=DOWNLOAD_TIMEOUT)
+            resp = requests.get(url, timeout=left)
         except requests.RequestException as e:
             reason = str(e.__context__ or e).split(": ")[-1].rstrip("\"') ")[:160]
             reason += ")" * (reason.count("(") - reason.count(")"))  # close what was cut
@@ -291,9 +333,12 @@ def _load_crds_cached(directory: str) -> CRDSet:
     return _read_crds(Path(directory))
 
 
-def load_crds(directory: str | Path | None = None, *, download: bool = True) -> CRDSet:
-    """The CRDs from ``directory``, else from ``crds_dir()``. Cached per process."""
-    d = Path(directory) if directory is not None else crds_dir(download=download)
+def load_crds(directory: str | Path | None = None, *, download: bool = True,
+              timeout: float = DOWNLOAD_TIMEOUT) -> CRDSet:
+    """The CRDs from ``directory`` (a folder, or a file such as install.yaml), else from
+    ``crds_at_hand()``, else downloaded when ``download``. Cached per process."""
+    d = Path(directory) if directory is not None else (
+        crds_at_hand() or crds_dir(download=download, timeout=timeout))
     if d is None:
         raise EnvironmentProblem(
             "the Gateway API CRDs are not available offline",
@@ -537,8 +582,9 @@ def format_path(path: Iterable[str | int]) -> str:
     return out
 
 
-def _describe(error: Any) -> tuple[Path_, str]:
-    """(field path, message) for one jsonschema error, in Kubernetes-like words."""
+def _describe(error: Any, root: Any = None) -> tuple[Path_, str]:
+    """(field path, message) for one jsonschema error, in Kubernetes-like words. ``root``: the
+    object's field table (``sandbox.reference.fields``), to say where a misplaced field goes."""
     path: Path_ = tuple(error.absolute_path)
     v = error.validator
     if v == "required":
@@ -549,6 +595,10 @@ def _describe(error: Any) -> tuple[Path_, str]:
         allowed = list((error.schema.get("properties") or {}).keys())
         extras = [k for k in error.instance if k not in allowed]
         name = extras[0] if extras else "?"
+        if root is not None:
+            from sandbox.reference.fields import unknown_field_message
+
+            return (*path, name), unknown_field_message(str(name), allowed, root, path)
         close = difflib.get_close_matches(str(name), allowed, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return (*path, name), f"unknown field{hint}"
@@ -601,6 +651,7 @@ class SchemaValidator:
         self.crds = crds
         self._compiled: dict[tuple[str, str, str], Any] = {}
         self._raw: dict[tuple[str, str, str], Any] = {}
+        self._trees: dict[tuple[str, str, str], Any] = {}
 
     def _validator_for(self, group: str, version: str, kind: str) -> Any:
         key = (group, version, kind)
@@ -614,6 +665,15 @@ class SchemaValidator:
                 schema = _CORE_SCHEMAS[(api_version, kind)]
             self._compiled[key] = _validator_class()(schema)
         return self._compiled[key]
+
+    def _tree(self, group: str, version: str, kind: str, raw: Any) -> Any:
+        """The kind's field table, built from its CRD schema (for misplaced-field hints)."""
+        key = (group, version, kind)
+        if key not in self._trees:
+            from sandbox.reference.fields import object_tree, schema_tree
+
+            self._trees[key] = object_tree(schema_tree(raw))
+        return self._trees[key]
 
     def validate(self, objects: Iterable[SourcedObject | tuple[str, Any]]) -> ValidationResult:
         result = ValidationResult()
@@ -652,12 +712,14 @@ class SchemaValidator:
                 continue
             validator = self._validator_for(group, version, kind)
             raw = self._raw.get((group, version, kind))
+            root = None
             if raw is not None:
                 obj = apply_defaults(obj, raw)
+                root = self._tree(group, version, kind, raw)
             errors = sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.path)))
             result.validated += 1
             for error in errors:
-                path, text = _describe(error)
+                path, text = _describe(error, root)
                 result.problems.append(_message(src, path, text))
         for api_version, kinds in sorted(skipped.items()):
             result.notes.append(f"not schema-validated (no schema for {api_version}): "
@@ -712,21 +774,88 @@ def validate_scenario(scenario: Any, crds: CRDSet | None = None,
     return validate_files(list(scenario.manifests), crds, base=base)
 
 
-def scenario_problems(scenario: Any, *, download: bool = True
-                      ) -> tuple[list[SchemaProblem], str | None]:
-    """Schema problems of a loaded scenario's manifests, and a note when they were not checked
-    (the CRDs unavailable offline) or some kinds have no schema. For ``sandbox check``."""
-    from sandbox.errors import SandboxError
-    from sandbox.scenario import display_path
+# --------------------------------------------------------------------------------------------
+# the check of a scenario's manifests: the CRD schemas when at hand, else the model's fields
+# --------------------------------------------------------------------------------------------
 
+CHECK_DOWNLOAD_TIMEOUT = 8.0  # s, for the whole download `sandbox check` may try
+CRDS = "crds"  # ManifestCheck.method: validated against the CRD schemas
+MODEL = "model"  # the reference model's field check (sandbox.reference.fields)
+
+
+@dataclass
+class ManifestCheck:
+    """What the check of a scenario's manifests found, and how it checked."""
+
+    problems: list[SchemaProblem]
+    method: str  # CRDS | MODEL
+    source: str  # "Gateway API v1.6.1 experimental CRDs from PATH" | "CRDs not at hand (...)"
+    notes: list[str] = field(default_factory=list)  # kinds not validated, a download tried
+
+    @property
+    def headline(self) -> str:
+        """``schema: ...``: which validation was done, with what or why."""
+        if self.method == CRDS:
+            return f"schema: {self.source}"
+        return f"schema: {self.source}; the reference model's field check"
+
+    @property
+    def note(self) -> str:
+        """The headline and the notes (kinds not validated, a download done), one line."""
+        return self.headline + "".join(f"; {n}" for n in self.notes)
+
+    @property
+    def summary(self) -> str:
+        """A few words for the ``ok`` line."""
+        if self.method == CRDS:
+            return "manifests valid against the CRD schemas"
+        return "CRDs not at hand, manifests pass the reference model's field check"
+
+
+def _scenario_manifests(scenario: Any) -> list[Manifest]:
+    found: list[Manifest] = list(getattr(scenario, "manifest_objects", None) or [])
+    if found or not scenario.objects:
+        return found
+    problems: list[Problem] = []  # a Scenario built by hand: read its files
+    found = manifests.load_manifests(list(scenario.manifests), problems)
+    if problems:
+        raise InvalidInput(problems, what="manifests")
+    return found
+
+
+def model_field_problems(objects: Iterable[Manifest]) -> list[SchemaProblem]:
+    """The reference model's field check (``sandbox.reference.fields``) as schema problems,
+    worded as the CRD validation words them."""
+    from sandbox.reference import fields
+
+    return [SchemaProblem(display_path(p.manifest.file), p.manifest.line_of(p.path) or None,
+                          p.manifest.label, format_path(p.path) or None, p.message)
+            for p in fields.check_manifests(objects)]
+
+
+def check_scenario_manifests(scenario: Any, *, download: bool = False,
+                             timeout: float | None = None) -> ManifestCheck:
+    """Check a loaded scenario's manifests against the Gateway API CRD schemas when they are
+    at hand (``crds_at_hand``; downloaded first only when ``download`` and nothing is cached,
+    within ``timeout``, default ``CHECK_DOWNLOAD_TIMEOUT``), else with the reference model's field check."""
+    from sandbox.errors import SandboxError
+
+    objects = _scenario_manifests(scenario)
+    notes: list[str] = []
     try:
-        crds = load_crds(download=download)
+        found = crds_at_hand()
+        if found is None and download:
+            notes.append("downloaded the CRDs now (nothing was cached)")
+        crds = load_crds(found, download=download,
+                         timeout=CHECK_DOWNLOAD_TIMEOUT if timeout is None else timeout)
     except SandboxError as e:
-        return [], f"schemas not checked: {e}" + (f" ({e.hint})" if e.hint else "")
-    objects: list[SourcedObject] = []
-    for f in scenario.manifests:
-        objects.extend(load_manifest_file(f, display=display_path(Path(f))))
-    result = SchemaValidator(crds).validate(objects)
-    note = (f"Gateway API {crds.bundle_version} {crds.channel} schemas"
-            + (f"; {'; '.join(result.notes)}" if result.notes else ""))
-    return result.problems, note
+        if isinstance(e, InputError):
+            raise
+        why = not_at_hand_reason()
+        if download:
+            why += f"; the download failed: {e}"
+        return ManifestCheck(model_field_problems(objects), MODEL, f"CRDs not at hand ({why})")
+    result = SchemaValidator(crds).validate(sourced(m) for m in objects)
+    source = (f"Gateway API {crds.bundle_version} {crds.channel} CRDs from "
+              f"{display_path(crds.source)}")
+    return ManifestCheck(result.problems, CRDS, source, notes + result.notes)

@@ -98,6 +98,7 @@ class DeploymentInfo:
     replicas: int = 1
     labels: dict[str, str] = field(default_factory=dict)  # pod template labels
     env: dict[str, str] = field(default_factory=dict)  # literal env of the first container
+    images: list[str] = field(default_factory=list)  # the pod template's container images
 
 
 @dataclass
@@ -211,7 +212,8 @@ class Model:
     def _index_backends(self) -> None:
         for d in self._deployments:
             self.deployments.append(
-                DeploymentInfo(d.meta.namespace, d.meta.name, d.replicas, dict(d.pod_labels), dict(d.env))
+                DeploymentInfo(d.meta.namespace, d.meta.name, d.replicas, dict(d.pod_labels), dict(d.env),
+                               list(d.images))
             )
         for s in self._services.values():
             deps = [

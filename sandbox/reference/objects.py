@@ -404,6 +404,7 @@ class Deployment:
     replicas: int
     pod_labels: dict[str, str]
     env: dict[str, str]
+    images: list[str] = field(default_factory=list)  # spec.template.spec.containers[].image
 
 
 @dataclass
@@ -857,7 +858,8 @@ def parse_deployment(obj: dict[str, Any], meta: Meta) -> Deployment:
         for ep, e in _items(c, "env", w, cp):
             if "value" in e:
                 env[_str(e, "name", w, ep)] = str(e.get("value", ""))
-    return Deployment(meta, 1 if replicas is None else replicas, labels, env)
+    images = [_str(c, "image", w, cp) for cp, c in containers]
+    return Deployment(meta, 1 if replicas is None else replicas, labels, env, images)
 
 
 def parse_reference_grant(obj: dict[str, Any], meta: Meta) -> ReferenceGrant:

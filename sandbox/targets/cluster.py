@@ -29,8 +29,8 @@ Negative scenarios (a route meant to be refused, a backendRef meant not to resol
 everything else is ready, a route whose status for its current generation is written but not
 Accepted/ResolvedRefs True, and that stays unchanged for ``Timeouts.settle`` seconds, is taken
 as it is (a progress line says so) and the checks decide. Routes named in the scenario's
-optional ``unaccepted_routes`` (``name`` or ``namespace/name``, logical; read with ``getattr``
-as the scenario model may not have the key) skip even that: they are ready as soon as the
+optional ``unaccepted_routes`` (``name`` or ``namespace/name``, logical; validated by
+``sandbox check`` against the scenario's routes) skip even that: they are ready as soon as the
 controller has written ``Accepted``, whatever it says.
 
 Status written by Envoy Gateway (envoyproxy/gateway internal/gatewayapi/status/gateway.go,
@@ -607,7 +607,7 @@ class ClusterTarget:
             raise
 
     def _items(self, scenario: Scenario, dep: ClusterDeployment) -> list[_Item]:
-        negative = {str(r) for r in getattr(scenario, "unaccepted_routes", None) or []}
+        negative = set(scenario.unaccepted_routes)
         items = []
         for obj in dep.objects:
             kind, ns, name = _key(obj)

@@ -66,6 +66,39 @@ DEFAULT_UPSTREAM_TIMEOUT = 15.0  # s, when the route sets no timeout: a bound, n
 MIRROR_TIMEOUT = 5.0  # s, for one fire-and-forget mirror request
 DRAIN_TIMEOUT = 30.0  # s, a too-slow backend may take to finish before its connection is closed
 MAX_REPLICAS = 16  # more pods than this add nothing to a loopback run
+# Images whose pods the local echo backends stand in for: the upstream conformance echo
+# backend (the one the scenario library uses, `registry.k8s.io/gateway-api/echo-basic:v1.5.1`,
+# and its gRPC mode) at any tag or digest, and its staging copy.
+ECHO_IMAGES = ("registry.k8s.io/gateway-api/echo-basic", "gcr.io/k8s-staging-gateway-api/echo-basic")
+
+
+def is_echo_image(image: str) -> bool:
+    """``registry.k8s.io/gateway-api/echo-basic``, at any ``:tag`` or ``@digest``."""
+    repository = image.split("@", 1)[0]
+    if ":" in repository.rsplit("/", 1)[-1]:
+        repository = repository.rsplit(":", 1)[0]
+    return repository in ECHO_IMAGES
+
+
+def image_warnings(model: Model) -> list[str]:
+    """One line per Deployment behind a Service whose containers run no echo backend image:
+    the local provider answers for it with an echo backend all the same, which a cluster would
+    not."""
+    out: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for svc in model.services:
+        for dep in model.backends_of(svc.namespace, svc.name):
+            key = (dep.namespace, dep.name)
+            if key in seen or not dep.images or any(is_echo_image(i) for i in dep.images):
+                continue  # (no images: a model built by hand, not from manifests)
+            seen.add(key)
+            images = ", ".join(dep.images)
+            out.append(
+                f"Deployment {dep.namespace}/{dep.name} runs {images}, not the echo backend "
+                f"({ECHO_IMAGES[0]}): the local provider answers for its pods with an echo "
+                "backend all the same, so its checks may pass here and fail on a cluster"
+            )
+    return out
 DIAGNOSTIC_LINES = 30  # requests kept for diagnostics()
 HOP_BY_HOP = frozenset(
     {
@@ -825,6 +858,7 @@ class LocalDeployment:
         self.gateways: dict[tuple[str, int], LocalGateway] = {}
         self.pods: list[LocalPod] = []
         self.skipped: list[str] = []  # listeners not served, with the reason
+        self.warnings: list[str] = []  # e.g. a Deployment that is not an echo backend
 
     def _resolve_gateway(self, gateway: str) -> str:
         keys = sorted({g for g, _ in self.gateways} | set(self.model.gateways()))
@@ -870,6 +904,7 @@ class LocalDeployment:
 
     def diagnostics(self) -> str:
         lines = [f"provider {PROVIDER}: reference model gateway on loopback (sandbox.reference)"]
+        lines.extend(f"  warning: {w}" for w in self.warnings)
         for (gw, port), g in sorted(self.gateways.items()):
             names = ", ".join(f"{lst.name}" + (f" ({lst.hostname})" if lst.hostname else "") for lst in g.listeners)
             lines.append(f"  gateway {gw} port {port} {g.protocol} at {g.address.host}:{g.address.port}: listeners {names}")
@@ -884,10 +919,16 @@ class LocalDeployment:
         return "\n".join(lines)
 
 
+def _warn_on_stderr(line: str) -> None:
+    sys.stderr.write(f"warning: {line}\n")
+    sys.stderr.flush()
+
+
 class LocalTarget:
     """``sandbox run --provider local``: the reference gateway and echo backends on loopback.
 
-    ``model_factory`` (default ``Model.from_objects``) and ``rng`` are for tests.
+    ``model_factory`` (default ``Model.from_objects``) and ``rng`` are for tests; ``warn``
+    gets each warning line (default: ``warning: ...`` on stderr).
     """
 
     name = PROVIDER
@@ -898,7 +939,9 @@ class LocalTarget:
         startup_timeout: float = STARTUP_TIMEOUT,
         rng: random.Random | None = None,
         model_factory: Callable[[list[dict[str, Any]]], Model] | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
+        self.warn = warn or _warn_on_stderr
         self.startup_timeout = startup_timeout
         self.rng = rng or random.Random()
         self.model_factory = model_factory or Model.from_objects
@@ -914,6 +957,9 @@ class LocalTarget:
         router = _Router(model, self.rng, grpc_module)
         router.grpc_missing = grpc_missing
         deployment = LocalDeployment(scenario, model, router)
+        deployment.warnings = image_warnings(model)
+        for line in deployment.warnings:
+            self.warn(f"{scenario.name}: {line}")
         with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="sandbox-local-") as tmp:
             close_fronts = getattr(grpc_module, "close_fronts", None)
             if close_fronts is not None:

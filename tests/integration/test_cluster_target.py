@@ -305,8 +305,15 @@ def test_route_not_accepted_waits_settles_or_is_listed_as_unaccepted(
     notes = [line for line in target.lines if "stays so" in line]  # type: ignore[attr-defined]
     assert len(notes) == 1 and notes[0].startswith("HTTPRoute apps/backend is not Accepted")
 
-    # listed under unaccepted_routes: no settling needed
-    scenario.unaccepted_routes = ["apps/backend"]  # type: ignore[attr-defined]
+    # listed under unaccepted_routes in scenario.yaml, as the hint says: no settling needed
+    scenario.file.write_text(scenario.file.read_text().replace(
+        "gateway: eg\n", "gateway: eg\nunaccepted_routes: [apps/backend]\n"))
+    listed = load_scenario(scenario.path)
+    assert listed.unaccepted_routes == ["apps/backend"]
+    for obj in listed.objects:  # the same listener as above
+        if obj["kind"] == "Gateway":
+            obj["spec"]["listeners"][0]["allowedRoutes"] = {"namespaces": {"from": "Same"}}
+    scenario = listed
     target = _target(world, timeouts=Timeouts(ready=10, settle=30, poll=0.1, delete=10))
     with target.deploy(scenario):
         pass

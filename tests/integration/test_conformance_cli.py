@@ -55,7 +55,9 @@ def test_check_passes_valid_scenario_with_schema_note() -> None:
     assert result.exit_code == 0, result.output
     entry = json.loads(result.stdout)[0]
     assert entry["valid"] is True
-    assert entry["schema_note"].startswith("Gateway API v1.6.1 experimental schemas")
+    assert entry["schema_note"].startswith(
+        f"schema: Gateway API v1.6.1 experimental CRDs from {CRDS}")
+    assert entry["schema"] == "crds"
 
 
 def test_run_writes_conformance_report(tmp_path: Path) -> None:
@@ -156,13 +158,15 @@ def test_check_without_crds_says_so_once_and_tries_the_download_once(
     monkeypatch.setattr(settings, "GATEWAY_API_CRDS_URL", "http://127.0.0.1:9/{version}/")
     tries: list[str] = []
     real = schema._download
-    monkeypatch.setattr(schema, "_download", lambda *a: (tries.append("x"), real(*a)))
+    monkeypatch.setattr(schema, "_download",
+                        lambda *a, **kw: (tries.append("x"), real(*a, **kw)))
     names = ["quickstart", "host-matching", "traffic-weights"]
     result = CliRunner().invoke(main, ["check", *(str(ROOT / "scenarios" / n) for n in names)])
     assert result.exit_code == 0, result.output
-    assert result.stderr.count("schemas not checked") == 1
+    assert result.stderr.count("schema: CRDs not at hand") == 1
+    assert "the download failed: cannot download the Gateway API CRDs" in result.stderr
     assert len(tries) == 1
-    assert result.stdout.count("the reference model agrees") == 3
+    assert result.stdout.count("the reference model's field check; the reference model agrees") == 3
 
 
 def test_run_report_says_which_implementation_fields_are_undefined(

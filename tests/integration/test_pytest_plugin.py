@@ -113,9 +113,35 @@ def _plain() -> str:
             "    expect: {status: 200, backend: backend}\n")
 
 
-def test_inert_without_scenarios_option(suite: pytest.Pytester) -> None:
-    result = run(suite)
-    result.assert_outcomes(passed=1)  # only test_ordinary; scenario.yaml files are not collected
+PROJECT = '[project]\nname = "gateway-sandbox"\nversion = "0.1.0"\n'
+
+
+def test_the_gateway_sandbox_project_root_collects_no_scenarios(suite: pytest.Pytester) -> None:
+    # the suite laid out as gateway-sandbox's own clone: `pytest` and `pytest .` run its tests
+    (suite.path / "pyproject.toml").write_text(PROJECT)
+    for args in ((), (".",)):
+        result = run(suite, *args)
+        result.assert_outcomes(passed=1)  # only test_ordinary
+    (suite.path / "test_ordinary.py").unlink()
+    result = run(suite, ".")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    result.stdout.fnmatch_lines(["*gateway-sandbox: 2 scenario.yaml under the gateway-sandbox "
+                                 "project not collected*--sandbox-scenarios DIR*"])
+
+
+@pytest.mark.parametrize("args", [(), (".",)])
+def test_a_folder_of_ones_own_scenarios_collects_them(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]) -> None:
+    # not the gateway-sandbox project: `pytest` / `pytest .` collect its scenarios at any depth
+    monkeypatch.delenv("SANDBOX_PROVIDER", raising=False)
+    (pytester.path / "pyproject.toml").write_text('[project]\nname = "my-gateway-tests"\n')
+    folder = pytester.path / "deep" / "down" / "plain"
+    folder.mkdir(parents=True)
+    (folder / "app.yaml").write_text(MANIFESTS)
+    (folder / "scenario.yaml").write_text(_plain())
+    result = run(pytester, *args, "--sandbox-provider", "local")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["deep/down/plain/scenario.yaml .*"])
 
 
 def test_one_item_per_check_grouped_by_scenario(suite: pytest.Pytester) -> None:
@@ -138,8 +164,10 @@ def test_explicit_path_collects_scenarios(suite: pytest.Pytester) -> None:
 
 def test_naming_a_test_folder_does_not_collect_scenarios_kept_as_test_data(
         suite: pytest.Pytester) -> None:
-    # tests/data/broken/<name>/scenario.yaml is test data, not a scenario library: naming
-    # `tests` collects the tests, and a library folder (`scenarios`) named beside it still counts
+    # in gateway-sandbox's own clone, tests/data/broken/<name>/scenario.yaml is test data, not a
+    # scenario library: naming `tests` collects the tests, and a library folder (`scenarios`)
+    # named beside it still counts
+    (suite.path / "pyproject.toml").write_text(PROJECT)
     data = suite.path / "tests" / "data" / "broken" / "bad"
     data.mkdir(parents=True)
     (data / "scenario.yaml").write_text("checks: [\n")
@@ -399,6 +427,7 @@ def test_local_provider_runs_the_extended_features_it_models(suite: pytest.Pytes
 
 
 def test_rootdir_as_argument_does_not_collect_scenarios(suite: pytest.Pytester) -> None:
+    (suite.path / "pyproject.toml").write_text(PROJECT)  # the gateway-sandbox project's root
     result = run(suite, ".", "--sandbox-provider", "local")
     result.assert_outcomes(passed=1)  # test_ordinary only
     result = run(suite, "scenarios", "--sandbox-provider", "local", "-k", "not wrong")
@@ -441,6 +470,25 @@ def test_report_reads_version_and_channel_from_the_cluster(suite: pytest.Pyteste
     assert (data["gatewayAPIVersion"], data["gatewayAPIChannel"]) == ("v1.5.1", "standard")
 
 
+def test_without_crds_a_field_typo_is_a_collection_error(
+        suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    # no CRDs at hand (and none downloaded by pytest): the reference model's field check
+    monkeypatch.delenv("SANDBOX_GATEWAY_API_CRDS", raising=False)
+    monkeypatch.delenv("SANDBOX_ENVOY_GATEWAY_INSTALL_YAML", raising=False)
+    monkeypatch.setenv("SANDBOX_CACHE_DIR", str(suite.path / "empty-cache"))
+    manifest = suite.path / "scenarios" / "plain" / "app.yaml"
+    manifest.write_text(manifest.read_text().replace("  hostnames:", "  hostname:"))
+    result = run(suite, "scenarios/plain", "--sandbox-provider", "local")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    text = result.stdout.str()
+    assert "schema: CRDs not at hand (" in text and "the reference model's field check" in text
+    line = next(i for i, t in enumerate(manifest.read_text().splitlines(), 1)
+                if t.startswith("  hostname:"))
+    assert (f"scenarios/plain/app.yaml:{line}: HTTPRoute/backend: spec.hostname: unknown field "
+            "(did you mean 'hostnames'?)") in text
+    assert not (suite.path / "empty-cache").exists()  # nothing downloaded
+
+
 def test_manifests_failing_the_crd_schemas_are_collection_errors(
         suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     crds = os.environ.get("SANDBOX_GATEWAY_API_CRDS") or ""
@@ -451,7 +499,7 @@ def test_manifests_failing_the_crd_schemas_are_collection_errors(
     result = run(suite, "scenarios/plain", "--sandbox-provider", "local")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     text = result.stdout.str()
-    assert "1 schema error(s):" in text
+    assert "1 manifest error(s) (schema: Gateway API v1.6.1 experimental CRDs from " in text
     line = next(i for i, t in enumerate(manifest.read_text().splitlines(), 1) if "Prefix" in t)
     assert (f"scenarios/plain/app.yaml:{line}: HTTPRoute/backend: "
             "spec.rules[0].matches[0].path.type: unsupported value 'Prefix'") in text

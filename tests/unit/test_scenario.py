@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -118,16 +120,91 @@ CASES: dict[str, list[str]] = {
         "scenario.yaml:12: checks[2].expect.backends: shares add up to 0.7; they must add up to 1",
     ],
     "no-scenario-file": ["no scenario.yaml in ", "no-scenario-file"],
+    # manifests: found by the CRD schemas when at hand, else by the reference model's field
+    # check, in the same words (see MANIFEST_CHECKED and the two modes below)
+    "manifest-field-typo": ["manifest-field-typo/route.yaml:8: HTTPRoute/backend: "
+                            "spec.hostname: unknown field (did you mean 'hostnames'?)"],
+    "manifest-backendref-singular": ["manifest-backendref-singular/route.yaml:13: "
+                                     "HTTPRoute/backend: spec.rules[0].backendRef: unknown "
+                                     "field (did you mean 'backendRefs'?)"],
+    "manifest-misindented-backendrefs": [
+        "manifest-misindented-backendrefs/route.yaml:13: HTTPRoute/backend: "
+        "spec.rules[0].matches[0].backendRefs: unknown field here: 'backendRefs' belongs in "
+        "spec.rules[] (check its indentation)"],
+    "manifest-unknown-kind": ["manifest-unknown-kind/route.yaml:2: HTTPRoutes/backend: kind: "
+                              "unknown kind 'HTTPRoutes' in gateway.networking.k8s.io v1.6.1 "
+                              "(experimental channel) (did you mean 'HTTPRoute'?)"],
+    "manifest-unserved-version": ["manifest-unserved-version/route.yaml:1: HTTPRoute/backend: "
+                                  "apiVersion: HTTPRoute is not served as "
+                                  "gateway.networking.k8s.io/v2; served versions: v1, v1beta1"],
+    "manifest-grpc-field-typo": ["manifest-grpc-field-typo/route.yaml:10: GRPCRoute/backend: "
+                                 "spec.rules[0].matches[0].method.sevice: unknown field (did you "
+                                 "mean 'service'?)"],
+    "manifest-gateway-field-typo": ["manifest-gateway-field-typo/gateway.yaml:7: Gateway/eg: "
+                                    "spec.listener: unknown field (did you mean 'listeners'?)"],
+    "manifest-duplicate-object": ["manifest-duplicate-object/route.yaml:17: metadata.name: "
+                                  "duplicate HTTPRoute default/backend (first at ",
+                                  "manifest-duplicate-object/route.yaml:1)"],
+    "manifest-list-bad-items": ["manifest-list-bad-items/list.yaml:3: items: a List needs "
+                                "items: a list of objects, got a mapping"],
+    "alias-bomb-scenario": ["alias-bomb-scenario/scenario.yaml:11: x-laughs.l3[1]: excessive "
+                            "YAML aliasing: 2476 of the 2501 values read so far come from "
+                            "expanding aliases", "write the values out or use fewer aliases"],
+    "alias-bomb-manifest": ["alias-bomb-manifest/gateway.yaml:20: data.l3[1]: excessive YAML "
+                            "aliasing: "],
+    "unaccepted-routes-unknown": [
+        "unaccepted-routes-unknown/scenario.yaml:3: unaccepted_routes[1]: no route "
+        "'default/backnd' in the manifests (did you mean 'default/backend'?)",
+        "scenario.yaml:3: unaccepted_routes[2]: no route 'apps/backend' in the manifests"],
+    "query-in-flow-mapping": ["query-in-flow-mapping/scenario.yaml:5: invalid YAML: expected "
+                              "',' or '}', but got '?' at line 5, column 48",
+                              "quote a value holding '?' inside { } or [ ]"],
+    "merge-key": ["merge-key/scenario.yaml:9: checks[1].request: YAML merge keys (<<) are not "
+                  "supported"],
+    "boolean-key": ["boolean-key/scenario.yaml:8: checks[0].request.headers.on: key 'on' reads "
+                    "as True in YAML; quote it"],
+    "two-documents": ["two-documents/scenario.yaml:7: invalid YAML: but found another document "
+                      "at line 7, column 1"],
 }
+# cases whose problems the manifest check finds (sandbox.schema.check_scenario_manifests), not
+# the loading of the scenario
+MANIFEST_CHECKED = {"manifest-field-typo", "manifest-backendref-singular",
+                    "manifest-misindented-backendrefs", "manifest-unknown-kind",
+                    "manifest-unserved-version", "manifest-grpc-field-typo",
+                    "manifest-gateway-field-typo"}
+NEEDS_CRDS = pytest.mark.skipif(
+    not os.environ.get("SANDBOX_GATEWAY_API_CRDS"),
+    reason="SANDBOX_GATEWAY_API_CRDS is not set to a folder of Gateway API CRDs")
+
+
+@pytest.fixture(params=[pytest.param("crds", marks=NEEDS_CRDS), "model"])
+def schema_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+                tmp_path: Path) -> str:
+    """``crds``: the upstream CRDs at hand; ``model``: none at hand (an empty cache and a
+    download that fails at once), so the reference model's field check runs."""
+    if request.param == "model":
+        from sandbox import settings
+
+        monkeypatch.delenv("SANDBOX_GATEWAY_API_CRDS", raising=False)
+        monkeypatch.delenv("SANDBOX_ENVOY_GATEWAY_INSTALL_YAML", raising=False)
+        monkeypatch.setenv("SANDBOX_CACHE_DIR", str(tmp_path / "empty-cache"))
+        monkeypatch.setattr(settings, "GATEWAY_API_CRDS_URL", "http://127.0.0.1:9/{version}/")
+    return str(request.param)
 
 
 def test_corpus_is_complete() -> None:
     assert sorted(p.name for p in BROKEN.iterdir() if p.is_dir()) == sorted(CASES)
 
 
+def test_corpus_has_at_least_30_inputs() -> None:
+    assert len(CASES) >= 30
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_broken_scenario_exits_2_with_precise_messages(case: str) -> None:
+def test_broken_scenario_exits_2_with_precise_messages(case: str, schema_mode: str) -> None:
+    start = time.monotonic()
     result = CliRunner().invoke(main, ["check", "--no-model", str(BROKEN / case)])
+    assert time.monotonic() - start < 5, f"{case} took {time.monotonic() - start:.1f}s"
     assert result.exit_code == EXIT_USAGE, result.output
     assert "Traceback" not in result.output
     assert isinstance(result.exception, SystemExit)  # handled, not a crash
@@ -139,7 +216,7 @@ def test_broken_scenario_exits_2_with_precise_messages(case: str) -> None:
         pos = found
 
 
-@pytest.mark.parametrize("case", sorted(set(CASES) - {"no-scenario-file"}))
+@pytest.mark.parametrize("case", sorted(set(CASES) - {"no-scenario-file"} - MANIFEST_CHECKED))
 def test_every_problem_has_file_and_line(case: str) -> None:
     with pytest.raises(ScenarioInvalid) as info:
         load_scenario(BROKEN / case)
@@ -147,6 +224,26 @@ def test_every_problem_has_file_and_line(case: str) -> None:
     for problem in info.value.problems:
         assert problem.file.is_relative_to(BROKEN / case)
         assert problem.line and problem.line > 0
+
+
+@pytest.mark.parametrize("case", sorted(MANIFEST_CHECKED))
+def test_every_manifest_problem_has_file_line_and_field(case: str, schema_mode: str) -> None:
+    from sandbox import schema
+
+    checked = schema.check_scenario_manifests(load_scenario(BROKEN / case), download=False)
+    assert checked.method == schema_mode
+    assert checked.problems
+    for problem in checked.problems:
+        assert Path(problem.file).resolve().is_relative_to(BROKEN / case)
+        assert problem.line and problem.line > 0 and problem.field
+
+
+def test_run_local_validates_the_manifests_before_running(schema_mode: str) -> None:
+    result = CliRunner().invoke(main, ["run", "--provider", "local",
+                                       str(BROKEN / "manifest-misindented-backendrefs")])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "spec.rules[0].matches[0].backendRefs: unknown field here" in result.stderr
+    assert "PASS" not in result.stdout and "FAIL" not in result.stdout  # nothing was run
 
 
 def test_run_of_a_broken_scenario_exits_2_before_any_target() -> None:
@@ -309,7 +406,8 @@ def test_check_json_lists_every_problem_with_location() -> None:
         "unknown-keys/scenario.yaml:3: timout: unknown key (did you mean 'timeout'?)")
     # the same keys whatever went wrong, and the same problem shape as `sandbox list -o json`
     assert list(bad) == list(good) == ["arg", "name", "path", "file", "valid", "problems",
-                                       "schema_note", "model", "model_note"]
+                                       "schema_note", "schema", "model", "model_note"]
+    assert good["schema"] in ("crds", "model") and good["schema_note"].startswith("schema: ")
     assert bad["file"].endswith("broken/unknown-keys/scenario.yaml")
     result = CliRunner().invoke(main, ["check", "--no-model", "-o", "json",
                                        str(BROKEN / "no-scenario-file")])
@@ -361,3 +459,21 @@ def test_list_flags_invalid_scenarios(tmp_path: Path, monkeypatch: pytest.Monkey
     lines = {line.split()[0]: line for line in result.stdout.splitlines()}
     assert "INVALID: 4 problem(s); see `sandbox check" in lines["unknown-keys"]
     assert lines["quickstart"].split(None, 1)[1].startswith("The Envoy Gateway quickstart")
+
+
+def test_unaccepted_routes_is_a_typed_scenario_key(tmp_path: Path) -> None:
+    # the key a cluster run's timeout hint names (targets/cluster.py) is one `sandbox check`
+    # accepts, read as a typed attribute
+    route = ("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n"
+             "metadata: {name: orphan, namespace: apps}\nspec:\n  parentRefs: [{name: eg}]\n")
+    folder = write(tmp_path / "s", """\
+        description: a route meant not to be accepted
+        gateway: eg
+        unaccepted_routes: [orphan, apps/orphan]
+        checks:
+          - {name: a, request: {host: a.example.com}, expect: {status: 404}}
+        """, **{"route.yaml": route})
+    assert load_scenario(folder).unaccepted_routes == ["orphan", "apps/orphan"]
+    result = CliRunner().invoke(main, ["check", "--no-model", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert load_scenario(SCENARIOS / "quickstart").unaccepted_routes == []

@@ -220,7 +220,8 @@ def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
     p = _write(tmp_path, "a: [1,\nb: 2\n")
     with pytest.raises(InputError) as info:
         schema.load_manifest_file(p, display="bad.yaml")
-    assert str(info.value).startswith("bad.yaml:")
+    assert info.value.exit_code == 2
+    assert str(info.value).startswith(f"{p}:3: invalid YAML: ")
 
 
 def test_int_or_string_nullable_preserve_unknown() -> None:
