@@ -471,7 +471,7 @@ class _NoTarget:
 def failure_text(scenario: Scenario | None, result: Any, deployment: Deployment | None) -> str:
     """What a failed check says: the runner's failure report (as ``sandbox run`` prints it:
     location, request as curl, expected vs observed) and the deployment's diagnostics."""
-    from sandbox.report import format_failure
+    from sandbox.report import format_diagnostics, format_failure
 
     lines = [headline(result)]  # pytest's -r summary shows the first line
     lines.append(format_failure(scenario, result) if scenario is not None else str(result))
@@ -482,7 +482,7 @@ def failure_text(scenario: Scenario | None, result: Any, deployment: Deployment 
             diag = f"(diagnostics unavailable: {e})"
         if diag:
             lines.append("diagnostics:")
-            lines.extend("  " + line for line in collapse_repeats(diag.splitlines()))
+            lines.append(format_diagnostics(diag))
     return "\n".join(lines)
 
 
@@ -496,19 +496,6 @@ def headline(result: Any) -> str:
                          for m in mismatches[:2])
         return text + (f" (+{len(mismatches) - 2} more)" if len(mismatches) > 2 else "")
     return f"did not converge: {getattr(result, 'matches', 0)} consecutive match(es)"
-
-
-def collapse_repeats(lines: list[str]) -> list[str]:
-    """Consecutive identical lines once, with ``(xN)``: a retried request logs the same line."""
-    out: list[str] = []
-    count = 0
-    for i, line in enumerate(lines):
-        count += 1
-        if i + 1 < len(lines) and lines[i + 1] == line:
-            continue
-        out.append(line + (f"  (x{count})" if count > 1 else ""))
-        count = 0
-    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -495,13 +495,6 @@ def test_a_stack_that_cannot_come_up_is_tried_once(suite: pytest.Pytester) -> No
     assert text.count("ClusterError: cluster 'sandbox' exists but was not created") >= 2
 
 
-def test_collapse_repeats() -> None:
-    from sandbox.pytest_plugin import collapse_repeats
-
-    assert collapse_repeats(["a", "b", "b", "b", "c", "b"]) == ["a", "b  (x3)", "c", "b"]
-    assert collapse_repeats([]) == []
-
-
 def test_junit_message_is_the_headline_and_lf_reruns_only_failed_checks(
         suite: pytest.Pytester) -> None:
     junit = suite.path / "junit.xml"

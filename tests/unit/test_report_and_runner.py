@@ -58,13 +58,14 @@ class FakeTarget:
         self.fail_cleanup = fail_cleanup
         self.no_address = no_address
         self.cleaned: list[str] = []
+        self.deployment_class = FakeDeployment
 
     @contextmanager
     def deploy(self, scenario: Scenario) -> Iterator[FakeDeployment]:
         if self.fail_deploy:
             raise ClusterError("Gateway eg not Programmed", hint="see the controller log")
         try:
-            yield FakeDeployment(self)
+            yield self.deployment_class(self)
         finally:
             self.cleaned.append(scenario.name)
         if self.fail_cleanup:
@@ -99,6 +100,32 @@ def test_run_reports_pass_and_fail_with_diagnostics() -> None:
     assert "diagnostics for demo (namespace sbx-test-abcde):\n  Gateway eg: Programmed" in text
     assert text.rstrip().endswith("2 executed, 1 passed, 1 failed, 0 skipped in "
                                   f"{rr.duration:.1f}s")
+
+
+def test_collapse_repeats() -> None:
+    assert report.collapse_repeats(["a", "b", "b", "b", "c", "b"]) == ["a", "b  (x3)", "c", "b"]
+    assert report.collapse_repeats([]) == []
+
+
+class RepeatingDeployment(FakeDeployment):
+    def diagnostics(self) -> str:
+        return "last requests (newest last):\n" + "  GET /get -> 404 no route\n" * 30
+
+
+def test_repeated_diagnostic_lines_are_folded_in_text_and_junit(tmp_path: Path) -> None:
+    # the CLI printed the same request line 30 times; the pytest plugin folded it (xN): now
+    # both go through report.format_diagnostics
+    target = FakeTarget()
+    target.deployment_class = RepeatingDeployment
+    rr = Runner(target, prober=prober()).run([make_scenario("demo", ("not-routed", 404))])
+    text = report.render_text(rr)
+    assert "    GET /get -> 404 no route  (x30)\n" in text
+    assert text.count("GET /get -> 404") == 1
+    report.write_junit(rr, tmp_path / "j.xml")
+    failure = next(ET.parse(tmp_path / "j.xml").iter("failure"))
+    assert "  GET /get -> 404 no route  (x30)" in (failure.text or "")
+    assert (failure.text or "").count("GET /get -> 404") == 1
+    assert rr.scenarios[0].diagnostics.count("GET /get") == 30  # -o json keeps the raw text
 
 
 def test_fail_fast_skips_the_rest_and_keep_reaches_the_target() -> None:
@@ -172,7 +199,7 @@ def test_ctrl_c_says_it_cleans_up_and_stops_even_when_cleanup_fails() -> None:
         @contextmanager
         def deploy(self, scenario: Scenario) -> Iterator[FakeDeployment]:
             try:
-                yield FakeDeployment(self)
+                yield self.deployment_class(self)
             finally:
                 self.cleaned.append(scenario.name)
                 if self.fail_cleanup:
@@ -261,7 +288,7 @@ def test_a_second_ctrl_c_during_cleanup_says_what_is_left_behind() -> None:
         @contextmanager
         def deploy(self, scenario: Scenario) -> Iterator[FakeDeployment]:
             try:
-                yield FakeDeployment(self)
+                yield self.deployment_class(self)
             finally:
                 raise KeyboardInterrupt  # the person pressed Ctrl-C again while we clean up
 
