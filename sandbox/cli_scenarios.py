@@ -36,6 +36,9 @@ from sandbox.scenario import (
 from sandbox.settings import DEFAULT_GATEWAY_CLASS
 
 PROVIDERS = ("k3d", "local", "existing")
+# what to do when the API server of the sandbox's own cluster cannot be reached
+SANDBOX_API_HINT = ("the sandbox's cluster: `sandbox up` starts it (`sandbox status` shows its "
+                    "state); if it stays unreachable, `sandbox down` then `sandbox up` recreates it")
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,6 +259,7 @@ def _cluster_target(provider: str, gateway_class: str | None, context: str | Non
             raise InputError("--context names a cluster of --provider existing",
                              field="--context", hint="add --provider existing")
         from sandbox import stack
+        from sandbox.kube import APIServerUnreachable
 
         try:
             st = stack.ensure_up(settings, stack.ConsoleReporter(err, quiet=quiet))
@@ -264,6 +268,10 @@ def _cluster_target(provider: str, gateway_class: str | None, context: str | Non
             raise DockerUnavailable(
                 e.message, hint=f"{e.hint}; or, without Docker: add --provider local "
                                 "(the reference gateway on loopback)") from None
+        except APIServerUnreachable as e:
+            e.hint = SANDBOX_API_HINT
+            raise
+        st.kubectl.unreachable_hint = SANDBOX_API_HINT
         return ClusterTarget(st.kubectl, st.controller, gateway_class or st.gateway_class,
                              keep=keep, name="k3d", progress=progress)
     # existing: a context of the user's kubeconfig, never changed by us
@@ -282,7 +290,9 @@ def _cluster_target(provider: str, gateway_class: str | None, context: str | Non
     kubectl_path = shutil.which("kubectl") or str(
         tools.ensure_tool("kubectl", settings.kubectl_version).path)
     cls = gateway_class or settings.gateway_class
-    return ClusterTarget(Kubectl(kubectl_path, kubeconfig, context),
+    hint = (f"check that the cluster of context {context} is running and reachable: "
+            f"`kubectl --context {context} cluster-info`")
+    return ClusterTarget(Kubectl(kubectl_path, kubeconfig, context, unreachable_hint=hint),
                          EnvoyGateway(settings.envoy_gateway_version, gateway_class=cls),
                          cls, keep=keep, name="existing", progress=progress)
 

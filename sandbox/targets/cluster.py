@@ -540,7 +540,8 @@ class ClusterTarget:
 
     def _check_gateway_class(self) -> None:
         """The class exists, is served by this target's controller, and is Accepted."""
-        gc = self.kubectl.get_json("gatewayclasses.gateway.networking.k8s.io", self.gateway_class)
+        gc = self.kubectl.get_json("gatewayclasses.gateway.networking.k8s.io", self.gateway_class,
+                                   doing=f"looking up GatewayClass {self.gateway_class}")
         if gc is None:
             raise ClusterError(
                 f"GatewayClass {self.gateway_class} does not exist in context {self.kubectl.context}",
@@ -573,12 +574,14 @@ class ClusterTarget:
     def _apply(self, scenario: Scenario, dep: ClusterDeployment) -> None:
         names = ", ".join(n["metadata"]["name"] for n in dep.namespaces)
         self.progress(f"creating namespace{'s' if len(dep.namespaces) > 1 else ''} {names}")
-        self.kubectl.apply(dep.namespaces, timeout=self.timeouts.apply)
+        self.kubectl.apply(dep.namespaces, timeout=self.timeouts.apply,
+                           doing=f"creating namespace {names}")
         self.progress(
             f"applying {len(dep.objects)} objects of scenario {scenario.name} (server-side)"
         )
         try:
-            self.kubectl.apply(dep.objects, timeout=self.timeouts.apply)
+            self.kubectl.apply(dep.objects, timeout=self.timeouts.apply,
+                               doing=f"applying the objects of scenario {scenario.name}")
         except KubectlError as e:
             stderr = e.result.stderr
             if any(marker in stderr for marker in INVALID_MARKERS):
@@ -605,7 +608,9 @@ class ClusterTarget:
             )
         return items
 
-    def _states(self, dep: ClusterDeployment) -> dict[tuple[str, str, str], tuple[bool, str, bool]]:
+    def _states(
+        self, dep: ClusterDeployment, doing: str | None = None
+    ) -> dict[tuple[str, str, str], tuple[bool, str, bool]]:
         """(ready, summary, decided) of each item: one ``kubectl get`` per namespace.
 
         ``decided``: a route whose status for its current generation is written (see
@@ -617,7 +622,8 @@ class ClusterTarget:
             by_ns.setdefault(item.namespace, set()).add(RESOURCE[item.kind])
         seen: dict[tuple[str, str, str], dict[str, Any]] = {}
         for ns, resources in sorted(by_ns.items()):
-            found = self.kubectl.get_json(",".join(sorted(resources)), namespace=ns) or {}
+            found = self.kubectl.get_json(",".join(sorted(resources)), namespace=ns,
+                                          doing=doing) or {}
             for obj in found.get("items") or []:
                 if isinstance(obj, dict):
                     seen[
@@ -684,8 +690,9 @@ class ClusterTarget:
         deadline = time.monotonic() + timeout
         unchanged: dict[tuple[str, str, str], tuple[str, float]] = {}  # summary, since when
         taken_as_is: set[tuple[str, str, str]] = set()
+        doing = f"waiting for {what} in namespace {dep.namespace} to be ready"
         while True:
-            states = self._states(dep)
+            states = self._states(dep, doing)
             now = time.monotonic()
             pending = [
                 i
@@ -763,16 +770,17 @@ class ClusterTarget:
         timeout = self.timeouts.delete
         deadline = time.monotonic() + timeout
         objects = delete_order(dep.objects)
+        doing = f"deleting the namespaces of run {dep.namespace}"
         if objects:
-            self.kubectl.delete_manifests(objects, wait=False, timeout=timeout)
+            self.kubectl.delete_manifests(objects, wait=False, timeout=timeout, doing=doing)
         for name in names:
-            self.kubectl.delete("namespace", name, wait=False, timeout=timeout)
+            self.kubectl.delete("namespace", name, wait=False, timeout=timeout, doing=doing)
         gateways = dep.gateways()
         cluster_scoped = [o for o in objects if not is_namespaced(str(o.get("kind")))]
         while True:
             left: list[str] = []
             for name in names:
-                ns = self.kubectl.get_json("namespace", name)
+                ns = self.kubectl.get_json("namespace", name, doing=doing)
                 if ns is not None:
                     left.append(summarize_status(ns))
             for gw_ns, gw in gateways:

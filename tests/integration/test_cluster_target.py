@@ -20,7 +20,7 @@ import pytest
 from sandbox.controllers.envoy_gateway import EnvoyGateway
 from sandbox.echo import EchoServer
 from sandbox.errors import ClusterError, InputError, WaitTimeout
-from sandbox.kube import Kubectl, KubectlError
+from sandbox.kube import APIServerUnreachable, Kubectl, KubectlError
 from sandbox.runner import Runner
 from sandbox.scenario import Scenario, TlsSecret, load_scenario
 from sandbox.targets.cluster import ClusterTarget, Timeouts
@@ -266,6 +266,40 @@ def test_gateway_never_programmed_times_out_with_last_conditions_and_cleans_up(
     assert "log tail" in message
     assert info.value.exit_code == 3
     assert _run_namespaces(world) == []
+
+
+def test_an_api_server_gone_during_the_ready_wait_is_named_at_once_not_sat_out(
+    world: FakeWorld, env: Path, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    monkeypatch.setenv("FAKE_EG_NOT_PROGRAMMED", "eg")  # the ready wait would take its 60 s
+    monkeypatch.delenv("FAKE_KUBECTL_REFUSE", raising=False)
+
+    def progress(line: str) -> None:
+        if line.startswith("waiting for"):  # the API server goes away now
+            monkeypatch.setenv("FAKE_KUBECTL_REFUSE", "always")
+
+    kubectl = Kubectl(world.bin / "kubectl", world.kubeconfig(), "k3d-sandbox",
+                      unreachable_grace=1.0)
+    target = ClusterTarget(kubectl, EnvoyGateway(), "eg", namespace_suffix=SUFFIX,
+                           progress=progress, timeouts=Timeouts(ready=60, poll=0.1, delete=60))
+    start = time.monotonic()
+    try:
+        with pytest.raises(APIServerUnreachable) as info, target.deploy(scenario):
+            pytest.fail("deploy must not yield")
+        elapsed = time.monotonic() - start
+    finally:
+        monkeypatch.delenv("FAKE_KUBECTL_REFUSE")
+        world.tool("kubectl", "--kubeconfig", str(world.kubeconfig()), "--context",
+                   "k3d-sandbox", "delete", "namespace", RUN_NS, APPS_NS, "--ignore-not-found")
+    # neither the ready wait (60 s) nor the cleanup's (60 s) was sat out
+    assert elapsed < 10, elapsed
+    message = str(info.value)
+    assert info.value.exit_code == 3
+    assert "refuses connections" in message and kubectl.server() in message
+    assert f"while waiting for 1 Deployment, 1 Gateway, 1 HTTPRoute in namespace {RUN_NS} " \
+           "to be ready" in message
 
 
 def test_backend_never_available_times_out_naming_it(
