@@ -13,6 +13,9 @@ Follows the upstream conformance suite (kubernetes-sigs/gateway-api v1.6.1):
   by pod-name prefix; on a 3xx the redirect with the default-port rules;
 - ``AwaitConvergence``: N consecutive matches within the timeout, the next try at once after a
   match and after a 1 s back-off after a miss (connection errors and 5xx count as misses);
+  beyond upstream, a check whose every request so far was refused asks the target's
+  ``unreachable`` hook whether anything will ever listen there (an ``--address`` with nothing
+  behind it, a port-forward that gave up), which may end it with an environment error;
 - ``conformance/utils/weight``: traffic shares over many requests, a backend's name being its pod
   name minus the last two ``-`` parts, exactly the backends with a share > 0 answering.
 
@@ -37,6 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sandbox import __version__
+from sandbox.errors import TargetUnreachable
 from sandbox.scenario import DEFAULT_REQUEST_TIMEOUT, Check, ExpectedRequest
 from sandbox.targets import Address
 
@@ -88,6 +92,11 @@ class Observed:
             if k.lower() == name.lower():
                 return v
         return None
+
+    @property
+    def refused(self) -> bool:
+        """No response because the connection was refused: nothing listens there (now)."""
+        return self.status is None and "connection refused" in (self.error or "").lower()
 
     def summary(self) -> str:
         if self.status is None:
@@ -527,6 +536,46 @@ def _default_grpc_send() -> Callable[[Check, Address], Observed]:
 Sender = Callable[[ProbeRequest], Observed]
 
 
+@dataclass(frozen=True)
+class Refusals:
+    """Requests of a check refused in a row, for a target's ``unreachable`` hook."""
+
+    address: Address
+    count: int  # refused in a row, up to the last request
+    seconds: float  # from the first of them to now
+    answered: bool  # anything but a refusal came back earlier in the check
+    final: bool  # the check's time is up
+
+
+#: ``unreachable(refusals)``: asked after each refused request; returns the environment error
+#: that ends the check (nothing will listen there), or None to go on converging
+Unreachable = Callable[[Refusals], "TargetUnreachable | None"]
+
+
+class _Streak:
+    """Refused requests in a row, and whether anything else came back before them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.since = 0.0
+        self.answered = False
+
+    def saw(self, observed: list[Observed], sent: float) -> None:
+        if observed and all(o.refused for o in observed):
+            if self.count == 0:
+                self.since = sent
+            self.count += len(observed)
+        else:
+            self.answered = self.answered or bool(observed)
+            self.count = 0
+
+    def ask(self, hook: Unreachable | None, address: Address, now: float,
+            final: bool) -> TargetUnreachable | None:
+        if hook is None or self.count == 0:
+            return None
+        return hook(Refusals(address, self.count, now - self.since, self.answered, final))
+
+
 class Prober:
     """Runs checks against addresses until they converge or time out."""
 
@@ -571,22 +620,31 @@ class Prober:
         return self.send(probe)
 
     def run(self, check: Check, address: Address, *,
-            namespace_of: Callable[[str], str] = lambda ns: ns) -> CheckResult:
+            namespace_of: Callable[[str], str] = lambda ns: ns,
+            unreachable: Unreachable | None = None) -> CheckResult:
+        """Send ``check`` to ``address`` until it converges or its timeout passes.
+
+        ``unreachable`` (see :data:`Unreachable`) is asked after each refused request (for a
+        weighted check: each round refused throughout); the error it returns is raised, with
+        this check's result so far as its ``check_result``."""
         probe = self.build(check, address)
         if check.expect.backends is not None:
-            return self._run_weighted(check, address, probe)
+            return self._run_weighted(check, address, probe, unreachable)
         start = self.clock()
         attempts = 0
         matches = 0
+        streak = _Streak()
         observed: Observed | None = None
         mismatches: list[Mismatch] = []
         while True:
             if self.stop is not None and self.stop.is_set():
                 raise KeyboardInterrupt
             attempts += 1
+            sent = self.clock()
             observed = self._send(check, address, probe)
             mismatches = compare(check, observed, namespace_of=namespace_of)
             elapsed = self.clock() - start
+            streak.saw([observed], sent)
             if not mismatches:
                 matches += 1
                 if matches >= check.consecutive:
@@ -598,7 +656,13 @@ class Prober:
             matches = 0
             if self.on_miss is not None:
                 self.on_miss(check, attempts, elapsed, observed, mismatches)
-            if elapsed + self.backoff >= check.timeout:
+            final = elapsed + self.backoff >= check.timeout
+            error = streak.ask(unreachable, address, self.clock(), final)
+            if error is not None:
+                error.check_result = CheckResult(check, False, attempts, elapsed, observed,
+                                                 mismatches, request=probe)
+                raise error
+            if final:
                 break
             self.sleep(self.backoff)
         return CheckResult(check, False, attempts, self.clock() - start, observed, mismatches,
@@ -620,23 +684,33 @@ class Prober:
         shares, mismatches = compare_shares(check, [o.pod for o in results])
         return results, mismatches, shares
 
-    def _run_weighted(self, check: Check, address: Address, probe: ProbeRequest) -> CheckResult:
+    def _run_weighted(self, check: Check, address: Address, probe: ProbeRequest,
+                      unreachable: Unreachable | None = None) -> CheckResult:
         start = self.clock()
         attempts = 0
+        streak = _Streak()
         last: Observed | None = None
         mismatches: list[Mismatch] = []
         shares: dict[str, float] = {}
         while True:
             if self.stop is not None and self.stop.is_set():
                 raise KeyboardInterrupt
+            sent = self.clock()
             results, mismatches, shares = self._round(check, address, probe)
             attempts += len(results)
             last = results[-1] if results else None
             elapsed = self.clock() - start
+            streak.saw(results, sent)
             if not mismatches:
                 return CheckResult(check, True, attempts, elapsed, last, [], request=probe,
                                    matches=1, shares=shares)
-            if elapsed + self.backoff >= check.timeout:
+            final = elapsed + self.backoff >= check.timeout
+            error = streak.ask(unreachable, address, self.clock(), final)
+            if error is not None:
+                error.check_result = CheckResult(check, False, attempts, elapsed, last,
+                                                 mismatches, request=probe)
+                raise error
+            if final:
                 break
             self.sleep(self.backoff)
         return CheckResult(check, False, attempts, self.clock() - start, last, mismatches,

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sandbox.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError, SandboxError
+from sandbox.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError, SandboxError, TargetUnreachable
 from sandbox.probe import CheckResult, Prober
 from sandbox.scenario import Check, Scenario
 from sandbox.targets import Deployment, Target
@@ -165,7 +165,23 @@ class Runner:
                             sr.checks.append(
                                 _skipped(check, "not run: --fail-fast after a failure"))
                             continue
-                        result = self.run_check(scenario, check, deployment)
+                        try:
+                            result = self.run_check(scenario, check, deployment)
+                        except TargetUnreachable as e:
+                            # nothing listens where the checks go: the rest would only wait
+                            # for the same refusals; the run exits 3 (sr.error)
+                            sr.error = e
+                            self.progress(f"{scenario.name}: {e}")
+                            unreached = e.check_result
+                            if not isinstance(unreached, CheckResult):
+                                unreached = _errored(check, str(e))
+                            sr.checks.append(unreached)
+                            self.on_result(scenario, unreached)
+                            done = {r.check.name for r in sr.checks}
+                            sr.checks.extend(_skipped(c, f"not run: {e}")
+                                             for c in checks if c.name not in done)
+                            failed = True
+                            break
                         sr.checks.append(result)
                         self.on_result(scenario, result)
                         failed = failed or result.status == "failed"
@@ -213,7 +229,11 @@ class Runner:
         return bool(getattr(self.target, "keep", False))
 
     def run_check(self, scenario: Scenario, check: Check, deployment: Deployment) -> CheckResult:
-        """One check against a deployed scenario (the pytest plugin's per-item path)."""
+        """One check against a deployed scenario (the pytest plugin's per-item path).
+
+        Raises :class:`~sandbox.errors.TargetUnreachable` when the deployment's optional
+        ``unreachable(address, refused, seconds, final)`` hook (see ``probe.Unreachable``)
+        says nothing will listen where every request was refused."""
         dep = deployment
         gateway = check.request.gateway or scenario.gateway
         port = check.request.port or (443 if check.request.scheme == "https" else 80)
@@ -224,7 +244,10 @@ class Runner:
             return CheckResult(check, False, 0, time.monotonic() - start, None, [],
                                error=f"no address for Gateway {gateway!r} port {port}: {e}")
         try:
-            return self.prober.run(check, address, namespace_of=dep.namespace_of)
+            return self.prober.run(check, address, namespace_of=dep.namespace_of,
+                                   unreachable=getattr(dep, "unreachable", None))
+        except TargetUnreachable:
+            raise  # not this check's failure: nothing listens there (the caller decides)
         except SandboxError as e:
             return CheckResult(check, False, 0, time.monotonic() - start, None, [],
                                error=str(e))

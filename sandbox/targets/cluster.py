@@ -18,7 +18,8 @@
 4. yields a :class:`ClusterDeployment`: ``address(gateway, port)`` finds the Gateway's data-plane
    Service through the controller and port-forwards to it on demand (restarted when kubectl
    drops it, on the same local port); ``diagnostics()`` gives current conditions, pods and the
-   controller's log tail;
+   controller's log tail; requests refused at a port-forward's local port are retried while its
+   kubectl restarts, and end the run (exit 3, ``unreachable()``) once it has given up;
 5. on exit, also after a failure or Ctrl-C, stops the port-forwards and, unless ``keep``, deletes
    what it applied in reverse kind order, then the namespaces, and waits (bounded) until the
    namespaces and the Gateways' data-plane Services are gone. A cleanup that fails raises (a
@@ -56,7 +57,7 @@ from typing import Any
 
 from sandbox import certs
 from sandbox.controllers import Controller, DataPlaneService
-from sandbox.errors import ClusterError, InputError, SandboxError, WaitTimeout
+from sandbox.errors import ClusterError, InputError, SandboxError, TargetUnreachable, WaitTimeout
 from sandbox.kube import Kubectl, KubectlError, summarize_status
 from sandbox.namespaces import (
     ROUTE_KINDS,
@@ -71,6 +72,7 @@ from sandbox.namespaces import (
     run_namespace,
 )
 from sandbox.portforward import PortForward
+from sandbox.probe import Refusals
 from sandbox.scenario import Scenario
 from sandbox.targets import Address
 
@@ -391,6 +393,25 @@ class ClusterDeployment:
                 t.progress(f"port-forward svc/{svc.name} :{port} -n {svc.namespace}")
                 pf.start()
         return Address(self.host, pf.port())
+
+    def unreachable(self, refusals: Refusals) -> TargetUnreachable | None:
+        """Requests refused at a port-forward's local port: a kubectl that is restarting is
+        waited for (None), one whose supervision gave up ends the run."""
+        address, refused, seconds = refusals.address, refusals.count, refusals.seconds
+        with self._lock:
+            found = [(key, pf) for key, pf in self._forwards.items()
+                     if address.host == self.host and pf.last_port == address.port]
+        for (ns, name, port), pf in found:
+            try:
+                pf.port()  # restarts a kubectl found gone; raises once supervision gave up
+            except SandboxError as e:
+                return TargetUnreachable(
+                    f"requests to {address.host}:{address.port}, the port-forward to Gateway "
+                    f"{self.nsmap.logical(ns)}/{name} :{port}, were refused ({refused} in a "
+                    f"row, {seconds:.1f}s) and its kubectl port-forward gave up: {e}",
+                    hint=e.hint,
+                )
+        return None
 
     def diagnostics(self) -> str:
         """Current Gateway/route/Deployment conditions, port-forwards, controller log tail."""

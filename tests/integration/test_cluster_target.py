@@ -19,7 +19,7 @@ import pytest
 
 from sandbox.controllers.envoy_gateway import EnvoyGateway
 from sandbox.echo import EchoServer
-from sandbox.errors import ClusterError, InputError, WaitTimeout
+from sandbox.errors import ClusterError, InputError, TargetUnreachable, WaitTimeout
 from sandbox.kube import APIServerUnreachable, Kubectl, KubectlError
 from sandbox.runner import Runner
 from sandbox.scenario import Scenario, TlsSecret, load_scenario
@@ -205,6 +205,35 @@ def test_runner_flow_survives_a_dropped_port_forward_and_cleans_up(
     joined = "\n".join(target.lines)  # type: ignore[attr-defined]
     assert f"creating namespaces {RUN_NS}, {APPS_NS}" in joined
     assert f"deleting namespaces {RUN_NS} {APPS_NS}" in joined
+
+
+def test_a_port_forward_that_gave_up_ends_the_run_with_exit_3_not_a_30s_check(
+    world: FakeWorld,
+    env: Path,
+    echo: EchoServer,
+    scenario: Scenario,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    # every kubectl port-forward loses the pod after one connection; one restart is allowed
+    monkeypatch.setenv("FAKE_PF_DIE_AFTER", "1")
+    target = _target(world, max_port_forward_restarts=1)
+    for check in scenario.checks:
+        check.timeout = 30.0
+    start = time.monotonic()
+    report = Runner(target).run([scenario])
+    elapsed = time.monotonic() - start
+    sr = report.scenarios[0]
+    assert report.exit_code == 3
+    assert isinstance(sr.error, TargetUnreachable), sr.error
+    message = str(sr.error)
+    assert "the port-forward to Gateway default/eg :80, were refused" in message
+    assert "its kubectl port-forward gave up" in message and "lost connection to pod" in message
+    assert [r.status for r in sr.checks] == ["failed", "skipped"]
+    assert "port-forward to Gateway default/eg :80" in (sr.diagnostics or "")
+    assert elapsed < 20, elapsed  # the check's 30 s were not sat out
+    assert _run_namespaces(world) == []  # and the run was cleaned up
 
 
 def test_keep_leaves_rewritten_objects_and_tls_secrets(

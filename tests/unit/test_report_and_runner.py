@@ -300,3 +300,21 @@ def test_a_second_ctrl_c_during_cleanup_says_what_is_left_behind() -> None:
         Runner(SlowCleanup(), prober=Prober(send=interrupted), progress=lines.append).run(
             [make_scenario("demo", ("a", 200))])
     assert lines[-1] == "demo: cleanup interrupted; left behind (namespace sbx-test-abcde)"
+
+
+def test_address_target_rule_for_refusals() -> None:
+    from sandbox.probe import Refusals
+    from sandbox.targets.address import AddressDeployment, parse_address
+
+    addr = parse_address("127.0.0.1:1")
+    dep = AddressDeployment(addr)
+    assert dep.unreachable(Refusals(addr, 2, 5.0, False, False)) is None  # too few
+    assert dep.unreachable(Refusals(addr, 5, 1.5, False, False)) is None  # too soon
+    assert dep.unreachable(Refusals(addr, 9, 9.0, True, True)) is None  # it answered before
+    error = dep.unreachable(Refusals(addr, 3, 2.0, False, False))
+    assert error is not None and error.exit_code == 3
+    assert str(error) == "nothing listens at 127.0.0.1:1: every request was refused (3 in 2.0s)"
+    assert "`sandbox echo --port 1`" in (error.hint or "")
+    assert dep.unreachable(Refusals(addr, 1, 0.4, False, True)) is not None  # the check is over
+    v6 = parse_address("[::1]:8080")
+    assert "at [::1]:8080" in str(AddressDeployment(v6).unreachable(Refusals(v6, 3, 2, False, False)))
