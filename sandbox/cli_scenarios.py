@@ -341,12 +341,16 @@ def _run_command() -> click.Command:
     @click.option("--gateway-class", metavar="NAME",
                   help="GatewayClass given to every Gateway [default: the sandbox's, eg].")
     @click.option("--context", metavar="NAME", help="kubeconfig context for --provider existing.")
+    @click.option("--timeout", "check_timeout", type=click.FloatRange(min=0, min_open=True),
+                  envvar="SANDBOX_CHECK_TIMEOUT", metavar="SECONDS",
+                  help="Seconds every check may take to converge, instead of its own timeout "
+                       "(scenario.yaml; default 30) [env SANDBOX_CHECK_TIMEOUT].")
     @click.pass_context
     @handle_errors
     def run(ctx: click.Context, scenarios: tuple[str, ...], keep: bool, fail_fast: bool,
             pattern: str | None, junit: Path | None, output: str, address: str | None,
             provider: str | None, gateway_class: str | None, context: str | None,
-            conformance_report: Path | None = None) -> None:
+            conformance_report: Path | None = None, check_timeout: float | None = None) -> None:
         """Run scenarios (names or folders; a folder of scenarios runs every one) and report
         every check.
 
@@ -404,7 +408,7 @@ def _run_command() -> click.Command:
         from sandbox.probe import Prober
 
         runner = Runner(target, progress=progress, on_result=on_result,
-                        prober=Prober(on_miss=on_miss))
+                        prober=Prober(on_miss=on_miss), timeout=check_timeout)
         run_report = runner.run(loaded, keep=keep, fail_fast=fail_fast, pattern=pattern)
 
         details = report_mod.render_details(run_report)

@@ -15,7 +15,10 @@ Follows the upstream conformance suite (kubernetes-sigs/gateway-api v1.6.1):
   match and after a 1 s back-off after a miss (connection errors and 5xx count as misses);
   beyond upstream, a check whose every request so far was refused asks the target's
   ``unreachable`` hook whether anything will ever listen there (an ``--address`` with nothing
-  behind it, a port-forward that gave up), which may end it with an environment error;
+  behind it, a port-forward that gave up), which may end it with an environment error; and a
+  target whose answers never change (``settled``: the local reference gateway) decides a check
+  on its first full round, ``consecutive`` requests without back-off (a weighted check: up to
+  ``SETTLED_ROUNDS`` rounds, its backends being drawn at random);
 - ``conformance/utils/weight``: traffic shares over many requests, a backend's name being its pod
   name minus the last two ``-`` parts, exactly the backends with a share > 0 answering.
 
@@ -48,6 +51,7 @@ BACKOFF = 1.0  # s after a miss (upstream AwaitConvergence)
 TIMEOUT_CODES = (408, 504)  # upstream IsTimeoutError
 WEIGHT_CONCURRENCY = 10  # upstream weight tests: 10 concurrent requests
 USER_AGENT = f"gateway-sandbox/{__version__}"
+SETTLED_ROUNDS = 5  # rounds of samples a weighted check gets on a settled target
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,6 +193,7 @@ class CheckResult:
     shares: dict[str, float] | None = None  # for expect.backends: the last round's shares
     skipped: str | None = None  # why the check was not run
     error: str | None = None  # a problem that is not a mismatch (no address for the gateway...)
+    settled: bool = False  # decided by the first round: the target's answers do not change
 
     @property
     def status(self) -> str:
@@ -621,15 +626,16 @@ class Prober:
 
     def run(self, check: Check, address: Address, *,
             namespace_of: Callable[[str], str] = lambda ns: ns,
-            unreachable: Unreachable | None = None) -> CheckResult:
+            unreachable: Unreachable | None = None, settled: bool = False) -> CheckResult:
         """Send ``check`` to ``address`` until it converges or its timeout passes.
 
         ``unreachable`` (see :data:`Unreachable`) is asked after each refused request (for a
         weighted check: each round refused throughout); the error it returns is raised, with
-        this check's result so far as its ``check_result``."""
+        this check's result so far as its ``check_result``. ``settled``: the target's answers
+        never change, so the first ``consecutive`` requests decide (sent without back-off)."""
         probe = self.build(check, address)
         if check.expect.backends is not None:
-            return self._run_weighted(check, address, probe, unreachable)
+            return self._run_weighted(check, address, probe, unreachable, settled)
         start = self.clock()
         attempts = 0
         matches = 0
@@ -650,13 +656,15 @@ class Prober:
                 if matches >= check.consecutive:
                     return CheckResult(check, True, attempts, elapsed, observed, [],
                                        request=probe, matches=matches)
-                if elapsed >= check.timeout:
+                if elapsed >= check.timeout or (settled and attempts >= check.consecutive):
                     break
                 continue
             matches = 0
             if self.on_miss is not None:
                 self.on_miss(check, attempts, elapsed, observed, mismatches)
-            final = elapsed + self.backoff >= check.timeout
+            backoff = 0.0 if settled else self.backoff
+            final = elapsed + backoff >= check.timeout or (
+                settled and attempts >= check.consecutive)
             error = streak.ask(unreachable, address, self.clock(), final)
             if error is not None:
                 error.check_result = CheckResult(check, False, attempts, elapsed, observed,
@@ -664,9 +672,10 @@ class Prober:
                 raise error
             if final:
                 break
-            self.sleep(self.backoff)
+            if not settled:
+                self.sleep(self.backoff)
         return CheckResult(check, False, attempts, self.clock() - start, observed, mismatches,
-                           request=probe, matches=matches)
+                           request=probe, matches=matches, settled=settled)
 
     def _round(self, check: Check, address: Address, probe: ProbeRequest
                ) -> tuple[list[Observed], list[Mismatch], dict[str, float]]:
@@ -685,9 +694,11 @@ class Prober:
         return results, mismatches, shares
 
     def _run_weighted(self, check: Check, address: Address, probe: ProbeRequest,
-                      unreachable: Unreachable | None = None) -> CheckResult:
+                      unreachable: Unreachable | None = None,
+                      settled: bool = False) -> CheckResult:
         start = self.clock()
         attempts = 0
+        rounds = 0
         streak = _Streak()
         last: Observed | None = None
         mismatches: list[Mismatch] = []
@@ -697,6 +708,7 @@ class Prober:
                 raise KeyboardInterrupt
             sent = self.clock()
             results, mismatches, shares = self._round(check, address, probe)
+            rounds += 1
             attempts += len(results)
             last = results[-1] if results else None
             elapsed = self.clock() - start
@@ -704,7 +716,8 @@ class Prober:
             if not mismatches:
                 return CheckResult(check, True, attempts, elapsed, last, [], request=probe,
                                    matches=1, shares=shares)
-            final = elapsed + self.backoff >= check.timeout
+            backoff = 0.0 if settled else self.backoff
+            final = elapsed + backoff >= check.timeout or (settled and rounds >= SETTLED_ROUNDS)
             error = streak.ask(unreachable, address, self.clock(), final)
             if error is not None:
                 error.check_result = CheckResult(check, False, attempts, elapsed, last,
@@ -712,9 +725,10 @@ class Prober:
                 raise error
             if final:
                 break
-            self.sleep(self.backoff)
+            if not settled:
+                self.sleep(self.backoff)
         return CheckResult(check, False, attempts, self.clock() - start, last, mismatches,
-                           request=probe, shares=shares or None)
+                           request=probe, shares=shares or None, settled=settled)
 
 
 def render_observed(observed: Observed | None) -> str:

@@ -26,6 +26,7 @@ Ctrl-C tears the deployed scenario down (pytest runs the collectors' teardown on
 
 Options: ``--sandbox-provider`` (k3d | local | existing), ``--sandbox-keep``,
 ``--sandbox-scenarios DIR``, ``--sandbox-context``, ``--sandbox-gateway-class``,
+``--sandbox-timeout SECONDS`` (every check's convergence timeout, as ``sandbox run --timeout``),
 ``--supported-features``, ``--exempt-features``, ``--conformance-report FILE``,
 ``--conformance-implementation``.
 Fixtures: ``sandbox`` (the stack, brought up or reused, session scope) and ``gateway`` (deploys
@@ -65,6 +66,21 @@ _STATE = pytest.StashKey["SandboxState"]()
 # --------------------------------------------------------------------------------------------
 
 
+def _seconds(text: str) -> float:
+    """A timeout in seconds (> 0), for --sandbox-timeout / SANDBOX_CHECK_TIMEOUT."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds > 0 (--sandbox-timeout, or env "
+            "SANDBOX_CHECK_TIMEOUT)")
+    return value
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gateway-sandbox", "Gateway API scenarios (gateway-sandbox)")
     group.addoption(
@@ -84,6 +100,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     metavar="NAME",
                     help="GatewayClass given to every Gateway (cluster providers; default: the "
                          "sandbox's, eg) [env SANDBOX_GATEWAY_CLASS]")
+    group.addoption("--sandbox-timeout", type=_seconds, metavar="SECONDS",
+                    default=os.environ.get("SANDBOX_CHECK_TIMEOUT") or None,
+                    help="seconds every check may take to converge, instead of its own timeout "
+                         "(scenario.yaml; default 30) [env SANDBOX_CHECK_TIMEOUT]")
     group.addoption("--supported-features", default=None, metavar="F1,F2",
                     help="upstream Gateway API features the gateway supports (default: all; for "
                          "Envoy Gateway all but those its own conformance run skips); checks "
@@ -373,7 +393,8 @@ class CheckItem(pytest.Item):
         parent = self.scenario_file
         assert parent.scenario is not None and parent.deployment is not None
         self.result = run_check(parent.scenario, self.check, parent.deployment,
-                                _state(self.config).target())
+                                _state(self.config).target(),
+                                timeout=self.config.getoption("sandbox_timeout"))
         if getattr(self.result, "skipped", None):
             # reported at the check's line in scenario.yaml, not at this line
             raise pytest.skip.Exception(str(self.result.skipped), _use_item_location=True)
@@ -453,11 +474,12 @@ def _domain_failure(item: CheckItem, excinfo: pytest.ExceptionInfo[BaseException
 
 
 def run_check(scenario: Scenario, check: Check, deployment: Deployment,
-              target: Target | None = None) -> Any:
-    """Run one check against a deployed scenario through the Runner; a ``probe.CheckResult``."""
+              target: Target | None = None, *, timeout: float | None = None) -> Any:
+    """Run one check against a deployed scenario through the Runner; a ``probe.CheckResult``.
+    ``timeout`` replaces the check's convergence timeout (``--sandbox-timeout``)."""
     from sandbox.runner import Runner
 
-    return Runner(target if target is not None else _NoTarget()).run_check(
+    return Runner(target if target is not None else _NoTarget(), timeout=timeout).run_check(
         scenario, check, deployment)
 
 
@@ -644,6 +666,7 @@ class Sandbox:
     target: Target
     supported_features: frozenset[str]
     keep: bool
+    timeout: float | None = None  # --sandbox-timeout: every check's convergence timeout
 
 
 @dataclass
@@ -668,7 +691,8 @@ class Gateway:
         sc = scenario if isinstance(scenario, Scenario) else load_scenario(
             resolve_scenario(str(scenario)))
         with self.sandbox.target.deploy(sc) as deployment:
-            return [run_check(sc, check, deployment, self.sandbox.target) for check in sc.checks]
+            return [run_check(sc, check, deployment, self.sandbox.target,
+                              timeout=self.sandbox.timeout) for check in sc.checks]
 
 
 @pytest.fixture(scope="session")
@@ -681,7 +705,8 @@ def sandbox(request: pytest.FixtureRequest) -> Sandbox:
     why = state.unavailable()
     if why:
         pytest.skip(why)
-    return Sandbox(state.provider, state.target(), state.supported, state.keep)
+    return Sandbox(state.provider, state.target(), state.supported, state.keep,
+                   request.config.getoption("sandbox_timeout"))
 
 
 @pytest.fixture(scope="session")

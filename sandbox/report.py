@@ -55,8 +55,11 @@ def _table(rows: list[tuple[str, str, str]], indent: str) -> list[str]:
 def _why(result: CheckResult) -> str:
     check = result.check
     if check.expect.backends is not None:
+        within = (f"in {result.attempts // max(check.samples, 1)} rounds (this target's "
+                  "answers do not change over time)" if result.settled
+                  else f"within {check.timeout:g}s")
         return (f"{_requests(result.attempts)} in {result.elapsed:.1f}s; the traffic shares did "
-                f"not hold within {check.timeout:g}s ({check.samples} samples a round, "
+                f"not hold {within} ({check.samples} samples a round, "
                 f"tolerance {check.tolerance:g})")
     if result.matches:
         got = f"only {result.matches} matching response(s) in a row at the end"
@@ -64,6 +67,10 @@ def _why(result: CheckResult) -> str:
         got = "no matching response"
     else:
         got = "no match"
+    if result.settled and result.elapsed < check.timeout:
+        return (f"{_requests(result.attempts)} in {result.elapsed:.1f}s; {got} (needs "
+                f"{check.consecutive} in a row; the first {check.consecutive} decide: this "
+                "target's answers do not change over time)")
     return (f"{_requests(result.attempts)} in {result.elapsed:.1f}s; {got} (needs "
             f"{check.consecutive} in a row within {check.timeout:g}s)")
 

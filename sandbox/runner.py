@@ -7,6 +7,7 @@ renders them.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import time
 from collections.abc import Callable, Sequence
@@ -103,14 +104,17 @@ def select(checks: Sequence[Check], scenario: Scenario, pattern: str | None) -> 
 
 class Runner:
     """Runs scenarios on one target. ``keep`` is passed to the target as ``target.keep`` when
-    the target has that attribute (the address target has nothing to keep)."""
+    the target has that attribute (the address target has nothing to keep). ``timeout``
+    (seconds) replaces every check's own convergence timeout (``sandbox run --timeout``)."""
 
     def __init__(self, target: Target, *, prober: Prober | None = None,
-                 progress: Progress | None = None, on_result: OnResult | None = None) -> None:
+                 progress: Progress | None = None, on_result: OnResult | None = None,
+                 timeout: float | None = None) -> None:
         self.target = target
         self.prober = prober or Prober()
         self.progress = progress or (lambda _msg: None)
         self.on_result = on_result or (lambda _scenario, _result: None)
+        self.timeout = timeout
 
     def run(self, scenarios: Sequence[Scenario], *, keep: bool = False, fail_fast: bool = False,
             pattern: str | None = None) -> RunReport:
@@ -233,7 +237,11 @@ class Runner:
 
         Raises :class:`~sandbox.errors.TargetUnreachable` when the deployment's optional
         ``unreachable(address, refused, seconds, final)`` hook (see ``probe.Unreachable``)
-        says nothing will listen where every request was refused."""
+        says nothing will listen where every request was refused. A deployment whose
+        ``settled`` is true (its answers never change) has each check decided by its first
+        full round of requests."""
+        if self.timeout is not None:
+            check = dataclasses.replace(check, timeout=self.timeout)
         dep = deployment
         gateway = check.request.gateway or scenario.gateway
         port = check.request.port or (443 if check.request.scheme == "https" else 80)
@@ -245,7 +253,8 @@ class Runner:
                                error=f"no address for Gateway {gateway!r} port {port}: {e}")
         try:
             return self.prober.run(check, address, namespace_of=dep.namespace_of,
-                                   unreachable=getattr(dep, "unreachable", None))
+                                   unreachable=getattr(dep, "unreachable", None),
+                                   settled=bool(getattr(dep, "settled", False)))
         except TargetUnreachable:
             raise  # not this check's failure: nothing listens there (the caller decides)
         except SandboxError as e:

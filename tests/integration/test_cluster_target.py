@@ -214,16 +214,12 @@ def test_a_port_forward_that_gave_up_ends_the_run_with_exit_3_not_a_30s_check(
     scenario: Scenario,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import time
-
     # every kubectl port-forward loses the pod after one connection; one restart is allowed
     monkeypatch.setenv("FAKE_PF_DIE_AFTER", "1")
     target = _target(world, max_port_forward_restarts=1)
     for check in scenario.checks:
         check.timeout = 30.0
-    start = time.monotonic()
     report = Runner(target).run([scenario])
-    elapsed = time.monotonic() - start
     sr = report.scenarios[0]
     assert report.exit_code == 3
     assert isinstance(sr.error, TargetUnreachable), sr.error
@@ -232,7 +228,7 @@ def test_a_port_forward_that_gave_up_ends_the_run_with_exit_3_not_a_30s_check(
     assert "its kubectl port-forward gave up" in message and "lost connection to pod" in message
     assert [r.status for r in sr.checks] == ["failed", "skipped"]
     assert "port-forward to Gateway default/eg :80" in (sr.diagnostics or "")
-    assert elapsed < 20, elapsed  # the check's 30 s were not sat out
+    assert sr.checks[0].elapsed < 15, sr.checks[0].elapsed  # its 30 s were not sat out
     assert _run_namespaces(world) == []  # and the run was cleaned up
 
 

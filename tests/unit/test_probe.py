@@ -6,6 +6,7 @@ import pytest
 
 from sandbox.errors import TargetUnreachable
 from sandbox.probe import (
+    SETTLED_ROUNDS,
     Observed,
     Prober,
     ProbeRequest,
@@ -297,6 +298,26 @@ def test_a_weighted_round_refused_throughout_is_told_to_the_hook() -> None:
         Prober(send=lambda req: REFUSED, clock=clock, sleep=clock.sleep).run(
             c, ADDR, unreachable=lambda r: TargetUnreachable("x") if r.count >= 10 else None)
     assert clock.sleeps == [1.0]  # two rounds of 5
+
+
+def test_a_settled_target_is_decided_by_the_first_round_without_back_off() -> None:
+    clock = FakeClock()
+    send, sent = scripted([Observed(status=404)], clock)
+    c = check(consecutive=3, timeout=30.0)
+    result = Prober(send=send, clock=clock, sleep=clock.sleep).run(c, ADDR, settled=True)
+    assert not result.passed and result.attempts == 3 and result.settled
+    assert clock.sleeps == [] and len(sent) == 3
+    # a miss then two matches is not 3 in a row: still decided by that first round
+    send, _ = scripted([Observed(status=404), echo("/"), echo("/"), echo("/")], clock)
+    result = Prober(send=send, clock=clock, sleep=clock.sleep).run(c, ADDR, settled=True)
+    assert not result.passed and result.attempts == 3 and result.matches == 2
+    send, _ = scripted([echo("/")], clock)
+    assert Prober(send=send, clock=clock, sleep=clock.sleep).run(c, ADDR, settled=True).passed
+    # weighted: the backends are drawn at random, so a few rounds (still no back-off)
+    w = check(expect=Expect(backends={"v1": 1.0}), samples=4, timeout=30.0)
+    send, _ = scripted([echo("/", pod="v2-a-1")], clock)
+    result = Prober(send=send, clock=clock, sleep=clock.sleep).run(w, ADDR, settled=True)
+    assert not result.passed and result.attempts == 4 * SETTLED_ROUNDS and clock.sleeps == []
 
 
 def test_weighted_check_rounds() -> None:

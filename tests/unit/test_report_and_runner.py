@@ -318,3 +318,13 @@ def test_address_target_rule_for_refusals() -> None:
     assert dep.unreachable(Refusals(addr, 1, 0.4, False, True)) is not None  # the check is over
     v6 = parse_address("[::1]:8080")
     assert "at [::1]:8080" in str(AddressDeployment(v6).unreachable(Refusals(v6, 3, 2, False, False)))
+
+
+def test_runner_timeout_replaces_each_checks_own() -> None:
+    s = make_scenario("demo", ("not-routed", 404))
+    assert s.checks[0].timeout == 0.05
+    rr = Runner(FakeTarget(), prober=prober(), timeout=0.2).run([s])
+    [result] = rr.results()
+    assert result.check.timeout == 0.2 and result.elapsed >= 0.2
+    assert "within 0.2s" in report.render_text(rr)
+    assert s.checks[0].timeout == 0.05  # the scenario itself is left as written
