@@ -120,10 +120,15 @@ def problem_dicts(error: InputError) -> list[dict[str, Any]]:
 
 
 def _verify(scenario: Scenario) -> tuple[list[str] | None, str | None]:
-    """The reference model's disagreements with the scenario's expectations (no note)."""
-    from sandbox.reference.verify import verify_scenario
+    """The reference model's disagreements with the scenario's expectations (no note); when
+    there are some, also each route attached to no listener, and why."""
+    from sandbox.reference.verify import build_model, unattached_lines, verify_scenario
 
-    return list(verify_scenario(scenario)), None
+    model = build_model(scenario)
+    messages = list(verify_scenario(scenario, model))
+    if messages:
+        messages.extend(unattached_lines(model))
+    return messages, None
 
 
 def _check_command() -> click.Command:

@@ -438,6 +438,7 @@ class ClusterDeployment:
                 f"  port-forward to Gateway {self.nsmap.logical(ns)}/{name} :{port} ({pf.target}) "
                 f"{state}, restarts {pf.restarts}"
             )
+        lines.extend(f"  {line}" for line in self._unattached())
         tail = ""
         try:
             tail = t.controller.controller_logs_tail(t.kubectl, LOG_TAIL)
@@ -448,6 +449,17 @@ class ClusterDeployment:
         return "\n".join(lines)
 
     # --- helpers ---------------------------------------------------------------------------------
+
+    def _unattached(self) -> list[str]:
+        """The reference model's word on routes of the scenario attached to no listener (logical
+        names, as written), so a failure says why a route is not attached."""
+        from sandbox.reference.verify import build_model, unattached_lines
+
+        try:
+            found = unattached_lines(build_model(self.scenario))
+        except SandboxError as e:  # the model cannot read the manifests: say so, go on
+            return [f"reference model: cannot tell which routes attach ({e})"]
+        return [f"not attached (reference model): {line}" for line in found]
 
     def gateways(self) -> list[tuple[str, str]]:
         """(real namespace, name) of every Gateway applied."""

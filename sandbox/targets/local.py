@@ -881,6 +881,9 @@ class LocalDeployment:
             lines.append(f"  not served: {note}")
         for pod in self.pods:
             lines.append(f"  pod {pod.namespace}/{pod.name} (service {pod.service}) at {HOST}:{pod.port}")
+        from sandbox.reference.verify import unattached_lines
+
+        lines.extend(f"  not attached: {line}" for line in unattached_lines(self.model))
         with self._router._lock:
             recent = list(self._router.log)
         lines.append("last requests (newest last):" if recent else "no requests yet")

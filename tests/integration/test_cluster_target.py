@@ -360,7 +360,13 @@ def test_route_not_accepted_waits_settles_or_is_listed_as_unaccepted(
     # the same status, unchanged for `settle` seconds: taken as it is, the checks decide
     target = _target(world, timeouts=Timeouts(ready=10, settle=0.3, poll=0.1, delete=10))
     with target.deploy(scenario) as dep:
-        assert "Accepted=False (NotAllowedByListeners" in dep.diagnostics()
+        text = dep.diagnostics()
+        assert "Accepted=False (NotAllowedByListeners" in text
+        # and why, in the scenario's own (logical) names, as `sandbox explain` says it
+        assert f"not attached (reference model): {scenario.path / 'app.yaml'}:" in text
+        assert ("HTTPRoute apps/backend is attached to no listener: parentRef Gateway "
+                "default/eg: not accepted (listener http: allowedRoutes from Same: route "
+                "namespace apps is not default)") in text
     notes = [line for line in target.lines if "stays so" in line]  # type: ignore[attr-defined]
     assert len(notes) == 1 and notes[0].startswith("HTTPRoute apps/backend is not Accepted")
 
