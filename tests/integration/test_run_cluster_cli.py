@@ -149,3 +149,19 @@ def test_an_api_server_that_restarts_for_a_moment_is_ridden_out(
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "refuse_since" in world.state()  # it did refuse, for 2 s
     assert "2 executed, 2 passed, 0 failed" in result.stdout
+
+
+def test_an_existing_context_whose_api_server_refuses_says_to_check_that_cluster(
+        world: FakeWorld, scenario: Path) -> None:
+    assert world.sandbox("up", timeout=120).returncode == 0
+    result = world.sandbox("run", str(scenario), "--provider", "existing", "--context",
+                           "k3d-sandbox", timeout=60, FAKE_KUBECTL_REFUSE="always",
+                           KUBECONFIG=str(world.kubeconfig()))
+    assert result.returncode == 3, result.stdout[-2000:] + result.stderr[-3000:]
+    out = result.stdout  # the scenario's error, in the report
+    assert "ERROR quick: the Kubernetes API server https://127.0.0.1:" in out
+    assert "(context k3d-sandbox) refuses connections" in out
+    assert "while looking up GatewayClass eg" in out
+    assert "  hint: check that the cluster of context k3d-sandbox is running and reachable: " \
+           "`kubectl --context k3d-sandbox cluster-info`" in out
+    assert "sandbox up" not in out and "Traceback" not in result.stderr

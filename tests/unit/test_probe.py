@@ -255,6 +255,16 @@ def test_flapping_never_reaches_consecutive() -> None:
 REFUSED = Observed(status=None, error="ConnectionError: Connection refused")
 
 
+def test_refused_is_a_refused_connection_over_http_or_grpc() -> None:
+    assert REFUSED.refused
+    # grpcio's details for a closed port (sandbox.grpc_echo.grpc_send keeps them as the error)
+    assert Observed(status=None, protocol="grpc", error=(
+        "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:39425: Failed "
+        "to connect to remote host: Connection refused")).refused
+    assert not Observed(status=None, error="timed out after 10s").refused
+    assert not Observed(status=503, error=None).refused
+
+
 def test_refusals_are_told_to_the_targets_hook_which_may_end_the_check() -> None:
     clock = FakeClock()
     send, sent = scripted([REFUSED], clock, cost=0.01)
