@@ -236,8 +236,8 @@ class Runner:
         """One check against a deployed scenario (the pytest plugin's per-item path).
 
         Raises :class:`~sandbox.errors.TargetUnreachable` when the deployment's optional
-        ``unreachable(address, refused, seconds, final)`` hook (see ``probe.Unreachable``)
-        says nothing will listen where every request was refused. A deployment whose
+        ``unreachable(refusals)`` hook (see ``probe.Unreachable``) says nothing will listen
+        where the requests were refused. A deployment whose
         ``settled`` is true (its answers never change) has each check decided by its first
         full round of requests."""
         if self.timeout is not None:
