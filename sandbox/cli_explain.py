@@ -1,23 +1,33 @@
 """``sandbox explain``: what the Gateway API says happens to one request, and why.
 
-    sandbox explain -f scenarios/quickstart http://www.example.com/get
+    sandbox explain -f quickstart http://www.example.com/get
     sandbox explain -f routes.yaml -f backends.yaml --gateway infra/gw -H 'X-Env: canary' \\
         -X POST 'https://app.example.com:8443/api?v=2' -o json
+    sandbox explain -f scenarios/quickstart --port 80 -H 'Host: other.example.com' \\
+        http://127.0.0.1:18080/get          # a failure's curl line, forwarded port and all
 
-Files are manifests or folders of them (every *.yaml / *.yml but scenario.yaml). The URL's host
-is the Host header (and the SNI for https), its port picks the listener (default 80 / 443), its
-path and query are sent as they are. Exit 0 whenever the model answers (a 404 included),
-2 for bad input.
+``-f`` takes manifests, folders of them (every *.yaml / *.yml but scenario.yaml), or a scenario:
+its folder, its scenario.yaml or its name (as ``sandbox run`` finds it); a scenario brings its
+own manifests (its ``manifests:``) and its Gateway (``gateway:``) as the default for --gateway.
+A scenario whose scenario.yaml is not valid is read as a folder of manifests (a note says so).
+
+The URL's host is the Host header (and the SNI for https), its port picks the listener (default
+80 / 443; ``--port`` names the listener port instead, for a URL whose port is a forwarded one),
+its path and query are sent as they are. A port that is no listener's port is an error naming
+the listeners, since a failure's curl line carries the local port of a port-forward. Exit 0
+whenever the model answers (a 404 included), 2 for bad input.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import click
 
-from sandbox.cli_common import handle_errors, out, output_option, print_json
+from sandbox.cli_common import err, handle_errors, out, output_option, print_json
 from sandbox.errors import InputError
 from sandbox.reference.decision import Decision
 from sandbox.reference.filters import DEFAULT_PORTS
@@ -56,6 +66,85 @@ def parse_header(text: str) -> tuple[str, str]:
     if not sep or not _TOKEN.match(name):
         raise InputError(f"invalid header {text!r}: want 'Name: value'", field="-H")
     return name, value.strip()
+
+
+_SCENARIO_FILES = ("scenario.yaml", "scenario.yml")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a scenario name (sandbox.scenario)
+_HOST = re.compile(r"^(\[[^\]]*\]|[^:\[\]]+)(?::\d+)?$")  # host[:port], [v6][:port]
+
+
+def _scenario_folder(arg: str) -> Path | None:
+    """The scenario folder ``arg`` names (folder, its scenario.yaml, or a name), else None."""
+    from sandbox.scenario import resolve_scenario
+
+    p = Path(arg)
+    if p.is_file():
+        return p.parent if p.name in _SCENARIO_FILES else None
+    if p.is_dir():
+        return p if any((p / f).is_file() for f in _SCENARIO_FILES) else None
+    if not _NAME.match(arg):
+        return None  # a path that does not exist: load_manifests says so
+    try:
+        return resolve_scenario(arg)
+    except InputError as e:
+        raise InputError(f"no such file, folder or scenario: {arg}", field="-f",
+                         hint=e.hint) from None
+
+
+def load_sources(args: list[str]) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """(objects, "file:line" sources, the scenarios' Gateways) of ``-f`` arguments."""
+    from sandbox.scenario import ScenarioInvalid, display_path, load_scenario
+
+    objects: list[dict[str, Any]] = []
+    sources: list[str] = []
+    gateways: list[str] = []
+    for arg in args:
+        folder = _scenario_folder(arg)
+        if folder is not None:
+            try:
+                scenario = load_scenario(folder)
+            except ScenarioInvalid as e:
+                err.print(f"note: {display_path(folder / _SCENARIO_FILES[0])} is not valid "
+                          f"({len(e.problems)} problem(s); `sandbox check {arg}` lists them): "
+                          "reading every manifest of the folder", markup=False)
+            else:
+                objects.extend(scenario.objects)
+                sources.extend(f"{f}:{line}" for f, line in scenario.object_sources)
+                gateways.append(scenario.gateway)
+                continue
+            arg = str(folder)
+        found, where = load_manifests([arg])
+        objects.extend(found)
+        sources.extend(where)
+    return objects, sources, gateways
+
+
+def check_port(model: Model, gateway: str, scheme: str, host: str, target: str, port: int,
+               *, from_option: bool) -> None:
+    """InputError when ``port`` is the port of no listener of the Gateway, saying which ports
+    are (the port of a failure's curl line is a port-forward's local one)."""
+    gw = model.resolve_gateway(gateway)
+    if any(ls.port == port for ls in gw.listeners):
+        return
+    listeners = ", ".join(f"{ls.name}:{ls.port}" for ls in gw.listeners) or "none"
+    what = f"--port {port}" if from_option else f"port {port}"
+    message = f"{what} matches no listener of Gateway {gw.meta.key} (listeners: {listeners})"
+    if from_option:
+        raise InputError(message, field="--port")
+    protocol = "HTTPS" if scheme == "https" else "HTTP"
+    ports = sorted({ls.port for ls in gw.listeners if ls.protocol == protocol})
+    if not ports:
+        message += f"; it has no {protocol} listener at all"
+    else:
+        named = _HOST.match(host)  # the Host without its port (an IPv6 literal in brackets)
+        if len(ports) == 1 and named:
+            suffix = "" if ports[0] == DEFAULT_PORTS[scheme] else f":{ports[0]}"
+            use = f"use {scheme}://{named.group(1)}{suffix}{target} or --port {ports[0]}"
+        else:
+            use = "use " + " or ".join(f"--port {n}" for n in ports)
+        message += ("; the port in a failure's curl line is the forwarded one (kubectl "
+                    f"port-forward or the local provider): {use}")
+    raise InputError(message, field="URL")
 
 
 def render_text(d: Decision, model: Model, method: str, url: str) -> str:
@@ -111,9 +200,14 @@ def register(group: click.Group) -> None:
         multiple=True,
         required=True,
         metavar="PATH",
-        help="Manifest file or folder of manifests (repeatable).",
+        help="Manifest file, folder of manifests, or a scenario: its folder, scenario.yaml or "
+             "name (repeatable).",
     )
-    @click.option("--gateway", metavar="NAMESPACE/NAME", help="Gateway taking the request (default: the only one).")
+    @click.option("--gateway", metavar="NAMESPACE/NAME",
+                  help="Gateway taking the request (default: the scenario's, else the only one).")
+    @click.option("--port", "listener_port", type=click.IntRange(1, 65535), metavar="N",
+                  help="The listener port the request is for, instead of the URL's port (e.g. "
+                       "the 80 behind a failure's forwarded 127.0.0.1:18080).")
     @click.option("-X", "--request", "method", default="GET", show_default=True, help="HTTP method.")
     @click.option("-H", "--header", "headers", multiple=True, metavar="'Name: value'", help="Request header (repeatable).")
     @click.option(
@@ -128,6 +222,7 @@ def register(group: click.Group) -> None:
     def explain(
         files: tuple[str, ...],
         gateway: str | None,
+        listener_port: int | None,
         method: str,
         headers: tuple[str, ...],
         grpc_call: str | None,
@@ -160,8 +255,10 @@ def register(group: click.Group) -> None:
                 hdrs[existing] += "," + value
             else:
                 hdrs[name] = value
-        objects, sources = load_manifests(list(files))
+        objects, sources, scenario_gateways = load_sources(list(files))
         model = Model.from_objects(objects, sources)
+        if gateway is None and len(set(scenario_gateways)) == 1:
+            gateway = model.resolve_gateway(scenario_gateways[0]).meta.key
         if gateway is None:
             gws = model.gateways()
             if len(gws) != 1:
@@ -170,6 +267,12 @@ def register(group: click.Group) -> None:
                     field="--gateway",
                 )
             gateway = gws[0]
+        check_port(model, gateway, scheme, host, target,
+                   listener_port if listener_port is not None else port,
+                   from_option=listener_port is not None)
+        if listener_port is not None:
+            port = listener_port
+            url = f"{url} [listener port {port}]"
         if grpc_call is not None:
             service, _, rpc = grpc_call.strip("/").rpartition("/")
             if not service or not rpc:

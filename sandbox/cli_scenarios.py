@@ -42,6 +42,17 @@ PROVIDERS = ("k3d", "kind", "local", "existing")
 CLUSTER_PROVIDERS = ("k3d", "kind")
 
 
+def sandbox_api_hint(provider: str = "k3d") -> str:
+    """What to do when the API server of the sandbox's own cluster cannot be reached."""
+    flag = "" if provider == "k3d" else f" --cluster {provider}"
+    return (f"the sandbox's cluster: `sandbox up{flag}` starts it (`sandbox status{flag}` shows "
+            f"its state); if it stays unreachable, `sandbox down{flag}` then `sandbox up{flag}` "
+            "recreates it")
+
+
+SANDBOX_API_HINT = sandbox_api_hint()
+
+
 # --------------------------------------------------------------------------------------------
 # sandbox list
 # --------------------------------------------------------------------------------------------
@@ -121,10 +132,15 @@ def problem_dicts(error: InputError) -> list[dict[str, Any]]:
 
 
 def _verify(scenario: Scenario) -> tuple[list[str] | None, str | None]:
-    """The reference model's disagreements with the scenario's expectations (no note)."""
-    from sandbox.reference.verify import verify_scenario
+    """The reference model's disagreements with the scenario's expectations (no note); when
+    there are some, also each route attached to no listener, and why."""
+    from sandbox.reference.verify import build_model, unattached_lines, verify_scenario
 
-    return list(verify_scenario(scenario)), None
+    model = build_model(scenario)
+    messages = list(verify_scenario(scenario, model))
+    if messages:
+        messages.extend(unattached_lines(model))
+    return messages, None
 
 
 def _check_command() -> click.Command:
@@ -268,6 +284,7 @@ def _cluster_target(provider: str, gateway_class: str | None, context: str | Non
         import dataclasses
 
         from sandbox import images, stack
+        from sandbox.kube import APIServerUnreachable
 
         settings = dataclasses.replace(settings, cluster=provider)
         try:
@@ -278,6 +295,10 @@ def _cluster_target(provider: str, gateway_class: str | None, context: str | Non
             raise DockerUnavailable(
                 e.message, hint=f"{e.hint}; or, without Docker: add --provider local "
                                 "(the reference gateway on loopback)") from None
+        except APIServerUnreachable as e:
+            e.hint = sandbox_api_hint(provider)
+            raise
+        st.kubectl.unreachable_hint = sandbox_api_hint(provider)
         return ClusterTarget(st.kubectl, st.controller, gateway_class or st.gateway_class,
                              keep=keep, name=provider, progress=progress,
                              defer_cleanup_wait=True)
@@ -297,7 +318,9 @@ def _cluster_target(provider: str, gateway_class: str | None, context: str | Non
     kubectl_path = shutil.which("kubectl") or str(
         tools.ensure_tool("kubectl", settings.kubectl_version).path)
     cls = gateway_class or settings.gateway_class
-    return ClusterTarget(Kubectl(kubectl_path, kubeconfig, context),
+    hint = (f"check that the cluster of context {context} is running and reachable: "
+            f"`kubectl --context {context} cluster-info`")
+    return ClusterTarget(Kubectl(kubectl_path, kubeconfig, context, unreachable_hint=hint),
                          EnvoyGateway(settings.envoy_gateway_version, gateway_class=cls),
                          cls, keep=keep, name="existing", progress=progress,
                          defer_cleanup_wait=True)
@@ -385,12 +408,17 @@ def _run_command() -> click.Command:
     @click.option("--gateway-class", metavar="NAME",
                   help="GatewayClass given to every Gateway [default: the sandbox's, eg].")
     @click.option("--context", metavar="NAME", help="kubeconfig context for --provider existing.")
+    @click.option("--timeout", "check_timeout", type=click.FloatRange(min=0, min_open=True),
+                  envvar="SANDBOX_CHECK_TIMEOUT", metavar="SECONDS",
+                  help="Seconds every check may take to converge, instead of its own timeout "
+                       "(scenario.yaml; default 30) [env SANDBOX_CHECK_TIMEOUT].")
     @click.pass_context
     @handle_errors
     def run(ctx: click.Context, scenarios: tuple[str, ...], keep: bool, fail_fast: bool,
             pattern: str | None, junit: Path | None, output: str, address: str | None,
             provider: str | None, gateway_class: str | None, context: str | None,
-            conformance_report: Path | None = None, cluster: str | None = None) -> None:
+            conformance_report: Path | None = None, cluster: str | None = None,
+            check_timeout: float | None = None) -> None:
         """Run scenarios (names or folders; a folder of scenarios runs every one) and report
         every check.
 
@@ -451,7 +479,7 @@ def _run_command() -> click.Command:
         from sandbox.probe import Prober
 
         runner = Runner(target, progress=progress, on_result=on_result,
-                        prober=Prober(on_miss=on_miss))
+                        prober=Prober(on_miss=on_miss), timeout=check_timeout)
         run_report = runner.run(loaded, keep=keep, fail_fast=fail_fast, pattern=pattern)
 
         details = report_mod.render_details(run_report)

@@ -11,6 +11,7 @@ Every error a user can cause or meet is one of these; the CLI prints ``str(error
         ├── ToolError            a tool (k3d, kubectl) is missing, fails to download or failed
         │   └── ChecksumMismatch a download does not match the published checksum
         ├── ClusterError         the cluster is missing, foreign, or not healthy
+        ├── TargetUnreachable    nothing listens where a check's requests go (every one refused)
         └── WaitTimeout          a bounded wait gave up; says what for and the last status seen
 """
 
@@ -83,6 +84,14 @@ class ChecksumMismatch(ToolError):
 
 class ClusterError(EnvironmentProblem):
     pass
+
+
+class TargetUnreachable(EnvironmentProblem):
+    """Every request of a check was refused and the target says nothing will listen there.
+
+    ``check_result`` is the check's result so far (a ``probe.CheckResult``), set by the prober."""
+
+    check_result: object = None
 
 
 class WaitTimeout(EnvironmentProblem):

@@ -13,6 +13,20 @@ kubernetes/kubernetes staging/src/k8s.io/kubectl):
 - A missing object: ``Error from server (NotFound): <kind>.<group> "<name>" not found``
   (apimachinery StatusError printed by cmdutil.CheckErr), exit 1. A selector matching nothing
   for wait: ``error: no matching resources found``.
+- No connection to the API server at all (pkg/cmd/util/helpers.go ``StandardErrorMessage``, a
+  ``*url.Error``; exit 1, ``DefaultErrorExitCode``): ``The connection to the server HOST:PORT
+  was refused - did you specify the right host or port?`` when the cause says "connection
+  refused", else ``Unable to connect to the server: <cause>``, a failed dial reading as Go's
+  net.OpError prints it: ``dial tcp HOST:PORT: connect: no route to host``, ``dial tcp
+  HOST:PORT: i/o timeout``, ``dial tcp: lookup NAME on DNS:53: no such host``. Before that line
+  client-go logs klog lines (discovery/cached/memory/memcache.go: ``couldn't get current server
+  API group list: Get "https://HOST:PORT/api?timeout=32s": dial tcp ...``).
+
+An API server that cannot be reached is retried for ``unreachable_grace`` seconds (API servers
+restart); after that every call raises :class:`APIServerUnreachable` (a
+:class:`~sandbox.errors.ClusterError`, exit 3) naming the server's URL, what was being done and
+the fix, at once until a call reaches the server again. Waits never sit out their whole timeout
+against a server that is not there.
 
 Usage::
 
@@ -36,13 +50,15 @@ from typing import Any
 import yaml
 
 from sandbox import tools
-from sandbox.errors import ToolError, WaitTimeout
+from sandbox.errors import ClusterError, ToolError, WaitTimeout
 
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "gateway-sandbox"
 DEFAULT_TIMEOUT = 60.0  # seconds for one kubectl call that is not a wait
 POLL_INTERVAL = 0.5
+UNREACHABLE_GRACE = 5.0  # s an API server may refuse connections (restarting) before we say so
+_DOWN_MEMORY = 30.0  # s after its last failure that an unreachable verdict still stands
 
 Manifest = Path | str | Mapping[str, Any]
 
@@ -53,6 +69,17 @@ class KubectlError(tools.ToolFailed):
 
 class NotFound(KubectlError):
     """``Error from server (NotFound)``: the named object does not exist."""
+
+
+class APIServerUnreachable(KubectlError, ClusterError):
+    """kubectl could not connect to the API server for longer than the grace period.
+
+    ``server`` is the server's URL (from the kubeconfig, else from kubectl's message)."""
+
+    def __init__(self, message: str, result: tools.ToolResult, *, server: str,
+                 hint: str | None = None) -> None:
+        super().__init__(message, result, hint=hint)
+        self.server = server
 
 
 def _is_not_found(stderr: str) -> bool:
@@ -75,6 +102,34 @@ _TRANSIENT = (
 
 def _is_transient(stderr: str) -> bool:
     return any(t in stderr for t in _TRANSIENT)
+
+
+# kubectl's words when no connection to the API server could be made at all (see the module
+# docstring); the server may be restarting, so these are retried for a grace period only
+_UNREACHABLE = re.compile(
+    r"The connection to the server (?P<refused>\S+) was refused"
+    r"|Unable to connect to the server: dial tcp (?P<addr>\S+): (?:connect: )?"
+    r"(?P<why>connection refused|no route to host|network is unreachable|i/o timeout)"
+    r"|Unable to connect to the server: dial tcp: lookup (?P<name>\S+)(?: on \S+)?: no such host"
+)
+_UNREACHABLE_SAYS = {
+    "connection refused": "refuses connections",
+    "no route to host": "cannot be reached (no route to host)",
+    "network is unreachable": "cannot be reached (network is unreachable)",
+    "i/o timeout": "does not answer (connecting timed out)",
+}
+
+
+def unreachable(stderr: str) -> tuple[str, str] | None:
+    """(HOST:PORT or name, what it does) when kubectl could not connect to the API server."""
+    m = _UNREACHABLE.search(stderr)
+    if m is None:
+        return None
+    if m.group("refused"):
+        return m.group("refused"), _UNREACHABLE_SAYS["connection refused"]
+    if m.group("addr"):
+        return m.group("addr"), _UNREACHABLE_SAYS[m.group("why")]
+    return m.group("name"), "has a name that does not resolve (no such host)"
 
 
 _KLOG = re.compile(r"^[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d+ ")
@@ -153,11 +208,18 @@ class Kubectl:
         context: str,
         *,
         timeout: float = DEFAULT_TIMEOUT,
+        unreachable_grace: float = UNREACHABLE_GRACE,
+        unreachable_hint: str | None = None,
     ) -> None:
         self.binary = Path(binary)
         self.kubeconfig = Path(kubeconfig)
         self.context = context
         self.timeout = timeout
+        self.unreachable_grace = unreachable_grace
+        #: what to do when the API server cannot be reached (default: ask it with cluster-info)
+        self.unreachable_hint = unreachable_hint
+        self._down_since: float | None = None  # first failed connection of the current streak
+        self._down_last = 0.0  # the latest one
 
     def __repr__(self) -> str:
         return f"Kubectl({str(self.binary)!r}, {str(self.kubeconfig)!r}, {self.context!r})"
@@ -178,6 +240,17 @@ class Kubectl:
         """Environment for a kubectl process started outside :meth:`run` (KUBECONFIG pinned too)."""
         return tools.tool_env({"KUBECONFIG": str(self.kubeconfig)})
 
+    def server(self) -> str | None:
+        """The API server URL of the context in the kubeconfig (None when it cannot be read)."""
+        try:
+            config = yaml.safe_load(self.kubeconfig.read_text(encoding="utf-8")) or {}
+            contexts = {c["name"]: c.get("context") or {} for c in config.get("contexts") or []}
+            clusters = {c["name"]: c.get("cluster") or {} for c in config.get("clusters") or []}
+            server = clusters[contexts[self.context]["cluster"]]["server"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError):
+            return None
+        return str(server) if server else None
+
     def run(
         self,
         args: Sequence[str],
@@ -185,25 +258,62 @@ class Kubectl:
         input: str | None = None,
         timeout: float | None = None,
         check: bool = True,
+        doing: str | None = None,
     ) -> tools.ToolResult:
         """Run ``kubectl --kubeconfig F --context C ARGS``.
 
         Raises :class:`NotFound` for ``Error from server (NotFound)``, :class:`KubectlError`
-        for any other non-zero exit (when ``check``), :class:`ToolError` on timeout.
+        for any other non-zero exit (when ``check``), :class:`ToolError` on timeout, and
+        :class:`APIServerUnreachable` (even without ``check``) when the API server could not be
+        connected to for ``unreachable_grace`` seconds (retried until then). ``doing`` says
+        what the call was for, in that error (default: the kubectl command).
         """
-        result = tools.run(
-            self.argv(args),
-            input=input,
-            timeout=self.timeout if timeout is None else timeout,
-            env={"KUBECONFIG": str(self.kubeconfig)},
-            check=False,
-        )
+        while True:
+            started = time.monotonic()
+            result = tools.run(
+                self.argv(args),
+                input=input,
+                timeout=self.timeout if timeout is None else timeout,
+                env={"KUBECONFIG": str(self.kubeconfig)},
+                check=False,
+            )
+            down = unreachable(result.stderr) if result.exit_code != 0 else None
+            if down is None:
+                self._down_since = None  # the server answered (whatever it said)
+                break
+            if self._down_since is None or started - self._down_last > _DOWN_MEMORY:
+                self._down_since = started
+            self._down_last = time.monotonic()
+            if self._down_last - self._down_since >= self.unreachable_grace:
+                raise self._unreachable_error(args, result, down, doing)
+            time.sleep(POLL_INTERVAL)
         if check and result.exit_code != 0:
             what = "kubectl " + " ".join(args)
             detail = _without_klog(result.stderr) or result.stdout.strip() or "(no output)"
             cls = NotFound if _is_not_found(result.stderr) else KubectlError
             raise cls(f"`{what}` failed (exit {result.exit_code}):\n{detail}", result)
         return result
+
+    def _unreachable_error(
+        self, args: Sequence[str], result: tools.ToolResult, down: tuple[str, str],
+        doing: str | None,
+    ) -> APIServerUnreachable:
+        address, says = down
+        server = self.server() or address
+        seconds = time.monotonic() - (self._down_since or time.monotonic())
+        what = doing or "running `kubectl " + " ".join(args) + "`"
+        said = _without_klog(result.stderr).strip().splitlines()[-1]
+        hint = self.unreachable_hint or (
+            f"is the cluster of context {self.context} running? `kubectl --kubeconfig "
+            f"{self.kubeconfig} --context {self.context} cluster-info` asks it directly"
+        )
+        return APIServerUnreachable(
+            f"the Kubernetes API server {server} (context {self.context}) {says}, for "
+            f"{seconds:.1f}s, while {what}; kubectl said: {said}",
+            result,
+            server=server,
+            hint=hint,
+        )
 
     # -- verbs ------------------------------------------------------------------------------
 
@@ -216,6 +326,7 @@ class Kubectl:
         force_conflicts: bool = False,
         field_manager: str = FIELD_MANAGER,
         timeout: float | None = None,
+        doing: str | None = None,
     ) -> list[str]:
         """Apply files/directories (Path or str) and/or objects (mappings).
 
@@ -232,7 +343,7 @@ class Kubectl:
                 args.append("--force-conflicts")
         if namespace:
             args += ["-n", namespace]
-        result = self.run(args + files, input=stdin, timeout=timeout)
+        result = self.run(args + files, input=stdin, timeout=timeout, doing=doing)
         return [line for line in result.stdout.splitlines() if line.strip()]
 
     def delete(
@@ -245,6 +356,7 @@ class Kubectl:
         ignore_not_found: bool = True,
         wait: bool = True,
         timeout: float | None = None,
+        doing: str | None = None,
     ) -> str:
         """Delete ``kind/name`` (or ``kind -l selector``). Missing objects are fine by default."""
         args = ["delete", kind] + ([name] if name else [])
@@ -254,7 +366,7 @@ class Kubectl:
         args.append(f"--wait={'true' if wait else 'false'}")
         t = self.timeout if timeout is None else timeout
         args.append(f"--timeout={int(t)}s")
-        return self.run(args, timeout=t + 15).stdout
+        return self.run(args, timeout=t + 15, doing=doing).stdout
 
     def delete_manifests(
         self,
@@ -263,6 +375,7 @@ class Kubectl:
         namespace: str | None = None,
         wait: bool = True,
         timeout: float | None = None,
+        doing: str | None = None,
     ) -> str:
         """``kubectl delete -f ... --ignore-not-found`` for files and/or objects."""
         files, stdin = _filenames(manifests)
@@ -272,7 +385,7 @@ class Kubectl:
         args += files
         t = self.timeout if timeout is None else timeout
         args.append(f"--timeout={int(t)}s")
-        return self.run(args, input=stdin, timeout=t + 15).stdout
+        return self.run(args, input=stdin, timeout=t + 15, doing=doing).stdout
 
     def get_json(
         self,
@@ -283,6 +396,7 @@ class Kubectl:
         selector: str | None = None,
         all_namespaces: bool = False,
         timeout: float | None = None,
+        doing: str | None = None,
     ) -> dict[str, Any] | None:
         """``kubectl get KIND [NAME] -o json``.
 
@@ -295,7 +409,7 @@ class Kubectl:
         args += self._scope(None if all_namespaces else namespace, selector)
         args += ["-o", "json"]
         try:
-            result = self.run(args, timeout=timeout)
+            result = self.run(args, timeout=timeout, doing=doing)
         except NotFound:
             if name:
                 return None
@@ -352,6 +466,7 @@ class Kubectl:
                 ["wait", *target, f"--for={condition}", f"--timeout={seconds}s"],
                 timeout=seconds + 30,
                 check=False,
+                doing=f"waiting for {what}",
             )
             if result.exit_code == 0:
                 return result.stdout
@@ -391,9 +506,12 @@ class Kubectl:
                 pending = [
                     r for r in pending
                     if self.get_json(r.partition("/")[0], r.partition("/")[2], namespace=namespace,
-                                     timeout=max(5.0, min(30.0, deadline - time.monotonic()))) is None
+                                     timeout=max(5.0, min(30.0, deadline - time.monotonic())),
+                                     doing=f"waiting for {what}") is None
                 ]
                 last = f"{pending[0]} not found" if pending else ""
+            except APIServerUnreachable:
+                raise
             except ToolError as e:
                 if not _is_transient(str(e)):
                     raise

@@ -272,6 +272,11 @@ class PortForward:
         run = self._run
         return run.connections if run else 0
 
+    @property
+    def last_port(self) -> int | None:
+        """The local port handed out last (kept across restarts when it can be)."""
+        return self._last_port
+
     def alive(self) -> bool:
         """kubectl is running and listening."""
         run = self._run

@@ -13,6 +13,12 @@ Follows the upstream conformance suite (kubernetes-sigs/gateway-api v1.6.1):
   by pod-name prefix; on a 3xx the redirect with the default-port rules;
 - ``AwaitConvergence``: N consecutive matches within the timeout, the next try at once after a
   match and after a 1 s back-off after a miss (connection errors and 5xx count as misses);
+  beyond upstream, a check whose every request so far was refused asks the target's
+  ``unreachable`` hook whether anything will ever listen there (an ``--address`` with nothing
+  behind it, a port-forward that gave up), which may end it with an environment error; and a
+  target whose answers never change (``settled``: the local reference gateway) decides a check
+  on its first full round, ``consecutive`` requests without back-off (a weighted check: up to
+  ``SETTLED_ROUNDS`` rounds, its backends being drawn at random);
 - ``conformance/utils/weight``: traffic shares over many requests, a backend's name being its pod
   name minus the last two ``-`` parts, exactly the backends with a share > 0 answering.
 
@@ -37,6 +43,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sandbox import __version__
+from sandbox.errors import TargetUnreachable
 from sandbox.scenario import DEFAULT_REQUEST_TIMEOUT, Check, ExpectedRequest
 from sandbox.targets import Address
 
@@ -44,6 +51,7 @@ BACKOFF = 1.0  # s after a miss (upstream AwaitConvergence)
 TIMEOUT_CODES = (408, 504)  # upstream IsTimeoutError
 WEIGHT_CONCURRENCY = 10  # upstream weight tests: 10 concurrent requests
 USER_AGENT = f"gateway-sandbox/{__version__}"
+SETTLED_ROUNDS = 5  # rounds of samples a weighted check gets on a settled target
 
 
 # --------------------------------------------------------------------------------------------
@@ -88,6 +96,11 @@ class Observed:
             if k.lower() == name.lower():
                 return v
         return None
+
+    @property
+    def refused(self) -> bool:
+        """No response because the connection was refused: nothing listens there (now)."""
+        return self.status is None and "connection refused" in (self.error or "").lower()
 
     def summary(self) -> str:
         if self.status is None:
@@ -180,6 +193,7 @@ class CheckResult:
     shares: dict[str, float] | None = None  # for expect.backends: the last round's shares
     skipped: str | None = None  # why the check was not run
     error: str | None = None  # a problem that is not a mismatch (no address for the gateway...)
+    settled: bool = False  # decided by the first round: the target's answers do not change
 
     @property
     def status(self) -> str:
@@ -527,6 +541,46 @@ def _default_grpc_send() -> Callable[[Check, Address], Observed]:
 Sender = Callable[[ProbeRequest], Observed]
 
 
+@dataclass(frozen=True)
+class Refusals:
+    """Requests of a check refused in a row, for a target's ``unreachable`` hook."""
+
+    address: Address
+    count: int  # refused in a row, up to the last request
+    seconds: float  # from the first of them to now
+    answered: bool  # anything but a refusal came back earlier in the check
+    final: bool  # the check's time is up
+
+
+#: ``unreachable(refusals)``: asked after each refused request; returns the environment error
+#: that ends the check (nothing will listen there), or None to go on converging
+Unreachable = Callable[[Refusals], "TargetUnreachable | None"]
+
+
+class _Streak:
+    """Refused requests in a row, and whether anything else came back before them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.since = 0.0
+        self.answered = False
+
+    def saw(self, observed: list[Observed], sent: float) -> None:
+        if observed and all(o.refused for o in observed):
+            if self.count == 0:
+                self.since = sent
+            self.count += len(observed)
+        else:
+            self.answered = self.answered or bool(observed)
+            self.count = 0
+
+    def ask(self, hook: Unreachable | None, address: Address, now: float,
+            final: bool) -> TargetUnreachable | None:
+        if hook is None or self.count == 0:
+            return None
+        return hook(Refusals(address, self.count, now - self.since, self.answered, final))
+
+
 class Prober:
     """Runs checks against addresses until they converge or time out."""
 
@@ -571,38 +625,57 @@ class Prober:
         return self.send(probe)
 
     def run(self, check: Check, address: Address, *,
-            namespace_of: Callable[[str], str] = lambda ns: ns) -> CheckResult:
+            namespace_of: Callable[[str], str] = lambda ns: ns,
+            unreachable: Unreachable | None = None, settled: bool = False) -> CheckResult:
+        """Send ``check`` to ``address`` until it converges or its timeout passes.
+
+        ``unreachable`` (see :data:`Unreachable`) is asked after each refused request (for a
+        weighted check: each round refused throughout); the error it returns is raised, with
+        this check's result so far as its ``check_result``. ``settled``: the target's answers
+        never change, so the first ``consecutive`` requests decide (sent without back-off)."""
         probe = self.build(check, address)
         if check.expect.backends is not None:
-            return self._run_weighted(check, address, probe)
+            return self._run_weighted(check, address, probe, unreachable, settled)
         start = self.clock()
         attempts = 0
         matches = 0
+        streak = _Streak()
         observed: Observed | None = None
         mismatches: list[Mismatch] = []
         while True:
             if self.stop is not None and self.stop.is_set():
                 raise KeyboardInterrupt
             attempts += 1
+            sent = self.clock()
             observed = self._send(check, address, probe)
             mismatches = compare(check, observed, namespace_of=namespace_of)
             elapsed = self.clock() - start
+            streak.saw([observed], sent)
             if not mismatches:
                 matches += 1
                 if matches >= check.consecutive:
                     return CheckResult(check, True, attempts, elapsed, observed, [],
                                        request=probe, matches=matches)
-                if elapsed >= check.timeout:
+                if elapsed >= check.timeout or (settled and attempts >= check.consecutive):
                     break
                 continue
             matches = 0
             if self.on_miss is not None:
                 self.on_miss(check, attempts, elapsed, observed, mismatches)
-            if elapsed + self.backoff >= check.timeout:
+            backoff = 0.0 if settled else self.backoff
+            final = elapsed + backoff >= check.timeout or (
+                settled and attempts >= check.consecutive)
+            error = streak.ask(unreachable, address, self.clock(), final)
+            if error is not None:
+                error.check_result = CheckResult(check, False, attempts, elapsed, observed,
+                                                 mismatches, request=probe)
+                raise error
+            if final:
                 break
-            self.sleep(self.backoff)
+            if not settled:
+                self.sleep(self.backoff)
         return CheckResult(check, False, attempts, self.clock() - start, observed, mismatches,
-                           request=probe, matches=matches)
+                           request=probe, matches=matches, settled=settled)
 
     def _round(self, check: Check, address: Address, probe: ProbeRequest
                ) -> tuple[list[Observed], list[Mismatch], dict[str, float]]:
@@ -620,27 +693,42 @@ class Prober:
         shares, mismatches = compare_shares(check, [o.pod for o in results])
         return results, mismatches, shares
 
-    def _run_weighted(self, check: Check, address: Address, probe: ProbeRequest) -> CheckResult:
+    def _run_weighted(self, check: Check, address: Address, probe: ProbeRequest,
+                      unreachable: Unreachable | None = None,
+                      settled: bool = False) -> CheckResult:
         start = self.clock()
         attempts = 0
+        rounds = 0
+        streak = _Streak()
         last: Observed | None = None
         mismatches: list[Mismatch] = []
         shares: dict[str, float] = {}
         while True:
             if self.stop is not None and self.stop.is_set():
                 raise KeyboardInterrupt
+            sent = self.clock()
             results, mismatches, shares = self._round(check, address, probe)
+            rounds += 1
             attempts += len(results)
             last = results[-1] if results else None
             elapsed = self.clock() - start
+            streak.saw(results, sent)
             if not mismatches:
                 return CheckResult(check, True, attempts, elapsed, last, [], request=probe,
                                    matches=1, shares=shares)
-            if elapsed + self.backoff >= check.timeout:
+            backoff = 0.0 if settled else self.backoff
+            final = elapsed + backoff >= check.timeout or (settled and rounds >= SETTLED_ROUNDS)
+            error = streak.ask(unreachable, address, self.clock(), final)
+            if error is not None:
+                error.check_result = CheckResult(check, False, attempts, elapsed, last,
+                                                 mismatches, request=probe)
+                raise error
+            if final:
                 break
-            self.sleep(self.backoff)
+            if not settled:
+                self.sleep(self.backoff)
         return CheckResult(check, False, attempts, self.clock() - start, last, mismatches,
-                           request=probe, shares=shares or None)
+                           request=probe, shares=shares or None, settled=settled)
 
 
 def render_observed(observed: Observed | None) -> str:

@@ -28,6 +28,7 @@ Ctrl-C tears the deployed scenario down (pytest runs the collectors' teardown on
 
 Options: ``--sandbox-provider`` (k3d | local | existing), ``--sandbox-keep``,
 ``--sandbox-scenarios DIR``, ``--sandbox-context``, ``--sandbox-gateway-class``,
+``--sandbox-timeout SECONDS`` (every check's convergence timeout, as ``sandbox run --timeout``),
 ``--supported-features``, ``--exempt-features``, ``--conformance-report FILE``,
 ``--conformance-implementation``.
 Fixtures: ``sandbox`` (the stack, brought up or reused, session scope) and ``gateway`` (deploys
@@ -69,6 +70,21 @@ _STATE = pytest.StashKey["SandboxState"]()
 # --------------------------------------------------------------------------------------------
 
 
+def _seconds(text: str) -> float:
+    """A timeout in seconds (> 0), for --sandbox-timeout / SANDBOX_CHECK_TIMEOUT."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds > 0 (--sandbox-timeout, or env "
+            "SANDBOX_CHECK_TIMEOUT)")
+    return value
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gateway-sandbox", "Gateway API scenarios (gateway-sandbox)")
     group.addoption(
@@ -94,6 +110,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     metavar="NAME",
                     help="GatewayClass given to every Gateway (cluster providers; default: the "
                          "sandbox's, eg) [env SANDBOX_GATEWAY_CLASS]")
+    group.addoption("--sandbox-timeout", type=_seconds, metavar="SECONDS",
+                    default=os.environ.get("SANDBOX_CHECK_TIMEOUT") or None,
+                    help="seconds every check may take to converge, instead of its own timeout "
+                         "(scenario.yaml; default 30) [env SANDBOX_CHECK_TIMEOUT]")
     group.addoption("--supported-features", default=None, metavar="F1,F2",
                     help="upstream Gateway API features the gateway supports (default: all; for "
                          "Envoy Gateway all but those its own conformance run skips); checks "
@@ -461,7 +481,8 @@ class CheckItem(pytest.Item):
         parent = self.scenario_file
         assert parent.scenario is not None and parent.deployment is not None
         self.result = run_check(parent.scenario, self.check, parent.deployment,
-                                _state(self.config).target())
+                                _state(self.config).target(),
+                                timeout=self.config.getoption("sandbox_timeout"))
         if getattr(self.result, "skipped", None):
             # reported at the check's line in scenario.yaml, not at this line
             raise pytest.skip.Exception(str(self.result.skipped), _use_item_location=True)
@@ -541,11 +562,12 @@ def _domain_failure(item: CheckItem, excinfo: pytest.ExceptionInfo[BaseException
 
 
 def run_check(scenario: Scenario, check: Check, deployment: Deployment,
-              target: Target | None = None) -> Any:
-    """Run one check against a deployed scenario through the Runner; a ``probe.CheckResult``."""
+              target: Target | None = None, *, timeout: float | None = None) -> Any:
+    """Run one check against a deployed scenario through the Runner; a ``probe.CheckResult``.
+    ``timeout`` replaces the check's convergence timeout (``--sandbox-timeout``)."""
     from sandbox.runner import Runner
 
-    return Runner(target if target is not None else _NoTarget()).run_check(
+    return Runner(target if target is not None else _NoTarget(), timeout=timeout).run_check(
         scenario, check, deployment)
 
 
@@ -562,7 +584,7 @@ class _NoTarget:
 def failure_text(scenario: Scenario | None, result: Any, deployment: Deployment | None) -> str:
     """What a failed check says: the runner's failure report (as ``sandbox run`` prints it:
     location, request as curl, expected vs observed) and the deployment's diagnostics."""
-    from sandbox.report import format_failure
+    from sandbox.report import format_diagnostics, format_failure
 
     lines = [headline(result)]  # pytest's -r summary shows the first line
     lines.append(format_failure(scenario, result) if scenario is not None else str(result))
@@ -573,7 +595,7 @@ def failure_text(scenario: Scenario | None, result: Any, deployment: Deployment 
             diag = f"(diagnostics unavailable: {e})"
         if diag:
             lines.append("diagnostics:")
-            lines.extend("  " + line for line in collapse_repeats(diag.splitlines()))
+            lines.append(format_diagnostics(diag))
     return "\n".join(lines)
 
 
@@ -587,19 +609,6 @@ def headline(result: Any) -> str:
                          for m in mismatches[:2])
         return text + (f" (+{len(mismatches) - 2} more)" if len(mismatches) > 2 else "")
     return f"did not converge: {getattr(result, 'matches', 0)} consecutive match(es)"
-
-
-def collapse_repeats(lines: list[str]) -> list[str]:
-    """Consecutive identical lines once, with ``(xN)``: a retried request logs the same line."""
-    out: list[str] = []
-    count = 0
-    for i, line in enumerate(lines):
-        count += 1
-        if i + 1 < len(lines) and lines[i + 1] == line:
-            continue
-        out.append(line + (f"  (x{count})" if count > 1 else ""))
-        count = 0
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -755,6 +764,7 @@ class Sandbox:
     target: Target
     supported_features: frozenset[str]
     keep: bool
+    timeout: float | None = None  # --sandbox-timeout: every check's convergence timeout
 
 
 @dataclass
@@ -779,7 +789,8 @@ class Gateway:
         sc = scenario if isinstance(scenario, Scenario) else load_scenario(
             resolve_scenario(str(scenario)))
         with self.sandbox.target.deploy(sc) as deployment:
-            return [run_check(sc, check, deployment, self.sandbox.target) for check in sc.checks]
+            return [run_check(sc, check, deployment, self.sandbox.target,
+                              timeout=self.sandbox.timeout) for check in sc.checks]
 
 
 @pytest.fixture(scope="session")
@@ -792,7 +803,8 @@ def sandbox(request: pytest.FixtureRequest) -> Sandbox:
     why = state.unavailable()
     if why:
         pytest.skip(why)
-    return Sandbox(state.provider, state.target(), state.supported, state.keep)
+    return Sandbox(state.provider, state.target(), state.supported, state.keep,
+                   request.config.getoption("sandbox_timeout"))
 
 
 @pytest.fixture(scope="session")

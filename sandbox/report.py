@@ -55,8 +55,11 @@ def _table(rows: list[tuple[str, str, str]], indent: str) -> list[str]:
 def _why(result: CheckResult) -> str:
     check = result.check
     if check.expect.backends is not None:
+        within = (f"in {result.attempts // max(check.samples, 1)} rounds (this target's "
+                  "answers do not change over time)" if result.settled
+                  else f"within {check.timeout:g}s")
         return (f"{_requests(result.attempts)} in {result.elapsed:.1f}s; the traffic shares did "
-                f"not hold within {check.timeout:g}s ({check.samples} samples a round, "
+                f"not hold {within} ({check.samples} samples a round, "
                 f"tolerance {check.tolerance:g})")
     if result.matches:
         got = f"only {result.matches} matching response(s) in a row at the end"
@@ -64,6 +67,10 @@ def _why(result: CheckResult) -> str:
         got = "no matching response"
     else:
         got = "no match"
+    if result.settled and result.elapsed < check.timeout:
+        return (f"{_requests(result.attempts)} in {result.elapsed:.1f}s; {got} (needs "
+                f"{check.consecutive} in a row; the first {check.consecutive} decide: this "
+                "target's answers do not change over time)")
     return (f"{_requests(result.attempts)} in {result.elapsed:.1f}s; {got} (needs "
             f"{check.consecutive} in a row within {check.timeout:g}s)")
 
@@ -109,6 +116,25 @@ def format_failure(scenario: Scenario, result: CheckResult) -> str:
     return "\n".join(lines)
 
 
+def collapse_repeats(lines: list[str]) -> list[str]:
+    """Consecutive identical lines once, with ``(xN)``: a retried request logs the same line
+    every time (``sandbox run``'s diagnostics, the pytest plugin's failure text, JUnit)."""
+    out: list[str] = []
+    count = 0
+    for i, line in enumerate(lines):
+        count += 1
+        if i + 1 < len(lines) and lines[i + 1] == line:
+            continue
+        out.append(line + (f"  (x{count})" if count > 1 else ""))
+        count = 0
+    return out
+
+
+def format_diagnostics(text: str, indent: str = "  ") -> str:
+    """A deployment's diagnostics for people: each line indented, repeats folded."""
+    return "\n".join(indent + line for line in collapse_repeats(text.rstrip().splitlines()))
+
+
 def format_summary(report: RunReport) -> str:
     text = (f"{report.executed} executed, {report.passed} passed, {report.failed} failed, "
             f"{report.skipped} skipped in {report.duration:.1f}s")
@@ -138,7 +164,7 @@ def render_details(report: RunReport) -> str:
         for result in failed:
             blocks.append(format_failure(sr.scenario, result))
         if failed and sr.diagnostics:
-            diag = "\n".join("  " + line for line in sr.diagnostics.rstrip().splitlines())
+            diag = format_diagnostics(sr.diagnostics)
             blocks.append(f"diagnostics for {sr.scenario.name}"
                           + (f" (namespace {sr.namespace})" if sr.namespace else "")
                           + f":\n{diag}")
@@ -291,7 +317,7 @@ def to_junit(report: RunReport) -> ET.ElementTree:
                                                           "type": "CheckFailed"})
                 text = format_failure(sr.scenario, r)
                 if sr.diagnostics:
-                    text += "\n\ndiagnostics:\n" + sr.diagnostics
+                    text += "\n\ndiagnostics:\n" + format_diagnostics(sr.diagnostics, "")
                 failure.text = text
         if errors:
             err = sr.error or sr.cleanup_error

@@ -8,12 +8,13 @@ renders them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sandbox.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError, SandboxError
+from sandbox.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError, SandboxError, TargetUnreachable
 from sandbox.probe import CheckResult, Prober
 from sandbox.scenario import Check, Scenario
 from sandbox.targets import Deployment, Target
@@ -104,14 +105,17 @@ def select(checks: Sequence[Check], scenario: Scenario, pattern: str | None) -> 
 
 class Runner:
     """Runs scenarios on one target. ``keep`` is passed to the target as ``target.keep`` when
-    the target has that attribute (the address target has nothing to keep)."""
+    the target has that attribute (the address target has nothing to keep). ``timeout``
+    (seconds) replaces every check's own convergence timeout (``sandbox run --timeout``)."""
 
     def __init__(self, target: Target, *, prober: Prober | None = None,
-                 progress: Progress | None = None, on_result: OnResult | None = None) -> None:
+                 progress: Progress | None = None, on_result: OnResult | None = None,
+                 timeout: float | None = None) -> None:
         self.target = target
         self.prober = prober or Prober()
         self.progress = progress or (lambda _msg: None)
         self.on_result = on_result or (lambda _scenario, _result: None)
+        self.timeout = timeout
 
     def run(self, scenarios: Sequence[Scenario], *, keep: bool = False, fail_fast: bool = False,
             pattern: str | None = None) -> RunReport:
@@ -173,7 +177,23 @@ class Runner:
                             sr.checks.append(
                                 _skipped(check, "not run: --fail-fast after a failure"))
                             continue
-                        result = self.run_check(scenario, check, deployment)
+                        try:
+                            result = self.run_check(scenario, check, deployment)
+                        except TargetUnreachable as e:
+                            # nothing listens where the checks go: the rest would only wait
+                            # for the same refusals; the run exits 3 (sr.error)
+                            sr.error = e
+                            self.progress(f"{scenario.name}: {e}")
+                            unreached = e.check_result
+                            if not isinstance(unreached, CheckResult):
+                                unreached = _errored(check, str(e))
+                            sr.checks.append(unreached)
+                            self.on_result(scenario, unreached)
+                            done = {r.check.name for r in sr.checks}
+                            sr.checks.extend(_skipped(c, f"not run: {e}")
+                                             for c in checks if c.name not in done)
+                            failed = True
+                            break
                         sr.checks.append(result)
                         self.on_result(scenario, result)
                         failed = failed or result.status == "failed"
@@ -221,7 +241,15 @@ class Runner:
         return bool(getattr(self.target, "keep", False))
 
     def run_check(self, scenario: Scenario, check: Check, deployment: Deployment) -> CheckResult:
-        """One check against a deployed scenario (the pytest plugin's per-item path)."""
+        """One check against a deployed scenario (the pytest plugin's per-item path).
+
+        Raises :class:`~sandbox.errors.TargetUnreachable` when the deployment's optional
+        ``unreachable(refusals)`` hook (see ``probe.Unreachable``) says nothing will listen
+        where the requests were refused. A deployment whose
+        ``settled`` is true (its answers never change) has each check decided by its first
+        full round of requests."""
+        if self.timeout is not None:
+            check = dataclasses.replace(check, timeout=self.timeout)
         dep = deployment
         gateway = check.request.gateway or scenario.gateway
         port = check.request.port or (443 if check.request.scheme == "https" else 80)
@@ -232,7 +260,11 @@ class Runner:
             return CheckResult(check, False, 0, time.monotonic() - start, None, [],
                                error=f"no address for Gateway {gateway!r} port {port}: {e}")
         try:
-            return self.prober.run(check, address, namespace_of=dep.namespace_of)
+            return self.prober.run(check, address, namespace_of=dep.namespace_of,
+                                   unreachable=getattr(dep, "unreachable", None),
+                                   settled=bool(getattr(dep, "settled", False)))
+        except TargetUnreachable:
+            raise  # not this check's failure: nothing listens there (the caller decides)
         except SandboxError as e:
             return CheckResult(check, False, 0, time.monotonic() - start, None, [],
                                error=str(e))

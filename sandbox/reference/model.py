@@ -11,6 +11,7 @@ Public API (used by ``sandbox explain``, ``sandbox check`` and the ``local`` pro
     model.deployments                              # [DeploymentInfo, ...]
     model.backends_of("ns", "svc")                 # Deployments whose pods back that Service
     model.notes                                    # routes/parentRefs that did not attach, and why
+    model.unattached()                             # [Unattached]: routes attached nowhere, and why
 
 Objects without ``metadata.namespace`` are in ``default``. A gateway may be named "ns/name" or,
 when the name is unique, just "name".
@@ -151,6 +152,18 @@ class _Candidate:
     prefix: str | None  # the PathPrefix value that matched (for ReplacePrefixMatch)
 
 
+@dataclass(frozen=True)
+class Unattached:
+    """A route attached to no listener of any Gateway."""
+
+    route: str  # "HTTPRoute ns/name"
+    source: str | None  # "file:line" of its manifest, when known
+    reasons: list[str]  # one per parentRef (or "no parentRefs"), without the route's name
+
+    def describe(self) -> str:
+        return f"{self.route} is attached to no listener: " + "; ".join(self.reasons)
+
+
 class Model:
     """Gateway API routing over a fixed set of objects."""
 
@@ -158,6 +171,7 @@ class Model:
         self.services: list[ServiceInfo] = []
         self.deployments: list[DeploymentInfo] = []
         self.notes: list[str] = []
+        self._route_notes: dict[int, list[str]] = {}  # id(route) -> its notes
         self._namespaces: dict[str, dict[str, str]] = {}
         self._gateways: dict[str, Gateway] = {}
         self._routes: list[Route] = []
@@ -277,17 +291,22 @@ class Model:
                             f"certificateRef Secret {ref} in another namespace without a ReferenceGrant"
                         )
 
+    def _note(self, route: Route, text: str) -> None:
+        self.notes.append(text)
+        self._route_notes.setdefault(id(route), []).append(text)
+
     def _attach(self) -> None:
         for route in self._routes:
             attached_any = False
             for pref in route.parent_refs:
                 what = f"{route.kind} {route.meta.key} parentRef {pref.describe()}"
                 if pref.group != GATEWAY_GROUP or pref.kind != "Gateway":
-                    self.notes.append(f"{what}: only Gateway parents are modelled")
+                    self._note(route, f"{what}: only Gateway parents are modelled")
                     continue
                 gw = self._gateways.get(f"{pref.namespace}/{pref.name}")
                 if gw is None:
-                    self.notes.append(f"{what}: no such Gateway")
+                    self._note(route, f"{what}: no such Gateway (Gateways in the manifests: "
+                                      f"{', '.join(self.gateways()) or 'none'})")
                     continue
                 reasons = []
                 hits = 0
@@ -308,11 +327,43 @@ class Model:
                     hits += 1
                 if hits:
                     attached_any = True
+                    continue
+                listeners = ", ".join(f"{ls.name}:{ls.port}" for ls in gw.listeners) or "none"
+                if pref.section_name is not None and all(
+                    ls.name != pref.section_name for ls in gw.listeners
+                ):
+                    why = (f"sectionName {pref.section_name} names no listener of Gateway "
+                           f"{gw.meta.key} (listeners: {listeners})")
+                elif pref.port is not None and all(ls.port != pref.port for ls in gw.listeners):
+                    why = (f"port {pref.port} is the port of no listener of Gateway "
+                           f"{gw.meta.key} (listeners: {listeners})")
                 else:
-                    self.notes.append(f"{what}: not accepted ({'; '.join(reasons) or 'no listeners'})")
+                    why = "; ".join(reasons) or "no listeners"
+                self._note(route, f"{what}: not accepted ({why})")
             if not attached_any and not route.parent_refs:
-                self.notes.append(f"{route.kind} {route.meta.key}: no parentRefs")
+                self._note(route, f"{route.kind} {route.meta.key}: no parentRefs")
         self._resolve_kind_conflicts()
+
+    def unattached(self) -> list[Unattached]:
+        """Routes attached to no listener at all, each with why: its parentRefs' notes (no
+        such Gateway, sectionName or port naming no listener, allowedRoutes namespaces or
+        kinds, hostnames that do not intersect, a route of the other kind on the same
+        hostnames)."""
+        attached = {id(a.route) for items in self._attached.values() for a in items}
+        out = []
+        for r in self._routes:
+            if id(r) in attached:
+                continue
+            label = f"{r.kind} {r.meta.key}"
+            reasons = []
+            for note in self._route_notes.get(id(r), []) or ["not attached"]:
+                for prefix in (label + " ", label + ": "):
+                    if note.startswith(prefix):
+                        note = note[len(prefix):]
+                        break
+                reasons.append(note)
+            out.append(Unattached(label, r.meta.where.source, reasons))
+        return out
 
     def _attach_failure(
         self, route: Route, gw: Gateway, ls: Listener, section: str | None, port: int | None
@@ -354,9 +405,10 @@ class Model:
                     older_a = (_age_key(a.route), a.route.meta.key) < (_age_key(b.route), b.route.meta.key)
                     loser, idx = (b, j) if older_a else (a, i)
                     rejected.add(idx)
-                    self.notes.append(
+                    self._note(
+                        loser.route,
                         f"{loser.route.kind} {loser.route.meta.key} not accepted on listener "
-                        f"{key[0]}/{key[1]}: hostnames overlap a route of the other kind"
+                        f"{key[0]}/{key[1]}: hostnames overlap a route of the other kind",
                     )
             self._attached[key] = [a for k, a in enumerate(items) if k not in rejected]
 

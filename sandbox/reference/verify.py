@@ -16,6 +16,7 @@ passes only sometimes is flaky.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from sandbox.reference import matching as mt
 from sandbox.reference.decision import Decision
@@ -32,6 +33,23 @@ NO_PODS_SHARE = "(503: Service without pods)"
 def build_model(scenario: Scenario) -> Model:
     sources = [f"{f}:{line}" for f, line in getattr(scenario, "object_sources", [])]
     return Model.from_objects(scenario.objects, sources or None)
+
+
+def unattached_lines(model: Model) -> list[str]:
+    """One line per route attached to no listener, with why: ``file:line: HTTPRoute ns/name
+    is attached to no listener: parentRef Gateway ns/gw sectionName=https: not accepted
+    (sectionName https names no listener of Gateway ns/gw (listeners: http:80))``."""
+    from sandbox.scenario import display_path
+
+    lines = []
+    for u in model.unattached():
+        where = ""
+        if u.source:
+            file, _, line = u.source.rpartition(":")
+            where = (f"{display_path(Path(file))}:{line}: " if line.isdigit()
+                     else f"{display_path(Path(u.source))}: ")
+        lines.append(where + u.describe())
+    return lines
 
 
 def verify_scenario(scenario: Scenario, model: Model | None = None) -> list[str]:

@@ -2,6 +2,11 @@
 
 No cluster actions at all: nothing is deployed or cleaned up, every Gateway and listener port of
 the scenario maps to that one address, and namespaces are taken as written.
+
+Nothing restarts behind an address someone gave: a check whose every request is refused for
+``REFUSED_ATTEMPTS`` requests over ``REFUSED_SECONDS`` (or until its own timeout, when that is
+shorter) ends the run with :class:`~sandbox.errors.TargetUnreachable` (exit 3), "nothing listens
+at HOST:PORT". A gateway that answered once and then refuses (restarting) is still waited for.
 """
 
 from __future__ import annotations
@@ -10,9 +15,13 @@ import ipaddress
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sandbox.errors import InputError, SandboxError
+from sandbox.errors import InputError, SandboxError, TargetUnreachable
+from sandbox.probe import Refusals
 from sandbox.scenario import Scenario
 from sandbox.targets import Address
+
+REFUSED_ATTEMPTS = 3  # refused requests in a row, from a check's first one
+REFUSED_SECONDS = 2.0  # over at least this long
 
 
 def parse_address(text: str) -> Address:
@@ -40,6 +49,12 @@ def parse_address(text: str) -> Address:
     return Address(host, int(port_text))
 
 
+def show(address: Address) -> str:
+    """``HOST:PORT``, an IPv6 host in brackets."""
+    host = address.host
+    return f"[{host}]:{address.port}" if ":" in host else f"{host}:{address.port}"
+
+
 class AddressDeployment:
     """Every Gateway and port of the scenario is the one address."""
 
@@ -50,13 +65,28 @@ class AddressDeployment:
     def address(self, gateway: str, port: int) -> Address:
         return self._address
 
+    def unreachable(self, refusals: Refusals) -> TargetUnreachable | None:
+        """Every request of a check refused, ``REFUSED_ATTEMPTS`` over ``REFUSED_SECONDS``
+        (or the check's time is up): nothing listens there, and nothing here will start it.
+        A gateway that answered earlier in the check and now refuses is waited for."""
+        r = refusals
+        if r.answered or (not r.final and (r.count < REFUSED_ATTEMPTS
+                                           or r.seconds < REFUSED_SECONDS)):
+            return None
+        where = show(r.address)
+        return TargetUnreachable(
+            f"nothing listens at {where}: every request was refused ({r.count} in "
+            f"{r.seconds:.1f}s)",
+            hint=f"start the gateway you mean to test so that it listens at {where} (for a "
+                 f"plain echo backend: `sandbox echo --port {r.address.port}`), or give "
+                 "--address the HOST:PORT it listens on",
+        )
+
     def namespace_of(self, logical: str) -> str:
         return logical
 
     def diagnostics(self) -> str:
-        host = self._address.host
-        shown = f"[{host}]" if ":" in host else host
-        return (f"target {shown}:{self._address.port} was given with --address: "
+        return (f"target {show(self._address)} was given with --address: "
                 "the sandbox deployed nothing there and has no Gateway status or logs to show")
 
 

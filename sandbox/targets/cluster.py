@@ -18,7 +18,8 @@
 4. yields a :class:`ClusterDeployment`: ``address(gateway, port)`` finds the Gateway's data-plane
    Service through the controller and port-forwards to it on demand (restarted when kubectl
    drops it, on the same local port); ``diagnostics()`` gives current conditions, pods and the
-   controller's log tail;
+   controller's log tail; requests refused at a port-forward's local port are retried while its
+   kubectl restarts, and end the run (exit 3, ``unreachable()``) once it has given up;
 5. on exit, also after a failure or Ctrl-C, stops the port-forwards and, unless ``keep``, deletes
    what it applied in reverse kind order, then the namespaces, and waits (bounded) until the
    namespaces and the Gateways' data-plane Services are gone. A cleanup that fails raises (a
@@ -56,7 +57,7 @@ from typing import Any
 
 from sandbox import certs
 from sandbox.controllers import Controller, DataPlaneService
-from sandbox.errors import ClusterError, InputError, SandboxError, WaitTimeout
+from sandbox.errors import ClusterError, InputError, SandboxError, TargetUnreachable, WaitTimeout
 from sandbox.kube import Kubectl, KubectlError, describe_stuck_pods, image_hint, summarize_status
 from sandbox.namespaces import (
     ROUTE_KINDS,
@@ -71,6 +72,7 @@ from sandbox.namespaces import (
     run_namespace,
 )
 from sandbox.portforward import PortForward
+from sandbox.probe import Refusals
 from sandbox.scenario import Scenario
 from sandbox.targets import Address
 
@@ -404,6 +406,25 @@ class ClusterDeployment:
                 pf.start()
         return Address(self.host, pf.port())
 
+    def unreachable(self, refusals: Refusals) -> TargetUnreachable | None:
+        """Requests refused at a port-forward's local port: a kubectl that is restarting is
+        waited for (None), one whose supervision gave up ends the run."""
+        address, refused, seconds = refusals.address, refusals.count, refusals.seconds
+        with self._lock:
+            found = [(key, pf) for key, pf in self._forwards.items()
+                     if address.host == self.host and pf.last_port == address.port]
+        for (ns, name, port), pf in found:
+            try:
+                pf.port()  # restarts a kubectl found gone; raises once supervision gave up
+            except SandboxError as e:
+                return TargetUnreachable(
+                    f"requests to {address.host}:{address.port}, the port-forward to Gateway "
+                    f"{self.nsmap.logical(ns)}/{name} :{port}, were refused ({refused} in a "
+                    f"row, {seconds:.1f}s) and its kubectl port-forward gave up: {e}",
+                    hint=e.hint,
+                )
+        return None
+
     def diagnostics(self) -> str:
         """Current Gateway/route/Deployment conditions, port-forwards, controller log tail."""
         t = self.target
@@ -429,6 +450,7 @@ class ClusterDeployment:
                 f"  port-forward to Gateway {self.nsmap.logical(ns)}/{name} :{port} ({pf.target}) "
                 f"{state}, restarts {pf.restarts}"
             )
+        lines.extend(f"  {line}" for line in self._unattached())
         tail = ""
         try:
             tail = t.controller.controller_logs_tail(t.kubectl, LOG_TAIL)
@@ -439,6 +461,17 @@ class ClusterDeployment:
         return "\n".join(lines)
 
     # --- helpers ---------------------------------------------------------------------------------
+
+    def _unattached(self) -> list[str]:
+        """The reference model's word on routes of the scenario attached to no listener (logical
+        names, as written), so a failure says why a route is not attached."""
+        from sandbox.reference.verify import build_model, unattached_lines
+
+        try:
+            found = unattached_lines(build_model(self.scenario))
+        except SandboxError as e:  # the model cannot read the manifests: say so, go on
+            return [f"reference model: cannot tell which routes attach ({e})"]
+        return [f"not attached (reference model): {line}" for line in found]
 
     def gateways(self) -> list[tuple[str, str]]:
         """(real namespace, name) of every Gateway applied."""
@@ -557,7 +590,8 @@ class ClusterTarget:
 
     def _check_gateway_class(self) -> None:
         """The class exists, is served by this target's controller, and is Accepted."""
-        gc = self.kubectl.get_json("gatewayclasses.gateway.networking.k8s.io", self.gateway_class)
+        gc = self.kubectl.get_json("gatewayclasses.gateway.networking.k8s.io", self.gateway_class,
+                                   doing=f"looking up GatewayClass {self.gateway_class}")
         if gc is None:
             raise ClusterError(
                 f"GatewayClass {self.gateway_class} does not exist in context {self.kubectl.context}",
@@ -590,12 +624,14 @@ class ClusterTarget:
     def _apply(self, scenario: Scenario, dep: ClusterDeployment) -> None:
         names = ", ".join(n["metadata"]["name"] for n in dep.namespaces)
         self.progress(f"creating namespace{'s' if len(dep.namespaces) > 1 else ''} {names}")
-        self.kubectl.apply(dep.namespaces, timeout=self.timeouts.apply)
+        self.kubectl.apply(dep.namespaces, timeout=self.timeouts.apply,
+                           doing=f"creating namespace {names}")
         self.progress(
             f"applying {len(dep.objects)} objects of scenario {scenario.name} (server-side)"
         )
         try:
-            self.kubectl.apply(dep.objects, timeout=self.timeouts.apply)
+            self.kubectl.apply(dep.objects, timeout=self.timeouts.apply,
+                               doing=f"applying the objects of scenario {scenario.name}")
         except KubectlError as e:
             stderr = e.result.stderr
             if any(marker in stderr for marker in INVALID_MARKERS):
@@ -622,7 +658,9 @@ class ClusterTarget:
             )
         return items
 
-    def _states(self, dep: ClusterDeployment) -> dict[tuple[str, str, str], tuple[bool, str, bool]]:
+    def _states(
+        self, dep: ClusterDeployment, doing: str | None = None
+    ) -> dict[tuple[str, str, str], tuple[bool, str, bool]]:
         """(ready, summary, decided) of each item: one ``kubectl get`` per namespace.
 
         ``decided``: a route whose status for its current generation is written (see
@@ -634,7 +672,8 @@ class ClusterTarget:
             by_ns.setdefault(item.namespace, set()).add(RESOURCE[item.kind])
         seen: dict[tuple[str, str, str], dict[str, Any]] = {}
         for ns, resources in sorted(by_ns.items()):
-            found = self.kubectl.get_json(",".join(sorted(resources)), namespace=ns) or {}
+            found = self.kubectl.get_json(",".join(sorted(resources)), namespace=ns,
+                                          doing=doing) or {}
             for obj in found.get("items") or []:
                 if isinstance(obj, dict):
                     seen[
@@ -703,8 +742,9 @@ class ClusterTarget:
         next_look = started + STUCK_LOOK_INTERVAL
         unchanged: dict[tuple[str, str, str], tuple[str, float]] = {}  # summary, since when
         taken_as_is: set[tuple[str, str, str]] = set()
+        doing = f"waiting for {what} in namespace {dep.namespace} to be ready"
         while True:
-            states = self._states(dep)
+            states = self._states(dep, doing)
             now = time.monotonic()
             pending = [
                 i
@@ -845,10 +885,13 @@ class ClusterTarget:
         names = [n["metadata"]["name"] for n in dep.namespaces]
         self.progress(f"deleting namespace{'s' if len(names) > 1 else ''} {' '.join(names)}")
         objects = delete_order(dep.objects)
+        doing = f"deleting the namespaces of run {dep.namespace}"
         if objects:
-            self.kubectl.delete_manifests(objects, wait=False, timeout=self.timeouts.delete)
+            self.kubectl.delete_manifests(objects, wait=False, timeout=self.timeouts.delete,
+                                          doing=doing)
         for name in names:
-            self.kubectl.delete("namespace", name, wait=False, timeout=self.timeouts.delete)
+            self.kubectl.delete("namespace", name, wait=False, timeout=self.timeouts.delete,
+                                doing=doing)
         pending = _Deleting(
             run=dep.namespace,
             namespaces=names,

@@ -850,6 +850,10 @@ def _tls_context(
 class LocalDeployment:
     """A scenario served on loopback. See the module docstring."""
 
+    # the reference gateway answers the same request the same way from the first one on (it
+    # is ready before deploy() yields): a check's first full round decides, nothing converges
+    settled = True
+
     def __init__(self, scenario: Scenario, model: Model, router: _Router) -> None:
         self.namespace = ""  # no run namespace: logical names are used as written
         self.scenario = scenario
@@ -912,6 +916,9 @@ class LocalDeployment:
             lines.append(f"  not served: {note}")
         for pod in self.pods:
             lines.append(f"  pod {pod.namespace}/{pod.name} (service {pod.service}) at {HOST}:{pod.port}")
+        from sandbox.reference.verify import unattached_lines
+
+        lines.extend(f"  not attached: {line}" for line in unattached_lines(self.model))
         with self._router._lock:
             recent = list(self._router.log)
         lines.append("last requests (newest last):" if recent else "no requests yet")

@@ -29,6 +29,9 @@ Behaviour switches (environment of the fake processes):
     FAKE_KUBECTL_APPLY_SLEEP  seconds `kubectl apply -f <file>` sleeps before applying (to
                               interrupt an `up` in the middle of a phase)
     FAKE_K3D_CREATE_FAIL      make `k3d cluster create` fail after its preparation steps
+    FAKE_KUBECTL_REFUSE       `always`: kubectl finds the API server refusing connections (the
+                              cluster still "running" for k3d); SECONDS: only for that long after
+                              the first refused call (state key ``refuse_since``)
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ import pytest
 
 from sandbox.controllers.envoy_gateway import EnvoyGateway
 from sandbox.echo import EchoServer
-from sandbox.errors import ClusterError, InputError, WaitTimeout
-from sandbox.kube import Kubectl, KubectlError
+from sandbox.errors import ClusterError, InputError, TargetUnreachable, WaitTimeout
+from sandbox.kube import APIServerUnreachable, Kubectl, KubectlError
 from sandbox.runner import Runner
 from sandbox.scenario import Scenario, TlsSecret, load_scenario
 from sandbox.targets.cluster import ClusterTarget, Timeouts
@@ -207,6 +207,31 @@ def test_runner_flow_survives_a_dropped_port_forward_and_cleans_up(
     assert f"deleting namespaces {RUN_NS} {APPS_NS}" in joined
 
 
+def test_a_port_forward_that_gave_up_ends_the_run_with_exit_3_not_a_30s_check(
+    world: FakeWorld,
+    env: Path,
+    echo: EchoServer,
+    scenario: Scenario,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # every kubectl port-forward loses the pod after one connection; one restart is allowed
+    monkeypatch.setenv("FAKE_PF_DIE_AFTER", "1")
+    target = _target(world, max_port_forward_restarts=1)
+    for check in scenario.checks:
+        check.timeout = 30.0
+    report = Runner(target).run([scenario])
+    sr = report.scenarios[0]
+    assert report.exit_code == 3
+    assert isinstance(sr.error, TargetUnreachable), sr.error
+    message = str(sr.error)
+    assert "the port-forward to Gateway default/eg :80, were refused" in message
+    assert "its kubectl port-forward gave up" in message and "lost connection to pod" in message
+    assert [r.status for r in sr.checks] == ["failed", "skipped"]
+    assert "port-forward to Gateway default/eg :80" in (sr.diagnostics or "")
+    assert sr.checks[0].elapsed < 15, sr.checks[0].elapsed  # its 30 s were not sat out
+    assert _run_namespaces(world) == []  # and the run was cleaned up
+
+
 def test_keep_leaves_rewritten_objects_and_tls_secrets(
     world: FakeWorld, env: Path, echo: EchoServer, scenario: Scenario
 ) -> None:
@@ -268,6 +293,40 @@ def test_gateway_never_programmed_times_out_with_last_conditions_and_cleans_up(
     assert _run_namespaces(world) == []
 
 
+def test_an_api_server_gone_during_the_ready_wait_is_named_at_once_not_sat_out(
+    world: FakeWorld, env: Path, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    monkeypatch.setenv("FAKE_EG_NOT_PROGRAMMED", "eg")  # the ready wait would take its 60 s
+    monkeypatch.delenv("FAKE_KUBECTL_REFUSE", raising=False)
+
+    def progress(line: str) -> None:
+        if line.startswith("waiting for"):  # the API server goes away now
+            monkeypatch.setenv("FAKE_KUBECTL_REFUSE", "always")
+
+    kubectl = Kubectl(world.bin / "kubectl", world.kubeconfig(), "k3d-sandbox",
+                      unreachable_grace=1.0)
+    target = ClusterTarget(kubectl, EnvoyGateway(), "eg", namespace_suffix=SUFFIX,
+                           progress=progress, timeouts=Timeouts(ready=60, poll=0.1, delete=60))
+    start = time.monotonic()
+    try:
+        with pytest.raises(APIServerUnreachable) as info, target.deploy(scenario):
+            pytest.fail("deploy must not yield")
+        elapsed = time.monotonic() - start
+    finally:
+        monkeypatch.delenv("FAKE_KUBECTL_REFUSE")
+        world.tool("kubectl", "--kubeconfig", str(world.kubeconfig()), "--context",
+                   "k3d-sandbox", "delete", "namespace", RUN_NS, APPS_NS, "--ignore-not-found")
+    # neither the ready wait (60 s) nor the cleanup's (60 s) was sat out
+    assert elapsed < 10, elapsed
+    message = str(info.value)
+    assert info.value.exit_code == 3
+    assert "refuses connections" in message and kubectl.server() in message
+    assert f"while waiting for 1 Deployment, 1 Gateway, 1 HTTPRoute in namespace {RUN_NS} " \
+           "to be ready" in message
+
+
 def test_backend_never_available_times_out_naming_it(
     world: FakeWorld, env: Path, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -301,7 +360,13 @@ def test_route_not_accepted_waits_settles_or_is_listed_as_unaccepted(
     # the same status, unchanged for `settle` seconds: taken as it is, the checks decide
     target = _target(world, timeouts=Timeouts(ready=10, settle=0.3, poll=0.1, delete=10))
     with target.deploy(scenario) as dep:
-        assert "Accepted=False (NotAllowedByListeners" in dep.diagnostics()
+        text = dep.diagnostics()
+        assert "Accepted=False (NotAllowedByListeners" in text
+        # and why, in the scenario's own (logical) names, as `sandbox explain` says it
+        assert f"not attached (reference model): {scenario.path / 'app.yaml'}:" in text
+        assert ("HTTPRoute apps/backend is attached to no listener: parentRef Gateway "
+                "default/eg: not accepted (listener http: allowedRoutes from Same: route "
+                "namespace apps is not default)") in text
     notes = [line for line in target.lines if "stays so" in line]  # type: ignore[attr-defined]
     assert len(notes) == 1 and notes[0].startswith("HTTPRoute apps/backend is not Accepted")
 

@@ -157,6 +157,34 @@ def test_one_item_per_check_grouped_by_scenario(suite: pytest.Pytester) -> None:
     ])
 
 
+CONFTEST_TIMEOUTS = """
+def pytest_runtest_makereport(item, call):
+    result = getattr(item, "result", None)
+    if call.when == "call" and result is not None:
+        print(f"check {item.name}: timeout {result.check.timeout:g}")
+"""
+
+
+def test_sandbox_timeout_option_and_env_replace_the_checks_own(
+        suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    suite.makeconftest(CONFTEST_TIMEOUTS)
+    result = run(suite, "scenarios/plain", "--sandbox-provider", "local", "-s",
+                 "--sandbox-timeout", "7.5")
+    result.assert_outcomes(passed=1)
+    assert "check routed: timeout 7.5" in result.stdout.str()
+    monkeypatch.setenv("SANDBOX_CHECK_TIMEOUT", "4")
+    result = run(suite, "scenarios/plain", "--sandbox-provider", "local", "-s")
+    assert "check routed: timeout 4" in result.stdout.str()
+    monkeypatch.delenv("SANDBOX_CHECK_TIMEOUT")
+    result = run(suite, "scenarios/plain", "--sandbox-provider", "local", "-s")
+    assert "check routed: timeout 30" in result.stdout.str()  # the scenario's own (default)
+    for bad in ("0", "soon"):
+        result = run(suite, "scenarios/plain", "--sandbox-provider", "local",
+                     "--sandbox-timeout", bad)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        assert f"{bad!r} is not a number of seconds > 0" in result.stderr.str()
+
+
 def test_explicit_path_collects_scenarios(suite: pytest.Pytester) -> None:
     result = run(suite, "scenarios/plain", "--sandbox-provider", "local")
     result.assert_outcomes(passed=1)
@@ -543,13 +571,6 @@ def test_a_stack_that_cannot_come_up_is_tried_once(suite: pytest.Pytester) -> No
     assert text.count("ClusterError: cluster 'sandbox' exists but was not created") >= 2
 
 
-def test_collapse_repeats() -> None:
-    from sandbox.pytest_plugin import collapse_repeats
-
-    assert collapse_repeats(["a", "b", "b", "b", "c", "b"]) == ["a", "b  (x3)", "c", "b"]
-    assert collapse_repeats([]) == []
-
-
 def test_junit_message_is_the_headline_and_lf_reruns_only_failed_checks(
         suite: pytest.Pytester) -> None:
     junit = suite.path / "junit.xml"
@@ -606,10 +627,10 @@ def deploy(self, scenario):
     EVENTS.append("cleaned up")
 
 
-def run_check(scenario, check, deployment, target=None):
+def run_check(scenario, check, deployment, target=None, **kw):
     if check.name == "other hosts get 404":
         raise KeyboardInterrupt  # Ctrl-C while a check runs
-    return ORIGINAL_RUN(scenario, check, deployment, target)
+    return ORIGINAL_RUN(scenario, check, deployment, target, **kw)
 
 
 LocalTarget.deploy = deploy

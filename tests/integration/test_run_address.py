@@ -157,18 +157,82 @@ def test_json_output_and_k_pattern(tmp_path: Path, echo: EchoServer) -> None:
     assert "FAILED fail / other hosts get 404" in r.stderr  # people still see why
 
 
-def test_nothing_listening_fails_with_connection_refused(tmp_path: Path) -> None:
+def _closed_port() -> int:
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+def test_nothing_listening_is_an_environment_error_within_seconds(tmp_path: Path) -> None:
+    import time
+
+    port = _closed_port()
+    start = time.monotonic()
+    # the library's quickstart (30 s a check) used to take 90 s and exit 1
+    r = sandbox("run", "quickstart", "--address", f"127.0.0.1:{port}", cwd=tmp_path)
+    elapsed = time.monotonic() - start
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert elapsed < 8, elapsed
+    assert f"ERROR quickstart: nothing listens at 127.0.0.1:{port}: every request was refused " \
+           "(3 in 2.0s)" in r.stdout
+    assert f"hint: start the gateway you mean to test so that it listens at 127.0.0.1:{port} " \
+           f"(for a plain echo backend: `sandbox echo --port {port}`)" in r.stdout
+    # the first check shows what it sent and saw; the others were not sent at all
+    assert "FAILED quickstart / www.example.com is routed to the backend" in r.stdout
+    assert "no response (ConnectionError: Connection refused)" in r.stdout
+    assert f"SKIP quickstart / another host is not routed (not run: nothing listens at " \
+           f"127.0.0.1:{port}" in r.stdout
+    assert "1 executed, 0 passed, 1 failed, 2 skipped in " in r.stdout
+    assert "Traceback" not in r.stderr
+
+
+def test_a_check_shorter_than_the_grace_says_so_too(tmp_path: Path) -> None:
+    port = _closed_port()
     folder = scenario(tmp_path, "pass", PASSING.replace("timeout: 3", "timeout: 0.5"))
     r = sandbox("run", str(folder), "--address", f"127.0.0.1:{port}", "--fail-fast",
                 cwd=tmp_path)
-    assert r.returncode == 1
-    assert "no response (ConnectionError: Connection refused)" in r.stdout
-    assert "SKIP pass / response headers set by the backend (not run: --fail-fast" in r.stdout
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert f"nothing listens at 127.0.0.1:{port}: every request was refused (1 in " in r.stdout
+    assert "SKIP pass / response headers set by the backend (not run: nothing listens" in r.stdout
+
+
+def test_a_gateway_that_answered_and_then_refuses_is_still_waited_for(
+        tmp_path: Path, echo: EchoServer) -> None:
+    # a gateway restarting under --address: refusals after an answer stay misses (exit 1)
+    import socket
+    import threading
+
+    port = _closed_port()
+    stop = threading.Event()
+    listening = threading.Event()
+
+    def answer_once_then_refuse() -> None:
+        with socket.socket() as srv:
+            srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            srv.bind(("127.0.0.1", port))
+            srv.listen()
+            listening.set()
+            conn, _ = srv.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                             b"Connection: close\r\n\r\n")
+        stop.wait(10)
+
+    t = threading.Thread(target=answer_once_then_refuse, daemon=True)
+    t.start()
+    assert listening.wait(5)
+    try:
+        folder = scenario(tmp_path, "pass", PASSING.replace("timeout: 3", "timeout: 4"))
+        r = sandbox("run", str(folder), "--address", f"127.0.0.1:{port}", "-k", "routed",
+                    cwd=tmp_path)
+    finally:
+        stop.set()
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "nothing listens" not in r.stdout
+    assert "FAIL pass / routed (4 requests" in r.stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -116,3 +116,52 @@ def test_without_docker_run_exits_3_and_points_at_the_local_provider(
     assert "Docker engine does not answer" in result.stderr
     assert "--provider local" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "home" / ".kube").exists()
+
+
+def test_an_api_server_that_refuses_connections_is_named_within_seconds_exit_3(
+        world: FakeWorld, scenario: Path) -> None:
+    import time
+
+    assert world.sandbox("up", timeout=120).returncode == 0
+    # k3d still lists the cluster as running, but its API server refuses every connection;
+    # `sandbox run` used to sit out its 180 s node wait and then say "timed out"
+    start = time.monotonic()
+    result = world.sandbox("run", str(scenario), timeout=60, FAKE_KUBECTL_REFUSE="always")
+    elapsed = time.monotonic() - start
+    assert result.returncode == 3, result.stdout[-2000:] + result.stderr[-3000:]
+    assert elapsed < 15, elapsed
+    port = world.state()["clusters"]["sandbox"]["apiPort"]
+    err = result.stderr
+    assert f"the Kubernetes API server https://127.0.0.1:{port} (context k3d-sandbox) " \
+           "refuses connections" in err
+    assert "while waiting for every node Ready" in err  # what was being done
+    assert f"The connection to the server 127.0.0.1:{port} was refused" in err
+    assert "`sandbox up` starts it" in err  # the fix, for the sandbox's own cluster
+    assert "timed out" not in err and "Traceback" not in err
+
+
+def test_an_api_server_that_restarts_for_a_moment_is_ridden_out(
+        world: FakeWorld, echo: EchoServer, scenario: Path, tmp_path: Path) -> None:
+    assert world.sandbox("up", timeout=120).returncode == 0
+    result = world.sandbox("run", str(scenario), timeout=180, FAKE_KUBECTL_REFUSE="2",
+                           FAKE_PF_UPSTREAM=f"127.0.0.1:{echo.port}",
+                           FAKE_PF_STATE=str(tmp_path / "pf"))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "refuse_since" in world.state()  # it did refuse, for 2 s
+    assert "2 executed, 2 passed, 0 failed" in result.stdout
+
+
+def test_an_existing_context_whose_api_server_refuses_says_to_check_that_cluster(
+        world: FakeWorld, scenario: Path) -> None:
+    assert world.sandbox("up", timeout=120).returncode == 0
+    result = world.sandbox("run", str(scenario), "--provider", "existing", "--context",
+                           "k3d-sandbox", timeout=60, FAKE_KUBECTL_REFUSE="always",
+                           KUBECONFIG=str(world.kubeconfig()))
+    assert result.returncode == 3, result.stdout[-2000:] + result.stderr[-3000:]
+    out = result.stdout  # the scenario's error, in the report
+    assert "ERROR quick: the Kubernetes API server https://127.0.0.1:" in out
+    assert "(context k3d-sandbox) refuses connections" in out
+    assert "while looking up GatewayClass eg" in out
+    assert "  hint: check that the cluster of context k3d-sandbox is running and reachable: " \
+           "`kubectl --context k3d-sandbox cluster-info`" in out
+    assert "sandbox up" not in out and "Traceback" not in result.stderr

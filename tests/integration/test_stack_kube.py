@@ -10,7 +10,7 @@ import pytest
 
 from sandbox.controllers.envoy_gateway import EnvoyGateway
 from sandbox.errors import WaitTimeout
-from sandbox.kube import Kubectl, KubectlError, NotFound
+from sandbox.kube import APIServerUnreachable, Kubectl, KubectlError, NotFound
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 
@@ -135,8 +135,9 @@ def test_wait_rides_out_an_api_server_that_is_not_up_yet(world: FakeWorld, kubec
     import threading
 
     assert world.tool("k3d", "cluster", "stop", "sandbox").returncode == 0
+    impatient = Kubectl(kubectl.binary, kubectl.kubeconfig, kubectl.context, unreachable_grace=0)
     with pytest.raises(KubectlError, match="was refused"):
-        kubectl.run(["get", "nodes"])
+        impatient.run(["get", "nodes"])
     timer = threading.Timer(1.0, lambda: world.tool("k3d", "cluster", "start", "sandbox"))
     timer.start()
     try:
@@ -144,6 +145,36 @@ def test_wait_rides_out_an_api_server_that_is_not_up_yet(world: FakeWorld, kubec
     finally:
         timer.join()
     assert "node/k3d-sandbox-server-0 condition met" in out
+
+
+def test_an_api_server_refusing_for_longer_than_the_grace_is_named_with_the_fix(
+        world: FakeWorld, kubectl: Kubectl, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("FAKE_KUBECTL_REFUSE", "always")
+    server = kubectl.server()
+    assert server and server.startswith("https://127.0.0.1:")
+    k = Kubectl(kubectl.binary, kubectl.kubeconfig, kubectl.context, unreachable_grace=1.0)
+    start = time.monotonic()
+    with pytest.raises(APIServerUnreachable) as info:
+        k.wait("nodes", "condition=Ready", all_=True, timeout=60, what="every node Ready")
+    assert 1.0 <= time.monotonic() - start < 10  # the grace, not the wait's 60 s
+    e = info.value
+    assert e.exit_code == 3 and e.server == server
+    assert f"the Kubernetes API server {server} (context k3d-sandbox) refuses connections" in str(e)
+    assert "while waiting for every node Ready" in str(e)
+    assert f"The connection to the server {server[8:]} was refused" in str(e)
+    assert "cluster-info" in (e.hint or "")
+    # still down: the next call says so at once (cleanup and diagnostics do not wait again)
+    start = time.monotonic()
+    with pytest.raises(APIServerUnreachable, match="while running `kubectl get nodes -o json`"):
+        k.get_json("nodes")
+    assert time.monotonic() - start < 1.0
+    # a create-wait (polled with get) gives up the same way, it does not poll on
+    k2 = Kubectl(kubectl.binary, kubectl.kubeconfig, kubectl.context, unreachable_grace=0.5)
+    with pytest.raises(APIServerUnreachable, match="waiting for ServiceAccount"):
+        k2.wait("serviceaccount/default", "create", namespace="default", timeout=60,
+                what="ServiceAccount default/default")
 
 
 def test_an_envoy_proxy_without_the_short_drain_is_updated(kubectl: Kubectl) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from sandbox.errors import TargetUnreachable
 from sandbox.probe import (
+    SETTLED_ROUNDS,
     Observed,
     Prober,
     ProbeRequest,
+    Refusals,
     SeenRequest,
     backend_name,
     compare,
@@ -247,6 +250,84 @@ def test_flapping_never_reaches_consecutive() -> None:
     result = Prober(send=send, clock=clock, sleep=clock.sleep).run(
         check(consecutive=3, timeout=4.0), ADDR)
     assert not result.passed and result.attempts > 3
+
+
+REFUSED = Observed(status=None, error="ConnectionError: Connection refused")
+
+
+def test_refused_is_a_refused_connection_over_http_or_grpc() -> None:
+    assert REFUSED.refused
+    # grpcio's details for a closed port (sandbox.grpc_echo.grpc_send keeps them as the error)
+    assert Observed(status=None, protocol="grpc", error=(
+        "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:39425: Failed "
+        "to connect to remote host: Connection refused")).refused
+    assert not Observed(status=None, error="timed out after 10s").refused
+    assert not Observed(status=503, error=None).refused
+
+
+def test_refusals_are_told_to_the_targets_hook_which_may_end_the_check() -> None:
+    clock = FakeClock()
+    send, sent = scripted([REFUSED], clock, cost=0.01)
+    asked: list[Refusals] = []
+
+    def unreachable(r: Refusals) -> TargetUnreachable | None:
+        asked.append(r)
+        return TargetUnreachable("nothing listens") if r.count >= 3 else None
+
+    with pytest.raises(TargetUnreachable) as info:
+        Prober(send=send, clock=clock, sleep=clock.sleep).run(
+            check(timeout=30.0), ADDR, unreachable=unreachable)
+    assert len(sent) == 3 and [r.count for r in asked] == [1, 2, 3]
+    assert asked[-1].seconds == pytest.approx(2.03) and not asked[-1].answered
+    assert not asked[-1].final and asked[-1].address == ADDR
+    result = info.value.check_result  # the check's result so far, for the report
+    assert result is not None and result.attempts == 3 and not result.passed  # type: ignore[attr-defined]
+    assert fields(result.mismatches) == ["status"]  # type: ignore[attr-defined]
+
+
+def test_refusals_after_an_answer_and_the_last_one_are_marked() -> None:
+    clock = FakeClock()
+    send, _ = scripted([Observed(status=503), REFUSED, REFUSED, Observed(status=503), REFUSED,
+                        REFUSED], clock)
+    asked: list[Refusals] = []
+    result = Prober(send=send, clock=clock, sleep=clock.sleep).run(
+        check(timeout=6.0), ADDR, unreachable=lambda r: asked.append(r) or None)  # type: ignore[func-returns-value]
+    assert not result.passed and result.attempts == 6
+    assert [(r.count, r.answered) for r in asked] == [(1, True), (2, True), (1, True), (2, True)]
+    assert [r.final for r in asked] == [False, False, False, True]
+    # without a hook nothing changes: refusals are misses like any other
+    send, _ = scripted([REFUSED], clock)
+    result = Prober(send=send, clock=clock, sleep=clock.sleep).run(check(timeout=3.0), ADDR)
+    assert not result.passed and result.attempts == 3
+
+
+def test_a_weighted_round_refused_throughout_is_told_to_the_hook() -> None:
+    clock = FakeClock()
+    c = check(expect=Expect(backends={"v1": 1.0}), samples=5, timeout=30.0)
+    with pytest.raises(TargetUnreachable):
+        Prober(send=lambda req: REFUSED, clock=clock, sleep=clock.sleep).run(
+            c, ADDR, unreachable=lambda r: TargetUnreachable("x") if r.count >= 10 else None)
+    assert clock.sleeps == [1.0]  # two rounds of 5
+
+
+def test_a_settled_target_is_decided_by_the_first_round_without_back_off() -> None:
+    clock = FakeClock()
+    send, sent = scripted([Observed(status=404)], clock)
+    c = check(consecutive=3, timeout=30.0)
+    result = Prober(send=send, clock=clock, sleep=clock.sleep).run(c, ADDR, settled=True)
+    assert not result.passed and result.attempts == 3 and result.settled
+    assert clock.sleeps == [] and len(sent) == 3
+    # a miss then two matches is not 3 in a row: still decided by that first round
+    send, _ = scripted([Observed(status=404), echo("/"), echo("/"), echo("/")], clock)
+    result = Prober(send=send, clock=clock, sleep=clock.sleep).run(c, ADDR, settled=True)
+    assert not result.passed and result.attempts == 3 and result.matches == 2
+    send, _ = scripted([echo("/")], clock)
+    assert Prober(send=send, clock=clock, sleep=clock.sleep).run(c, ADDR, settled=True).passed
+    # weighted: the backends are drawn at random, so a few rounds (still no back-off)
+    w = check(expect=Expect(backends={"v1": 1.0}), samples=4, timeout=30.0)
+    send, _ = scripted([echo("/", pod="v2-a-1")], clock)
+    result = Prober(send=send, clock=clock, sleep=clock.sleep).run(w, ADDR, settled=True)
+    assert not result.passed and result.attempts == 4 * SETTLED_ROUNDS and clock.sleeps == []
 
 
 def test_weighted_check_rounds() -> None:

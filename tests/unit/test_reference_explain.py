@@ -57,12 +57,96 @@ def test_quickstart_text_output_names_listener_route_and_losers() -> None:
     assert "other candidates" in out and "do not match other.example.com" in out
 
 
-def test_port_selects_the_listener() -> None:
-    code, out, _ = run("-f", QUICKSTART, "-o", "json", "http://www.example.com:8080/")
-    assert code == 0
+def test_a_port_of_no_listener_names_the_listeners_and_the_port_to_use() -> None:
+    # a failure's curl line carries the forwarded port: it used to get a wrong 404
+    code, out, err = run("-f", QUICKSTART, "-H", "Host: www.example.com",
+                         "http://127.0.0.1:18080/get")
+    assert code == EXIT_USAGE and out == ""
+    assert ("error: URL: port 18080 matches no listener of Gateway default/eg (listeners: "
+            "http:80); the port in a failure's curl line is the forwarded one (kubectl "
+            "port-forward or the local provider): use http://www.example.com/get or --port 80"
+            ) in err
+    code, out, err = run("-f", QUICKSTART, "-o", "json", "http://www.example.com:8080/")
+    assert code == EXIT_USAGE and "use http://www.example.com/ or --port 80" in err
+    code, out, err = run("-f", QUICKSTART, "https://www.example.com/")
+    assert code == EXIT_USAGE
+    assert "port 443 matches no listener of Gateway default/eg (listeners: http:80); it has " \
+           "no HTTPS listener at all" in err
+
+
+def test_port_option_names_the_listener_port_behind_a_forwarded_url() -> None:
+    code, out, _ = run("-f", QUICKSTART, "--port", "80", "-H", "Host: www.example.com", "-o",
+                       "json", "http://127.0.0.1:18080/get")
+    assert code == 0, out
     data = json.loads(out)
-    assert (data["status"], data["listener"]) == (404, None)
-    assert "no HTTP listener on port 8080" in data["reason"]
+    assert (data["status"], data["listener"], data["route"]) == (200, "http", "default/backend")
+    code, out, _ = run("-f", QUICKSTART, "--port", "80", "-H", "Host: www.example.com",
+                       "http://127.0.0.1:18080/get")
+    assert out.splitlines()[0] == ("GET http://127.0.0.1:18080/get (Host: www.example.com) "
+                                   "[listener port 80]  ->  200")
+    code, _, err = run("-f", QUICKSTART, "--port", "81", "http://www.example.com/")
+    assert code == EXIT_USAGE
+    assert "--port: --port 81 matches no listener of Gateway default/eg (listeners: http:80)" \
+        in err
+
+
+TWO_GATEWAYS = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: other}
+spec: {gatewayClassName: eg, listeners: [{name: alt, protocol: HTTP, port: 8080}]}
+"""
+
+
+def _scenario(tmp_path: Path, gateway: str = "eg", manifests: str = "", port: int = 80) -> Path:
+    folder = tmp_path / "scenarios" / "two-gateways"
+    folder.mkdir(parents=True)
+    (folder / "app.yaml").write_text((DATA / "quickstart.yaml").read_text())
+    (folder / "other.yaml").write_text(TWO_GATEWAYS)
+    (folder / "scenario.yaml").write_text(
+        f"description: Two Gateways.\ngateway: {gateway}\n{manifests}checks:\n"
+        f"  - name: routed\n    request: {{host: www.example.com, port: {port}}}\n"
+        "    expect: {status: 200}\n")
+    return folder
+
+
+def test_f_takes_a_scenario_folder_its_file_or_its_name_and_its_gateway(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _scenario(tmp_path, gateway="other", port=8080)
+    monkeypatch.chdir(tmp_path)  # ./scenarios is where names are looked up
+    for arg in (str(folder), str(folder / "scenario.yaml"), "two-gateways"):
+        # two Gateways, no --gateway: the scenario's own `gateway: other` is taken
+        code, out, err = run("-f", arg, "-o", "json", "http://www.example.com:8080/")
+        assert code == 0, err
+        assert json.loads(out)["gateway"] == "default/other"
+    code, out, err = run("-f", "two-gateways", "--gateway", "eg", "-o", "json",
+                         "http://www.example.com/")
+    assert code == 0 and json.loads(out)["status"] == 200, err
+    code, _, err = run("-f", "no-such-scenario", "http://www.example.com/")
+    assert code == EXIT_USAGE
+    assert "-f: no such file, folder or scenario: no-such-scenario" in err
+    assert "sandbox list" in err  # where names are looked up
+
+
+def test_a_scenario_brings_only_its_own_manifests(tmp_path: Path) -> None:
+    folder = _scenario(tmp_path, manifests="manifests: [app.yaml]\n")
+    code, out, err = run("-f", str(folder), "-o", "json", "http://www.example.com/")
+    assert code == 0, err
+    assert json.loads(out)["gateway"] == "default/eg"  # other.yaml is not the scenario's
+    code, _, err = run("-f", str(folder), "--gateway", "other", "http://www.example.com/")
+    assert code == EXIT_USAGE and "no Gateway named other" in err
+
+
+def test_an_invalid_scenario_is_read_as_a_folder_of_manifests_with_a_note(
+        tmp_path: Path) -> None:
+    folder = _scenario(tmp_path)
+    (folder / "scenario.yaml").write_text("description: being written\ngateway: eg\n")
+    code, out, err = run("-f", str(folder), "--gateway", "eg", "-o", "json",
+                         "http://www.example.com/")
+    assert code == 0, err
+    assert json.loads(out)["status"] == 200
+    assert "scenario.yaml is not valid (1 problem(s); `sandbox check " in err
+    assert "reading every manifest of the folder" in err
 
 
 def test_gateway_flag_and_ambiguity(tmp_path: Path) -> None:

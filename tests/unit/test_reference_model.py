@@ -184,6 +184,67 @@ def test_route_without_intersecting_hostname_does_not_attach() -> None:
     assert any("intersects" in n for n in m.notes)
 
 
+NS_OTHER = "\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: other, labels: {team: b}}\n---"
+SAME = BASE.replace("{name: http, protocol: HTTP, port: 80}",
+                    "{name: http, protocol: HTTP, port: 80, allowedRoutes: {namespaces: {from: Same}}}")
+SELECTOR = BASE.replace(
+    "{name: http, protocol: HTTP, port: 80}",
+    "{name: http, protocol: HTTP, port: 80, allowedRoutes: {namespaces: {from: Selector, "
+    "selector: {matchLabels: {team: a}}}}}")
+KINDS = BASE.replace("{name: http, protocol: HTTP, port: 80}",
+                     "{name: http, protocol: HTTP, port: 80, allowedRoutes: {kinds: [{kind: GRPCRoute}]}}")
+HOSTNAME = BASE.replace("{name: http, protocol: HTTP, port: 80}",
+                        "{name: http, protocol: HTTP, port: 80, hostname: '*.example.com'}")
+
+
+@pytest.mark.parametrize(("extra", "base", "why"), [
+    (route("r", f"[{to('v1')}}}]", parent="{name: nope}"), BASE,
+     "parentRef Gateway default/nope: no such Gateway (Gateways in the manifests: default/gw)"),
+    (route("r", f"[{to('v1')}}}]", parent="{name: gw, sectionName: https}"), TWO_LISTENERS,
+     "parentRef Gateway default/gw sectionName=https: not accepted (sectionName https names no "
+     "listener of Gateway default/gw (listeners: http:80, alt:8080))"),
+    (route("r", f"[{to('v1')}}}]", parent="{name: gw, port: 443}"), TWO_LISTENERS,
+     "parentRef Gateway default/gw port=443: not accepted (port 443 is the port of no listener "
+     "of Gateway default/gw (listeners: http:80, alt:8080))"),
+    (route("r", f"[{to('v1')}}}]", parent="{name: gw, sectionName: alt, port: 80}"),
+     TWO_LISTENERS, "not accepted (listener http: sectionName alt does not name it; listener "
+                    "alt: port 80 is not the listener port 8080)"),
+    (NS_OTHER + route("r", f"[{to('v1')}}}]", parent="{name: gw, namespace: default}",
+                      ns="other"), SAME,
+     "not accepted (listener http: allowedRoutes from Same: route namespace other is not "
+     "default)"),
+    (NS_OTHER + route("r", f"[{to('v1')}}}]", parent="{name: gw, namespace: default}",
+                      ns="other"), SELECTOR,
+     "not accepted (listener http: allowedRoutes selector does not select namespace other)"),
+    (route("r", f"[{to('v1')}}}]"), KINDS,
+     "not accepted (listener http: allowedRoutes.kinds does not include HTTPRoute)"),
+    (route("r", f"[{to('v1')}}}]", hostnames="[example.net]"), HOSTNAME,
+     "not accepted (listener http: no route hostname (example.net) intersects listener "
+     "hostname *.example.com)"),
+])
+def test_a_route_attached_nowhere_says_why(extra: str, base: str, why: str) -> None:
+    m = model(extra, base)
+    [u] = m.unattached()
+    assert u.route.startswith("HTTPRoute ") and u.route.endswith("/r")
+    assert why in u.describe(), u.describe()
+    assert u.describe().startswith(f"{u.route} is attached to no listener: ")
+
+
+def test_attached_routes_and_half_attached_ones_are_not_listed() -> None:
+    m = model(route("r", f"[{to('v1')}}}]") + route("two", f"[{to('v1')}}}]",
+                                                      parent="{name: gw}, {name: nope}"))
+    assert m.unattached() == []
+    assert any("no such Gateway" in n for n in m.notes)  # the lost parentRef is still noted
+
+
+def test_a_route_losing_to_the_other_kind_everywhere_is_listed() -> None:
+    m = model(GRPC + "---" + route("h", f"[{to('v2')}}}]", hostnames="[grpc.example.com]"))
+    [u] = m.unattached()
+    assert u.route == "HTTPRoute default/h"
+    assert "not accepted on listener default/gw/http: hostnames overlap a route of the other " \
+           "kind" in u.describe()
+
+
 # ------------------------------------------------------------------ listeners
 
 

@@ -60,6 +60,7 @@ class FakeTarget:
         self.cleaned: list[str] = []
         self.deferred_failures: dict[str, SandboxError] = {}
         self.finished = 0
+        self.deployment_class = FakeDeployment
 
     def finish(self) -> dict[str, SandboxError]:
         self.finished += 1
@@ -70,7 +71,7 @@ class FakeTarget:
         if self.fail_deploy:
             raise ClusterError("Gateway eg not Programmed", hint="see the controller log")
         try:
-            yield FakeDeployment(self)
+            yield self.deployment_class(self)
         finally:
             self.cleaned.append(scenario.name)
         if self.fail_cleanup:
@@ -105,6 +106,32 @@ def test_run_reports_pass_and_fail_with_diagnostics() -> None:
     assert "diagnostics for demo (namespace sbx-test-abcde):\n  Gateway eg: Programmed" in text
     assert text.rstrip().endswith("2 executed, 1 passed, 1 failed, 0 skipped in "
                                   f"{rr.duration:.1f}s")
+
+
+def test_collapse_repeats() -> None:
+    assert report.collapse_repeats(["a", "b", "b", "b", "c", "b"]) == ["a", "b  (x3)", "c", "b"]
+    assert report.collapse_repeats([]) == []
+
+
+class RepeatingDeployment(FakeDeployment):
+    def diagnostics(self) -> str:
+        return "last requests (newest last):\n" + "  GET /get -> 404 no route\n" * 30
+
+
+def test_repeated_diagnostic_lines_are_folded_in_text_and_junit(tmp_path: Path) -> None:
+    # the CLI printed the same request line 30 times; the pytest plugin folded it (xN): now
+    # both go through report.format_diagnostics
+    target = FakeTarget()
+    target.deployment_class = RepeatingDeployment
+    rr = Runner(target, prober=prober()).run([make_scenario("demo", ("not-routed", 404))])
+    text = report.render_text(rr)
+    assert "    GET /get -> 404 no route  (x30)\n" in text
+    assert text.count("GET /get -> 404") == 1
+    report.write_junit(rr, tmp_path / "j.xml")
+    failure = next(ET.parse(tmp_path / "j.xml").iter("failure"))
+    assert "  GET /get -> 404 no route  (x30)" in (failure.text or "")
+    assert (failure.text or "").count("GET /get -> 404") == 1
+    assert rr.scenarios[0].diagnostics.count("GET /get") == 30  # -o json keeps the raw text
 
 
 def test_fail_fast_skips_the_rest_and_keep_reaches_the_target() -> None:
@@ -193,7 +220,7 @@ def test_ctrl_c_says_it_cleans_up_and_stops_even_when_cleanup_fails() -> None:
         @contextmanager
         def deploy(self, scenario: Scenario) -> Iterator[FakeDeployment]:
             try:
-                yield FakeDeployment(self)
+                yield self.deployment_class(self)
             finally:
                 self.cleaned.append(scenario.name)
                 if self.fail_cleanup:
@@ -282,7 +309,7 @@ def test_a_second_ctrl_c_during_cleanup_says_what_is_left_behind() -> None:
         @contextmanager
         def deploy(self, scenario: Scenario) -> Iterator[FakeDeployment]:
             try:
-                yield FakeDeployment(self)
+                yield self.deployment_class(self)
             finally:
                 raise KeyboardInterrupt  # the person pressed Ctrl-C again while we clean up
 
@@ -294,3 +321,31 @@ def test_a_second_ctrl_c_during_cleanup_says_what_is_left_behind() -> None:
         Runner(SlowCleanup(), prober=Prober(send=interrupted), progress=lines.append).run(
             [make_scenario("demo", ("a", 200))])
     assert lines[-1] == "demo: cleanup interrupted; left behind (namespace sbx-test-abcde)"
+
+
+def test_address_target_rule_for_refusals() -> None:
+    from sandbox.probe import Refusals
+    from sandbox.targets.address import AddressDeployment, parse_address
+
+    addr = parse_address("127.0.0.1:1")
+    dep = AddressDeployment(addr)
+    assert dep.unreachable(Refusals(addr, 2, 5.0, False, False)) is None  # too few
+    assert dep.unreachable(Refusals(addr, 5, 1.5, False, False)) is None  # too soon
+    assert dep.unreachable(Refusals(addr, 9, 9.0, True, True)) is None  # it answered before
+    error = dep.unreachable(Refusals(addr, 3, 2.0, False, False))
+    assert error is not None and error.exit_code == 3
+    assert str(error) == "nothing listens at 127.0.0.1:1: every request was refused (3 in 2.0s)"
+    assert "`sandbox echo --port 1`" in (error.hint or "")
+    assert dep.unreachable(Refusals(addr, 1, 0.4, False, True)) is not None  # the check is over
+    v6 = parse_address("[::1]:8080")
+    assert "at [::1]:8080" in str(AddressDeployment(v6).unreachable(Refusals(v6, 3, 2, False, False)))
+
+
+def test_runner_timeout_replaces_each_checks_own() -> None:
+    s = make_scenario("demo", ("not-routed", 404))
+    assert s.checks[0].timeout == 0.05
+    rr = Runner(FakeTarget(), prober=prober(), timeout=0.2).run([s])
+    [result] = rr.results()
+    assert result.check.timeout == 0.2 and result.elapsed >= 0.2
+    assert "within 0.2s" in report.render_text(rr)
+    assert s.checks[0].timeout == 0.05  # the scenario itself is left as written
