@@ -99,6 +99,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("SANDBOX_CLUSTER") or None,
         help="which tool makes the sandbox's cluster: k3d (default) or kind; alone it means "
              "--sandbox-provider of that name [env SANDBOX_CLUSTER]")
+    group.addoption(
+        "--sandbox-compare", dest="sandbox_compare", action="store_true", default=False,
+        help="after each check passes on a cluster, hold the real response against the "
+             "reference model's prediction and fail the check where they differ (the default "
+             "on the sandbox's own cluster, k3d or kind, with its GatewayClass)")
+    group.addoption(
+        "--no-sandbox-compare", dest="no_sandbox_compare", action="store_true", default=False,
+        help="do not compare with the reference model")
     group.addoption("--sandbox-keep", action="store_true", default=False,
                     help="leave scenario namespaces in place for inspection (the stack always stays up)")
     group.addoption("--sandbox-scenarios", action="append", default=[], metavar="DIR",
@@ -264,6 +272,16 @@ class SandboxState:
         return bool(self.config.getoption("sandbox_keep"))
 
     @property
+    def compare_model(self) -> bool:
+        """Whether passed checks are also held against the reference model (see CheckItem)."""
+        if self.config.getoption("no_sandbox_compare"):
+            return False
+        if self.config.getoption("sandbox_compare"):
+            return self.provider not in ("local", "address")
+        default_class = self.config.getoption("sandbox_gateway_class") in (None, "", DEFAULT_GATEWAY_CLASS)
+        return self.provider in ("k3d", "kind") and default_class
+
+    @property
     def supported(self) -> frozenset[str]:
         """Supported features after --supported-features / --exempt-features (upstream rules)."""
         if self._supported is None:
@@ -395,6 +413,7 @@ class ScenarioFile(pytest.File):
     items: list[CheckItem]
     _deploy_cm: contextlib.AbstractContextManager[Any] | None = None
     deployment: Deployment | None = None
+    model: Any = None  # the reference model of the scenario, built on first comparison
 
     def collect(self) -> Iterator[pytest.Item]:
         from sandbox.errors import SandboxError
@@ -488,6 +507,30 @@ class CheckItem(pytest.Item):
             raise pytest.skip.Exception(str(self.result.skipped), _use_item_location=True)
         if not getattr(self.result, "passed", False):
             raise CheckFailure(self.result)
+        state = _state(self.config)
+        if state.compare_model:
+            self._compare_with_model(parent)
+
+    def _compare_with_model(self, parent: ScenarioFile) -> None:
+        """On the real gateway: hold the last response against the reference model's whole
+        prediction (:mod:`sandbox.compare`); where the model claims to know and they differ,
+        the check fails. The verdict goes to the JUnit report as property ``model``."""
+        from sandbox.compare import compare_check
+        from sandbox.reference.verify import build_model
+
+        assert parent.scenario is not None and parent.deployment is not None
+        if parent.model is None:
+            parent.model = build_model(parent.scenario)
+        comparison = compare_check(parent.scenario, parent.model, self.check,
+                                   self.result.observed, parent.deployment.namespace_of)
+        if not comparison.known:
+            self.user_properties.append(("model", f"not compared: {comparison.why_unknown}"))
+            return
+        if comparison.agree:
+            self.user_properties.append(("model", "agrees"))
+            return
+        self.user_properties.append(("model", "differs"))
+        raise ModelDisagrees(comparison)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> Any:
@@ -533,6 +576,28 @@ class DomainFailure(TerminalRepr):
             tw.line(line)
 
 
+class ModelDisagrees(Exception):
+    """The check passed on the real gateway, but the reference model predicts another answer."""
+
+    def __init__(self, comparison: Any) -> None:
+        super().__init__(comparison.check.name)
+        self.comparison = comparison
+
+    def text(self, scenario: Scenario | None) -> str:
+        c = self.comparison
+        where = scenario.check_location(c.check) if scenario is not None else c.check.name
+        lines = [f"the reference model and the real gateway disagree on check {c.check.name!r} "
+                 f"({where}); the check itself passed",
+                 f"  model: {c.model_route()}: {c.decision.summary or c.decision.reason}"]
+        width = max(len(d.field) for d in c.differences)
+        lines.append(f"  {'field'.ljust(width)}  model / real")
+        lines.extend(f"  {d.field.ljust(width)}  {d.model} / {d.real}" for d in c.differences)
+        lines.append("  one of the two is wrong: the model (sandbox/reference), or the scenario "
+                     "relies on an Envoy Gateway reading; see docs/envoy-gateway-notes.md "
+                     "(--no-sandbox-compare turns this off)")
+        return "\n".join(lines)
+
+
 class CheckFailure(Exception):
     """A check did not converge; carries the runner's result."""
 
@@ -548,6 +613,8 @@ def _domain_failure(item: CheckItem, excinfo: pytest.ExceptionInfo[BaseException
     if isinstance(exc, CheckFailure):
         return failure_text(item.scenario_file.scenario, exc.result,
                             item.scenario_file.deployment)
+    if isinstance(exc, ModelDisagrees):
+        return exc.text(item.scenario_file.scenario)
     if isinstance(exc, SandboxError):
         text = f"{type(exc).__name__}: {exc}"
         if exc.hint:
