@@ -29,9 +29,10 @@ import click
 
 from sandbox.cli_common import err, handle_errors, out, output_option, print_json
 from sandbox.errors import InputError
+from sandbox.manifests import InvalidInput
 from sandbox.reference.decision import Decision
 from sandbox.reference.filters import DEFAULT_PORTS
-from sandbox.reference.loader import load_manifests
+from sandbox.reference.loader import field_problems, load_manifests
 from sandbox.reference.model import Model
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 7230 token (method, header name)
@@ -108,6 +109,11 @@ def load_sources(args: list[str]) -> tuple[list[dict[str, Any]], list[str], list
                           f"({len(e.problems)} problem(s); `sandbox check {arg}` lists them): "
                           "reading every manifest of the folder", markup=False)
             else:
+                # the scenario's manifests get the same field check as a folder of manifests:
+                # a typo is refused, never routed around (a misspelt key would be dropped)
+                problems = field_problems(scenario.manifest_objects)
+                if problems:
+                    raise InvalidInput(problems, what="manifests")
                 objects.extend(scenario.objects)
                 sources.extend(f"{f}:{line}" for f, line in scenario.object_sources)
                 gateways.append(scenario.gateway)
