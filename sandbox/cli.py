@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from sandbox import __version__, cli_explain, cli_scenarios, cli_stack
+from sandbox import __version__, cli_compare, cli_explain, cli_scenarios, cli_stack
 
 EPILOG = """\b
 Exit codes:
@@ -73,4 +73,5 @@ def _add_verbosity_options(group: click.Group) -> None:
 cli_stack.register(main)
 cli_scenarios.register(main)
 cli_explain.register(main)
+cli_compare.register(main)
 _add_verbosity_options(main)

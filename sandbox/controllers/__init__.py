@@ -61,6 +61,12 @@ class Controller(Protocol):
         """Poll :meth:`data_plane_service` until it exists; WaitTimeout otherwise."""
         ...
 
+    def served_route(self, kubectl: Kubectl, gateway_namespace: str, gateway_name: str, *,
+                     user_agent: str, timeout: float = 5.0) -> str | None:
+        """The route the data plane chose for the request sent with this User-Agent, as
+        ``kind ns/name rule I``; "" when it found none; None when it cannot tell."""
+        ...
+
     def controller_logs_tail(self, kubectl: Kubectl, lines: int = 50) -> str:
         """The last ``lines`` lines of the controller's log ("" when unavailable)."""
         ...

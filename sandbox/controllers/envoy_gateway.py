@@ -327,6 +327,40 @@ class EnvoyGateway:
                 )
             time.sleep(0.5)
 
+    def data_plane_log(self, kubectl: Kubectl, gateway_namespace: str, gateway_name: str,
+                       tail: int = 500) -> str:
+        """The last lines of the envoy container's log of a Gateway's data-plane pods: Envoy
+        Gateway's default access log, one JSON object per request
+        (internal/xds/translator/accesslog.go DefaultAccessLogFormat: ``method``,
+        ``x-envoy-origin-path``, ``:authority``, ``response_code``, ``route_name``, ...)."""
+        selector = f"{OWNING_GATEWAY_NAME}={gateway_name},{OWNING_GATEWAY_NAMESPACE}={gateway_namespace}"
+        try:
+            return kubectl.logs("", namespace=self.namespace, selector=selector, container="envoy",
+                                tail=tail, timeout=20)
+        except ToolError as e:
+            log.info("no data-plane log: %s", e)
+            return ""
+
+    def served_route(self, kubectl: Kubectl, gateway_namespace: str, gateway_name: str, *,
+                     user_agent: str, timeout: float = 5.0) -> str | None:
+        """The route Envoy chose for the request sent with this (unique) User-Agent, from the
+        data plane's access log: ``kind ns/name rule I``; "" for no route; None when the line
+        did not show up within ``timeout`` (Envoy flushes its access log every second or so)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            route = route_from_access_log(
+                self.data_plane_log(kubectl, gateway_namespace, gateway_name), user_agent=user_agent)
+            if route is not None or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+        if not route:
+            return route
+        parsed = parse_route_name(route)
+        if parsed is None:
+            return route
+        kind, ns, name, rule, _match = parsed
+        return f"{kind} {ns}/{name} rule {rule}"
+
     def controller_logs_tail(self, kubectl: Kubectl, lines: int = 50) -> str:
         try:
             return kubectl.logs(
@@ -359,3 +393,38 @@ class EnvoyGateway:
                 "status": summarize_status(gc),
             },
         }
+
+
+def parse_route_name(name: str) -> tuple[str, str, str, int, int] | None:
+    """An xDS route name of Envoy Gateway, ``httproute/NS/NAME/rule/I/match/J/HOSTNAME``
+    (internal/gatewayapi/helpers.go irRouteName: ``<kind>/<ns>/<name>/rule/<i>/match/<j>``,
+    then the virtual host's name), as (kind, namespace, name, rule, match); None otherwise."""
+    parts = name.split("/")
+    if len(parts) < 7 or parts[3] != "rule" or parts[5] != "match":
+        return None
+    try:
+        return parts[0], parts[1], parts[2], int(parts[4]), int(parts[6])
+    except ValueError:
+        return None
+
+
+def route_from_access_log(text: str, *, user_agent: str) -> str | None:
+    """The ``route_name`` of the newest access-log line of a request sent with ``user_agent``,
+    "" when Envoy found no route (``-``), None when no line matches."""
+    import json
+
+    found: str | None = None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("user-agent") == user_agent:
+            route = str(entry.get("route_name") or "")
+            found = "" if route in ("", "-") else route
+    return found

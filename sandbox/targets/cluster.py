@@ -473,6 +473,19 @@ class ClusterDeployment:
             return [f"reference model: cannot tell which routes attach ({e})"]
         return [f"not attached (reference model): {line}" for line in found]
 
+    def served_route(self, gateway: str, *, user_agent: str) -> str | None:
+        """The route the real data plane of ``gateway`` (logical name) chose for the request
+        sent with ``user_agent``, real namespaces mapped back to the scenario's logical ones
+        (see ``Controller.served_route``)."""
+        ns, name = self._resolve_gateway(gateway)
+        route = self.target.controller.served_route(self.target.kubectl, ns, name,
+                                                    user_agent=user_agent)
+        if route:
+            kind, _, rest = route.partition(" ")
+            real_ns, _, tail = rest.partition("/")
+            route = f"{kind} {self.nsmap.logical(real_ns)}/{tail}"
+        return route
+
     def gateways(self) -> list[tuple[str, str]]:
         """(real namespace, name) of every Gateway applied."""
         return [
