@@ -16,7 +16,19 @@ It answers what the sandbox and the docker SDK (7.x) ask, in the Engine API's sh
   ``{"Id", "Names": ["/k3d-NAME-server-0"], "Image", "State", "Status", "Labels", ...}``
   built from the fake k3d's clusters in ``$FAKE_STATE_DIR/state.json``: one server container and
   one ``serverlb`` per cluster, labelled as k3d labels them (pkg/types/types.go: ``k3d.cluster``,
-  ``k3d.role``, ``k3d.server.api.port``) plus the ``--runtime-label`` values on the server.
+  ``k3d.role``, ``k3d.server.api.port``) plus the ``--runtime-label`` values on the server; for
+  the fake kind's clusters (``"provider": "kind"``) one ``NAME-control-plane`` container labelled
+  ``io.x-k8s.kind.cluster``/``io.x-k8s.kind.role`` (kind providers/docker/constants.go), its API
+  server published as ``127.0.0.1:PORT->6443/tcp`` and its config's extraMounts as bind mounts;
+- ``GET /v1.47/networks?filters={"name":[..]}`` (substring match, as moby's), ``GET
+  /networks/NAME`` (``Containers``: the kind nodes on it) and ``DELETE /networks/NAME`` (403
+  ``has active endpoints`` while one is attached): the ``networks`` list of the state file, which
+  the fake kind adds ``kind`` to (kind providers/docker/network.go);
+- ``POST /v1.47/containers/NAME/start``: 204, or 304 when running, 404 ``No such container``;
+- ``GET /v1.47/containers/NAME/json``, ``POST .../exec``, ``POST /exec/ID/start`` (a raw,
+  multiplexed stream: 8-byte frame headers, stdout = 1; moby api/types stdcopy) and
+  ``GET /exec/ID/json``: ``crictl images -o json`` in a kind node answers with the images the
+  fake kind loaded into it (cri-tools cmd/crictl/image.go output); any other command exits 127.
 
 Use::
 
@@ -34,12 +46,36 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import fakestate
+
 API_VERSION = "1.47"
+
+
+def kind_container(name: str, cluster: dict[str, Any]) -> dict[str, Any]:
+    running = bool(cluster.get("running"))
+    cname = f"{name}-control-plane"
+    return {
+        "Id": hashlib.sha256(cname.encode()).hexdigest(),
+        "Names": [f"/{cname}"],
+        "Image": cluster.get("image", ""),
+        "Command": "/usr/local/bin/entrypoint /sbin/init",
+        "Created": 1764190000,
+        "Ports": [{"IP": cluster.get("apiAddress", "127.0.0.1"), "PrivatePort": 6443,
+                   "PublicPort": int(cluster.get("apiPort") or 0), "Type": "tcp"}] if running else [],
+        "Labels": {"io.x-k8s.kind.cluster": name, "io.x-k8s.kind.role": "control-plane"},
+        "State": "running" if running else "exited",
+        "Status": "Up 2 minutes" if running else "Exited (137) 1 minute ago",
+        "HostConfig": {"NetworkMode": "kind"},
+        "Mounts": cluster.get("mounts") or [],
+    }
 
 
 def containers(state: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for name, cluster in (state.get("clusters") or {}).items():
+        if cluster.get("provider") == "kind":
+            out.append(kind_container(name, cluster))
+            continue
         running = bool(cluster.get("running"))
         base = {"k3d.cluster": name, "app": "k3d"}
         server_labels = {
@@ -156,6 +192,35 @@ class _Handler(BaseHTTPRequestHandler):
                                             "RepoTags": [name]}).encode())
             else:
                 self._send(404, json.dumps({"message": f"No such image: {name}"}).encode())
+        elif path.startswith("/containers/") and path.endswith("/json") and path != "/containers/json":
+            found = self._container(path[len("/containers/"):-len("/json")])
+            if found is None:
+                return self._no_such(path.split("/")[2])
+            c, _ = found
+            body = {"Id": c["Id"], "Name": c["Names"][0], "Image": c["Image"],
+                    "State": {"Status": c["State"], "Running": c["State"] == "running"},
+                    "Config": {"Labels": c["Labels"], "Image": c["Image"]}, "Mounts": c["Mounts"]}
+            self._send(200, json.dumps(body).encode())
+        elif path.startswith("/exec/") and path.endswith("/json"):
+            ex = self.server.execs.get(path.split("/")[2])
+            if ex is None:
+                return self._send(404, json.dumps({"message": "No such exec instance"}).encode())
+            self._send(200, json.dumps({"ID": path.split("/")[2], "Running": False,
+                                        "ExitCode": ex["exit"]}).encode())
+        elif path == "/networks":
+            query = urllib.parse.parse_qs(url.query)
+            filters = json.loads(query.get("filters", ["{}"])[0] or "{}")
+            names = filters.get("name") or []
+            if isinstance(names, dict):  # the older map form {"name": {"kind": true}}
+                names = list(names)
+            listed = [self._network(n) for n in self._state().get("networks") or []
+                      if not names or any(want in n for want in names)]
+            self._send(200, json.dumps(listed).encode())
+        elif path.startswith("/networks/"):
+            name = urllib.parse.unquote(path[len("/networks/"):])
+            if name not in (self._state().get("networks") or []):
+                return self._send(404, json.dumps({"message": f"network {name} not found"}).encode())
+            self._send(200, json.dumps(self._network(name)).encode())
         elif path == "/containers/json":
             query = urllib.parse.parse_qs(url.query)
             filters = json.loads(query.get("filters", ["{}"])[0] or "{}")
@@ -169,15 +234,127 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, json.dumps({"message": f"page not found: {self.path}"}).encode())
 
 
+    def _container(self, ref: str) -> tuple[dict[str, Any], str] | None:
+        state = self._state()
+        for c in containers(state):
+            if ref in (c["Id"], c["Names"][0].lstrip("/")):
+                cluster = c["Labels"].get("io.x-k8s.kind.cluster") or c["Labels"].get("k3d.cluster", "")
+                return c, cluster
+        return None
+
+    def _network(self, name: str) -> dict[str, Any]:
+        attached = {c["Id"]: {"Name": c["Names"][0].lstrip("/")} for c in containers(self._state())
+                    if c["HostConfig"]["NetworkMode"] == name}
+        return {"Name": name, "Id": hashlib.sha256(name.encode()).hexdigest(), "Driver": "bridge",
+                "Scope": "local", "Containers": attached}
+
+    def do_DELETE(self) -> None:
+        path = urllib.parse.urlsplit(self.path).path
+        if path.startswith("/v1."):
+            path = "/" + path.split("/", 2)[2]
+        if not path.startswith("/networks/"):
+            return self._send(404, json.dumps({"message": f"page not found: {self.path}"}).encode())
+        name = urllib.parse.unquote(path[len("/networks/"):])
+        with fakestate.locked(self.server.state_dir) as st:
+            if name not in (st.get("networks") or []):
+                return self._send(404, json.dumps({"message": f"network {name} not found"}).encode())
+            net = self._network(name)
+            if net["Containers"]:
+                return self._send(403, json.dumps({"message": f"error while removing network: network "
+                                                   f"{name} id {net['Id']} has active endpoints"}).encode())
+            st["networks"].remove(name)
+        self.send_response(204)
+        self.send_header("Api-Version", API_VERSION)
+        self.end_headers()
+
+    def _no_such(self, ref: str) -> None:
+        self._send(404, json.dumps({"message": f"No such container: {ref}"}).encode())
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        return json.loads(raw) if raw.strip() else {}
+
+    def do_POST(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        path = url.path
+        if path.startswith("/v1."):
+            path = "/" + path.split("/", 2)[2]
+        parts = path.strip("/").split("/")
+        if len(parts) == 3 and parts[0] == "containers" and parts[2] == "start":
+            found = self._container(parts[1])
+            if found is None:
+                return self._no_such(parts[1])
+            c, cluster = found
+            if c["State"] == "running":
+                return self._send(304, b"")
+            with fakestate.locked(self.server.state_dir) as st:  # the fake tools' lock
+                st["clusters"][cluster]["running"] = True
+            self.send_response(204)
+            self.send_header("Api-Version", API_VERSION)
+            self.end_headers()
+        elif len(parts) == 3 and parts[0] == "containers" and parts[2] == "exec":
+            found = self._container(parts[1])
+            body = self._body()
+            if found is None:
+                return self._no_such(parts[1])
+            c, cluster = found
+            if c["State"] != "running":
+                return self._send(409, json.dumps({"message": f"container {c['Id']} is not running"}).encode())
+            exec_id = hashlib.sha256(f"{c['Id']}{len(self.server.execs)}".encode()).hexdigest()
+            self.server.execs[exec_id] = {"cmd": body.get("Cmd") or [], "cluster": cluster, "exit": 0}
+            self._send(201, json.dumps({"Id": exec_id}).encode())
+        elif len(parts) == 3 and parts[0] == "exec" and parts[2] == "start":
+            self._body()
+            ex = self.server.execs.get(parts[1])
+            if ex is None:
+                return self._send(404, json.dumps({"message": "No such exec instance"}).encode())
+            out = b""
+            if ex["cmd"][:3] == ["crictl", "images", "-o"]:
+                cluster = (self._state().get("clusters") or {}).get(ex["cluster"]) or {}
+                out = json.dumps({"images": [
+                    {"id": "sha256:" + hashlib.sha256(ref.encode()).hexdigest(),
+                     "repoTags": [_qualified(ref)], "repoDigests": [], "size": "1000",
+                     "uid": None, "username": "", "spec": None, "pinned": False}
+                    for ref in cluster.get("images") or []]}, indent=2).encode()
+            else:
+                ex["exit"] = 127
+            # a raw stream (Content-Type application/vnd.docker.raw-stream), frames of
+            # [stream, 0, 0, 0, size (big-endian uint32)] + payload; the connection then closes
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.docker.raw-stream")
+            self.send_header("Api-Version", API_VERSION)
+            self.end_headers()
+            if out:
+                self.wfile.write(bytes([1, 0, 0, 0]) + len(out).to_bytes(4, "big") + out)
+            self.wfile.flush()
+            self.close_connection = True
+        else:
+            self._send(404, json.dumps({"message": f"page not found: {self.path}"}).encode())
+
+
+def _qualified(ref: str) -> str:
+    """How containerd names an image: ``docker.io/library/x:latest`` for ``x``."""
+    name = _familiar(ref)
+    first = name.split("/", 1)[0]
+    if "/" not in name:
+        return "docker.io/library/" + name
+    if "." not in first and ":" not in first and first != "localhost":
+        return "docker.io/" + name
+    return name
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     state_dir: Path
+    execs: dict[str, dict[str, Any]]
 
 
 class FakeDockerEngine:
     def __init__(self, state_dir: Path) -> None:
         self.server = _Server(("127.0.0.1", 0), _Handler)
         self.server.state_dir = Path(state_dir)
+        self.server.execs = {}
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property

@@ -48,8 +48,8 @@ from typing import Any
 K3S_VERSION = "v1.35.5+k3s1"  # kubelet version the fake node reports for rancher/k3s:v1.35.5-k3s1
 
 
-def state_path() -> Path:
-    base = os.environ.get("FAKE_STATE_DIR")
+def state_path(base: str | Path | None = None) -> Path:
+    base = base or os.environ.get("FAKE_STATE_DIR")
     if not base:
         sys.stderr.write("fake: FAKE_STATE_DIR is not set\n")
         sys.exit(99)
@@ -60,21 +60,22 @@ def empty() -> dict[str, Any]:
     return {"clusters": {}, "objects": {}, "calls": []}
 
 
-def load() -> dict[str, Any]:
-    path = state_path()
+def load(base: str | Path | None = None) -> dict[str, Any]:
+    path = state_path(base)
     if not path.exists():
         return empty()
     return json.loads(path.read_text() or "{}") or empty()
 
 
 @contextlib.contextmanager
-def locked() -> Iterator[dict[str, Any]]:
-    """Read-modify-write the state under an exclusive lock."""
-    path = state_path()
+def locked(base: str | Path | None = None) -> Iterator[dict[str, Any]]:
+    """Read-modify-write the state (of ``base``, default $FAKE_STATE_DIR) under an exclusive
+    lock."""
+    path = state_path(base)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(str(path) + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        state = load()
+        state = load(base)
         yield state
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=1))

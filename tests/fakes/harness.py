@@ -1,4 +1,4 @@
-"""A sandbox world for integration tests: fake k3d/kubectl on PATH, a fake Docker engine on
+"""A sandbox world for integration tests: fake k3d/kind/kubectl on PATH, a fake Docker engine on
 loopback, a private HOME, and a helper to run the real ``sandbox`` CLI in a subprocess.
 
     with FakeWorld(tmp_path) as world:
@@ -41,7 +41,7 @@ class FakeWorld:
         # the fakes run under /usr/bin/env python3: make that this interpreter (it has PyYAML)
         (self.bin / "python3").symlink_to(sys.executable)
         if tools_on_path:
-            for tool in ("k3d", "kubectl"):
+            for tool in ("k3d", "kind", "kubectl"):
                 (self.bin / tool).symlink_to(FAKES / tool)
         self.engine = FakeDockerEngine(self.state_dir)
         self.env = self._env()
