@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -52,7 +53,7 @@ from sandbox.errors import (
     InputError,
     SandboxError,
 )
-from sandbox.kube import Kubectl
+from sandbox.kube import Kubectl, KubectlError
 from sandbox.providers import ClusterInfo, HostTweaks, Provider, host_tweaks
 from sandbox.providers import kind as kind_mod
 from sandbox.providers.k3d import K3dProvider, owned_by_sandbox
@@ -287,6 +288,56 @@ def _foreign(settings: Settings) -> ClusterError:
     )
 
 
+log = logging.getLogger(__name__)
+
+# A node container just started again: its API server answers before its RBAC authorizer has
+# read the (kubeadm-made) ClusterRoleBinding of the admin user, and denies everything for a few
+# seconds: 'Error from server (Forbidden): nodes is forbidden: User "kubernetes-admin" cannot
+# list resource "nodes"' (seen on kind v0.33.0 after `docker stop` + `docker start` of the node).
+FORBIDDEN_GRACE = 60.0
+
+
+SETTLE_ABSENT = 3.0  # seconds a deleted cluster must stay absent before it is made again
+
+
+def _delete_until_gone(provider: Provider, name: str, *, timeout: float) -> None:
+    """Delete the cluster, and again whenever a node shows up after that, until none has been
+    listed for ``SETTLE_ABSENT`` seconds (the engine finishing a killed client's ``docker
+    run``); ClusterError naming the nodes when that does not happen within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    provider.delete(name, timeout=max(1.0, deadline - time.monotonic()))
+    absent_since = time.monotonic()
+    while time.monotonic() - absent_since < SETTLE_ABSENT:
+        found = provider.get(name)
+        if found is not None:
+            if time.monotonic() >= deadline:
+                raise ClusterError(
+                    f"{provider.name} cluster {name!r} keeps coming back after delete "
+                    f"(nodes: {', '.join(found.nodes) or '?'})",
+                    hint=f"`docker ps -a` shows them; `sandbox down --cluster {provider.name}`")
+            log.info("cluster %s showed up again after delete: deleting again", name)
+            provider.delete(name, timeout=max(1.0, deadline - time.monotonic()))
+            absent_since = time.monotonic()
+        time.sleep(0.5)
+
+
+def _wait_nodes_ready(kubectl: Kubectl, *, timeout: float) -> None:
+    """Every node Ready within ``timeout``; a Forbidden answer is retried for
+    ``FORBIDDEN_GRACE`` seconds (see above), then reported as it is."""
+    deadline = time.monotonic() + timeout
+    grace = time.monotonic() + min(FORBIDDEN_GRACE, timeout)
+    while True:
+        try:
+            kubectl.wait("nodes", "condition=Ready", all_=True,
+                         timeout=max(1.0, deadline - time.monotonic()), what="every node Ready")
+            return
+        except KubectlError as e:
+            if "(Forbidden)" not in str(e) or time.monotonic() + 1 >= grace:
+                raise
+            log.info("node wait: %s; retrying (the API server has just started)", e)
+            time.sleep(1)
+
+
 def tweaks_for(engine: docker_engine.Engine) -> HostTweaks:
     return host_tweaks(cgroup_version=engine.cgroup_version, local_engine=engine.local,
                        rootless=engine.rootless, os_name=engine.os)
@@ -482,12 +533,14 @@ def ensure_up(
                                             timeout=remaining()))
 
         with phases.phase("cluster", f"{kind} cluster {name}") as act:
-            if info is not None and info.owned and _read_state(settings).get("creating"):
+            interrupted = bool(_read_state(settings).get("creating"))
+            if interrupted and (info is None or info.owned):
                 # neither k3d nor kind cleans up when killed mid-create (k3d has no signal
                 # handling in v5.9.0; kind deletes its nodes only on an error it returns): a
-                # half-made cluster cannot be trusted
+                # half-made cluster cannot be trusted. Its node may not even be listed yet: a
+                # `docker run` whose client was killed is still carried out by the engine
                 phases.reporter.note("a previous `up` was interrupted while creating the cluster: re-creating it")
-                provider.delete(name, timeout=remaining(180))
+                _delete_until_gone(provider, name, timeout=remaining(180))
                 info = None
             if info is None:
                 phases.reporter.note(provider.describe_create())
@@ -533,8 +586,7 @@ def ensure_up(
                 )
 
         with phases.phase("node", "node Ready and default ServiceAccount") as act:
-            kubectl.wait("nodes", "condition=Ready", all_=True, timeout=remaining(NODE_TIMEOUT),
-                         what="every node Ready")
+            _wait_nodes_ready(kubectl, timeout=remaining(NODE_TIMEOUT))
             kubectl.wait("serviceaccount/default", "create", namespace="default",
                          timeout=remaining(NODE_TIMEOUT), what="ServiceAccount default/default")
             act.append("ready")
@@ -580,11 +632,14 @@ def down(settings: Settings | None = None, reporter: Reporter | None = None, *, 
         with phases.phase("cluster", f"delete {kind} cluster {settings.cluster_name}") as act:
             if info is not None and not info.owned:
                 raise _foreign(settings)
-            if info is not None:
+            if info is not None or state.get("creating"):
                 cluster_tool = tools.ensure_tool(kind, _provider_version(settings),
                                                  on_download=phases.reporter.note)
                 provider = _provider(settings, cluster_tool.path, engine)
-                provider.delete(settings.cluster_name, timeout=timeout)
+                if state.get("creating"):  # an `up` killed mid-create: see _delete_until_gone
+                    _delete_until_gone(provider, settings.cluster_name, timeout=timeout)
+                else:
+                    provider.delete(settings.cluster_name, timeout=timeout)
                 if cluster_from_docker(settings) is not None:
                     raise ClusterError(f"{kind} cluster {settings.cluster_name!r} still exists after delete")
                 outcome = "deleted"

@@ -67,6 +67,11 @@ class Controller(Protocol):
         ``kind ns/name rule I``; "" when it found none; None when it cannot tell."""
         ...
 
+    def controller_problem(self, kubectl: Kubectl) -> str | None:
+        """Why the controller cannot answer Gateway API objects now (missing, scaled to 0, no
+        available pod), or None when it runs."""
+        ...
+
     def controller_logs_tail(self, kubectl: Kubectl, lines: int = 50) -> str:
         """The last ``lines`` lines of the controller's log ("" when unavailable)."""
         ...

@@ -177,8 +177,8 @@ class EnvoyGateway:
 
     def installed(self, kubectl: Kubectl) -> bool:
         deployment = kubectl.get_json("deployment", DEPLOYMENT, namespace=self.namespace)
-        if deployment is None or _condition(deployment, "Available") != "True":
-            return False
+        if deployment is None or _deployment_problem(deployment) is not None:
+            return False  # a controller scaled to 0 is Available too: `up` re-applies
         containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
         images = [str(c.get("image", "")) for c in containers if isinstance(c, dict)]
         if not any(i.endswith(f":{self.version}") for i in images):
@@ -361,6 +361,16 @@ class EnvoyGateway:
         kind, ns, name, rule, _match = parsed
         return f"{kind} {ns}/{name} rule {rule}"
 
+    def controller_problem(self, kubectl: Kubectl) -> str | None:
+        """Why no controller answers the Gateway API objects now (its Deployment gone, scaled
+        to 0, or without an available pod), or None when it runs."""
+        deployment = kubectl.get_json("deployment", DEPLOYMENT, namespace=self.namespace)
+        what = f"the Envoy Gateway controller (deployment/{DEPLOYMENT} in {self.namespace})"
+        if deployment is None:
+            return f"{what} does not exist"
+        problem = _deployment_problem(deployment)
+        return None if problem is None else f"{what} {problem}"
+
     def controller_logs_tail(self, kubectl: Kubectl, lines: int = 50) -> str:
         try:
             return kubectl.logs(
@@ -378,14 +388,15 @@ class EnvoyGateway:
         if deployment:
             containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
             image = next((c.get("image") for c in containers if isinstance(c, dict)), None)
+        problem = "missing" if deployment is None else _deployment_problem(deployment)
         return {
             "controller": {
                 "name": self.name,
                 "version": self.version,
                 "namespace": self.namespace,
                 "image": image,
-                "available": _condition(deployment, "Available") == "True",
-                "status": summarize_status(deployment),
+                "available": problem is None,
+                "status": summarize_status(deployment) + (f" ({problem})" if problem else ""),
             },
             "gatewayClass": {
                 "name": self.gateway_class,
@@ -393,6 +404,22 @@ class EnvoyGateway:
                 "status": summarize_status(gc),
             },
         }
+
+
+def _deployment_problem(deployment: dict[str, Any]) -> str | None:
+    """What keeps a Deployment from serving: ``spec.replicas: 0`` (Kubernetes then reports it
+    Available, a minimum of 0 being met), no available replica, or Available not True."""
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    replicas = spec.get("replicas", 1)
+    if replicas == 0:
+        return "is scaled to 0 replicas"
+    available = int(status.get("availableReplicas") or 0)
+    if available == 0:
+        return f"has 0 of {replicas} replicas available"
+    if _condition(deployment, "Available") != "True":
+        return f"is not Available ({summarize_status(deployment)})"
+    return None
 
 
 def parse_route_name(name: str) -> tuple[str, str, str, int, int] | None:

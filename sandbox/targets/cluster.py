@@ -828,6 +828,8 @@ class ClusterTarget:
         - a pod of the run's namespaces, or of a Gateway's data plane, that cannot start
           (ErrImagePull, ImagePullBackOff, CrashLoopBackOff, Unschedulable, ...: named with
           its reason and last events, :func:`sandbox.kube.describe_stuck_pods`);
+        - the controller down (its Deployment gone, scaled to 0, no available pod) while
+          Gateways or routes wait for its status;
         - a Gateway whose data-plane Service is a LoadBalancer that nothing gives an address
           (kind has no load-balancer controller, nor has k3d without ServiceLB): Envoy Gateway
           keeps it ``Programmed=False`` (``AddressNotAssigned``) for ever. The sandbox's own
@@ -848,6 +850,18 @@ class ClusterTarget:
             )
         if waited < self.timeouts.settle:
             return
+        if any(i.kind == "Gateway" or i.kind in ROUTE_KINDS for i in pending):
+            # nothing writes their status while the controller is down: say so, not a timeout
+            problem = self.controller.controller_problem(self.kubectl)
+            if problem:
+                ns = self.controller.namespace
+                raise ClusterError(
+                    f"{problem}, so nothing accepts or programs "
+                    f"its Gateways and routes ({', '.join(i.label for i in pending)} waiting)",
+                    hint=("`sandbox up` re-installs it on the sandbox's cluster; on another "
+                          f"cluster: `kubectl -n {ns} scale deployment/envoy-gateway "
+                          "--replicas=1`"),
+                )
         for item in pending:
             if item.kind != "Gateway":
                 continue

@@ -152,9 +152,22 @@ def test_a_cluster_made_by_hand_is_refused_and_left_alone(
     settings = Settings(cluster_name=name, cluster=e2e_provider)
     env = {"KUBECONFIG": str(tmp_path / "absent-kubeconfig")}  # keep the tool off ~/.kube/config
     if e2e_provider == "kind":
+        import yaml
+
+        from sandbox import docker_engine
+        from sandbox.providers import kind as kind_mod
+        from sandbox.stack import tweaks_for
+
         tool = tools.ensure_tool("kind", settings.kind_version).path
+        # what a user's own config for this host holds (on a cgroup v1 host without
+        # CAP_SYS_RESOURCE kubeadm cannot start a node otherwise), but no owner mark
+        cfg = kind_mod.config(name, owner_file=tmp_path / "unused", api_port=None,
+                              tweaks=tweaks_for(docker_engine.ping()))
+        del cfg["nodes"][0]["extraMounts"]
+        (tmp_path / "kind.yaml").write_text(yaml.safe_dump(cfg))
         tools.run([tool, "create", "cluster", "--name", name, "--image", settings.kind_node_image,
-                   "--kubeconfig", env["KUBECONFIG"]], timeout=300, env=env)
+                   "--config", str(tmp_path / "kind.yaml"), "--kubeconfig", env["KUBECONFIG"]],
+                  timeout=300, env=env)
         listing = [tool, "get", "clusters"]
         delete = [tool, "delete", "cluster", "--name", name, "--kubeconfig", env["KUBECONFIG"]]
     else:

@@ -28,6 +28,9 @@ messages), internal/gatewayapi/route.go (route conditions), internal/infrastruct
 
 Switches (environment of the fake kubectl):
 
+The Deployment ``envoy-gateway-system/envoy-gateway`` with ``spec.replicas: 0`` stops all of
+the above but the Deployments' status (the controller is down).
+
 ``FAKE_EG_NOT_PROGRAMMED``  comma list of Gateway names that stay ``Programmed`` False
                            (``AddressNotAssigned``, "No addresses have been assigned to the
                            Gateway").
@@ -288,7 +291,12 @@ def reconcile(
         s.strip() for s in os.environ.get("FAKE_EG_NOT_PROGRAMMED", "").split(",") if s.strip()
     }
     objs = [copy.deepcopy(o) for o in objects]
-    gateways = [o for o in objs if o.get("kind") == "Gateway" and _ours(objs, o)]
+    eg = _find(objs, "Deployment", EG_NAMESPACE, "envoy-gateway")
+    # Envoy Gateway scaled to 0 (``kubectl scale --replicas=0``): no controller writes any
+    # Gateway or route status, nor makes a data plane; the Deployment controller still runs
+    controller_up = eg is None or (eg.get("spec") or {}).get("replicas", 1) != 0
+    gateways = [o for o in objs if o.get("kind") == "Gateway" and _ours(objs, o)] \
+        if controller_up else []
     wanted = {
         data_plane_name(str(_meta(g).get("namespace", "default")), str(_meta(g)["name"]))
         for g in gateways
@@ -304,6 +312,8 @@ def reconcile(
             and _meta(o).get("name") not in wanted
         )
     ]
+    if not controller_up:
+        out = objs
     for gw in gateways:
         name = data_plane_name(str(_meta(gw).get("namespace", "default")), str(_meta(gw)["name"]))
         if _find(out, "Service", EG_NAMESPACE, name) is None:
@@ -327,7 +337,7 @@ def reconcile(
             }
         elif kind == "Gateway" and obj in gateways:
             _gateway_status(out, obj, programmed=_meta(obj)["name"] not in not_programmed)
-        elif kind in ROUTE_KINDS:
+        elif kind in ROUTE_KINDS and controller_up:
             obj["status"] = {"parents": _route_parents(out, obj)}
     return out
 

@@ -103,10 +103,11 @@ class FakeWorld:
         """argv of every fake-tool invocation (of ``tool`` only, when given), oldest first."""
         return [c[1:] for c in self.state().get("calls", []) if tool is None or c[0] == tool]
 
-    def wait_for_call(self, predicate: Any, timeout: float = 20) -> None:
+    def wait_for_call(self, predicate: Any, timeout: float = 20, *, after: int = 0) -> None:
+        """Until a tool call (``[tool, *argv]``, the ``after``-th call or a later one) matches."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any(predicate(c) for c in self.state().get("calls", [])):  # [tool, *argv]
+            if any(predicate(c) for c in self.state().get("calls", [])[after:]):
                 return
             time.sleep(0.05)
         raise AssertionError("the expected tool call never happened")

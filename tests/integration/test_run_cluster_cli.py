@@ -165,3 +165,55 @@ def test_an_existing_context_whose_api_server_refuses_says_to_check_that_cluster
     assert "  hint: check that the cluster of context k3d-sandbox is running and reachable: " \
            "`kubectl --context k3d-sandbox cluster-info`" in out
     assert "sandbox up" not in out and "Traceback" not in result.stderr
+
+
+def _scale_controller(world: FakeWorld, replicas: int) -> None:
+    """`kubectl -n envoy-gateway-system scale deployment/envoy-gateway --replicas=N`."""
+    import fakestate
+
+    with fakestate.locked(world.state_dir) as st:
+        st["objects"]["sandbox"]["Deployment/envoy-gateway-system/envoy-gateway"]["spec"][
+            "replicas"] = replicas
+
+
+def test_a_controller_scaled_to_zero_during_run_is_named_not_waited_out(
+        world: FakeWorld, echo: EchoServer, scenario: Path, tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    assert world.sandbox("up", timeout=120).returncode == 0
+    env = {**world.env, "FAKE_PF_UPSTREAM": f"127.0.0.1:{echo.port}",
+           "FAKE_PF_STATE": str(tmp_path / "pf"),
+           "FAKE_EG_STATUS_DELAY": "3"}  # the scenario's objects wait 3 s for their status
+    before = len(world.state()["calls"])
+    start = time.monotonic()
+    proc = subprocess.Popen(world.sandbox_argv("run", str(scenario)), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # the scenario is being applied: `run`'s own `up` found the controller running
+        world.wait_for_call(lambda c: c[0] == "kubectl" and "apply" in c and c[-2:] == ["-f", "-"],
+                            after=before)
+        _scale_controller(world, 0)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 3, stderr[-3000:]
+    assert ("the Envoy Gateway controller (deployment/envoy-gateway in envoy-gateway-system) "
+            "is scaled to 0 replicas, so nothing accepts or programs its Gateways and routes"
+            ) in stderr, stderr[-2500:]
+    assert "hint: `sandbox up` re-installs it" in stdout  # the report, with the error
+    assert "404" not in stdout + stderr
+    assert elapsed < 40, f"took {elapsed:.1f}s"  # not the 180 s ready wait
+    status = world.sandbox("status", "-o", "json", timeout=60)
+    assert status.returncode != 0
+    controller = json.loads(status.stdout)["controller"]
+    assert controller["available"] is False and "scaled to 0" in controller["status"]
+    # the next `up` (and so the next `run`) re-applies install.yaml: the controller is back
+    assert world.sandbox("up", timeout=120).returncode == 0
+    assert world.state()["objects"]["sandbox"][
+        "Deployment/envoy-gateway-system/envoy-gateway"]["spec"].get("replicas", 1) == 1
+    again = world.sandbox("run", str(scenario), timeout=120,
+                          FAKE_PF_UPSTREAM=f"127.0.0.1:{echo.port}", FAKE_PF_STATE=str(tmp_path / "pf"))
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
