@@ -41,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -325,6 +326,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/vnd.docker.raw-stream")
             self.send_header("Api-Version", API_VERSION)
             self.end_headers()
+            self.wfile.flush()
+            # the docker SDK reads the stream from the raw socket under http.client's buffered
+            # reader (docker/api/client.py _get_raw_response_socket): bytes that arrive together
+            # with the headers are lost in that buffer. The real engine's output comes after
+            # the command has started; so here, a moment after the headers
+            time.sleep(0.2)
             if out:
                 self.wfile.write(bytes([1, 0, 0, 0]) + len(out).to_bytes(4, "big") + out)
             self.wfile.flush()

@@ -43,6 +43,7 @@ class FakeWorld:
         if tools_on_path:
             for tool in ("k3d", "kind", "kubectl"):
                 (self.bin / tool).symlink_to(FAKES / tool)
+        self.tools_on_path = tools_on_path
         self.engine = FakeDockerEngine(self.state_dir)
         self.env = self._env()
 
@@ -52,8 +53,14 @@ class FakeWorld:
             for k, v in os.environ.items()
             if not k.startswith(("SANDBOX_", "FAKE_", "XDG_", "DOCKER_", "KUBECONFIG"))
         }
+        path = env.get("PATH", "").split(os.pathsep)
+        if not self.tools_on_path:
+            # no real k3d/kind/kubectl either (a developer's own, or realstack's on PATH): the
+            # sandbox must download its pins
+            path = [d for d in path if not any(
+                os.access(os.path.join(d, t), os.X_OK) for t in ("k3d", "kind", "kubectl"))]
         env.update(
-            PATH=f"{self.bin}{os.pathsep}{env.get('PATH', '')}",
+            PATH=os.pathsep.join([str(self.bin), *path]),
             HOME=str(self.home),
             FAKE_STATE_DIR=str(self.state_dir),
             SANDBOX_ENVOY_GATEWAY_INSTALL_YAML=str(INSTALL_YAML),

@@ -154,6 +154,7 @@ def test_download_failure_is_an_environment_problem(tmp_path: Path,
 def test_check_without_crds_says_so_once_and_tries_the_download_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(schema.ENV_CRDS, raising=False)
+    monkeypatch.delenv("SANDBOX_ENVOY_GATEWAY_INSTALL_YAML", raising=False)  # realstack's env
     monkeypatch.setenv("SANDBOX_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(settings, "GATEWAY_API_CRDS_URL", "http://127.0.0.1:9/{version}/")
     tries: list[str] = []

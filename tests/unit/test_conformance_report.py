@@ -244,6 +244,7 @@ def test_writing_a_report_never_downloads_the_crds(monkeypatch: pytest.MonkeyPat
     from sandbox import schema
 
     monkeypatch.delenv("SANDBOX_GATEWAY_API_CRDS", raising=False)
+    monkeypatch.delenv("SANDBOX_ENVOY_GATEWAY_INSTALL_YAML", raising=False)  # realstack's env
     monkeypatch.setenv("SANDBOX_CACHE_DIR", str(tmp_path / "empty-cache"))
     schema._load_crds_cached.cache_clear()
 
