@@ -16,7 +16,9 @@ Each figure is one wall-clock run on this machine (no warm-up, no repetition):
 
 The ratio is (cold up + run quickstart) / tutorial. Prints a table and writes
 ``reports/bench.json``. Needs the images local (``sandbox up --offline`` must succeed): on our
-machines after ``python3 ../shared/realstack/realstack.py up`` and ``eval "$(... env)"``.
+machines after ``python3 ../shared/realstack/realstack.py up``, ``eval "$(... env)"`` and
+``export SANDBOX_KIND_NODE_IMAGE=$REALSTACK_KIND_IMAGE`` (kind v0.33.0's default node image is
+not built here).
 """
 
 from __future__ import annotations
