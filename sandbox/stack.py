@@ -60,6 +60,8 @@ from sandbox.providers.k3d import K3dProvider, owned_by_sandbox
 from sandbox.providers.kind import KindProvider
 from sandbox.settings import Settings
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TIMEOUT = 600.0  # seconds for a whole `up` from nothing (image pulls included)
 NODE_TIMEOUT = 180.0
 # k3d's --timeout covers pulling rancher/k3s (~70 MB) and the k3d-proxy/tools images on a first
@@ -287,8 +289,6 @@ def _foreign(settings: Settings) -> ClusterError:
         hint="pick another name with --name or SANDBOX_CLUSTER_NAME",
     )
 
-
-log = logging.getLogger(__name__)
 
 # A node container just started again: its API server answers before its RBAC authorizer has
 # read the (kubeadm-made) ClusterRoleBinding of the admin user, and denies everything for a few
@@ -632,11 +632,12 @@ def down(settings: Settings | None = None, reporter: Reporter | None = None, *, 
         with phases.phase("cluster", f"delete {kind} cluster {settings.cluster_name}") as act:
             if info is not None and not info.owned:
                 raise _foreign(settings)
-            if info is not None or state.get("creating"):
+            interrupted = bool(state.get("creating"))  # an `up` killed mid-create
+            if info is not None or interrupted:
                 cluster_tool = tools.ensure_tool(kind, _provider_version(settings),
                                                  on_download=phases.reporter.note)
                 provider = _provider(settings, cluster_tool.path, engine)
-                if state.get("creating"):  # an `up` killed mid-create: see _delete_until_gone
+                if interrupted:  # its node may be listed only later: see _delete_until_gone
                     _delete_until_gone(provider, settings.cluster_name, timeout=timeout)
                 else:
                     provider.delete(settings.cluster_name, timeout=timeout)
