@@ -40,10 +40,12 @@ def self_signed(hosts: list[str], *, key_size: int = 2048) -> tuple[bytes, bytes
             sans.append(x509.DNSName(host))
     key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
     common_name = hosts[0][:64]  # X.509 ub-common-name
-    name = x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "gateway-sandbox"),
-        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-    ])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "gateway-sandbox"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
     now = datetime.datetime.now(datetime.timezone.utc)
     public = key.public_key()
     cert = (
@@ -58,9 +60,15 @@ def self_signed(hosts: list[str], *, key_size: int = 2048) -> tuple[bytes, bytes
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_encipherment=True, key_cert_sign=True,
-                content_commitment=False, data_encipherment=False, key_agreement=False,
-                crl_sign=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_encipherment=True,
+                key_cert_sign=True,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -78,8 +86,9 @@ def self_signed(hosts: list[str], *, key_size: int = 2048) -> tuple[bytes, bytes
     return cert_pem, key_pem
 
 
-def tls_secret(name: str, cert_pem: bytes, key_pem: bytes, *,
-               namespace: str | None = None) -> dict[str, Any]:
+def tls_secret(
+    name: str, cert_pem: bytes, key_pem: bytes, *, namespace: str | None = None
+) -> dict[str, Any]:
     """A ``kubernetes.io/tls`` Secret object (data base64-encoded: ``tls.crt``, ``tls.key``)."""
     metadata: dict[str, Any] = {"name": name}
     if namespace:

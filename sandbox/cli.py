@@ -32,8 +32,9 @@ Exit codes:
 @click.pass_context
 def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """A disposable local Gateway API stack (k3d + Envoy Gateway) and scenario runner."""
-    logging.basicConfig(level=_log_level(verbose, quiet),
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=_log_level(verbose, quiet), format="%(levelname)s %(name)s: %(message)s"
+    )
     ctx.obj = {"verbose": verbose, "quiet": quiet}
 
 
@@ -53,21 +54,34 @@ def _set_verbosity(ctx: click.Context, param: click.Parameter, value: Any) -> No
         obj["quiet"] = True
     else:
         obj["verbose"] = int(obj.get("verbose") or 0) + int(value)
-    logging.getLogger().setLevel(_log_level(int(obj.get("verbose") or 0),
-                                            bool(obj.get("quiet"))))
+    logging.getLogger().setLevel(_log_level(int(obj.get("verbose") or 0), bool(obj.get("quiet"))))
 
 
 def _add_verbosity_options(group: click.Group) -> None:
     for command in group.commands.values():
         names = {opt for p in command.params for opt in getattr(p, "opts", [])}
         if "-v" not in names:
-            command.params.append(click.Option(
-                ["-v", "--verbose"], count=True, expose_value=False, is_eager=True,
-                callback=_set_verbosity, help="More detail on stderr (repeatable)."))
+            command.params.append(
+                click.Option(
+                    ["-v", "--verbose"],
+                    count=True,
+                    expose_value=False,
+                    is_eager=True,
+                    callback=_set_verbosity,
+                    help="More detail on stderr (repeatable).",
+                )
+            )
         if "-q" not in names:
-            command.params.append(click.Option(
-                ["-q", "--quiet"], is_flag=True, expose_value=False, is_eager=True,
-                callback=_set_verbosity, help="Only errors and the final result."))
+            command.params.append(
+                click.Option(
+                    ["-q", "--quiet"],
+                    is_flag=True,
+                    expose_value=False,
+                    is_eager=True,
+                    callback=_set_verbosity,
+                    help="Only errors and the final result.",
+                )
+            )
 
 
 cli_stack.register(main)

@@ -47,7 +47,9 @@ def parse_url(url: str) -> tuple[str, str, int, str]:
         raise InputError(f"invalid URL {url!r}: {e}", field="URL") from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
-        raise InputError(f"invalid URL {url!r}: want http://host[:port]/path or https://...", field="URL")
+        raise InputError(
+            f"invalid URL {url!r}: want http://host[:port]/path or https://...", field="URL"
+        )
     if not parts.hostname:
         raise InputError(f"invalid URL {url!r}: no host", field="URL")
     if parts.username or parts.password:
@@ -88,8 +90,9 @@ def _scenario_folder(arg: str) -> Path | None:
     try:
         return resolve_scenario(arg)
     except InputError as e:
-        raise InputError(f"no such file, folder or scenario: {arg}", field="-f",
-                         hint=e.hint) from None
+        raise InputError(
+            f"no such file, folder or scenario: {arg}", field="-f", hint=e.hint
+        ) from None
 
 
 def load_sources(args: list[str]) -> tuple[list[dict[str, Any]], list[str], list[str]]:
@@ -105,9 +108,12 @@ def load_sources(args: list[str]) -> tuple[list[dict[str, Any]], list[str], list
             try:
                 scenario = load_scenario(folder)
             except ScenarioInvalid as e:
-                err.print(f"note: {display_path(folder / _SCENARIO_FILES[0])} is not valid "
-                          f"({len(e.problems)} problem(s); `sandbox check {arg}` lists them): "
-                          "reading every manifest of the folder", markup=False)
+                err.print(
+                    f"note: {display_path(folder / _SCENARIO_FILES[0])} is not valid "
+                    f"({len(e.problems)} problem(s); `sandbox check {arg}` lists them): "
+                    "reading every manifest of the folder",
+                    markup=False,
+                )
             else:
                 # the scenario's manifests get the same field check as a folder of manifests:
                 # a typo is refused, never routed around (a misspelt key would be dropped)
@@ -125,8 +131,9 @@ def load_sources(args: list[str]) -> tuple[list[dict[str, Any]], list[str], list
     return objects, sources, gateways
 
 
-def check_port(model: Model, gateway: str, scheme: str, host: str, target: str, port: int,
-               *, from_option: bool) -> None:
+def check_port(
+    model: Model, gateway: str, scheme: str, host: str, target: str, port: int, *, from_option: bool
+) -> None:
     """InputError when ``port`` is the port of no listener of the Gateway, saying which ports
     are (the port of a failure's curl line is a port-forward's local one)."""
     gw = model.resolve_gateway(gateway)
@@ -148,8 +155,10 @@ def check_port(model: Model, gateway: str, scheme: str, host: str, target: str, 
             use = f"use {scheme}://{named.group(1)}{suffix}{target} or --port {ports[0]}"
         else:
             use = "use " + " or ".join(f"--port {n}" for n in ports)
-        message += ("; the port in a failure's curl line is the forwarded one (kubectl "
-                    f"port-forward or the local provider): {use}")
+        message += (
+            "; the port in a failure's curl line is the forwarded one (kubectl "
+            f"port-forward or the local provider): {use}"
+        )
     raise InputError(message, field="URL")
 
 
@@ -207,15 +216,32 @@ def register(group: click.Group) -> None:
         required=True,
         metavar="PATH",
         help="Manifest file, folder of manifests, or a scenario: its folder, scenario.yaml or "
-             "name (repeatable).",
+        "name (repeatable).",
     )
-    @click.option("--gateway", metavar="NAMESPACE/NAME",
-                  help="Gateway taking the request (default: the scenario's, else the only one).")
-    @click.option("--port", "listener_port", type=click.IntRange(1, 65535), metavar="N",
-                  help="The listener port the request is for, instead of the URL's port (e.g. "
-                       "the 80 behind a failure's forwarded 127.0.0.1:18080).")
-    @click.option("-X", "--request", "method", default="GET", show_default=True, help="HTTP method.")
-    @click.option("-H", "--header", "headers", multiple=True, metavar="'Name: value'", help="Request header (repeatable).")
+    @click.option(
+        "--gateway",
+        metavar="NAMESPACE/NAME",
+        help="Gateway taking the request (default: the scenario's, else the only one).",
+    )
+    @click.option(
+        "--port",
+        "listener_port",
+        type=click.IntRange(1, 65535),
+        metavar="N",
+        help="The listener port the request is for, instead of the URL's port (e.g. "
+        "the 80 behind a failure's forwarded 127.0.0.1:18080).",
+    )
+    @click.option(
+        "-X", "--request", "method", default="GET", show_default=True, help="HTTP method."
+    )
+    @click.option(
+        "-H",
+        "--header",
+        "headers",
+        multiple=True,
+        metavar="'Name: value'",
+        help="Request header (repeatable).",
+    )
     @click.option(
         "--grpc",
         "grpc_call",
@@ -273,22 +299,34 @@ def register(group: click.Group) -> None:
                     field="--gateway",
                 )
             gateway = gws[0]
-        check_port(model, gateway, scheme, host, target,
-                   listener_port if listener_port is not None else port,
-                   from_option=listener_port is not None)
+        check_port(
+            model,
+            gateway,
+            scheme,
+            host,
+            target,
+            listener_port if listener_port is not None else port,
+            from_option=listener_port is not None,
+        )
         if listener_port is not None:
             port = listener_port
             url = f"{url} [listener port {port}]"
         if grpc_call is not None:
             service, _, rpc = grpc_call.strip("/").rpartition("/")
             if not service or not rpc:
-                raise InputError(f"invalid gRPC call {grpc_call!r}: want SERVICE/METHOD", field="--grpc")
+                raise InputError(
+                    f"invalid gRPC call {grpc_call!r}: want SERVICE/METHOD", field="--grpc"
+                )
             decision = model.decide_grpc(gateway, port, host, service, rpc, hdrs, scheme=scheme)
             method = "POST"
             url = f"{scheme}://{host}/{service}/{rpc}"
         else:
-            decision = model.decide(gateway, port, method.upper(), host, target, hdrs, scheme=scheme)
+            decision = model.decide(
+                gateway, port, method.upper(), host, target, hdrs, scheme=scheme
+            )
         if output == "json":
             print_json(decision.to_json())
         else:
-            out.print(render_text(decision, model, method.upper(), url), markup=False, highlight=False)
+            out.print(
+                render_text(decision, model, method.upper(), url), markup=False, highlight=False
+            )

@@ -45,9 +45,11 @@ CLUSTER_PROVIDERS = ("k3d", "kind")
 def sandbox_api_hint(provider: str = "k3d") -> str:
     """What to do when the API server of the sandbox's own cluster cannot be reached."""
     flag = "" if provider == "k3d" else f" --cluster {provider}"
-    return (f"the sandbox's cluster: `sandbox up{flag}` starts it (`sandbox status{flag}` shows "
-            f"its state); if it stays unreachable, `sandbox down{flag}` then `sandbox up{flag}` "
-            "recreates it")
+    return (
+        f"the sandbox's cluster: `sandbox up{flag}` starts it (`sandbox status{flag}` shows "
+        f"its state); if it stays unreachable, `sandbox down{flag}` then `sandbox up{flag}` "
+        "recreates it"
+    )
 
 
 SANDBOX_API_HINT = sandbox_api_hint()
@@ -70,14 +72,25 @@ def _list_command() -> click.Command:
         """
         rows: list[dict[str, Any]] = []
         for folder in list_scenarios():
-            row: dict[str, Any] = {"name": folder.name, "path": display_path(folder),
-                                   "file": display_path(folder / "scenario.yaml"),
-                                   "description": None, "checks": None, "features": [],
-                                   "valid": False, "problems": []}
+            row: dict[str, Any] = {
+                "name": folder.name,
+                "path": display_path(folder),
+                "file": display_path(folder / "scenario.yaml"),
+                "description": None,
+                "checks": None,
+                "features": [],
+                "valid": False,
+                "problems": [],
+            }
             try:
                 s = load_scenario(folder)
-                row.update(name=s.name, description=s.description, checks=len(s.checks),
-                           features=s.features, valid=True)
+                row.update(
+                    name=s.name,
+                    description=s.description,
+                    checks=len(s.checks),
+                    features=s.features,
+                    valid=True,
+                )
             except InputError as e:
                 row["problems"] = problem_dicts(e)
             rows.append(row)
@@ -92,8 +105,11 @@ def _list_command() -> click.Command:
             if r["valid"]:
                 out.print(f"{r['name'].ljust(width)}  {r['description']}", markup=False)
             else:
-                out.print(f"{r['name'].ljust(width)}  INVALID: {len(r['problems'])} problem(s); "
-                          f"see `sandbox check {r['path']}`", markup=False)
+                out.print(
+                    f"{r['name'].ljust(width)}  INVALID: {len(r['problems'])} problem(s); "
+                    f"see `sandbox check {r['path']}`",
+                    markup=False,
+                )
 
     return list_
 
@@ -122,13 +138,28 @@ def problem_dicts(error: InputError) -> list[dict[str, Any]]:
     """An input error as JSON problems, the same shape in ``list`` and ``check``:
     ``{file, line, field, message, text}`` (``text`` is the line a person reads)."""
     if isinstance(error, ScenarioInvalid):
-        return [{"file": display_path(p.file), "line": p.line, "field": p.field,
-                 "message": p.message, "text": str(p)} for p in error.problems]
+        return [
+            {
+                "file": display_path(p.file),
+                "line": p.line,
+                "field": p.field,
+                "message": p.message,
+                "text": str(p),
+            }
+            for p in error.problems
+        ]
     text = str(error)
     where = (error.file + (f":{error.line}" if error.line else "") + ": ") if error.file else ""
     where += f"{error.field}: " if error.field else ""
-    return [{"file": error.file, "line": error.line, "field": error.field,
-             "message": text[len(where):] if text.startswith(where) else text, "text": text}]
+    return [
+        {
+            "file": error.file,
+            "line": error.line,
+            "field": error.field,
+            "message": text[len(where) :] if text.startswith(where) else text,
+            "text": text,
+        }
+    ]
 
 
 def _verify(scenario: Scenario) -> tuple[list[str] | None, str | None]:
@@ -146,9 +177,12 @@ def _verify(scenario: Scenario) -> tuple[list[str] | None, str | None]:
 def _check_command() -> click.Command:
     @click.command("check")
     @click.argument("paths", nargs=-1, required=True)
-    @click.option("--no-model", is_flag=True,
-                  help="Only validate; do not ask the reference model whether the "
-                       "expectations hold for the manifests.")
+    @click.option(
+        "--no-model",
+        is_flag=True,
+        help="Only validate; do not ask the reference model whether the "
+        "expectations hold for the manifests.",
+    )
     @output_option
     @click.pass_context
     @handle_errors
@@ -165,14 +199,22 @@ def _check_command() -> click.Command:
         tried_download = False
         said_schema = ""
         for arg in expand_args(paths):
-            entry: dict[str, Any] = {"arg": arg, "name": None, "path": None, "file": None,
-                                     "valid": False, "problems": [], "schema_note": None,
-                                     "schema": None, "model": None, "model_note": None}
+            entry: dict[str, Any] = {
+                "arg": arg,
+                "name": None,
+                "path": None,
+                "file": None,
+                "valid": False,
+                "problems": [],
+                "schema_note": None,
+                "schema": None,
+                "model": None,
+                "model_note": None,
+            }
             results.append(entry)
             try:
                 folder = resolve_scenario(arg)
-                entry.update(path=display_path(folder),
-                             file=display_path(folder / "scenario.yaml"))
+                entry.update(path=display_path(folder), file=display_path(folder / "scenario.yaml"))
                 scenario = load_scenario(folder)
             except ScenarioInvalid as e:
                 invalid = True
@@ -188,8 +230,11 @@ def _check_command() -> click.Command:
                     if e.hint:
                         err.print(f"  hint: {e.hint}", markup=False, highlight=False)
                 continue
-            entry.update(name=scenario.name, path=display_path(scenario.path),
-                         file=display_path(scenario.file))
+            entry.update(
+                name=scenario.name,
+                path=display_path(scenario.path),
+                file=display_path(scenario.file),
+            )
             # the manifests against the Gateway API CRD schemas when at hand, else the reference
             # model's field check (sandbox.schema); a download only when nothing is cached,
             # tried once per command and bounded
@@ -203,15 +248,28 @@ def _check_command() -> click.Command:
                 said_schema = checked.method
             if checked.problems:
                 invalid = True
-                entry["problems"] = [{"file": p.file, "line": p.line, "field": p.field,
-                                      "message": f"{p.object}: {p.message}", "text": str(p)}
-                                     for p in checked.problems]
+                entry["problems"] = [
+                    {
+                        "file": p.file,
+                        "line": p.line,
+                        "field": p.field,
+                        "message": f"{p.object}: {p.message}",
+                        "text": str(p),
+                    }
+                    for p in checked.problems
+                ]
                 if output != "json":
-                    what = ("CRD schema" if checked.method == schema_mod.CRDS
-                            else "field (the reference model's check; CRDs not at hand)")
-                    err.print(f"[bold red]invalid:[/] {scenario.name}: "
-                              f"{len(checked.problems)} manifest {what} error(s)", markup=True,
-                              highlight=False)
+                    what = (
+                        "CRD schema"
+                        if checked.method == schema_mod.CRDS
+                        else "field (the reference model's check; CRDs not at hand)"
+                    )
+                    err.print(
+                        f"[bold red]invalid:[/] {scenario.name}: "
+                        f"{len(checked.problems)} manifest {what} error(s)",
+                        markup=True,
+                        highlight=False,
+                    )
                     for p in checked.problems:
                         err.print(f"  {p}", markup=False, highlight=False)
                 continue
@@ -243,16 +301,22 @@ def _check_command() -> click.Command:
             elif not quiet:  # -q: problems and disagreements only
                 suffix = f"; {note}" if note else "; the reference model agrees"
                 n = len(scenario.checks)
-                out.print(f"ok {scenario.name}: {n} check{'' if n == 1 else 's'}; "
-                          f"{checked.summary}{suffix}", markup=False)
+                out.print(
+                    f"ok {scenario.name}: {n} check{'' if n == 1 else 's'}; "
+                    f"{checked.summary}{suffix}",
+                    markup=False,
+                )
         if output == "json":
             print_json(results)
         elif len(results) > 1:
             bad = sum(1 for r in results if not r["valid"])
             differ = sum(1 for r in results if r["model"])
-            out.print(f"{len(results)} scenarios: {len(results) - bad - differ} ok, {bad} invalid, "
-                      f"{differ} where the reference model disagrees", markup=False,
-                      highlight=False)
+            out.print(
+                f"{len(results)} scenarios: {len(results) - bad - differ} ok, {bad} invalid, "
+                f"{differ} where the reference model disagrees",
+                markup=False,
+                highlight=False,
+            )
         sys.exit(EXIT_USAGE if invalid else EXIT_CHECK_FAILED if disagree else EXIT_OK)
 
     return check
@@ -263,8 +327,14 @@ def _check_command() -> click.Command:
 # --------------------------------------------------------------------------------------------
 
 
-def _cluster_target(provider: str, gateway_class: str | None, context: str | None, keep: bool,
-                    quiet: bool, scenarios: list[Scenario] | None = None) -> Any:
+def _cluster_target(
+    provider: str,
+    gateway_class: str | None,
+    context: str | None,
+    keep: bool,
+    quiet: bool,
+    scenarios: list[Scenario] | None = None,
+) -> Any:
     """ClusterTarget for k3d or kind (the sandbox's own stack, brought up if needed; the
     scenarios' images are loaded from the Docker engine with the stack's) or an existing
     kubeconfig context."""
@@ -279,8 +349,11 @@ def _cluster_target(provider: str, gateway_class: str | None, context: str | Non
     settings = Settings()
     if provider in CLUSTER_PROVIDERS:
         if context:
-            raise InputError("--context names a cluster of --provider existing",
-                             field="--context", hint="add --provider existing")
+            raise InputError(
+                "--context names a cluster of --provider existing",
+                field="--context",
+                hint="add --provider existing",
+            )
         import dataclasses
 
         from sandbox import images, stack
@@ -288,42 +361,65 @@ def _cluster_target(provider: str, gateway_class: str | None, context: str | Non
 
         settings = dataclasses.replace(settings, cluster=provider)
         try:
-            st = stack.ensure_up(settings, stack.ConsoleReporter(err, quiet=quiet),
-                                 extra_images=images.scenario_needs(scenarios or []))
+            st = stack.ensure_up(
+                settings,
+                stack.ConsoleReporter(err, quiet=quiet),
+                extra_images=images.scenario_needs(scenarios or []),
+            )
         except DockerUnavailable as e:
             # the scenario's checks can still run, against the reference gateway
             raise DockerUnavailable(
-                e.message, hint=f"{e.hint}; or, without Docker: add --provider local "
-                                "(the reference gateway on loopback)") from None
+                e.message,
+                hint=f"{e.hint}; or, without Docker: add --provider local "
+                "(the reference gateway on loopback)",
+            ) from None
         except APIServerUnreachable as e:
             e.hint = sandbox_api_hint(provider)
             raise
         st.kubectl.unreachable_hint = sandbox_api_hint(provider)
-        return ClusterTarget(st.kubectl, st.controller, gateway_class or st.gateway_class,
-                             keep=keep, name=provider, progress=progress,
-                             defer_cleanup_wait=True)
+        return ClusterTarget(
+            st.kubectl,
+            st.controller,
+            gateway_class or st.gateway_class,
+            keep=keep,
+            name=provider,
+            progress=progress,
+            defer_cleanup_wait=True,
+        )
     # existing: a context of the user's kubeconfig, never changed by us
     if not context:
-        raise InputError("--provider existing needs --context NAME", field="--context",
-                         hint="kubectl config get-contexts lists them")
+        raise InputError(
+            "--provider existing needs --context NAME",
+            field="--context",
+            hint="kubectl config get-contexts lists them",
+        )
     from sandbox import tools
     from sandbox.controllers.envoy_gateway import EnvoyGateway
     from sandbox.kube import Kubectl
 
     kubeconfig = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] or str(
-        Path.home() / ".kube" / "config")
+        Path.home() / ".kube" / "config"
+    )
     # your cluster, your kubectl: the one on PATH when there is one, else the pinned download
     import shutil
 
     kubectl_path = shutil.which("kubectl") or str(
-        tools.ensure_tool("kubectl", settings.kubectl_version).path)
+        tools.ensure_tool("kubectl", settings.kubectl_version).path
+    )
     cls = gateway_class or settings.gateway_class
-    hint = (f"check that the cluster of context {context} is running and reachable: "
-            f"`kubectl --context {context} cluster-info`")
-    return ClusterTarget(Kubectl(kubectl_path, kubeconfig, context, unreachable_hint=hint),
-                         EnvoyGateway(settings.envoy_gateway_version, gateway_class=cls),
-                         cls, keep=keep, name="existing", progress=progress,
-                         defer_cleanup_wait=True)
+    hint = (
+        f"check that the cluster of context {context} is running and reachable: "
+        f"`kubectl --context {context} cluster-info`"
+    )
+    return ClusterTarget(
+        Kubectl(kubectl_path, kubeconfig, context, unreachable_hint=hint),
+        EnvoyGateway(settings.envoy_gateway_version, gateway_class=cls),
+        cls,
+        keep=keep,
+        name="existing",
+        progress=progress,
+        defer_cleanup_wait=True,
+    )
 
 
 def choose_provider(provider: str | None, cluster: str | None) -> str:
@@ -332,24 +428,39 @@ def choose_provider(provider: str | None, cluster: str | None) -> str:
     from sandbox import settings as settings_mod
 
     if cluster is not None and cluster not in CLUSTER_PROVIDERS:
-        raise InputError(f"unknown cluster provider {cluster!r}; expected k3d or kind",
-                         field="--cluster")
+        raise InputError(
+            f"unknown cluster provider {cluster!r}; expected k3d or kind", field="--cluster"
+        )
     if provider is None:
         return cluster or settings_mod.DEFAULT_CLUSTER_PROVIDER
     if cluster is not None and provider in CLUSTER_PROVIDERS and provider != cluster:
-        raise InputError(f"--provider {provider} and --cluster {cluster} disagree",
-                         field="--cluster", hint=f"give one of them (--cluster {cluster} alone "
-                                                 "runs on the sandbox's cluster of that kind)")
+        raise InputError(
+            f"--provider {provider} and --cluster {cluster} disagree",
+            field="--cluster",
+            hint=f"give one of them (--cluster {cluster} alone "
+            "runs on the sandbox's cluster of that kind)",
+        )
     return provider
 
 
-def make_target(*, address: str | None, provider: str | None, gateway_class: str | None,
-                context: str | None, keep: bool, quiet: bool, cluster: str | None = None,
-                scenarios: list[Scenario] | None = None) -> Any:
+def make_target(
+    *,
+    address: str | None,
+    provider: str | None,
+    gateway_class: str | None,
+    context: str | None,
+    keep: bool,
+    quiet: bool,
+    cluster: str | None = None,
+    scenarios: list[Scenario] | None = None,
+) -> Any:
     if address:
         if provider:
-            raise InputError("--address runs the checks against a gateway already listening; "
-                             "it cannot be combined with --provider", field="--address")
+            raise InputError(
+                "--address runs the checks against a gateway already listening; "
+                "it cannot be combined with --provider",
+                field="--address",
+            )
         from sandbox.targets.address import AddressTarget, parse_address
 
         return AddressTarget(parse_address(address))
@@ -359,8 +470,11 @@ def make_target(*, address: str | None, provider: str | None, gateway_class: str
             raise InputError("--context is for --provider existing", field="--context")
         from sandbox.targets.local import LocalTarget
 
-        return LocalTarget(warn=lambda line: err.print(f"[bold yellow]warning:[/] {escape(line)}",
-                                                       markup=True, highlight=False))
+        return LocalTarget(
+            warn=lambda line: err.print(
+                f"[bold yellow]warning:[/] {escape(line)}", markup=True, highlight=False
+            )
+        )
     return _cluster_target(provider, gateway_class, context, keep, quiet, scenarios)
 
 
@@ -373,10 +487,13 @@ def _manifest_errors(scenarios: list[Scenario]) -> list[SandboxError]:
     for scenario in scenarios:
         checked = schema.check_scenario_manifests(scenario, download=False)
         if checked.problems:
-            errors.append(InputError(
-                f"scenario {scenario.name!r}: {len(checked.problems)} manifest error(s) "
-                f"({checked.headline}):" + "".join(f"\n  {p}" for p in checked.problems),
-                hint=f"`sandbox check {display_path(scenario.path)}` lists them too"))
+            errors.append(
+                InputError(
+                    f"scenario {scenario.name!r}: {len(checked.problems)} manifest error(s) "
+                    f"({checked.headline}):" + "".join(f"\n  {p}" for p in checked.problems),
+                    hint=f"`sandbox check {display_path(scenario.path)}` lists them too",
+                )
+            )
     return errors
 
 
@@ -385,40 +502,82 @@ def _run_command() -> click.Command:
     @click.argument("scenarios", nargs=-1, required=True)
     @click.option("--keep", is_flag=True, help="Leave the run's namespaces for inspection.")
     @click.option("--fail-fast", is_flag=True, help="Stop at the first failed check.")
-    @click.option("-k", "pattern", metavar="PATTERN",
-                  help="Only checks whose 'scenario/check name' contains PATTERN "
-                       "(glob with * ? [ ]; 'not PATTERN' inverts).")
-    @click.option("--junit", "junit", type=click.Path(dir_okay=False, path_type=Path),
-                  help="Write a JUnit XML report to FILE.")
-    @click.option("--conformance-report", "conformance_report",
-                  type=click.Path(dir_okay=False, path_type=Path),
-                  help="Write the upstream ConformanceReport YAML (gateway.networking.k8s.io/v1) "
-                       "to FILE [implementation fields: env SANDBOX_CONFORMANCE_IMPLEMENTATION].")
+    @click.option(
+        "-k",
+        "pattern",
+        metavar="PATTERN",
+        help="Only checks whose 'scenario/check name' contains PATTERN "
+        "(glob with * ? [ ]; 'not PATTERN' inverts).",
+    )
+    @click.option(
+        "--junit",
+        "junit",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write a JUnit XML report to FILE.",
+    )
+    @click.option(
+        "--conformance-report",
+        "conformance_report",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write the upstream ConformanceReport YAML (gateway.networking.k8s.io/v1) "
+        "to FILE [implementation fields: env SANDBOX_CONFORMANCE_IMPLEMENTATION].",
+    )
     @output_option
-    @click.option("--address", metavar="HOST:PORT",
-                  help="Send the checks to a gateway already listening there; nothing is "
-                       "deployed (every Gateway and port of the scenario maps to it).")
-    @click.option("--provider", type=click.Choice(PROVIDERS), default=None,
-                  help="Where to deploy: k3d (the sandbox's k3d cluster, brought up if needed; "
-                       "default), kind (the sandbox's kind cluster), local (the reference gateway "
-                       "on loopback), existing (--context of your kubeconfig).")
-    @click.option("--cluster", type=click.Choice(CLUSTER_PROVIDERS), default=None,
-                  envvar="SANDBOX_CLUSTER", show_envvar=True,
-                  help="Which tool makes the sandbox's cluster (same as --provider k3d|kind).")
-    @click.option("--gateway-class", metavar="NAME",
-                  help="GatewayClass given to every Gateway [default: the sandbox's, eg].")
+    @click.option(
+        "--address",
+        metavar="HOST:PORT",
+        help="Send the checks to a gateway already listening there; nothing is "
+        "deployed (every Gateway and port of the scenario maps to it).",
+    )
+    @click.option(
+        "--provider",
+        type=click.Choice(PROVIDERS),
+        default=None,
+        help="Where to deploy: k3d (the sandbox's k3d cluster, brought up if needed; "
+        "default), kind (the sandbox's kind cluster), local (the reference gateway "
+        "on loopback), existing (--context of your kubeconfig).",
+    )
+    @click.option(
+        "--cluster",
+        type=click.Choice(CLUSTER_PROVIDERS),
+        default=None,
+        envvar="SANDBOX_CLUSTER",
+        show_envvar=True,
+        help="Which tool makes the sandbox's cluster (same as --provider k3d|kind).",
+    )
+    @click.option(
+        "--gateway-class",
+        metavar="NAME",
+        help="GatewayClass given to every Gateway [default: the sandbox's, eg].",
+    )
     @click.option("--context", metavar="NAME", help="kubeconfig context for --provider existing.")
-    @click.option("--timeout", "check_timeout", type=click.FloatRange(min=0, min_open=True),
-                  envvar="SANDBOX_CHECK_TIMEOUT", metavar="SECONDS",
-                  help="Seconds every check may take to converge, instead of its own timeout "
-                       "(scenario.yaml; default 30) [env SANDBOX_CHECK_TIMEOUT].")
+    @click.option(
+        "--timeout",
+        "check_timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        envvar="SANDBOX_CHECK_TIMEOUT",
+        metavar="SECONDS",
+        help="Seconds every check may take to converge, instead of its own timeout "
+        "(scenario.yaml; default 30) [env SANDBOX_CHECK_TIMEOUT].",
+    )
     @click.pass_context
     @handle_errors
-    def run(ctx: click.Context, scenarios: tuple[str, ...], keep: bool, fail_fast: bool,
-            pattern: str | None, junit: Path | None, output: str, address: str | None,
-            provider: str | None, gateway_class: str | None, context: str | None,
-            conformance_report: Path | None = None, cluster: str | None = None,
-            check_timeout: float | None = None) -> None:
+    def run(
+        ctx: click.Context,
+        scenarios: tuple[str, ...],
+        keep: bool,
+        fail_fast: bool,
+        pattern: str | None,
+        junit: Path | None,
+        output: str,
+        address: str | None,
+        provider: str | None,
+        gateway_class: str | None,
+        context: str | None,
+        conformance_report: Path | None = None,
+        cluster: str | None = None,
+        check_timeout: float | None = None,
+    ) -> None:
         """Run scenarios (names or folders; a folder of scenarios runs every one) and report
         every check.
 
@@ -443,9 +602,16 @@ def _run_command() -> click.Command:
                 err.print(f"[bold red]error:[/] {problem}", markup=True, highlight=False)
             raise problems[-1]
 
-        target = make_target(address=address, provider=provider, gateway_class=gateway_class,
-                             context=context, keep=keep, quiet=quiet,
-                             cluster=None if address else cluster, scenarios=loaded)
+        target = make_target(
+            address=address,
+            provider=provider,
+            gateway_class=gateway_class,
+            context=context,
+            keep=keep,
+            quiet=quiet,
+            cluster=None if address else cluster,
+            scenarios=loaded,
+        )
         live = out if output == "text" else err
 
         def progress(line: str) -> None:
@@ -459,27 +625,38 @@ def _run_command() -> click.Command:
                 return  # -q: failures, skips and the summary only
             shown[0] += 1
             style = {"passed": "green", "failed": "bold red", "skipped": "yellow"}[result.status]
-            live.print(report_mod.check_line(scenario, result), markup=False, highlight=False,
-                       style=style)
+            live.print(
+                report_mod.check_line(scenario, result), markup=False, highlight=False, style=style
+            )
 
         waiting: dict[int, float] = {}  # check -> elapsed when last said
 
-        def on_miss(check: Any, attempts: int, elapsed: float, observed: Any,
-                    mismatches: list[Any]) -> None:
+        def on_miss(
+            check: Any, attempts: int, elapsed: float, observed: Any, mismatches: list[Any]
+        ) -> None:
             # on a terminal only, every 5 s: what a slow check is still seeing
             if quiet or not err.is_terminal or elapsed - waiting.get(id(check), 0.0) < 5:
                 return
             waiting[id(check)] = elapsed
             first = mismatches[0] if mismatches else None
-            seen = (f"{first.field} {first.observed}, want {first.expected}" if first
-                    else "no match")
-            err.print(f"  {check.name}: {seen} ({attempts} requests, {elapsed:.0f}s of "
-                      f"{check.timeout:g}s)", markup=False, highlight=False, style="dim")
+            seen = f"{first.field} {first.observed}, want {first.expected}" if first else "no match"
+            err.print(
+                f"  {check.name}: {seen} ({attempts} requests, {elapsed:.0f}s of "
+                f"{check.timeout:g}s)",
+                markup=False,
+                highlight=False,
+                style="dim",
+            )
 
         from sandbox.probe import Prober
 
-        runner = Runner(target, progress=progress, on_result=on_result,
-                        prober=Prober(on_miss=on_miss), timeout=check_timeout)
+        runner = Runner(
+            target,
+            progress=progress,
+            on_result=on_result,
+            prober=Prober(on_miss=on_miss),
+            timeout=check_timeout,
+        )
         run_report = runner.run(loaded, keep=keep, fail_fast=fail_fast, pattern=pattern)
 
         details = report_mod.render_details(run_report)
@@ -493,20 +670,29 @@ def _run_command() -> click.Command:
             from sandbox import conformance, features
 
             supported, exempt = features.default_support(
-                target.name, gateway_class in (None, "", DEFAULT_GATEWAY_CLASS))
+                target.name, gateway_class in (None, "", DEFAULT_GATEWAY_CLASS)
+            )
             impl = conformance.implementation_for(target.name)
             conformance.write_conformance_report(
-                [run_report], conformance_report, implementation=impl, target=target,
-                scenarios=loaded, supported_features=supported, exempt_features=exempt)
+                [run_report],
+                conformance_report,
+                implementation=impl,
+                target=target,
+                scenarios=loaded,
+                supported_features=supported,
+                exempt_features=exempt,
+            )
             if not quiet:
-                err.print(f"ConformanceReport: {conformance_report}", markup=False,
-                          highlight=False)
+                err.print(f"ConformanceReport: {conformance_report}", markup=False, highlight=False)
             unknown = conformance.undefined_fields(impl)
             if unknown:
-                err.print(f"note: implementation {', '.join(unknown)} UNDEFINED in the report; "
-                          f"give them with {conformance.ENV_IMPLEMENTATION}="
-                          "organization=O,project=P,url=U,version=V,contact=C",
-                          markup=False, highlight=False)
+                err.print(
+                    f"note: implementation {', '.join(unknown)} UNDEFINED in the report; "
+                    f"give them with {conformance.ENV_IMPLEMENTATION}="
+                    "organization=O,project=P,url=U,version=V,contact=C",
+                    markup=False,
+                    highlight=False,
+                )
         summary = report_mod.format_summary(run_report)
         if output == "json":
             if details:
@@ -517,8 +703,12 @@ def _run_command() -> click.Command:
             if details:
                 out.print("\n" + details, markup=False, highlight=False)
             style = "green" if run_report.exit_code == EXIT_OK else "bold red"
-            out.print(("\n" if shown[0] or details else "") + summary, markup=False,
-                      highlight=False, style=style)
+            out.print(
+                ("\n" if shown[0] or details else "") + summary,
+                markup=False,
+                highlight=False,
+                style=style,
+            )
         if junit is not None and not quiet:
             err.print(f"JUnit report: {junit}", markup=False, highlight=False)
         sys.exit(run_report.exit_code)
@@ -533,8 +723,13 @@ def _run_command() -> click.Command:
 
 def _echo_command() -> click.Command:
     @click.command("echo")
-    @click.option("--port", type=click.IntRange(0, 65535), default=3000, show_default=True,
-                  help="Port to listen on (0 picks a free one).")
+    @click.option(
+        "--port",
+        type=click.IntRange(0, 65535),
+        default=3000,
+        show_default=True,
+        help="Port to listen on (0 picks a free one).",
+    )
     @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
     @click.option("--pod", default=None, help="Pod name echoed back [env POD_NAME].")
     @click.option("--namespace", default=None, help="Namespace echoed back [env NAMESPACE].")
@@ -542,8 +737,15 @@ def _echo_command() -> click.Command:
     @click.option("--ingress", default=None, help="Ingress echoed back [env INGRESS_NAME].")
     @click.pass_context
     @handle_errors
-    def echo(ctx: click.Context, port: int, host: str, pod: str | None, namespace: str | None,
-             service: str | None, ingress: str | None) -> None:
+    def echo(
+        ctx: click.Context,
+        port: int,
+        host: str,
+        pod: str | None,
+        namespace: str | None,
+        service: str | None,
+        ingress: str | None,
+    ) -> None:
         """Run an HTTP echo backend that answers like the upstream echo-basic image.
 
         JSON with path (with query), host, method, proto, headers, httpPort, namespace,
@@ -554,19 +756,28 @@ def _echo_command() -> click.Command:
 
         try:
             server = EchoServer(
-                host, port,
+                host,
+                port,
                 pod=pod if pod is not None else os.environ.get("POD_NAME", ""),
                 namespace=namespace if namespace is not None else os.environ.get("NAMESPACE", ""),
                 service=service if service is not None else os.environ.get("SERVICE_NAME", ""),
                 ingress=ingress if ingress is not None else os.environ.get("INGRESS_NAME", ""),
                 log=(lambda line: err.print(line, markup=False, highlight=False))
-                if (ctx.obj or {}).get("verbose") else None,
+                if (ctx.obj or {}).get("verbose")
+                else None,
             )
         except OSError as e:
-            hint = ("another program listens there (`ss -ltnp` names it); pick another "
-                    "--port, or --port 0 for a free one") if e.errno == errno.EADDRINUSE else None
-            raise InputError(f"cannot listen on {host}:{port}: {e.strerror or e}",
-                             field="--port", hint=hint) from None
+            hint = (
+                (
+                    "another program listens there (`ss -ltnp` names it); pick another "
+                    "--port, or --port 0 for a free one"
+                )
+                if e.errno == errno.EADDRINUSE
+                else None
+            )
+            raise InputError(
+                f"cannot listen on {host}:{port}: {e.strerror or e}", field="--port", hint=hint
+            ) from None
         err.print(f"echo backend listening on {server.url} (Ctrl-C stops)")
         sys.stderr.flush()
         try:

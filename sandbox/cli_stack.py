@@ -17,30 +17,62 @@ from sandbox.settings import Settings
 F = TypeVar("F", bound=Callable[..., Any])
 
 cluster_option = click.option(
-    "--cluster", type=click.Choice(settings_mod.CLUSTER_PROVIDERS), envvar="SANDBOX_CLUSTER",
-    show_envvar=True, default=None,
-    help=f"Which tool makes the sandbox's cluster [default: {settings_mod.DEFAULT_CLUSTER_PROVIDER}].")
+    "--cluster",
+    type=click.Choice(settings_mod.CLUSTER_PROVIDERS),
+    envvar="SANDBOX_CLUSTER",
+    show_envvar=True,
+    default=None,
+    help=f"Which tool makes the sandbox's cluster [default: {settings_mod.DEFAULT_CLUSTER_PROVIDER}].",
+)
 
 
 def stack_options(func: F) -> F:
     """Flags shared by the stack commands, each mirrored by a SANDBOX_* variable."""
     options = [
         cluster_option,
-        click.option("--name", envvar="SANDBOX_CLUSTER_NAME", show_envvar=True,
-                     help=f"Cluster name [default: {settings_mod.DEFAULT_CLUSTER_NAME}]."),
-        click.option("--k3s-image", envvar="SANDBOX_K3S_IMAGE", show_envvar=True,
-                     help=f"k3s image for a new cluster [default: {settings_mod.K3S_IMAGE}]."),
-        click.option("--k3d-version", envvar="SANDBOX_K3D_VERSION", show_envvar=True,
-                     help=f"k3d to use (PATH if it fits, else downloaded) [default: {settings_mod.K3D_VERSION}]."),
-        click.option("--kind-version", envvar="SANDBOX_KIND_VERSION", show_envvar=True,
-                     help=f"kind to use with --cluster kind [default: {settings_mod.KIND_VERSION}]."),
-        click.option("--kind-node-image", envvar="SANDBOX_KIND_NODE_IMAGE", show_envvar=True,
-                     help="kind node image for a new cluster (a tag without a digest works and is "
-                          f"not pulled when the engine has it) [default: {settings_mod.KIND_NODE_IMAGE}]."),
-        click.option("--kubectl-version", envvar="SANDBOX_KUBECTL_VERSION", show_envvar=True,
-                     help=f"kubectl to use [default: {settings_mod.KUBECTL_VERSION}]."),
-        click.option("--envoy-gateway-version", envvar="SANDBOX_ENVOY_GATEWAY_VERSION", show_envvar=True,
-                     help=f"Envoy Gateway release [default: {settings_mod.ENVOY_GATEWAY_VERSION}]."),
+        click.option(
+            "--name",
+            envvar="SANDBOX_CLUSTER_NAME",
+            show_envvar=True,
+            help=f"Cluster name [default: {settings_mod.DEFAULT_CLUSTER_NAME}].",
+        ),
+        click.option(
+            "--k3s-image",
+            envvar="SANDBOX_K3S_IMAGE",
+            show_envvar=True,
+            help=f"k3s image for a new cluster [default: {settings_mod.K3S_IMAGE}].",
+        ),
+        click.option(
+            "--k3d-version",
+            envvar="SANDBOX_K3D_VERSION",
+            show_envvar=True,
+            help=f"k3d to use (PATH if it fits, else downloaded) [default: {settings_mod.K3D_VERSION}].",
+        ),
+        click.option(
+            "--kind-version",
+            envvar="SANDBOX_KIND_VERSION",
+            show_envvar=True,
+            help=f"kind to use with --cluster kind [default: {settings_mod.KIND_VERSION}].",
+        ),
+        click.option(
+            "--kind-node-image",
+            envvar="SANDBOX_KIND_NODE_IMAGE",
+            show_envvar=True,
+            help="kind node image for a new cluster (a tag without a digest works and is "
+            f"not pulled when the engine has it) [default: {settings_mod.KIND_NODE_IMAGE}].",
+        ),
+        click.option(
+            "--kubectl-version",
+            envvar="SANDBOX_KUBECTL_VERSION",
+            show_envvar=True,
+            help=f"kubectl to use [default: {settings_mod.KUBECTL_VERSION}].",
+        ),
+        click.option(
+            "--envoy-gateway-version",
+            envvar="SANDBOX_ENVOY_GATEWAY_VERSION",
+            show_envvar=True,
+            help=f"Envoy Gateway release [default: {settings_mod.ENVOY_GATEWAY_VERSION}].",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -93,17 +125,35 @@ timeout_option = click.option(
     show_envvar=True,
     help="Also merge the cluster into your default kubeconfig (current context unchanged).",
 )
-@click.option("--offline", is_flag=True, envvar="SANDBOX_OFFLINE", show_envvar=True,
-              help="Never pull: fail at once, naming every needed image that is neither in the "
-                   "Docker engine nor in the cluster.")
-@click.option("--pull", is_flag=True, envvar="SANDBOX_PULL", show_envvar=True,
-              help="Pull on the host the needed images that neither the engine nor the cluster "
-                   "has, then load them into the cluster.")
+@click.option(
+    "--offline",
+    is_flag=True,
+    envvar="SANDBOX_OFFLINE",
+    show_envvar=True,
+    help="Never pull: fail at once, naming every needed image that is neither in the "
+    "Docker engine nor in the cluster.",
+)
+@click.option(
+    "--pull",
+    is_flag=True,
+    envvar="SANDBOX_PULL",
+    show_envvar=True,
+    help="Pull on the host the needed images that neither the engine nor the cluster "
+    "has, then load them into the cluster.",
+)
 @output_option
 @click.pass_context
 @handle_errors
-def up(ctx: click.Context, /, timeout: float, merge_kubeconfig: bool, offline: bool, pull: bool,
-       output: str, **flags: str | None) -> None:
+def up(
+    ctx: click.Context,
+    /,
+    timeout: float,
+    merge_kubeconfig: bool,
+    offline: bool,
+    pull: bool,
+    output: str,
+    **flags: str | None,
+) -> None:
     """Create (or confirm) the k3d (or kind) cluster with Envoy Gateway and GatewayClass eg.
 
     Idempotent: on a ready stack it returns within seconds; an interrupted `up` is finished by
@@ -111,8 +161,14 @@ def up(ctx: click.Context, /, timeout: float, merge_kubeconfig: bool, offline: b
     Your ~/.kube/config is never changed unless --merge-kubeconfig is given.
     """
     settings = settings_from(**flags)
-    result = stack.ensure_up(settings, _reporter(ctx), timeout=timeout,
-                             merge_kubeconfig=merge_kubeconfig, offline=offline, pull=pull)
+    result = stack.ensure_up(
+        settings,
+        _reporter(ctx),
+        timeout=timeout,
+        merge_kubeconfig=merge_kubeconfig,
+        offline=offline,
+        pull=pull,
+    )
     if output == "json":
         print_json(result.summary())
         return
@@ -122,14 +178,24 @@ def up(ctx: click.Context, /, timeout: float, merge_kubeconfig: bool, offline: b
         f"GatewayClass {result.gateway_class}",
         highlight=False,
     )
-    err.print(f"  kubectl --kubeconfig {result.kubeconfig} --context {result.context} get gatewayclass",
-              highlight=False, markup=False)
+    err.print(
+        f"  kubectl --kubeconfig {result.kubeconfig} --context {result.context} get gatewayclass",
+        highlight=False,
+        markup=False,
+    )
 
 
 @click.command()
 @stack_options
-@click.option("--timeout", type=click.FloatRange(min=1), default=180, show_default=True,
-              envvar="SANDBOX_TIMEOUT", show_envvar=True, help="Seconds the delete may take.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=180,
+    show_default=True,
+    envvar="SANDBOX_TIMEOUT",
+    show_envvar=True,
+    help="Seconds the delete may take.",
+)
 @output_option
 @click.pass_context
 @handle_errors
@@ -157,7 +223,9 @@ def _status_text(report: dict[str, Any]) -> list[str]:
     else:
         lines.append(f"cluster:       {c.get('provider', '')} {c['name']} (absent)")
     for n in report.get("nodes") or []:
-        lines.append(f"node:          {n['name']} {'Ready' if n['ready'] else 'NotReady'} {n.get('kubelet') or ''}")
+        lines.append(
+            f"node:          {n['name']} {'Ready' if n['ready'] else 'NotReady'} {n.get('kubelet') or ''}"
+        )
     if "controller" in report:
         ctl = report["controller"]
         lines.append(
@@ -166,7 +234,9 @@ def _status_text(report: dict[str, Any]) -> list[str]:
         )
     if "gatewayClass" in report:
         gc = report["gatewayClass"]
-        lines.append(f"gatewayclass:  {gc['name']} {'Accepted' if gc['accepted'] else 'not Accepted'}")
+        lines.append(
+            f"gatewayclass:  {gc['name']} {'Accepted' if gc['accepted'] else 'not Accepted'}"
+        )
     lines.append(f"kubeconfig:    {report['kubeconfig']} (context {report['context']})")
     lines.append("versions:      " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()))
     for p in report.get("problems") or []:
@@ -220,9 +290,7 @@ def doctor(output: str, **flags: str | None) -> None:
                 click.echo(f"     fix: {c.fix}")
     if problems:
         names = ", ".join(c.name for c in problems)
-        raise EnvironmentProblem(
-            f"{len(problems)} problem(s) found: {names}", hint=problems[0].fix
-        )
+        raise EnvironmentProblem(f"{len(problems)} problem(s) found: {names}", hint=problems[0].fix)
 
 
 @click.command()
@@ -268,27 +336,43 @@ def images(scenarios: tuple[str, ...], output: str, **flags: str | None) -> None
             if n.ref == node_ref:
                 n.cluster = None
     if output == "json":
-        print_json({"cluster": settings.cluster_name, "provider": settings.cluster,
-                    "clusterRunning": bool(info and info.running),
-                    "images": [n.as_dict() for n in located]})
+        print_json(
+            {
+                "cluster": settings.cluster_name,
+                "provider": settings.cluster,
+                "clusterRunning": bool(info and info.running),
+                "images": [n.as_dict() for n in located],
+            }
+        )
     else:
+
         def mark(value: bool | None) -> str:
             return "-" if value is None else "yes" if value else "NO"
 
         width = max(len(n.ref) for n in located)
         click.echo(f"{'IMAGE'.ljust(width)}  ENGINE  CLUSTER  NEEDED BY")
         for n in located:
-            by = ", ".join(n.needed_by[:3]) + (f" (+{len(n.needed_by) - 3})" if len(n.needed_by) > 3 else "")
-            click.echo(f"{n.ref.ljust(width)}  {mark(n.engine).ljust(6)}  {mark(n.cluster).ljust(7)}  {by}")
+            by = ", ".join(n.needed_by[:3]) + (
+                f" (+{len(n.needed_by) - 3})" if len(n.needed_by) > 3 else ""
+            )
+            click.echo(
+                f"{n.ref.ljust(width)}  {mark(n.engine).ljust(6)}  {mark(n.cluster).ljust(7)}  {by}"
+            )
         if info is None or not info.running:
-            err.print(f"(no running {settings.cluster} cluster {settings.cluster_name}: CLUSTER is '-')",
-                      markup=False)
-    missing = [n.ref for n in located if not n.engine and not n.cluster
-               and not (n.ref == node_ref and info is not None)]
+            err.print(
+                f"(no running {settings.cluster} cluster {settings.cluster_name}: CLUSTER is '-')",
+                markup=False,
+            )
+    missing = [
+        n.ref
+        for n in located
+        if not n.engine and not n.cluster and not (n.ref == node_ref and info is not None)
+    ]
     if missing:
-        raise CheckFailed(f"{len(missing)} image(s) in neither the engine nor the cluster: "
-                          + ", ".join(missing),
-                          hint="`sandbox up --pull` pulls them on the host and loads them")
+        raise CheckFailed(
+            f"{len(missing)} image(s) in neither the engine nor the cluster: " + ", ".join(missing),
+            hint="`sandbox up --pull` pulls them on the host and loads them",
+        )
 
 
 def register(group: click.Group) -> None:

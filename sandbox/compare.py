@@ -58,8 +58,11 @@ class Comparison:
 def model_knows(scenario: Scenario, check: Check) -> str | None:
     """None when the model claims to know the check's answer, else why not."""
     needed = set(scenario.features) | set(check.features)
-    unknown = sorted(needed - features_mod.LOCAL_SUPPORTED - {"Gateway", "HTTPRoute", "GRPCRoute",
-                                                              "ReferenceGrant"})
+    unknown = sorted(
+        needed
+        - features_mod.LOCAL_SUPPORTED
+        - {"Gateway", "HTTPRoute", "GRPCRoute", "ReferenceGrant"}
+    )
     if unknown:
         return "the reference model does not implement " + ", ".join(unknown)
     if check.expect.backends is not None:
@@ -100,8 +103,13 @@ def compare_check(
         out.known, out.why_unknown = False, why
         return out
     if observed is None or observed.status is None:
-        out.differences.append(Difference("status", str(_possible_statuses(d)),
-                                          observed.summary() if observed else "no response"))
+        out.differences.append(
+            Difference(
+                "status",
+                str(_possible_statuses(d)),
+                observed.summary() if observed else "no response",
+            )
+        )
         return out
 
     def differ(name: str, model_says: object, real: object) -> None:
@@ -116,14 +124,19 @@ def compare_check(
     if observed.status == 200:
         answering = {
             (namespace_of(dep.namespace), dep.name)
-            for b in d.backends if b.valid and b.weight > 0
-            for dep in model.backends_of(b.namespace, b.name) if dep.replicas > 0
+            for b in d.backends
+            if b.valid and b.weight > 0
+            for dep in model.backends_of(b.namespace, b.name)
+            if dep.replicas > 0
         }
         if observed.pod:
             seen = (observed.namespace or "", deployment_of(observed.pod))
             if answering and seen not in answering:
-                differ("backend", " or ".join(sorted(f"{ns}/{n}" for ns, n in answering)),
-                       f"{seen[0]}/{seen[1]} (pod {observed.pod})")
+                differ(
+                    "backend",
+                    " or ".join(sorted(f"{ns}/{n}" for ns, n in answering)),
+                    f"{seen[0]}/{seen[1]} (pod {observed.pod})",
+                )
                 return out
         if observed.request is not None and check.request.grpc is None:
             _compare_request(check, d, observed, differ)
@@ -139,11 +152,14 @@ def compare_check(
     return out
 
 
-def _compare_request(check: Check, d: Decision, observed: Observed,
-                     differ: Callable[[str, object, object], None]) -> None:
+def _compare_request(
+    check: Check, d: Decision, observed: Observed, differ: Callable[[str, object, object], None]
+) -> None:
     seen = observed.request
     assert seen is not None
-    wanted = [b.request for b in d.backends if b.valid and b.weight > 0 and b.request] or [d.request]
+    wanted = [b.request for b in d.backends if b.valid and b.weight > 0 and b.request] or [
+        d.request
+    ]
     if len({(r.path, r.host, r.method) for r in wanted}) > 1:
         return  # backends see different requests: one response cannot say which was meant
     r = wanted[0]
@@ -162,12 +178,16 @@ def _compare_request(check: Check, d: Decision, observed: Observed,
         want = next((v for k, v in r.headers.items() if k.lower() == name), None)
         got = seen.header(name)
         if want != got:
-            differ(f"request.headers.{name}", want if want is not None else "absent",
-                   got if got is not None else "absent")
+            differ(
+                f"request.headers.{name}",
+                want if want is not None else "absent",
+                got if got is not None else "absent",
+            )
 
 
-def _compare_response_headers(check: Check, d: Decision, observed: Observed,
-                              differ: Callable[[str, object, object], None]) -> None:
+def _compare_response_headers(
+    check: Check, d: Decision, observed: Observed, differ: Callable[[str, object, object], None]
+) -> None:
     valid = [b for b in d.backends if b.valid and b.weight > 0]
     if len(valid) != 1:
         return  # which backend's filters applied is not known from one response
@@ -183,5 +203,8 @@ def _compare_response_headers(check: Check, d: Decision, observed: Observed,
         want = next((v for k, v in hdrs.items() if k.lower() == name), None)
         got = observed.header(name)
         if want != got:
-            differ(f"headers.{name}", want if want is not None else "absent",
-                   got if got is not None else "absent")
+            differ(
+                f"headers.{name}",
+                want if want is not None else "absent",
+                got if got is not None else "absent",
+            )

@@ -76,14 +76,18 @@ class Implementation:
         """Upstream Implementation.Validate: every field is required."""
         for name in ("organization", "project", "url", "version"):
             if not getattr(self, name):
-                raise InputError(f"implementation's {name} cannot be empty",
-                                 field="implementation")
+                raise InputError(f"implementation's {name} cannot be empty", field="implementation")
         if not self.contact:
             raise InputError("implementation's contact cannot be empty", field="implementation")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"organization": self.organization, "project": self.project, "url": self.url,
-                "version": self.version, "contact": list(self.contact)}
+        return {
+            "organization": self.organization,
+            "project": self.project,
+            "url": self.url,
+            "version": self.version,
+            "contact": list(self.contact),
+        }
 
 
 def envoy_gateway_implementation(version: str | None = None) -> Implementation:
@@ -92,7 +96,8 @@ def envoy_gateway_implementation(version: str | None = None) -> Implementation:
     from sandbox import settings
 
     return Implementation(
-        organization="envoyproxy", project="envoy-gateway",
+        organization="envoyproxy",
+        project="envoy-gateway",
         url="https://github.com/envoyproxy/gateway",
         version=version or settings.Settings().envoy_gateway_version,
         contact=("https://github.com/envoyproxy/gateway/blob/main/GOVERNANCE.md",),
@@ -121,6 +126,7 @@ def reference_implementation() -> Implementation:
     except metadata.PackageNotFoundError:
         pass
     else:
+
         def meta(key: str) -> str:
             try:
                 return str(md[key] or "")
@@ -133,7 +139,9 @@ def reference_implementation() -> Implementation:
         url = next((u for u in urls if u), "") or meta("Home-page")
         contact = meta("Author-email") or meta("Author")
     return Implementation(
-        organization=UNDEFINED, project=project, url=url or UNDEFINED,
+        organization=UNDEFINED,
+        project=project,
+        url=url or UNDEFINED,
         version=version if version.startswith("v") else f"v{version}",
         contact=(contact or UNDEFINED,),
     )
@@ -141,8 +149,11 @@ def reference_implementation() -> Implementation:
 
 def undefined_fields(implementation: Implementation) -> list[str]:
     """The implementation fields left ``UNDEFINED`` (to be given by the user)."""
-    return [name for name, value in implementation.as_dict().items()
-            if value == UNDEFINED or value == [UNDEFINED]]
+    return [
+        name
+        for name, value in implementation.as_dict().items()
+        if value == UNDEFINED or value == [UNDEFINED]
+    ]
 
 
 ENV_IMPLEMENTATION = "SANDBOX_CONFORMANCE_IMPLEMENTATION"
@@ -183,11 +194,18 @@ def parse_implementation(text: str, base: Implementation) -> Implementation:
         key, sep, value = part.partition("=")
         key = key.strip()
         if not sep or key not in values:
-            raise InputError(f"expected KEY=VALUE with KEY one of {', '.join(values)}, got {part!r}",
-                             field="--conformance-implementation")
+            raise InputError(
+                f"expected KEY=VALUE with KEY one of {', '.join(values)}, got {part!r}",
+                field="--conformance-implementation",
+            )
         values[key] = [c for c in value.split(";") if c] if key == "contact" else value.strip()
-    return Implementation(values["organization"], values["project"], values["url"],
-                          values["version"], tuple(values["contact"]))
+    return Implementation(
+        values["organization"],
+        values["project"],
+        values["url"],
+        values["version"],
+        tuple(values["contact"]),
+    )
 
 
 @dataclass
@@ -395,8 +413,9 @@ def write_conformance_report(
     ``target``: when it reaches a cluster (has ``kubectl``), version and channel are read from
     the CRDs installed there, as upstream does; otherwise from the project's CRDs.
     """
-    if (gateway_api_version is None or gateway_api_channel is None) and \
-            getattr(target, "kubectl", None) is not None:
+    if (gateway_api_version is None or gateway_api_channel is None) and getattr(
+        target, "kubectl", None
+    ) is not None:
         found = cluster_version_and_channel(target.kubectl)  # type: ignore[union-attr]
         if found is not None:
             gateway_api_version = gateway_api_version or found[0]
@@ -410,22 +429,31 @@ def write_conformance_report(
     supported = F.effective_supported(supported_features, exempt_features, profiles)
     if scenarios is not None:
         tests.extend(not_run(scenarios, tests, supported))
-    report = build_report(tests, implementation=implementation, supported_features=supported,
-                          profiles=profiles, gateway_api_version=gateway_api_version,
-                          gateway_api_channel=gateway_api_channel, mode=mode, date=date)
+    report = build_report(
+        tests,
+        implementation=implementation,
+        supported_features=supported,
+        profiles=profiles,
+        gateway_api_version=gateway_api_version,
+        gateway_api_channel=gateway_api_channel,
+        mode=mode,
+        date=date,
+    )
     p = Path(path)
     try:
         if p.parent and not p.parent.exists():
             p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(render(report), encoding="utf-8")
     except OSError as e:
-        raise InputError(f"cannot write the conformance report: {e.strerror or e}",
-                         file=str(p)) from None
+        raise InputError(
+            f"cannot write the conformance report: {e.strerror or e}", file=str(p)
+        ) from None
     return report
 
 
-def not_run(scenarios: Iterable[Any], results: Iterable[TestResult],
-            supported: frozenset[str]) -> list[TestResult]:
+def not_run(
+    scenarios: Iterable[Any], results: Iterable[TestResult], supported: frozenset[str]
+) -> list[TestResult]:
     """TestResults for the checks of ``scenarios`` that have no result: Skipped (upstream
     ``--run-test``/``--skip-tests``), or not supported when they need unsupported features."""
     seen = {r.name for r in results}
@@ -468,10 +496,18 @@ def _outcome_of(item: Any) -> Outcome:
             continue
         text = str(getattr(value, "value", value)).lower().replace("_", "-")
         aliases: dict[str, Outcome] = {
-            "passed": "passed", "pass": "passed", "ok": "passed", "success": "passed",
-            "failed": "failed", "fail": "failed", "failure": "failed", "error": "failed",
-            "skipped": "skipped", "skip": "skipped",
-            "not-supported": "not-supported", "unsupported": "not-supported",
+            "passed": "passed",
+            "pass": "passed",
+            "ok": "passed",
+            "success": "passed",
+            "failed": "failed",
+            "fail": "failed",
+            "failure": "failed",
+            "error": "failed",
+            "skipped": "skipped",
+            "skip": "skipped",
+            "not-supported": "not-supported",
+            "unsupported": "not-supported",
         }
         if text in aliases:
             return aliases[text]

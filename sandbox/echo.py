@@ -117,8 +117,13 @@ def go_clean_path(p: str) -> str:
     return clean
 
 
-_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
-               "\u2029": "\\u2029"}
+_GO_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
 
 
 def go_json_indent(value: Any) -> str:
@@ -188,8 +193,11 @@ class _EchoHandler(BaseHTTPRequestHandler):
             # Go's ServeMux answers a path with . or .. segments with a 301 to the cleaned path
             # (net/http server.go: ServeMux.findHandler, cleanPath), query kept
             location = clean + (f"?{query}" if query else "")
-            body = (f'<a href="{location}">Moved Permanently</a>.\n\n'.encode()
-                    if self.command == "GET" else b"")
+            body = (
+                f'<a href="{location}">Moved Permanently</a>.\n\n'.encode()
+                if self.command == "GET"
+                else b""
+            )
             headers = [("Location", location)]
             if body:
                 headers.append(("Content-Type", "text/html; charset=utf-8"))
@@ -226,7 +234,8 @@ class _EchoHandler(BaseHTTPRequestHandler):
             # http.server reads header bytes as Latin-1; Go keeps the bytes, and its JSON
             # encoder writes invalid UTF-8 as U+FFFD
             headers.setdefault(key, []).append(
-                value.encode("iso-8859-1", "replace").decode("utf-8", "replace"))
+                value.encode("iso-8859-1", "replace").decode("utf-8", "replace")
+            )
         srv = self.server
         payload: dict[str, Any] = {
             "path": uri,

@@ -97,7 +97,9 @@ class TargetUnreachable(EnvironmentProblem):
 class WaitTimeout(EnvironmentProblem):
     """A bounded wait gave up. The message names what it waited for and the last status seen."""
 
-    def __init__(self, what: str, timeout: float, last_seen: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self, what: str, timeout: float, last_seen: str, *, hint: str | None = None
+    ) -> None:
         self.what = what
         self.timeout = timeout
         self.last_seen = last_seen

@@ -51,50 +51,58 @@ def _group(api: str, level: Level, names: Iterable[str | tuple[str, Channel]]) -
 _ALL: list[Feature] = [
     # pkg/features/gateway.go: GatewayCoreFeatures, GatewayExtendedFeatures
     *_group("Gateway", "core", ["Gateway"]),
-    *_group("Gateway", "extended", [
-        "GatewayPort8080",
-        "GatewayStaticAddresses",
-        "GatewayHTTPListenerIsolation",
-        "GatewayHTTPSListenerDetectMisdirectedRequests",
-        "GatewayInfrastructurePropagation",
-        "GatewayAddressEmpty",
-        "GatewayBackendClientCertificate",
-        "GatewayFrontendClientCertificateValidation",
-        "GatewayFrontendClientCertificateValidationInsecureFallback",
-        "ListenerSet",
-    ]),
+    *_group(
+        "Gateway",
+        "extended",
+        [
+            "GatewayPort8080",
+            "GatewayStaticAddresses",
+            "GatewayHTTPListenerIsolation",
+            "GatewayHTTPSListenerDetectMisdirectedRequests",
+            "GatewayInfrastructurePropagation",
+            "GatewayAddressEmpty",
+            "GatewayBackendClientCertificate",
+            "GatewayFrontendClientCertificateValidation",
+            "GatewayFrontendClientCertificateValidationInsecureFallback",
+            "ListenerSet",
+        ],
+    ),
     # pkg/features/referencegrant.go: ReferenceGrantCoreFeatures
     *_group("ReferenceGrant", "core", ["ReferenceGrant"]),
     # pkg/features/httproute.go: HTTPRouteCoreFeatures, HTTPRouteExtendedFeatures
     *_group("HTTPRoute", "core", ["HTTPRoute"]),
-    *_group("HTTPRoute", "extended", [
-        ("HTTPRouteDestinationPortMatching", EXPERIMENTAL),
-        "HTTPRouteBackendRequestHeaderModification",
-        "HTTPRouteQueryParamMatching",
-        "HTTPRouteMethodMatching",
-        "HTTPRouteResponseHeaderModification",
-        "HTTPRoutePortRedirect",
-        "HTTPRouteSchemeRedirect",
-        "HTTPRoutePathRedirect",
-        "HTTPRouteHostRewrite",
-        "HTTPRoutePathRewrite",
-        "HTTPRouteRequestMirror",
-        "HTTPRouteRequestMultipleMirrors",
-        "HTTPRouteRequestPercentageMirror",
-        "HTTPRouteRequestTimeout",
-        "HTTPRouteBackendTimeout",
-        "HTTPRouteParentRefPort",
-        "HTTPRouteBackendProtocolH2C",
-        "HTTPRouteBackendProtocolWebSocket",
-        "HTTPRouteNamedRouteRule",
-        "HTTPRouteCORS",
-        "HTTPRoute303RedirectStatusCode",
-        "HTTPRoute307RedirectStatusCode",
-        "HTTPRoute308RedirectStatusCode",
-        ("HTTPRouteRetry", EXPERIMENTAL),
-        ("HTTPRouteRetryBackendTimeout", EXPERIMENTAL),
-        ("HTTPRouteRetryConnectionError", EXPERIMENTAL),
-    ]),
+    *_group(
+        "HTTPRoute",
+        "extended",
+        [
+            ("HTTPRouteDestinationPortMatching", EXPERIMENTAL),
+            "HTTPRouteBackendRequestHeaderModification",
+            "HTTPRouteQueryParamMatching",
+            "HTTPRouteMethodMatching",
+            "HTTPRouteResponseHeaderModification",
+            "HTTPRoutePortRedirect",
+            "HTTPRouteSchemeRedirect",
+            "HTTPRoutePathRedirect",
+            "HTTPRouteHostRewrite",
+            "HTTPRoutePathRewrite",
+            "HTTPRouteRequestMirror",
+            "HTTPRouteRequestMultipleMirrors",
+            "HTTPRouteRequestPercentageMirror",
+            "HTTPRouteRequestTimeout",
+            "HTTPRouteBackendTimeout",
+            "HTTPRouteParentRefPort",
+            "HTTPRouteBackendProtocolH2C",
+            "HTTPRouteBackendProtocolWebSocket",
+            "HTTPRouteNamedRouteRule",
+            "HTTPRouteCORS",
+            "HTTPRoute303RedirectStatusCode",
+            "HTTPRoute307RedirectStatusCode",
+            "HTTPRoute308RedirectStatusCode",
+            ("HTTPRouteRetry", EXPERIMENTAL),
+            ("HTTPRouteRetryBackendTimeout", EXPERIMENTAL),
+            ("HTTPRouteRetryConnectionError", EXPERIMENTAL),
+        ],
+    ),
     # pkg/features/grpcroute.go: GRPCRouteCoreFeatures, GRPCRouteExtendedFeatures
     *_group("GRPCRoute", "core", ["GRPCRoute"]),
     *_group("GRPCRoute", "extended", ["GRPCRouteNamedRouteRule"]),
@@ -110,17 +118,21 @@ _ALL: list[Feature] = [
     *_group("UDPRoute", "extended", ["UDPRoute"]),
     # pkg/features/mesh.go
     *_group("Mesh", "core", ["Mesh"]),
-    *_group("Mesh", "extended", [
-        "MeshClusterIPMatching",
-        "MeshConsumerRoute",
-        "MeshHTTPRouteRewritePath",
-        "MeshHTTPRouteSchemeRedirect",
-        "MeshHTTPRouteRedirectPort",
-        "MeshHTTPRouteRedirectPath",
-        "MeshHTTPRouteBackendRequestHeaderModification",
-        "MeshHTTPRouteQueryParamMatching",
-        "MeshHTTPRouteNamedRouteRule",
-    ]),
+    *_group(
+        "Mesh",
+        "extended",
+        [
+            "MeshClusterIPMatching",
+            "MeshConsumerRoute",
+            "MeshHTTPRouteRewritePath",
+            "MeshHTTPRouteSchemeRedirect",
+            "MeshHTTPRouteRedirectPort",
+            "MeshHTTPRouteRedirectPath",
+            "MeshHTTPRouteBackendRequestHeaderModification",
+            "MeshHTTPRouteQueryParamMatching",
+            "MeshHTTPRouteNamedRouteRule",
+        ],
+    ),
 ]
 
 #: every upstream feature by name
@@ -165,12 +177,21 @@ PROFILES: dict[str, Profile] = {
             frozenset({"Gateway", "ReferenceGrant", "HTTPRoute"}),
             _GW_EXT | _names("HTTPRoute", "extended") | _names("BackendTLSPolicy"),
         ),
-        Profile(GATEWAY_TLS, frozenset({"Gateway", "ReferenceGrant", "TLSRoute"}),
-                _GW_EXT | _names("TLSRoute", "extended")),
-        Profile(GATEWAY_TCP, frozenset({"Gateway", "TCPRoute", "ReferenceGrant"}),
-                _GW_EXT | _names("TCPRoute")),
-        Profile(GATEWAY_UDP, frozenset({"Gateway", "UDPRoute", "ReferenceGrant"}),
-                _GW_EXT | _names("UDPRoute")),
+        Profile(
+            GATEWAY_TLS,
+            frozenset({"Gateway", "ReferenceGrant", "TLSRoute"}),
+            _GW_EXT | _names("TLSRoute", "extended"),
+        ),
+        Profile(
+            GATEWAY_TCP,
+            frozenset({"Gateway", "TCPRoute", "ReferenceGrant"}),
+            _GW_EXT | _names("TCPRoute"),
+        ),
+        Profile(
+            GATEWAY_UDP,
+            frozenset({"Gateway", "UDPRoute", "ReferenceGrant"}),
+            _GW_EXT | _names("UDPRoute"),
+        ),
         # GATEWAY-GRPC's extended set is the Gateway extended features only: upstream does not
         # list GRPCRouteNamedRouteRule, so a test needing it belongs to no profile.
         Profile(GATEWAY_GRPC, frozenset({"Gateway", "ReferenceGrant", "GRPCRoute"}), _GW_EXT),
@@ -203,9 +224,12 @@ def check_names(names: Iterable[str], *, field: str, file: str | None = None) ->
     out = []
     for name in names:
         if name not in FEATURES:
-            raise InputError(unknown_feature_message(name), file=file, field=field,
-                             hint="feature names are the upstream FeatureName values "
-                                  "(gateway-api pkg/features)")
+            raise InputError(
+                unknown_feature_message(name),
+                file=file,
+                field=field,
+                hint="feature names are the upstream FeatureName values (gateway-api pkg/features)",
+            )
         out.append(name)
     return out
 
@@ -221,8 +245,9 @@ def parse_feature_list(text: str | None, *, field: str) -> frozenset[str]:
     return frozenset(check_names(names, field=field))
 
 
-def profiles_for(features: Iterable[str], names: Iterable[str] = DEFAULT_PROFILES
-                 ) -> list[tuple[Profile, bool]]:
+def profiles_for(
+    features: Iterable[str], names: Iterable[str] = DEFAULT_PROFILES
+) -> list[tuple[Profile, bool]]:
     """The profiles (among ``names``) a test needing ``features`` counts in, with is-extended.
 
     Empty when the features are empty (such a test belongs to no profile).
@@ -238,8 +263,11 @@ def profiles_for(features: Iterable[str], names: Iterable[str] = DEFAULT_PROFILE
     return out
 
 
-def effective_supported(supported: Iterable[str] | None, exempt: Iterable[str] = (),
-                        profiles: Iterable[str] = DEFAULT_PROFILES) -> frozenset[str]:
+def effective_supported(
+    supported: Iterable[str] | None,
+    exempt: Iterable[str] = (),
+    profiles: Iterable[str] = DEFAULT_PROFILES,
+) -> frozenset[str]:
     """The features a run treats as supported, the way upstream's NewConformanceTestSuite does.
 
     ``supported`` None means "all features" (upstream ``--all-features``). Exempt features are
@@ -294,7 +322,8 @@ def coverage_markdown(scenarios: Iterable[object]) -> str:
 #: disabled), so the sandbox uses this list when it runs against Envoy Gateway without flags.
 ENVOY_GATEWAY_EXEMPT: frozenset[str] = frozenset(
     {"GatewayHTTPSListenerDetectMisdirectedRequests", "GatewayInfrastructurePropagation"}
-    | _names("Mesh"))
+    | _names("Mesh")
+)
 
 
 #: What the reference gateway of ``--provider local`` implements (sandbox.reference and
@@ -302,32 +331,35 @@ ENVOY_GATEWAY_EXEMPT: frozenset[str] = frozenset(
 #: features whose behaviour the model carries out. Everything else (BackendTLSPolicy, CORS,
 #: retries, client certificates, ListenerSet, WebSocket/H2C backends, static addresses, ...) is
 #: not modelled and is reported as unsupported rather than claimed.
-LOCAL_SUPPORTED: frozenset[str] = frozenset({
-    "GatewayHTTPListenerIsolation",
-    "GatewayPort8080",
-    "HTTPRoute303RedirectStatusCode",
-    "HTTPRoute307RedirectStatusCode",
-    "HTTPRoute308RedirectStatusCode",
-    "HTTPRouteBackendRequestHeaderModification",
-    "HTTPRouteBackendTimeout",
-    "HTTPRouteHostRewrite",
-    "HTTPRouteMethodMatching",
-    "HTTPRouteParentRefPort",
-    "HTTPRoutePathRedirect",
-    "HTTPRoutePathRewrite",
-    "HTTPRoutePortRedirect",
-    "HTTPRouteQueryParamMatching",
-    "HTTPRouteRequestMirror",
-    "HTTPRouteRequestMultipleMirrors",
-    "HTTPRouteRequestPercentageMirror",
-    "HTTPRouteRequestTimeout",
-    "HTTPRouteResponseHeaderModification",
-    "HTTPRouteSchemeRedirect",
-})
+LOCAL_SUPPORTED: frozenset[str] = frozenset(
+    {
+        "GatewayHTTPListenerIsolation",
+        "GatewayPort8080",
+        "HTTPRoute303RedirectStatusCode",
+        "HTTPRoute307RedirectStatusCode",
+        "HTTPRoute308RedirectStatusCode",
+        "HTTPRouteBackendRequestHeaderModification",
+        "HTTPRouteBackendTimeout",
+        "HTTPRouteHostRewrite",
+        "HTTPRouteMethodMatching",
+        "HTTPRouteParentRefPort",
+        "HTTPRoutePathRedirect",
+        "HTTPRoutePathRewrite",
+        "HTTPRoutePortRedirect",
+        "HTTPRouteQueryParamMatching",
+        "HTTPRouteRequestMirror",
+        "HTTPRouteRequestMultipleMirrors",
+        "HTTPRouteRequestPercentageMirror",
+        "HTTPRouteRequestTimeout",
+        "HTTPRouteResponseHeaderModification",
+        "HTTPRouteSchemeRedirect",
+    }
+)
 
 
-def default_support(target_name: str, gateway_class_is_default: bool = True
-                    ) -> tuple[frozenset[str] | None, frozenset[str]]:
+def default_support(
+    target_name: str, gateway_class_is_default: bool = True
+) -> tuple[frozenset[str] | None, frozenset[str]]:
     """(supported, exempt) for a run whose user named neither: the reference gateway claims only
     what it models; Envoy Gateway under the sandbox's own GatewayClass leaves out what its own
     conformance run skips; anything else is asked for every feature (upstream --all-features)."""

@@ -318,8 +318,11 @@ def grpc_probe(
     certificates the sandbox generates, not a chain signed by a CA.
     """
     start = time.monotonic()
-    target = f"[{address.host}]:{address.port}" if ":" in address.host else (
-        f"{address.host}:{address.port}")
+    target = (
+        f"[{address.host}]:{address.port}"
+        if ":" in address.host
+        else (f"{address.host}:{address.port}")
+    )
     options: list[tuple[str, Any]] = [
         ("grpc.enable_http_proxy", 0),  # loopback: never through a proxy from the environment
         ("grpc.enable_retries", 0),
@@ -340,7 +343,8 @@ def grpc_probe(
         if host:
             options.append(("grpc.ssl_target_name_override", host))
         channel = grpc.secure_channel(
-            target, grpc.ssl_channel_credentials(root_certificates=pem), options=options)
+            target, grpc.ssl_channel_credentials(root_certificates=pem), options=options
+        )
     else:
         channel = grpc.insecure_channel(target, options=options)
     try:
@@ -392,8 +396,10 @@ def _presented_certificate(address: Address, host: str | None, timeout: float) -
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     ctx.set_alpn_protocols(["h2"])
-    with socket.create_connection((address.host, address.port), timeout=timeout) as sock, \
-            ctx.wrap_socket(sock, server_hostname=host or None) as tls:
+    with (
+        socket.create_connection((address.host, address.port), timeout=timeout) as sock,
+        ctx.wrap_socket(sock, server_hostname=host or None) as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
     if not der:
         raise ssl.SSLError("the server presented no certificate")

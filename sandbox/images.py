@@ -41,8 +41,12 @@ class Need:
     cluster: bool | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"image": self.ref, "neededBy": self.needed_by, "engine": self.engine,
-                "cluster": self.cluster}
+        return {
+            "image": self.ref,
+            "neededBy": self.needed_by,
+            "engine": self.engine,
+            "cluster": self.cluster,
+        }
 
 
 def pod_images(obj: Mapping[str, Any]) -> list[str]:
@@ -51,7 +55,7 @@ def pod_images(obj: Mapping[str, Any]) -> list[str]:
     spec: Any = obj.get("spec") or {}
     kind = obj.get("kind")
     if kind == "CronJob":
-        spec = ((spec.get("jobTemplate") or {}).get("spec") or {})
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
     if kind != "Pod":
         spec = ((spec.get("template") or {}).get("spec") or {}) if isinstance(spec, Mapping) else {}
     out = []
@@ -160,10 +164,12 @@ def locate(needs: Mapping[str, list[str]], nodes: Sequence[str] | None) -> list[
     in_cluster = node_images(nodes) if nodes else None
     out = []
     for ref, by in needs.items():
-        out.append(Need(
-            ref,
-            list(by),
-            engine=docker_engine.image_present(ref),
-            cluster=None if in_cluster is None else in_refs(ref, in_cluster),
-        ))
+        out.append(
+            Need(
+                ref,
+                list(by),
+                engine=docker_engine.image_present(ref),
+                cluster=None if in_cluster is None else in_refs(ref, in_cluster),
+            )
+        )
     return out

@@ -76,8 +76,9 @@ class APIServerUnreachable(KubectlError, ClusterError):
 
     ``server`` is the server's URL (from the kubeconfig, else from kubectl's message)."""
 
-    def __init__(self, message: str, result: tools.ToolResult, *, server: str,
-                 hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, result: tools.ToolResult, *, server: str, hint: str | None = None
+    ) -> None:
         super().__init__(message, result, hint=hint)
         self.server = server
 
@@ -295,7 +296,10 @@ class Kubectl:
         return result
 
     def _unreachable_error(
-        self, args: Sequence[str], result: tools.ToolResult, down: tuple[str, str],
+        self,
+        args: Sequence[str],
+        result: tools.ToolResult,
+        down: tuple[str, str],
         doing: str | None,
     ) -> APIServerUnreachable:
         address, says = down
@@ -460,7 +464,9 @@ class Kubectl:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise WaitTimeout(what, round(timeout, 1), self._last_status(kind, name, namespace, selector))
+                raise WaitTimeout(
+                    what, round(timeout, 1), self._last_status(kind, name, namespace, selector)
+                )
             seconds = max(1, int(remaining))
             result = self.run(
                 ["wait", *target, f"--for={condition}", f"--timeout={seconds}s"],
@@ -496,7 +502,12 @@ class Kubectl:
             )
 
     def _wait_created(
-        self, resources: Sequence[str], namespace: str | None, deadline: float, timeout: float, what: str
+        self,
+        resources: Sequence[str],
+        namespace: str | None,
+        deadline: float,
+        timeout: float,
+        what: str,
     ) -> str:
         """Poll ``kubectl get`` until every ``kind/name`` exists (API server hiccups included)."""
         pending = list(resources)
@@ -504,10 +515,16 @@ class Kubectl:
         while True:
             try:
                 pending = [
-                    r for r in pending
-                    if self.get_json(r.partition("/")[0], r.partition("/")[2], namespace=namespace,
-                                     timeout=max(5.0, min(30.0, deadline - time.monotonic())),
-                                     doing=f"waiting for {what}") is None
+                    r
+                    for r in pending
+                    if self.get_json(
+                        r.partition("/")[0],
+                        r.partition("/")[2],
+                        namespace=namespace,
+                        timeout=max(5.0, min(30.0, deadline - time.monotonic())),
+                        doing=f"waiting for {what}",
+                    )
+                    is None
                 ]
                 last = f"{pending[0]} not found" if pending else ""
             except APIServerUnreachable:
@@ -562,7 +579,9 @@ class Kubectl:
         self, kind: str, name: str, namespace: str | None, selector: str | None
     ) -> str:
         try:
-            obj = self.get_json(kind, name or None, namespace=namespace, selector=selector, timeout=15)
+            obj = self.get_json(
+                kind, name or None, namespace=namespace, selector=selector, timeout=15
+            )
         except ToolError as e:
             return f"unknown ({e.message.splitlines()[0]})"
         return summarize_status(obj)
@@ -599,12 +618,17 @@ def stuck_pods(pods: Mapping[str, Any] | None) -> dict[str, str]:
             continue
         name = str((pod.get("metadata") or {}).get("name", "?"))
         status = pod.get("status") or {}
-        statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+        statuses = [
+            *(status.get("initContainerStatuses") or []),
+            *(status.get("containerStatuses") or []),
+        ]
         for c in statuses:
             waiting = ((c or {}).get("state") or {}).get("waiting") or {}
             reason = waiting.get("reason")
-            crash_loop = (reason == CRASH_LOOP
-                          and int((c or {}).get("restartCount") or 0) >= CRASH_LOOP_RESTARTS)
+            crash_loop = (
+                reason == CRASH_LOOP
+                and int((c or {}).get("restartCount") or 0) >= CRASH_LOOP_RESTARTS
+            )
             if reason in STUCK_REASONS or crash_loop:
                 message = str(waiting.get("message") or "").strip().splitlines()
                 image = c.get("image")
@@ -636,7 +660,12 @@ def last_events(events: Mapping[str, Any] | None, name: str, count: int = 3) -> 
     for e in (events or {}).get("items") or []:
         if not isinstance(e, Mapping) or (e.get("involvedObject") or {}).get("name") != name:
             continue
-        when = str(e.get("lastTimestamp") or e.get("eventTime") or (e.get("metadata") or {}).get("creationTimestamp") or "")
+        when = str(
+            e.get("lastTimestamp")
+            or e.get("eventTime")
+            or (e.get("metadata") or {}).get("creationTimestamp")
+            or ""
+        )
         found.append((when, f"{e.get('reason')}: {str(e.get('message') or '').strip()[:300]}"))
     found.sort(key=lambda t: t[0])
     lines: list[str] = []

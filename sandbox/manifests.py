@@ -82,16 +82,25 @@ class InvalidInput(InputError):
     """Every problem found in one input (exit 2). ``problems`` holds them one by one, sorted by
     file and line; the first one's location is ``file``/``line``/``field``."""
 
-    def __init__(self, problems: list[Problem], *, name: str = "", what: str = "scenario",
-                 hint: str | None = None) -> None:
+    def __init__(
+        self,
+        problems: list[Problem],
+        *,
+        name: str = "",
+        what: str = "scenario",
+        hint: str | None = None,
+    ) -> None:
         unique = list(dict.fromkeys(problems))
         self.problems = sorted(unique, key=lambda p: (str(p.file), p.line or 0))
         first = self.problems[0]
         if len(self.problems) == 1:
             message = str(first)
         else:
-            head = (f"{what} {name!r} has {len(self.problems)} problems:" if name
-                    else f"{len(self.problems)} problems:")
+            head = (
+                f"{what} {name!r} has {len(self.problems)} problems:"
+                if name
+                else f"{len(self.problems)} problems:"
+            )
             message = head + "".join(f"\n  {p}" for p in self.problems)
         super().__init__(message, hint=hint)  # the message already names file and line
         self.file = display_path(first.file)
@@ -120,27 +129,37 @@ def describe_decode_error(e: UnicodeDecodeError) -> tuple[int | None, str]:
     raw = e.object if isinstance(e.object, bytes) else b""
     if not raw:
         return None, f"not UTF-8 text ({e.reason}); save the file as UTF-8"
-    bad_line = raw[:e.start].count(b"\n") + 1
+    bad_line = raw[: e.start].count(b"\n") + 1
     column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
     byte = f"byte 0x{raw[e.start]:02x}" if e.start < len(raw) else "a byte"
-    return bad_line, (f"not UTF-8 text: {byte} at line {bad_line}, column {column} ({e.reason}); "
-                      "save the file as UTF-8")
+    return bad_line, (
+        f"not UTF-8 text: {byte} at line {bad_line}, column {column} ({e.reason}); "
+        "save the file as UTF-8"
+    )
 
 
-def read_text(file: Path, problems: list[Problem], *, line: int | None = None,
-              field: str | None = None, owner: Path | None = None) -> str | None:
+def read_text(
+    file: Path,
+    problems: list[Problem],
+    *,
+    line: int | None = None,
+    field: str | None = None,
+    owner: Path | None = None,
+) -> str | None:
     """The file's text, or None with a problem (on ``owner`` at ``line`` when given)."""
     try:
         return file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        problems.append(Problem(owner or file, line, field, f"file not found: {display_path(file)}"))
+        problems.append(
+            Problem(owner or file, line, field, f"file not found: {display_path(file)}")
+        )
     except IsADirectoryError:
-        problems.append(Problem(owner or file, line, field,
-                                f"is a directory: {display_path(file)}"))
+        problems.append(
+            Problem(owner or file, line, field, f"is a directory: {display_path(file)}")
+        )
     except UnicodeDecodeError as e:
         bad_line, message = describe_decode_error(e)
-        problems.append(Problem(owner or file, line if owner else bad_line or line, field,
-                                message))
+        problems.append(Problem(owner or file, line if owner else bad_line or line, field, message))
     except OSError as e:
         problems.append(Problem(owner or file, line, field, f"cannot read: {e.strerror or e}"))
     return None
@@ -231,8 +250,12 @@ class Located:
 
     def problem(self, path: FieldPath, message: str, *, line: int | None = None) -> None:
         self.problems.append(
-            Problem(self.file, line if line is not None else self.line(path),
-                    field_name(path) or None, message)
+            Problem(
+                self.file,
+                line if line is not None else self.line(path),
+                field_name(path) or None,
+                message,
+            )
         )
 
     def build_document(self, node: yaml.Node) -> Any:
@@ -247,10 +270,13 @@ class Located:
                     line = self.key_lines[where[:i]]
                     break
             self.problem(
-                where, f"excessive YAML aliasing: {e.aliased} of the {e.decoded} values read "
-                       "so far come from expanding aliases (*name); Kubernetes' YAML decoder "
-                       "refuses such a document too (\"document contains excessive aliasing\"): "
-                       "write the values out or use fewer aliases", line=line)
+                where,
+                f"excessive YAML aliasing: {e.aliased} of the {e.decoded} values read "
+                "so far come from expanding aliases (*name); Kubernetes' YAML decoder "
+                'refuses such a document too ("document contains excessive aliasing"): '
+                "write the values out or use fewer aliases",
+                line=line,
+            )
             return None
 
     def build(self, node: yaml.Node, path: FieldPath = (), depth: int = 0) -> Any:
@@ -275,8 +301,11 @@ class Located:
         self._decoded += 1
         if self._alias_depth:
             self._aliased += 1
-        if (self._aliased > ALIAS_MIN_ALIASED and self._decoded > ALIAS_MIN_DECODED
-                and self._aliased / self._decoded > allowed_alias_ratio(self._decoded)):
+        if (
+            self._aliased > ALIAS_MIN_ALIASED
+            and self._decoded > ALIAS_MIN_DECODED
+            and self._aliased / self._decoded > allowed_alias_ratio(self._decoded)
+        ):
             raise ExcessiveAliasing(self._alias_entry or path, self._decoded, self._aliased)
 
     def _build(self, node: yaml.Node, path: FieldPath, depth: int) -> Any:
@@ -285,25 +314,35 @@ class Located:
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
-                    self.problem(path, "YAML merge keys (<<) are not supported",
-                                 line=key_node.start_mark.line + 1)
+                    self.problem(
+                        path,
+                        "YAML merge keys (<<) are not supported",
+                        line=key_node.start_mark.line + 1,
+                    )
                     continue
                 if not isinstance(key_node, yaml.ScalarNode):
-                    self.problem(path, "a mapping key must be a plain value",
-                                 line=key_node.start_mark.line + 1)
+                    self.problem(
+                        path,
+                        "a mapping key must be a plain value",
+                        line=key_node.start_mark.line + 1,
+                    )
                     continue
                 key = self._scalar(key_node, path)
                 if isinstance(key, bool) or key is None:
-                    self.problem((*path, str(key_node.value)),
-                                 f"key {key_node.value!r} reads as {key!r} in YAML; quote it",
-                                 line=key_node.start_mark.line + 1)
+                    self.problem(
+                        (*path, str(key_node.value)),
+                        f"key {key_node.value!r} reads as {key!r} in YAML; quote it",
+                        line=key_node.start_mark.line + 1,
+                    )
                     continue
                 key = str(key)
                 key_path: FieldPath = (*path, key)
                 if key in out:
-                    self.problem(key_path,
-                                 f"duplicate key (first at line {self.key_lines[key_path]})",
-                                 line=key_node.start_mark.line + 1)
+                    self.problem(
+                        key_path,
+                        f"duplicate key (first at line {self.key_lines[key_path]})",
+                        line=key_node.start_mark.line + 1,
+                    )
                     continue
                 self.key_lines.setdefault(key_path, key_node.start_mark.line + 1)
                 out[key] = self.build(value_node, key_path, depth + 1)
@@ -316,8 +355,11 @@ class Located:
         try:
             return self._constructor.construct_object(node, deep=True)
         except yaml.YAMLError as e:
-            self.problem(path, f"invalid value: {getattr(e, 'problem', None) or e}",
-                         line=node.start_mark.line + 1)
+            self.problem(
+                path,
+                f"invalid value: {getattr(e, 'problem', None) or e}",
+                line=node.start_mark.line + 1,
+            )
             return None
 
 
@@ -427,10 +469,19 @@ def load_manifest_file(file: Path, problems: list[Problem]) -> list[Manifest]:
         if obj is None:
             continue
         if not isinstance(obj, dict):
-            tip = (" (write each object as its own YAML document, separated by ---)"
-                   if isinstance(obj, list) else "")
-            problems.append(Problem(file, line, None,
-                                    f"a manifest must be a mapping, got {describe_value(obj)}" + tip))
+            tip = (
+                " (write each object as its own YAML document, separated by ---)"
+                if isinstance(obj, list)
+                else ""
+            )
+            problems.append(
+                Problem(
+                    file,
+                    line,
+                    None,
+                    f"a manifest must be a mapping, got {describe_value(obj)}" + tip,
+                )
+            )
             continue
         if obj.get("kind") == "List":
             out.extend(_list_items(obj, file, n, loc, problems))
@@ -439,23 +490,29 @@ def load_manifest_file(file: Path, problems: list[Problem]) -> list[Manifest]:
     return out
 
 
-def _list_items(obj: dict[str, Any], file: Path, document: int, loc: Located,
-                problems: list[Problem]) -> list[Manifest]:
+def _list_items(
+    obj: dict[str, Any], file: Path, document: int, loc: Located, problems: list[Problem]
+) -> list[Manifest]:
     """The items of a ``kind: List`` (kubectl flattens it), each with its own lines."""
     items = obj.get("items")
     if not isinstance(items, list):
-        loc.problem(("items",), "a List needs items: a list of objects, got "
-                                f"{describe_value(items)}")
+        loc.problem(
+            ("items",), f"a List needs items: a list of objects, got {describe_value(items)}"
+        )
         return []
     out: list[Manifest] = []
     for i, item in enumerate(items):
         if not isinstance(item, dict):
-            loc.problem(("items", i), f"a List item must be an object (a mapping), got "
-                                      f"{describe_value(item)}")
+            loc.problem(
+                ("items", i),
+                f"a List item must be an object (a mapping), got {describe_value(item)}",
+            )
             continue
         if item.get("kind") == "List":
-            loc.problem(("items", i, "kind"), "a List inside a List is not supported; "
-                                              "list the objects themselves")
+            loc.problem(
+                ("items", i, "kind"),
+                "a List inside a List is not supported; list the objects themselves",
+            )
             continue
         line = loc.line(("items", i)) or loc.line(()) or 1
         out.append(Manifest(item, file, line, document, i, loc.lines(("items", i))))
@@ -475,21 +532,39 @@ def check_objects(manifests: list[Manifest], problems: list[Problem]) -> list[Ma
         for key in ("apiVersion", "kind"):
             value = obj.get(key)
             if not isinstance(value, str) or not value:
-                problems.append(Problem(m.file, m.lines.get((key,), m.line), key,
-                                        f"missing or not a string (in {label})"))
+                problems.append(
+                    Problem(
+                        m.file,
+                        m.lines.get((key,), m.line),
+                        key,
+                        f"missing or not a string (in {label})",
+                    )
+                )
                 ok = False
         if not m.name:
-            problems.append(Problem(m.file, m.lines.get(("metadata",), m.line), "metadata.name",
-                                    f"missing or not a string (in {label})"))
+            problems.append(
+                Problem(
+                    m.file,
+                    m.lines.get(("metadata",), m.line),
+                    "metadata.name",
+                    f"missing or not a string (in {label})",
+                )
+            )
             ok = False
         if not ok:
             continue
         ident = (m.kind, m.namespace, str(m.name))
         first = seen.get(ident)
         if first is not None:
-            problems.append(Problem(m.file, m.line, "metadata.name",
-                                    f"duplicate {ident[0]} {ident[1]}/{ident[2]} (first at "
-                                    f"{display_path(first.file)}:{first.line})"))
+            problems.append(
+                Problem(
+                    m.file,
+                    m.line,
+                    "metadata.name",
+                    f"duplicate {ident[0]} {ident[1]}/{ident[2]} (first at "
+                    f"{display_path(first.file)}:{first.line})",
+                )
+            )
             continue
         seen[ident] = m
         out.append(m)
@@ -499,8 +574,11 @@ def check_objects(manifests: list[Manifest], problems: list[Problem]) -> list[Ma
 def folder_manifests(folder: Path) -> list[Path]:
     """The manifests of a folder: every ``*.yaml`` / ``*.yml`` but scenario.yaml, sorted (not
     recursive)."""
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix in MANIFEST_SUFFIXES and p.name not in SCENARIO_FILES)
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix in MANIFEST_SUFFIXES and p.name not in SCENARIO_FILES
+    )
 
 
 def manifest_files(paths: Iterable[str | Path]) -> list[Path]:

@@ -272,17 +272,22 @@ def send_http(req: ProbeRequest) -> Observed:
     start = time.monotonic()
     conn: http.client.HTTPConnection
     if req.scheme == "https":
-        conn = _SNIConnection(req.address.host, req.address.port,
-                              server_name=req.host.rsplit(":", 1)[0] if req.host else
-                              req.address.host, timeout=req.timeout)
+        conn = _SNIConnection(
+            req.address.host,
+            req.address.port,
+            server_name=req.host.rsplit(":", 1)[0] if req.host else req.address.host,
+            timeout=req.timeout,
+        )
     else:
-        conn = http.client.HTTPConnection(req.address.host, req.address.port,
-                                          timeout=req.timeout)
-    headers = {"User-Agent": USER_AGENT, "Accept": "*/*", "Connection": "close",
-               **req.all_headers()}
+        conn = http.client.HTTPConnection(req.address.host, req.address.port, timeout=req.timeout)
+    headers = {
+        "User-Agent": USER_AGENT,
+        "Accept": "*/*",
+        "Connection": "close",
+        **req.all_headers(),
+    }
     headers.setdefault("Host", req.host_header)
-    if req.method in _METHODS_WITH_BODY and not any(
-            k.lower() == "content-length" for k in headers):
+    if req.method in _METHODS_WITH_BODY and not any(k.lower() == "content-length" for k in headers):
         headers["Content-Length"] = "0"
     try:
         conn.putrequest(req.method, req.path or "/", skip_host=True, skip_accept_encoding=True)
@@ -294,8 +299,11 @@ def send_http(req: ProbeRequest) -> Observed:
         raw_headers = resp.getheaders()
         status = resp.status
     except TimeoutError:
-        return Observed(status=None, error=f"timed out after {req.timeout:g}s",
-                        duration=time.monotonic() - start)
+        return Observed(
+            status=None,
+            error=f"timed out after {req.timeout:g}s",
+            duration=time.monotonic() - start,
+        )
     except (OSError, http.client.HTTPException, ValueError) as e:
         return Observed(status=None, error=_short_error(e), duration=time.monotonic() - start)
     finally:
@@ -348,8 +356,12 @@ def _short_error(e: Exception) -> str:
     if isinstance(e, http.client.InvalidURL):
         return f"InvalidURL: {e}"
     text = str(e)
-    for marker in ("Connection refused", "Connection reset", "Connection aborted",
-                   "Name or service not known"):
+    for marker in (
+        "Connection refused",
+        "Connection reset",
+        "Connection aborted",
+        "Name or service not known",
+    ):
         if marker in text:
             return f"ConnectionError: {marker}"
     return f"{type(e).__name__}: {text[:200]}"
@@ -374,8 +386,9 @@ def _fmt_status(statuses: list[int]) -> str:
     return " or ".join(str(s) for s in statuses)
 
 
-def compare(check: Check, observed: Observed, *,
-            namespace_of: Callable[[str], str] = lambda ns: ns) -> list[Mismatch]:
+def compare(
+    check: Check, observed: Observed, *, namespace_of: Callable[[str], str] = lambda ns: ns
+) -> list[Mismatch]:
     """Every field where ``observed`` differs from ``check.expect`` (upstream CompareRoundTrip)."""
     exp = check.expect
     out: list[Mismatch] = []
@@ -410,8 +423,9 @@ def _effective_expected_request(check: Check) -> ExpectedRequest:
     req = check.request
     er = check.expect.request
     if er is None:
-        return ExpectedRequest(path=req.path, host=req.host, method=req.method,
-                               headers=dict(req.headers))
+        return ExpectedRequest(
+            path=req.path, host=req.host, method=req.method, headers=dict(req.headers)
+        )
     return ExpectedRequest(
         path=er.path if er.path is not None else req.path,
         host=er.host,
@@ -421,12 +435,15 @@ def _effective_expected_request(check: Check) -> ExpectedRequest:
     )
 
 
-def _compare_backend(check: Check, observed: Observed,
-                     namespace_of: Callable[[str], str]) -> list[Mismatch]:
+def _compare_backend(
+    check: Check, observed: Observed, namespace_of: Callable[[str], str]
+) -> list[Mismatch]:
     exp = check.expect
     out: list[Mismatch] = []
     needs_echo = (
-        exp.backend is not None or exp.namespace is not None or exp.request is not None
+        exp.backend is not None
+        or exp.namespace is not None
+        or exp.request is not None
         or exp.backends is not None
     )
     seen = observed.request
@@ -445,8 +462,9 @@ def _compare_backend(check: Check, observed: Observed,
     for name, value in er.headers.items():
         got = seen.header(name)
         if got != value:
-            out.append(Mismatch(f"request.headers.{name}", value,
-                                "(absent)" if got is None else got))
+            out.append(
+                Mismatch(f"request.headers.{name}", value, "(absent)" if got is None else got)
+            )
     for name in er.absent_headers:
         present = seen.header(name)
         if present is not None:
@@ -484,7 +502,9 @@ def _compare_redirect(check: Check, observed: Observed) -> list[Mismatch]:
         if port not in (None, _default_port(scheme)):
             out.append(Mismatch("redirect.port", f"(none) or {_default_port(scheme)}", str(port)))
     elif port != exp.port:
-        out.append(Mismatch("redirect.port", str(exp.port), "(none)" if port is None else str(port)))
+        out.append(
+            Mismatch("redirect.port", str(exp.port), "(none)" if port is None else str(port))
+        )
     want_path = exp.path if exp.path is not None else urlsplit(req.path).path
     if loc.path != want_path:
         out.append(Mismatch("redirect.path", want_path, loc.path or "(empty)"))
@@ -494,13 +514,15 @@ def _compare_redirect(check: Check, observed: Observed) -> list[Mismatch]:
 def _describe_redirect(check: Check) -> str:
     r = check.expect.redirect
     assert r is not None
-    parts = [f"{k}={v}" for k, v in
-             (("scheme", r.scheme), ("host", r.host), ("port", r.port), ("path", r.path)) if v]
+    parts = [
+        f"{k}={v}"
+        for k, v in (("scheme", r.scheme), ("host", r.host), ("port", r.port), ("path", r.path))
+        if v
+    ]
     return "a Location" + (f" with {', '.join(parts)}" if parts else "")
 
 
-def compare_shares(check: Check, pods: list[str | None]) -> tuple[dict[str, float],
-                                                                   list[Mismatch]]:
+def compare_shares(check: Check, pods: list[str | None]) -> tuple[dict[str, float], list[Mismatch]]:
     """Traffic shares by backend over a round of samples, and where they miss expectations."""
     want = check.expect.backends or {}
     total = len(pods)
@@ -514,16 +536,28 @@ def compare_shares(check: Check, pods: list[str | None]) -> tuple[dict[str, floa
         got = shares.get(name, 0.0)
         n = counts.get(name, 0)
         if share > 0 and n == 0:
-            out.append(Mismatch(f"backends.{name}", f"{share:.2f}", f"0.00 (0/{total}): no traffic"))
+            out.append(
+                Mismatch(f"backends.{name}", f"{share:.2f}", f"0.00 (0/{total}): no traffic")
+            )
         elif share == 0 and n > 0:
-            out.append(Mismatch(f"backends.{name}", "0.00 (no traffic)", f"{got:.2f} ({n}/{total})"))
+            out.append(
+                Mismatch(f"backends.{name}", "0.00 (no traffic)", f"{got:.2f} ({n}/{total})")
+            )
         elif abs(got - share) > check.tolerance:
-            out.append(Mismatch(f"backends.{name}", f"{share:.2f} ± {check.tolerance:g}",
-                                f"{got:.2f} ({n}/{total})"))
+            out.append(
+                Mismatch(
+                    f"backends.{name}",
+                    f"{share:.2f} ± {check.tolerance:g}",
+                    f"{got:.2f} ({n}/{total})",
+                )
+            )
     for name, n in sorted(counts.items()):
         if name not in want:
-            out.append(Mismatch(f"backends.{name}", "0.00 (not expected)",
-                                f"{n / total:.2f} ({n}/{total})"))
+            out.append(
+                Mismatch(
+                    f"backends.{name}", "0.00 (not expected)", f"{n / total:.2f} ({n}/{total})"
+                )
+            )
     return shares, out
 
 
@@ -537,6 +571,7 @@ def _default_grpc_send() -> Callable[[Check, Address], Observed]:
     from sandbox.grpc_echo import grpc_send
 
     return grpc_send
+
 
 Sender = Callable[[ProbeRequest], Observed]
 
@@ -574,8 +609,9 @@ class _Streak:
             self.answered = self.answered or bool(observed)
             self.count = 0
 
-    def ask(self, hook: Unreachable | None, address: Address, now: float,
-            final: bool) -> TargetUnreachable | None:
+    def ask(
+        self, hook: Unreachable | None, address: Address, now: float, final: bool
+    ) -> TargetUnreachable | None:
         if hook is None or self.count == 0:
             return None
         return hook(Refusals(address, self.count, now - self.since, self.answered, final))
@@ -613,10 +649,16 @@ class Prober:
         if req.backend_response_headers:
             # upstream MakeRequest: X-Echo-Set-Header built from BackendSetResponseHeaders
             headers["X-Echo-Set-Header"] = ",".join(
-                f"{k}:{v}" for k, v in req.backend_response_headers.items())
+                f"{k}:{v}" for k, v in req.backend_response_headers.items()
+            )
         return ProbeRequest(
-            address=address, scheme=req.scheme, host=req.host, method=req.method,
-            path=req.path, headers=headers, timeout=check.request_timeout,
+            address=address,
+            scheme=req.scheme,
+            host=req.host,
+            method=req.method,
+            path=req.path,
+            headers=headers,
+            timeout=check.request_timeout,
         )
 
     def _send(self, check: Check, address: Address, probe: ProbeRequest) -> Observed:
@@ -624,9 +666,15 @@ class Prober:
             return self.grpc_send(check, address)
         return self.send(probe)
 
-    def run(self, check: Check, address: Address, *,
-            namespace_of: Callable[[str], str] = lambda ns: ns,
-            unreachable: Unreachable | None = None, settled: bool = False) -> CheckResult:
+    def run(
+        self,
+        check: Check,
+        address: Address,
+        *,
+        namespace_of: Callable[[str], str] = lambda ns: ns,
+        unreachable: Unreachable | None = None,
+        settled: bool = False,
+    ) -> CheckResult:
         """Send ``check`` to ``address`` until it converges or its timeout passes.
 
         ``unreachable`` (see :data:`Unreachable`) is asked after each refused request (for a
@@ -654,8 +702,9 @@ class Prober:
             if not mismatches:
                 matches += 1
                 if matches >= check.consecutive:
-                    return CheckResult(check, True, attempts, elapsed, observed, [],
-                                       request=probe, matches=matches)
+                    return CheckResult(
+                        check, True, attempts, elapsed, observed, [], request=probe, matches=matches
+                    )
                 if elapsed >= check.timeout or (settled and attempts >= check.consecutive):
                     break
                 continue
@@ -664,26 +713,39 @@ class Prober:
                 self.on_miss(check, attempts, elapsed, observed, mismatches)
             backoff = 0.0 if settled else self.backoff
             final = elapsed + backoff >= check.timeout or (
-                settled and attempts >= check.consecutive)
+                settled and attempts >= check.consecutive
+            )
             error = streak.ask(unreachable, address, self.clock(), final)
             if error is not None:
-                error.check_result = CheckResult(check, False, attempts, elapsed, observed,
-                                                 mismatches, request=probe)
+                error.check_result = CheckResult(
+                    check, False, attempts, elapsed, observed, mismatches, request=probe
+                )
                 raise error
             if final:
                 break
             if not settled:
                 self.sleep(self.backoff)
-        return CheckResult(check, False, attempts, self.clock() - start, observed, mismatches,
-                           request=probe, matches=matches, settled=settled)
+        return CheckResult(
+            check,
+            False,
+            attempts,
+            self.clock() - start,
+            observed,
+            mismatches,
+            request=probe,
+            matches=matches,
+            settled=settled,
+        )
 
-    def _round(self, check: Check, address: Address, probe: ProbeRequest
-               ) -> tuple[list[Observed], list[Mismatch], dict[str, float]]:
+    def _round(
+        self, check: Check, address: Address, probe: ProbeRequest
+    ) -> tuple[list[Observed], list[Mismatch], dict[str, float]]:
         workers = min(WEIGHT_CONCURRENCY, check.samples)
         if workers > 1:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                results = list(pool.map(lambda _: self._send(check, address, probe),
-                                        range(check.samples)))
+                results = list(
+                    pool.map(lambda _: self._send(check, address, probe), range(check.samples))
+                )
         else:
             results = [self._send(check, address, probe) for _ in range(check.samples)]
         for obs in results:
@@ -693,9 +755,14 @@ class Prober:
         shares, mismatches = compare_shares(check, [o.pod for o in results])
         return results, mismatches, shares
 
-    def _run_weighted(self, check: Check, address: Address, probe: ProbeRequest,
-                      unreachable: Unreachable | None = None,
-                      settled: bool = False) -> CheckResult:
+    def _run_weighted(
+        self,
+        check: Check,
+        address: Address,
+        probe: ProbeRequest,
+        unreachable: Unreachable | None = None,
+        settled: bool = False,
+    ) -> CheckResult:
         start = self.clock()
         attempts = 0
         rounds = 0
@@ -714,21 +781,40 @@ class Prober:
             elapsed = self.clock() - start
             streak.saw(results, sent)
             if not mismatches:
-                return CheckResult(check, True, attempts, elapsed, last, [], request=probe,
-                                   matches=1, shares=shares)
+                return CheckResult(
+                    check,
+                    True,
+                    attempts,
+                    elapsed,
+                    last,
+                    [],
+                    request=probe,
+                    matches=1,
+                    shares=shares,
+                )
             backoff = 0.0 if settled else self.backoff
             final = elapsed + backoff >= check.timeout or (settled and rounds >= SETTLED_ROUNDS)
             error = streak.ask(unreachable, address, self.clock(), final)
             if error is not None:
-                error.check_result = CheckResult(check, False, attempts, elapsed, last,
-                                                 mismatches, request=probe)
+                error.check_result = CheckResult(
+                    check, False, attempts, elapsed, last, mismatches, request=probe
+                )
                 raise error
             if final:
                 break
             if not settled:
                 self.sleep(self.backoff)
-        return CheckResult(check, False, attempts, self.clock() - start, last, mismatches,
-                           request=probe, shares=shares or None, settled=settled)
+        return CheckResult(
+            check,
+            False,
+            attempts,
+            self.clock() - start,
+            last,
+            mismatches,
+            request=probe,
+            shares=shares or None,
+            settled=settled,
+        )
 
 
 def render_observed(observed: Observed | None) -> str:

@@ -81,69 +81,120 @@ def _seconds(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a number of seconds > 0 (--sandbox-timeout, or env "
-            "SANDBOX_CHECK_TIMEOUT)")
+            "SANDBOX_CHECK_TIMEOUT)"
+        )
     return value
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gateway-sandbox", "Gateway API scenarios (gateway-sandbox)")
     group.addoption(
-        "--sandbox-provider", choices=PROVIDERS,
+        "--sandbox-provider",
+        choices=PROVIDERS,
         default=os.environ.get("SANDBOX_PROVIDER") or None,
         help="where scenarios run: k3d (default; a sandbox k3d cluster with Envoy Gateway, "
-             "brought up or reused), kind (the same on a sandbox kind cluster), local (the "
-             "reference gateway on loopback, no Docker), existing (the kubeconfig context of "
-             "--sandbox-context) [env SANDBOX_PROVIDER]")
+        "brought up or reused), kind (the same on a sandbox kind cluster), local (the "
+        "reference gateway on loopback, no Docker), existing (the kubeconfig context of "
+        "--sandbox-context) [env SANDBOX_PROVIDER]",
+    )
     group.addoption(
-        "--sandbox-cluster", "--cluster", dest="sandbox_cluster", choices=("k3d", "kind"),
+        "--sandbox-cluster",
+        "--cluster",
+        dest="sandbox_cluster",
+        choices=("k3d", "kind"),
         default=os.environ.get("SANDBOX_CLUSTER") or None,
         help="which tool makes the sandbox's cluster: k3d (default) or kind; alone it means "
-             "--sandbox-provider of that name [env SANDBOX_CLUSTER]")
+        "--sandbox-provider of that name [env SANDBOX_CLUSTER]",
+    )
     group.addoption(
-        "--sandbox-compare", dest="sandbox_compare", action="store_true", default=False,
+        "--sandbox-compare",
+        dest="sandbox_compare",
+        action="store_true",
+        default=False,
         help="after each check passes on a cluster, hold the real response against the "
-             "reference model's prediction and fail the check where they differ (the default "
-             "on the sandbox's own cluster, k3d or kind, with its GatewayClass)")
+        "reference model's prediction and fail the check where they differ (the default "
+        "on the sandbox's own cluster, k3d or kind, with its GatewayClass)",
+    )
     group.addoption(
-        "--no-sandbox-compare", dest="no_sandbox_compare", action="store_true", default=False,
-        help="do not compare with the reference model")
-    group.addoption("--sandbox-keep", action="store_true", default=False,
-                    help="leave scenario namespaces in place for inspection (the stack always stays up)")
-    group.addoption("--sandbox-scenarios", action="append", default=[], metavar="DIR",
-                    help="collect every scenario folder (scenario.yaml) under DIR (repeatable)")
-    group.addoption("--sandbox-context", default=os.environ.get("SANDBOX_CONTEXT"),
-                    metavar="CONTEXT",
-                    help="kubeconfig context for --sandbox-provider existing [env SANDBOX_CONTEXT]")
-    group.addoption("--sandbox-gateway-class", default=os.environ.get("SANDBOX_GATEWAY_CLASS"),
-                    metavar="NAME",
-                    help="GatewayClass given to every Gateway (cluster providers; default: the "
-                         "sandbox's, eg) [env SANDBOX_GATEWAY_CLASS]")
-    group.addoption("--sandbox-timeout", type=_seconds, metavar="SECONDS",
-                    default=os.environ.get("SANDBOX_CHECK_TIMEOUT") or None,
-                    help="seconds every check may take to converge, instead of its own timeout "
-                         "(scenario.yaml; default 30) [env SANDBOX_CHECK_TIMEOUT]")
-    group.addoption("--supported-features", default=None, metavar="F1,F2",
-                    help="upstream Gateway API features the gateway supports (default: all; for "
-                         "Envoy Gateway all but those its own conformance run skips); checks "
-                         "needing others are skipped")
-    group.addoption("--exempt-features", default=None, metavar="F1,F2",
-                    help="features to treat as unsupported (as upstream's --exempt-features)")
-    group.addoption("--conformance-report", default=None, metavar="FILE",
-                    help="write the upstream ConformanceReport YAML (gateway.networking.k8s.io/v1); "
-                         "its tests are named <scenario folder>/<check name>")
-    group.addoption("--conformance-implementation", default=None,
-                    metavar="organization=O,project=P,url=U,version=V,contact=C1;C2",
-                    help="implementation fields of the ConformanceReport; defaults: k3d: Envoy "
-                         "Gateway at the version installed; existing: Envoy Gateway, version "
-                         "UNDEFINED; local: project and version of this package, organization, "
-                         "url and contact UNDEFINED (give them here) "
-                         "[env SANDBOX_CONFORMANCE_IMPLEMENTATION]")
+        "--no-sandbox-compare",
+        dest="no_sandbox_compare",
+        action="store_true",
+        default=False,
+        help="do not compare with the reference model",
+    )
+    group.addoption(
+        "--sandbox-keep",
+        action="store_true",
+        default=False,
+        help="leave scenario namespaces in place for inspection (the stack always stays up)",
+    )
+    group.addoption(
+        "--sandbox-scenarios",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="collect every scenario folder (scenario.yaml) under DIR (repeatable)",
+    )
+    group.addoption(
+        "--sandbox-context",
+        default=os.environ.get("SANDBOX_CONTEXT"),
+        metavar="CONTEXT",
+        help="kubeconfig context for --sandbox-provider existing [env SANDBOX_CONTEXT]",
+    )
+    group.addoption(
+        "--sandbox-gateway-class",
+        default=os.environ.get("SANDBOX_GATEWAY_CLASS"),
+        metavar="NAME",
+        help="GatewayClass given to every Gateway (cluster providers; default: the "
+        "sandbox's, eg) [env SANDBOX_GATEWAY_CLASS]",
+    )
+    group.addoption(
+        "--sandbox-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=os.environ.get("SANDBOX_CHECK_TIMEOUT") or None,
+        help="seconds every check may take to converge, instead of its own timeout "
+        "(scenario.yaml; default 30) [env SANDBOX_CHECK_TIMEOUT]",
+    )
+    group.addoption(
+        "--supported-features",
+        default=None,
+        metavar="F1,F2",
+        help="upstream Gateway API features the gateway supports (default: all; for "
+        "Envoy Gateway all but those its own conformance run skips); checks "
+        "needing others are skipped",
+    )
+    group.addoption(
+        "--exempt-features",
+        default=None,
+        metavar="F1,F2",
+        help="features to treat as unsupported (as upstream's --exempt-features)",
+    )
+    group.addoption(
+        "--conformance-report",
+        default=None,
+        metavar="FILE",
+        help="write the upstream ConformanceReport YAML (gateway.networking.k8s.io/v1); "
+        "its tests are named <scenario folder>/<check name>",
+    )
+    group.addoption(
+        "--conformance-implementation",
+        default=None,
+        metavar="organization=O,project=P,url=U,version=V,contact=C1;C2",
+        help="implementation fields of the ConformanceReport; defaults: k3d: Envoy "
+        "Gateway at the version installed; existing: Envoy Gateway, version "
+        "UNDEFINED; local: project and version of this package, organization, "
+        "url and contact UNDEFINED (give them here) "
+        "[env SANDBOX_CONFORMANCE_IMPLEMENTATION]",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "e2e: needs a real Docker engine and builds a real k3d or kind cluster "
-                   "(skipped when none answers)")
+        "markers",
+        "e2e: needs a real Docker engine and builds a real k3d or kind cluster "
+        "(skipped when none answers)",
+    )
     config.addinivalue_line("markers", "xdist_group(name): pytest-xdist --dist loadgroup group")
     scenario_dirs = [Path(d) for d in config.getoption("sandbox_scenarios") or []]
     for d in scenario_dirs:
@@ -156,7 +207,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if scenario_dirs:
         config.args.extend(str(d) for d in scenario_dirs)
     state = SandboxState(
-        config=config, scenario_roots=[d.resolve() for d in scenario_dirs], explicit=explicit)
+        config=config, scenario_roots=[d.resolve() for d in scenario_dirs], explicit=explicit
+    )
     config.stash[_STATE] = state
     if config.getoption("supported_features") or config.getoption("exempt_features"):
         state.supported  # noqa: B018 - validates the feature names now: a usage error
@@ -211,8 +263,7 @@ def _is_wanted(state: SandboxState, path: Path) -> bool:
     return False
 
 
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config
-                            ) -> None:
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """When nothing ran, say which scenario.yaml files were passed over, and why."""
     state = config.stash.get(_STATE, None)
     if state is None or exitstatus != pytest.ExitCode.NO_TESTS_COLLECTED or not state.passed_over:
@@ -222,7 +273,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         f"gateway-sandbox: {len(found)} scenario.yaml under the gateway-sandbox project not "
         f"collected (e.g. {found[0]}): naming the project root or its tests never collects its "
         "scenarios; name a scenario folder or the folder of scenarios (pytest scenarios), or use "
-        "--sandbox-scenarios DIR", yellow=True)
+        "--sandbox-scenarios DIR",
+        yellow=True,
+    )
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -262,8 +315,9 @@ class SandboxState:
         from sandbox.errors import InputError
 
         try:
-            return choose_provider(self.config.getoption("sandbox_provider"),
-                                   self.config.getoption("sandbox_cluster"))
+            return choose_provider(
+                self.config.getoption("sandbox_provider"), self.config.getoption("sandbox_cluster")
+            )
         except InputError as e:
             raise pytest.UsageError(str(e)) from None
 
@@ -278,7 +332,11 @@ class SandboxState:
             return False
         if self.config.getoption("sandbox_compare"):
             return self.provider not in ("local", "address")
-        default_class = self.config.getoption("sandbox_gateway_class") in (None, "", DEFAULT_GATEWAY_CLASS)
+        default_class = self.config.getoption("sandbox_gateway_class") in (
+            None,
+            "",
+            DEFAULT_GATEWAY_CLASS,
+        )
         return self.provider in ("k3d", "kind") and default_class
 
     @property
@@ -291,8 +349,11 @@ class SandboxState:
             try:
                 sup_text = self.config.getoption("supported_features")
                 exempt_text = self.config.getoption("exempt_features")
-                supported = (F.parse_feature_list(sup_text, field="--supported-features")
-                             if sup_text else None)
+                supported = (
+                    F.parse_feature_list(sup_text, field="--supported-features")
+                    if sup_text
+                    else None
+                )
                 exempt = F.parse_feature_list(exempt_text, field="--exempt-features")
             except InputError as e:
                 raise pytest.UsageError(str(e)) from None
@@ -301,7 +362,8 @@ class SandboxState:
                 # the reference gateway claims what it models; Envoy Gateway leaves out what its
                 # own conformance run skips (sandbox.features.default_support)
                 supported, exempt = F.default_support(
-                    self.provider, gateway_class in (None, "", DEFAULT_GATEWAY_CLASS))
+                    self.provider, gateway_class in (None, "", DEFAULT_GATEWAY_CLASS)
+                )
             self._supported = F.effective_supported(supported, exempt)
         return self._supported
 
@@ -318,8 +380,9 @@ class SandboxState:
 
                 docker_engine.ping()
             elif self.provider == "existing" and not self.config.getoption("sandbox_context"):
-                self._unavailable = ("--sandbox-provider existing needs --sandbox-context "
-                                     "(a kubeconfig context)")
+                self._unavailable = (
+                    "--sandbox-provider existing needs --sandbox-context (a kubeconfig context)"
+                )
         except SandboxError as e:
             self._unavailable = f"{self.provider} provider unavailable: {e}"
         return self._unavailable
@@ -367,11 +430,14 @@ def make_target(state: SandboxState) -> Target:
         except InputError:
             continue  # reported by its own items
     target = cli_make_target(
-        address=None, provider=state.provider,
+        address=None,
+        provider=state.provider,
         gateway_class=state.config.getoption("sandbox_gateway_class"),
-        context=state.config.getoption("sandbox_context") if state.provider == "existing"
-        else None,
-        keep=state.keep, quiet=False, scenarios=scenarios)
+        context=state.config.getoption("sandbox_context") if state.provider == "existing" else None,
+        keep=state.keep,
+        quiet=False,
+        scenarios=scenarios,
+    )
     return target  # type: ignore[no-any-return]
 
 
@@ -431,8 +497,10 @@ class ScenarioFile(pytest.File):
         except SandboxError as e:
             raise ScenarioError(str(e)) from None
         if checked.problems:
-            raise ScenarioError(f"{len(checked.problems)} manifest error(s) ({checked.headline}):\n"
-                                + "\n".join(f"  {p}" for p in checked.problems))
+            raise ScenarioError(
+                f"{len(checked.problems)} manifest error(s) ({checked.headline}):\n"
+                + "\n".join(f"  {p}" for p in checked.problems)
+            )
         self.scenario = scenario
         self.items = []
         supported = state.supported
@@ -443,9 +511,13 @@ class ScenarioFile(pytest.File):
             missing = [f for f in needed if f not in supported]
             if missing:
                 item.user_properties.append((UNSUPPORTED_PROPERTY, ",".join(missing)))
-                item.add_marker(pytest.mark.skip(
-                    reason="gateway does not support " + ", ".join(missing)
-                    + " (see --supported-features / --exempt-features)"))
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason="gateway does not support "
+                        + ", ".join(missing)
+                        + " (see --supported-features / --exempt-features)"
+                    )
+                )
             if state.provider in CLUSTER_PROVIDERS:
                 item.add_marker(pytest.mark.e2e)
             item.add_marker(pytest.mark.xdist_group(name=scenario.name))
@@ -454,8 +526,7 @@ class ScenarioFile(pytest.File):
             self.items.append(item)
             yield item
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: Any = None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, ScenarioError):
             return str(excinfo.value)
         return str(super().repr_failure(excinfo))
@@ -499,9 +570,13 @@ class CheckItem(pytest.Item):
     def runtest(self) -> None:
         parent = self.scenario_file
         assert parent.scenario is not None and parent.deployment is not None
-        self.result = run_check(parent.scenario, self.check, parent.deployment,
-                                _state(self.config).target(),
-                                timeout=self.config.getoption("sandbox_timeout"))
+        self.result = run_check(
+            parent.scenario,
+            self.check,
+            parent.deployment,
+            _state(self.config).target(),
+            timeout=self.config.getoption("sandbox_timeout"),
+        )
         if getattr(self.result, "skipped", None):
             # reported at the check's line in scenario.yaml, not at this line
             raise pytest.skip.Exception(str(self.result.skipped), _use_item_location=True)
@@ -521,8 +596,13 @@ class CheckItem(pytest.Item):
         assert parent.scenario is not None and parent.deployment is not None
         if parent.model is None:
             parent.model = build_model(parent.scenario)
-        comparison = compare_check(parent.scenario, parent.model, self.check,
-                                   self.result.observed, parent.deployment.namespace_of)
+        comparison = compare_check(
+            parent.scenario,
+            parent.model,
+            self.check,
+            self.result.observed,
+            parent.deployment.namespace_of,
+        )
         if not comparison.known:
             self.user_properties.append(("model", f"not compared: {comparison.why_unknown}"))
             return
@@ -532,15 +612,15 @@ class CheckItem(pytest.Item):
         self.user_properties.append(("model", "differs"))
         raise ModelDisagrees(comparison)
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: Any = None) -> Any:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         text = _domain_failure(self, excinfo)
         if text is None:
             return super().repr_failure(excinfo, style=style)
         return DomainFailure(text, str(self.path), self.check.line)
 
-    def _repr_failure_py(self, excinfo: pytest.ExceptionInfo[BaseException],
-                         style: Any = None) -> Any:
+    def _repr_failure_py(
+        self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
+    ) -> Any:
         # setup (deployment) and teardown (cleanup) errors: the message, not a traceback
         text = _domain_failure(self, excinfo)
         if text is None:
@@ -586,15 +666,19 @@ class ModelDisagrees(Exception):
     def text(self, scenario: Scenario | None) -> str:
         c = self.comparison
         where = scenario.check_location(c.check) if scenario is not None else c.check.name
-        lines = [f"the reference model and the real gateway disagree on check {c.check.name!r} "
-                 f"({where}); the check itself passed",
-                 f"  model: {c.model_route()}: {c.decision.summary or c.decision.reason}"]
+        lines = [
+            f"the reference model and the real gateway disagree on check {c.check.name!r} "
+            f"({where}); the check itself passed",
+            f"  model: {c.model_route()}: {c.decision.summary or c.decision.reason}",
+        ]
         width = max(len(d.field) for d in c.differences)
         lines.append(f"  {'field'.ljust(width)}  model / real")
         lines.extend(f"  {d.field.ljust(width)}  {d.model} / {d.real}" for d in c.differences)
-        lines.append("  one of the two is wrong: the model (sandbox/reference), or the scenario "
-                     "relies on an Envoy Gateway reading; see docs/envoy-gateway-notes.md "
-                     "(--no-sandbox-compare turns this off)")
+        lines.append(
+            "  one of the two is wrong: the model (sandbox/reference), or the scenario "
+            "relies on an Envoy Gateway reading; see docs/envoy-gateway-notes.md "
+            "(--no-sandbox-compare turns this off)"
+        )
         return "\n".join(lines)
 
 
@@ -611,8 +695,7 @@ def _domain_failure(item: CheckItem, excinfo: pytest.ExceptionInfo[BaseException
 
     exc = excinfo.value
     if isinstance(exc, CheckFailure):
-        return failure_text(item.scenario_file.scenario, exc.result,
-                            item.scenario_file.deployment)
+        return failure_text(item.scenario_file.scenario, exc.result, item.scenario_file.deployment)
     if isinstance(exc, ModelDisagrees):
         return exc.text(item.scenario_file.scenario)
     if isinstance(exc, SandboxError):
@@ -628,14 +711,21 @@ def _domain_failure(item: CheckItem, excinfo: pytest.ExceptionInfo[BaseException
 # --------------------------------------------------------------------------------------------
 
 
-def run_check(scenario: Scenario, check: Check, deployment: Deployment,
-              target: Target | None = None, *, timeout: float | None = None) -> Any:
+def run_check(
+    scenario: Scenario,
+    check: Check,
+    deployment: Deployment,
+    target: Target | None = None,
+    *,
+    timeout: float | None = None,
+) -> Any:
     """Run one check against a deployed scenario through the Runner; a ``probe.CheckResult``.
     ``timeout`` replaces the check's convergence timeout (``--sandbox-timeout``)."""
     from sandbox.runner import Runner
 
     return Runner(target if target is not None else _NoTarget(), timeout=timeout).run_check(
-        scenario, check, deployment)
+        scenario, check, deployment
+    )
 
 
 class _NoTarget:
@@ -672,8 +762,9 @@ def headline(result: Any) -> str:
         return str(result.error)
     mismatches = list(getattr(result, "mismatches", None) or [])
     if mismatches:
-        text = "; ".join(f"{m.field}: expected {m.expected}, observed {m.observed}"
-                         for m in mismatches[:2])
+        text = "; ".join(
+            f"{m.field}: expected {m.expected}, observed {m.observed}" for m in mismatches[:2]
+        )
         return text + (f" (+{len(mismatches) - 2} more)" if len(mismatches) > 2 else "")
     return f"did not converge: {getattr(result, 'matches', 0)} consecutive match(es)"
 
@@ -751,8 +842,10 @@ class ResultsPlugin:
     def results(self) -> list[TestResult]:
         from sandbox.conformance import TestResult
 
-        return [TestResult(name, feats, outcome)  # type: ignore[arg-type]
-                for name, feats, outcome in self.by_nodeid.values()]
+        return [
+            TestResult(name, feats, outcome)  # type: ignore[arg-type]
+            for name, feats, outcome in self.by_nodeid.values()
+        ]
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -761,29 +854,41 @@ class ResultsPlugin:
 
         config = self.config
         state = config.stash.get(_STATE, None)
-        provider = state.provider if state is not None else str(config.getoption("sandbox_provider"))
+        provider = (
+            state.provider if state is not None else str(config.getoption("sandbox_provider"))
+        )
         tr = config.pluginmanager.get_plugin("terminalreporter")
         try:
             impl = conformance.implementation_for(
-                provider, config.getoption("conformance_implementation"))
+                provider, config.getoption("conformance_implementation")
+            )
             supported = state.supported if state is not None else None
             version, _, channel = (self.bundle or "").partition("/")
             conformance.write_conformance_report(
-                self.results(), self.path, implementation=impl, supported_features=supported,
-                gateway_api_version=version or None, gateway_api_channel=channel or None,
-                scenarios=self.scenarios(state))
+                self.results(),
+                self.path,
+                implementation=impl,
+                supported_features=supported,
+                gateway_api_version=version or None,
+                gateway_api_channel=channel or None,
+                scenarios=self.scenarios(state),
+            )
         except SandboxError as e:
             if tr is not None:
-                tr.write_line(f"gateway-sandbox: cannot write the conformance report: {e}",
-                              red=True)
+                tr.write_line(
+                    f"gateway-sandbox: cannot write the conformance report: {e}", red=True
+                )
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
             return
         if tr is not None:
             tr.write_line(f"gateway-sandbox: ConformanceReport written to {self.path}")
             unknown = conformance.undefined_fields(impl)
             if unknown:
-                tr.write_line(f"gateway-sandbox: implementation {', '.join(unknown)} UNDEFINED; "
-                              "give them with --conformance-implementation", yellow=True)
+                tr.write_line(
+                    f"gateway-sandbox: implementation {', '.join(unknown)} UNDEFINED; "
+                    "give them with --conformance-implementation",
+                    yellow=True,
+                )
 
 
 def discover_scenario_files(state: SandboxState) -> list[Path]:
@@ -794,8 +899,11 @@ def discover_scenario_files(state: SandboxState) -> list[Path]:
         if root.is_file():
             candidates = [root] if root.name == SCENARIO_FILE else []
         elif root.is_dir() and sandbox_project(root) != root:  # its root collects nothing
-            candidates = [c for c in sorted(root.rglob(SCENARIO_FILE))
-                          if not _skipped_dir(c.relative_to(root))]
+            candidates = [
+                c
+                for c in sorted(root.rglob(SCENARIO_FILE))
+                if not _skipped_dir(c.relative_to(root))
+            ]
         else:
             candidates = []
         found.extend(c for c in candidates if _is_wanted(state, c))
@@ -804,8 +912,10 @@ def discover_scenario_files(state: SandboxState) -> list[Path]:
 
 def _skipped_dir(relative: Path) -> bool:
     """Folders pytest does not collect by default (norecursedirs, virtualenvs)."""
-    return any(part.startswith(".") or part in ("venv", "node_modules", "site-packages", "build",
-                                                 "dist") for part in relative.parts[:-1])
+    return any(
+        part.startswith(".") or part in ("venv", "node_modules", "site-packages", "build", "dist")
+        for part in relative.parts[:-1]
+    )
 
 
 def conformance_test_name(nodeid: str) -> str:
@@ -814,8 +924,6 @@ def conformance_test_name(nodeid: str) -> str:
     parts = path.split("/")
     scenario = parts[-2] if len(parts) >= 2 else path
     return f"{scenario}/{check}"
-
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -844,8 +952,11 @@ class Gateway:
     def deploy(self, scenario: str | Path | Scenario) -> Iterator[Deployment]:
         from sandbox.scenario import Scenario, load_scenario, resolve_scenario
 
-        sc = scenario if isinstance(scenario, Scenario) else load_scenario(
-            resolve_scenario(str(scenario)))
+        sc = (
+            scenario
+            if isinstance(scenario, Scenario)
+            else load_scenario(resolve_scenario(str(scenario)))
+        )
         with self.sandbox.target.deploy(sc) as deployment:
             yield deployment
 
@@ -853,11 +964,16 @@ class Gateway:
         """Deploy a scenario, run every check, clean up; returns the probe CheckResults."""
         from sandbox.scenario import Scenario, load_scenario, resolve_scenario
 
-        sc = scenario if isinstance(scenario, Scenario) else load_scenario(
-            resolve_scenario(str(scenario)))
+        sc = (
+            scenario
+            if isinstance(scenario, Scenario)
+            else load_scenario(resolve_scenario(str(scenario)))
+        )
         with self.sandbox.target.deploy(sc) as deployment:
-            return [run_check(sc, check, deployment, self.sandbox.target,
-                              timeout=self.sandbox.timeout) for check in sc.checks]
+            return [
+                run_check(sc, check, deployment, self.sandbox.target, timeout=self.sandbox.timeout)
+                for check in sc.checks
+            ]
 
 
 @pytest.fixture(scope="session")
@@ -870,8 +986,13 @@ def sandbox(request: pytest.FixtureRequest) -> Sandbox:
     why = state.unavailable()
     if why:
         pytest.skip(why)
-    return Sandbox(state.provider, state.target(), state.supported, state.keep,
-                   request.config.getoption("sandbox_timeout"))
+    return Sandbox(
+        state.provider,
+        state.target(),
+        state.supported,
+        state.keep,
+        request.config.getoption("sandbox_timeout"),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -48,19 +48,23 @@ def _requests(n: int) -> str:
 
 def _table(rows: list[tuple[str, str, str]], indent: str) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(2)]
-    return [f"{indent}{a.ljust(widths[0])}  {b.ljust(widths[1])}  {c}".rstrip()
-            for a, b, c in rows]
+    return [f"{indent}{a.ljust(widths[0])}  {b.ljust(widths[1])}  {c}".rstrip() for a, b, c in rows]
 
 
 def _why(result: CheckResult) -> str:
     check = result.check
     if check.expect.backends is not None:
-        within = (f"in {result.attempts // max(check.samples, 1)} rounds (this target's "
-                  "answers do not change over time)" if result.settled
-                  else f"within {check.timeout:g}s")
-        return (f"{_requests(result.attempts)} in {result.elapsed:.1f}s; the traffic shares did "
-                f"not hold {within} ({check.samples} samples a round, "
-                f"tolerance {check.tolerance:g})")
+        within = (
+            f"in {result.attempts // max(check.samples, 1)} rounds (this target's "
+            "answers do not change over time)"
+            if result.settled
+            else f"within {check.timeout:g}s"
+        )
+        return (
+            f"{_requests(result.attempts)} in {result.elapsed:.1f}s; the traffic shares did "
+            f"not hold {within} ({check.samples} samples a round, "
+            f"tolerance {check.tolerance:g})"
+        )
     if result.matches:
         got = f"only {result.matches} matching response(s) in a row at the end"
     elif result.mismatches:
@@ -68,11 +72,15 @@ def _why(result: CheckResult) -> str:
     else:
         got = "no match"
     if result.settled and result.elapsed < check.timeout:
-        return (f"{_requests(result.attempts)} in {result.elapsed:.1f}s; {got} (needs "
-                f"{check.consecutive} in a row; the first {check.consecutive} decide: this "
-                "target's answers do not change over time)")
-    return (f"{_requests(result.attempts)} in {result.elapsed:.1f}s; {got} (needs "
-            f"{check.consecutive} in a row within {check.timeout:g}s)")
+        return (
+            f"{_requests(result.attempts)} in {result.elapsed:.1f}s; {got} (needs "
+            f"{check.consecutive} in a row; the first {check.consecutive} decide: this "
+            "target's answers do not change over time)"
+        )
+    return (
+        f"{_requests(result.attempts)} in {result.elapsed:.1f}s; {got} (needs "
+        f"{check.consecutive} in a row within {check.timeout:g}s)"
+    )
 
 
 def describe_observed(observed: Observed | None) -> str:
@@ -82,8 +90,10 @@ def describe_observed(observed: Observed | None) -> str:
         return f"none ({observed.error})"
     parts = [str(observed.status)]
     if observed.pod is not None:
-        parts.append(f"from pod {observed.pod or '(no name)'}"
-                     + (f" in namespace {observed.namespace}" if observed.namespace else ""))
+        parts.append(
+            f"from pod {observed.pod or '(no name)'}"
+            + (f" in namespace {observed.namespace}" if observed.namespace else "")
+        )
     if observed.request is not None:
         r = observed.request
         parts.append(f"backend saw {r.method} {r.path} Host: {r.host}")
@@ -96,8 +106,10 @@ def describe_observed(observed: Observed | None) -> str:
 
 def format_failure(scenario: Scenario, result: CheckResult) -> str:
     """What a person needs to act on a failed check."""
-    lines = [f"FAILED {_check_id(scenario, result)}",
-             f"  at      {scenario.check_location(result.check)}"]
+    lines = [
+        f"FAILED {_check_id(scenario, result)}",
+        f"  at      {scenario.check_location(result.check)}",
+    ]
     if result.request is not None:
         lines.append(f"  request {result.request.curl()}")
     if result.error:
@@ -136,8 +148,10 @@ def format_diagnostics(text: str, indent: str = "  ") -> str:
 
 
 def format_summary(report: RunReport) -> str:
-    text = (f"{report.executed} executed, {report.passed} passed, {report.failed} failed, "
-            f"{report.skipped} skipped in {report.duration:.1f}s")
+    text = (
+        f"{report.executed} executed, {report.passed} passed, {report.failed} failed, "
+        f"{report.skipped} skipped in {report.duration:.1f}s"
+    )
     if report.errors:
         text += f"; {report.errors} scenario error(s)"
     return text
@@ -165,9 +179,11 @@ def render_details(report: RunReport) -> str:
             blocks.append(format_failure(sr.scenario, result))
         if failed and sr.diagnostics:
             diag = format_diagnostics(sr.diagnostics)
-            blocks.append(f"diagnostics for {sr.scenario.name}"
-                          + (f" (namespace {sr.namespace})" if sr.namespace else "")
-                          + f":\n{diag}")
+            blocks.append(
+                f"diagnostics for {sr.scenario.name}"
+                + (f" (namespace {sr.namespace})" if sr.namespace else "")
+                + f":\n{diag}"
+            )
         problems = format_scenario_problems(sr)
         if problems:
             blocks.append("\n".join(problems))
@@ -199,7 +215,9 @@ def _observed_json(o: Observed | None) -> dict[str, Any] | None:
         "namespace": o.namespace,
         "headers": o.headers,
         "location": o.location,
-        "request": None if o.request is None else {
+        "request": None
+        if o.request is None
+        else {
             "method": o.request.method,
             "path": o.request.path,
             "host": o.request.host,
@@ -222,8 +240,9 @@ def _result_json(scenario: Scenario, r: CheckResult) -> dict[str, Any]:
         "timeout": r.check.timeout,
         "features": list(r.check.features),
         "curl": r.request.curl() if r.request is not None else None,
-        "mismatches": [{"field": m.field, "expected": m.expected, "observed": m.observed}
-                       for m in r.mismatches],
+        "mismatches": [
+            {"field": m.field, "expected": m.expected, "observed": m.observed} for m in r.mismatches
+        ],
         "observed": _observed_json(r.observed),
         "shares": r.shares,
         "skipped": r.skipped,
@@ -273,48 +292,63 @@ def to_json(report: RunReport) -> dict[str, Any]:
 def to_junit(report: RunReport) -> ET.ElementTree:
     """JUnit XML: a ``testsuite`` per scenario, a ``testcase`` per check (the shape Jenkins,
     GitLab and GitHub test reporters read: failures/errors/skipped counts, ``time`` in s)."""
-    suites = ET.Element("testsuites", {
-        "name": "gateway-sandbox",
-        "tests": str(len(report.results())),
-        "failures": str(report.failed),
-        "errors": str(report.errors),
-        "skipped": str(report.skipped),
-        "time": f"{report.duration:.3f}",
-    })
+    suites = ET.Element(
+        "testsuites",
+        {
+            "name": "gateway-sandbox",
+            "tests": str(len(report.results())),
+            "failures": str(report.failed),
+            "errors": str(report.errors),
+            "skipped": str(report.skipped),
+            "time": f"{report.duration:.3f}",
+        },
+    )
     stamp = _dt.datetime.fromtimestamp(report.started, _dt.timezone.utc).isoformat()
     for sr in report.scenarios:
         errors = 1 if (sr.error or sr.cleanup_error) else 0
-        suite = ET.SubElement(suites, "testsuite", {
-            "name": sr.scenario.name,
-            "tests": str(len(sr.checks)),
-            "failures": str(sum(1 for r in sr.checks if r.status == "failed")),
-            "errors": str(errors),
-            "skipped": str(sum(1 for r in sr.checks if r.status == "skipped")),
-            "time": f"{sr.duration:.3f}",
-            "timestamp": stamp,
-            "hostname": socket.gethostname(),
-            "file": _display(sr.scenario.file),
-        })
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            {
+                "name": sr.scenario.name,
+                "tests": str(len(sr.checks)),
+                "failures": str(sum(1 for r in sr.checks if r.status == "failed")),
+                "errors": str(errors),
+                "skipped": str(sum(1 for r in sr.checks if r.status == "skipped")),
+                "time": f"{sr.duration:.3f}",
+                "timestamp": stamp,
+                "hostname": socket.gethostname(),
+                "file": _display(sr.scenario.file),
+            },
+        )
         props = ET.SubElement(suite, "properties")
         ET.SubElement(props, "property", {"name": "target", "value": sr.target})
         if sr.namespace:
             ET.SubElement(props, "property", {"name": "namespace", "value": sr.namespace})
         for r in sr.checks:
-            case = ET.SubElement(suite, "testcase", {
-                "classname": f"scenarios.{sr.scenario.name}",
-                "name": r.check.name,
-                "time": f"{r.elapsed:.3f}",
-                "file": _display(sr.scenario.file),
-                "line": str(r.check.line),
-            })
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                {
+                    "classname": f"scenarios.{sr.scenario.name}",
+                    "name": r.check.name,
+                    "time": f"{r.elapsed:.3f}",
+                    "file": _display(sr.scenario.file),
+                    "line": str(r.check.line),
+                },
+            )
             if r.status == "skipped":
                 ET.SubElement(case, "skipped", {"message": r.skipped or ""})
             elif r.status == "failed":
                 first = r.mismatches[0] if r.mismatches else None
-                message = (f"{first.field}: expected {first.expected}, observed {first.observed}"
-                           if first else (r.error or "failed"))
-                failure = ET.SubElement(case, "failure", {"message": message,
-                                                          "type": "CheckFailed"})
+                message = (
+                    f"{first.field}: expected {first.expected}, observed {first.observed}"
+                    if first
+                    else (r.error or "failed")
+                )
+                failure = ET.SubElement(
+                    case, "failure", {"message": message, "type": "CheckFailed"}
+                )
                 text = format_failure(sr.scenario, r)
                 if sr.diagnostics:
                     text += "\n\ndiagnostics:\n" + format_diagnostics(sr.diagnostics, "")
@@ -334,5 +368,6 @@ def write_junit(report: RunReport, path: str | Path) -> None:
             p.parent.mkdir(parents=True, exist_ok=True)
         to_junit(report).write(p, encoding="utf-8", xml_declaration=True)
     except OSError as e:
-        raise InputError(f"cannot write the JUnit report: {e.strerror or e}", file=str(p),
-                         field="--junit") from None
+        raise InputError(
+            f"cannot write the JUnit report: {e.strerror or e}", file=str(p), field="--junit"
+        ) from None

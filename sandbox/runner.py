@@ -36,8 +36,11 @@ class ScenarioReport:
 
     @property
     def passed(self) -> bool:
-        return (self.error is None and self.cleanup_error is None
-                and all(r.status != "failed" for r in self.checks))
+        return (
+            self.error is None
+            and self.cleanup_error is None
+            and all(r.status != "failed" for r in self.checks)
+        )
 
 
 @dataclass
@@ -97,7 +100,8 @@ def select(checks: Sequence[Check], scenario: Scenario, pattern: str | None) -> 
         needle = text.lower()
         if any(c in needle for c in "*?["):
             return fnmatch.fnmatchcase(full, needle) or fnmatch.fnmatchcase(
-                check.name.lower(), needle)
+                check.name.lower(), needle
+            )
         return needle in full
 
     return [c for c in checks if hit(c) != negate]
@@ -108,23 +112,38 @@ class Runner:
     the target has that attribute (the address target has nothing to keep). ``timeout``
     (seconds) replaces every check's own convergence timeout (``sandbox run --timeout``)."""
 
-    def __init__(self, target: Target, *, prober: Prober | None = None,
-                 progress: Progress | None = None, on_result: OnResult | None = None,
-                 timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        *,
+        prober: Prober | None = None,
+        progress: Progress | None = None,
+        on_result: OnResult | None = None,
+        timeout: float | None = None,
+    ) -> None:
         self.target = target
         self.prober = prober or Prober()
         self.progress = progress or (lambda _msg: None)
         self.on_result = on_result or (lambda _scenario, _result: None)
         self.timeout = timeout
 
-    def run(self, scenarios: Sequence[Scenario], *, keep: bool = False, fail_fast: bool = False,
-            pattern: str | None = None) -> RunReport:
+    def run(
+        self,
+        scenarios: Sequence[Scenario],
+        *,
+        keep: bool = False,
+        fail_fast: bool = False,
+        pattern: str | None = None,
+    ) -> RunReport:
         if keep and hasattr(self.target, "keep"):
             self.target.keep = True
         selected = [(s, select(s.checks, s, pattern)) for s in scenarios]
         if pattern and not any(checks for _, checks in selected):
-            raise InputError(f"-k {pattern!r} matches no check", field="-k",
-                             hint="patterns match 'scenario/check name', e.g. -k quickstart/")
+            raise InputError(
+                f"-k {pattern!r} matches no check",
+                field="-k",
+                hint="patterns match 'scenario/check name', e.g. -k quickstart/",
+            )
         report = RunReport([], self.target.name, time.time())
         start = time.monotonic()
         stop = False
@@ -134,8 +153,9 @@ class Runner:
                     continue
                 if stop:
                     sr = ScenarioReport(scenario, self.target.name)
-                    sr.checks = [_skipped(c, "not run: --fail-fast after a failure")
-                                 for c in checks]
+                    sr.checks = [
+                        _skipped(c, "not run: --fail-fast after a failure") for c in checks
+                    ]
                     report.scenarios.append(sr)
                     continue
                 sr = ScenarioReport(scenario, self.target.name)
@@ -175,7 +195,8 @@ class Runner:
                     for check in checks:
                         if failed and fail_fast:
                             sr.checks.append(
-                                _skipped(check, "not run: --fail-fast after a failure"))
+                                _skipped(check, "not run: --fail-fast after a failure")
+                            )
                             continue
                         try:
                             result = self.run_check(scenario, check, deployment)
@@ -190,8 +211,9 @@ class Runner:
                             sr.checks.append(unreached)
                             self.on_result(scenario, unreached)
                             done = {r.check.name for r in sr.checks}
-                            sr.checks.extend(_skipped(c, f"not run: {e}")
-                                             for c in checks if c.name not in done)
+                            sr.checks.extend(
+                                _skipped(c, f"not run: {e}") for c in checks if c.name not in done
+                            )
                             failed = True
                             break
                         sr.checks.append(result)
@@ -200,8 +222,10 @@ class Runner:
                 except KeyboardInterrupt as e:
                     interrupted = e
                     if deploys and not self._keep():
-                        self.progress(f"{scenario.name}: interrupted; cleaning up (Ctrl-C "
-                                      "again leaves it behind)")
+                        self.progress(
+                            f"{scenario.name}: interrupted; cleaning up (Ctrl-C "
+                            "again leaves it behind)"
+                        )
                     raise
                 if failed:
                     try:
@@ -222,7 +246,9 @@ class Runner:
                     self.progress(f"{scenario.name}: cleanup interrupted; left behind{where}")
             raise
         except SandboxError as e:
-            if interrupted is not None:  # the cleanup after Ctrl-C failed: say so, and stop all the same
+            if (
+                interrupted is not None
+            ):  # the cleanup after Ctrl-C failed: say so, and stop all the same
                 sr.cleanup_error = e
                 self.progress(f"{scenario.name}: cleanup failed: {e}")
                 raise KeyboardInterrupt from e
@@ -233,8 +259,7 @@ class Runner:
                 sr.error = e
                 self.progress(f"{scenario.name}: {e}")
                 done = {r.check.name for r in sr.checks}
-                sr.checks.extend(
-                    _errored(c, f"not run: {e}") for c in checks if c.name not in done)
+                sr.checks.extend(_errored(c, f"not run: {e}") for c in checks if c.name not in done)
         sr.duration = time.monotonic() - start
 
     def _keep(self) -> bool:
@@ -257,17 +282,27 @@ class Runner:
         try:
             address = dep.address(gateway, port)
         except SandboxError as e:
-            return CheckResult(check, False, 0, time.monotonic() - start, None, [],
-                               error=f"no address for Gateway {gateway!r} port {port}: {e}")
+            return CheckResult(
+                check,
+                False,
+                0,
+                time.monotonic() - start,
+                None,
+                [],
+                error=f"no address for Gateway {gateway!r} port {port}: {e}",
+            )
         try:
-            return self.prober.run(check, address, namespace_of=dep.namespace_of,
-                                   unreachable=getattr(dep, "unreachable", None),
-                                   settled=bool(getattr(dep, "settled", False)))
+            return self.prober.run(
+                check,
+                address,
+                namespace_of=dep.namespace_of,
+                unreachable=getattr(dep, "unreachable", None),
+                settled=bool(getattr(dep, "settled", False)),
+            )
         except TargetUnreachable:
             raise  # not this check's failure: nothing listens there (the caller decides)
         except SandboxError as e:
-            return CheckResult(check, False, 0, time.monotonic() - start, None, [],
-                               error=str(e))
+            return CheckResult(check, False, 0, time.monotonic() - start, None, [], error=str(e))
 
 
 Runner._run_check = Runner.run_check  # type: ignore[attr-defined]  # older name, kept

@@ -158,7 +158,6 @@ SCENARIO_FILE = "scenario.yaml"
 GATEWAY_API_GROUP = "gateway.networking.k8s.io"
 
 
-
 def _display(path: Path) -> str:
     return display_path(path)
 
@@ -223,10 +222,15 @@ def _schema_problems(data: Any, loc: Located) -> None:
                     loc.problem((*path, name), "missing (required)", line=loc.line(path))
         elif kind == "type":
             wanted = error.validator_value
-            words = " or ".join(_TYPE_WORDS.get(str(w), str(w)) for w in (
-                wanted if isinstance(wanted, list) else [wanted]))
-            quote = " (quote it in YAML)" if wanted == "string" and isinstance(
-                inst, (bool, int, float)) else ""
+            words = " or ".join(
+                _TYPE_WORDS.get(str(w), str(w))
+                for w in (wanted if isinstance(wanted, list) else [wanted])
+            )
+            quote = (
+                " (quote it in YAML)"
+                if wanted == "string" and isinstance(inst, (bool, int, float))
+                else ""
+            )
             loc.problem(path, f"expected {words}, got {_describe(inst)}{quote}")
         elif kind == "enum":
             options = [str(o) for o in error.validator_value]
@@ -235,16 +239,25 @@ def _schema_problems(data: Any, loc: Located) -> None:
         elif kind in ("anyOf", "oneOf", "pattern"):
             expected = schema.get("x-expected", "a valid value")
             # a list where a list is allowed: name the items that are wrong (status: [200, 99])
-            items = sorted({e.relative_path[0] for e in error.context or []
-                            if len(e.relative_path) == 1 and isinstance(e.relative_path[0], int)})
+            items = sorted(
+                {
+                    e.relative_path[0]
+                    for e in error.context or []
+                    if len(e.relative_path) == 1 and isinstance(e.relative_path[0], int)
+                }
+            )
             if isinstance(inst, list) and items and inst:
                 for i in items:
                     loc.problem((*path, i), f"expected {expected}, got {_describe(inst[i])}")
             else:
                 loc.problem(path, f"expected {expected}, got {_describe(inst)}")
         elif kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
-            op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=",
-                  "exclusiveMaximum": "<"}[kind]
+            op = {
+                "minimum": ">=",
+                "exclusiveMinimum": ">",
+                "maximum": "<=",
+                "exclusiveMaximum": "<",
+            }[kind]
             loc.problem(path, f"must be {op} {error.validator_value}, got {inst}")
         elif kind in ("minItems", "minLength", "minProperties"):
             loc.problem(path, "must not be empty")
@@ -254,8 +267,11 @@ def _schema_problems(data: Any, loc: Located) -> None:
 
 def _is_gateway(obj: dict[str, Any]) -> bool:
     api = obj.get("apiVersion")
-    return obj.get("kind") == "Gateway" and isinstance(api, str) and api.startswith(
-        GATEWAY_API_GROUP + "/")
+    return (
+        obj.get("kind") == "Gateway"
+        and isinstance(api, str)
+        and api.startswith(GATEWAY_API_GROUP + "/")
+    )
 
 
 def _name(obj: dict[str, Any]) -> str | None:
@@ -284,8 +300,9 @@ def _listener_ports(gateway: dict[str, Any], objects: list[dict[str, Any]]) -> s
     return ports
 
 
-def _load_manifests(folder: Path, scenario_file: Path, listed: Any, loc: Located,
-                    problems: list[Problem]) -> tuple[list[Path], list[Manifest]]:
+def _load_manifests(
+    folder: Path, scenario_file: Path, listed: Any, loc: Located, problems: list[Problem]
+) -> tuple[list[Path], list[Manifest]]:
     files: list[Path] = []
     if isinstance(listed, list) and all(isinstance(m, str) for m in listed):
         for i, entry in enumerate(listed):
@@ -301,8 +318,9 @@ def _load_manifests(folder: Path, scenario_file: Path, listed: Any, loc: Located
     return files, load_manifests(files, problems)
 
 
-def _semantic_problems(data: dict[str, Any], loc: Located, objects: list[dict[str, Any]],
-                       manifests_ok: bool) -> None:
+def _semantic_problems(
+    data: dict[str, Any], loc: Located, objects: list[dict[str, Any]], manifests_ok: bool
+) -> None:
     gateways = {_name(o): o for o in objects if _is_gateway(o)}
     names = sorted(n for n in gateways if n)
 
@@ -310,8 +328,11 @@ def _semantic_problems(data: dict[str, Any], loc: Located, objects: list[dict[st
         if not manifests_ok:
             return
         if not names:
-            loc.problem(path, f"no Gateway named {name!r}: the manifests have no Gateway "
-                              f"(apiVersion {GATEWAY_API_GROUP}/v1, kind Gateway)")
+            loc.problem(
+                path,
+                f"no Gateway named {name!r}: the manifests have no Gateway "
+                f"(apiVersion {GATEWAY_API_GROUP}/v1, kind Gateway)",
+            )
         else:
             hint = _did_you_mean(name, names) or f" (Gateways: {', '.join(names)})"
             loc.problem(path, f"no Gateway named {name!r} in the manifests{hint}")
@@ -326,11 +347,16 @@ def _semantic_problems(data: dict[str, Any], loc: Located, objects: list[dict[st
     if isinstance(tls, list):
         secrets = {_name(o) for o in objects if o.get("kind") == "Secret"}
         for i, entry in enumerate(tls):
-            if isinstance(entry, dict) and isinstance(entry.get("secret"), str) and (
-                    entry["secret"] in secrets):
-                loc.problem(("tls", i, "secret"),
-                            f"Secret {entry['secret']!r} is also in the manifests; "
-                            "the runner generates it: remove one")
+            if (
+                isinstance(entry, dict)
+                and isinstance(entry.get("secret"), str)
+                and (entry["secret"] in secrets)
+            ):
+                loc.problem(
+                    ("tls", i, "secret"),
+                    f"Secret {entry['secret']!r} is also in the manifests; "
+                    "the runner generates it: remove one",
+                )
 
     _unaccepted_problems(data.get("unaccepted_routes"), loc, objects, manifests_ok)
 
@@ -344,8 +370,10 @@ def _semantic_problems(data: dict[str, Any], loc: Located, objects: list[dict[st
         name = check.get("name")
         if isinstance(name, str):
             if name in first_seen:
-                loc.problem((("checks", i, "name")),
-                            f"duplicate check name {name!r} (first at line {first_seen[name]})")
+                loc.problem(
+                    (("checks", i, "name")),
+                    f"duplicate check name {name!r} (first at line {first_seen[name]})",
+                )
             else:
                 first_seen[name] = loc.line(("checks", i, "name")) or 0
         _feature_problems(check.get("features"), ("checks", i, "features"), loc)
@@ -362,8 +390,11 @@ def _semantic_problems(data: dict[str, Any], loc: Located, objects: list[dict[st
             ports = _listener_ports(target, objects) if target is not None else set()
             if isinstance(port, int) and ports and port not in ports:
                 where = ("checks", i, "request", "port" if "port" in request else "scheme")
-                loc.problem(where, f"Gateway {_name(target or {})!r} has no listener on port "
-                                   f"{port} (its ports: {', '.join(map(str, sorted(ports)))})")
+                loc.problem(
+                    where,
+                    f"Gateway {_name(target or {})!r} has no listener on port "
+                    f"{port} (its ports: {', '.join(map(str, sorted(ports)))})",
+                )
         expect = check.get("expect")
         if not isinstance(expect, dict):
             continue
@@ -373,29 +404,40 @@ def _semantic_problems(data: dict[str, Any], loc: Located, objects: list[dict[st
         if not statuses:
             continue
         if expect.get("redirect") is not None and not any(300 <= s < 400 for s in statuses):
-            loc.problem(("checks", i, "expect", "redirect"),
-                        "is compared only on a 3xx response, and expect.status has none "
-                        "(add e.g. status: 302)")
+            loc.problem(
+                ("checks", i, "expect", "redirect"),
+                "is compared only on a 3xx response, and expect.status has none "
+                "(add e.g. status: 302)",
+            )
         if not any(s in (200, 204) for s in statuses):
             for key in ("backend", "namespace", "request", "backends"):
                 if expect.get(key) is not None:
-                    loc.problem(("checks", i, "expect", key),
-                                "is compared only on a 200 or 204 response, and expect.status "
-                                f"is {status}")
+                    loc.problem(
+                        ("checks", i, "expect", key),
+                        f"is compared only on a 200 or 204 response, and expect.status is {status}",
+                    )
         backends = expect.get("backends")
-        if isinstance(backends, dict) and backends and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in backends.values()):
+        if (
+            isinstance(backends, dict)
+            and backends
+            and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in backends.values()
+            )
+        ):
             total = sum(float(v) for v in backends.values())
             if abs(total - 1.0) > 0.001:
-                loc.problem(("checks", i, "expect", "backends"),
-                            f"shares add up to {total:g}; they must add up to 1")
+                loc.problem(
+                    ("checks", i, "expect", "backends"),
+                    f"shares add up to {total:g}; they must add up to 1",
+                )
 
 
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute")
 
 
-def _unaccepted_problems(entries: Any, loc: Located, objects: list[dict[str, Any]],
-                         manifests_ok: bool) -> None:
+def _unaccepted_problems(
+    entries: Any, loc: Located, objects: list[dict[str, Any]], manifests_ok: bool
+) -> None:
     """Each ``unaccepted_routes`` entry names a route of the manifests: ``name`` (any
     namespace) or ``namespace/name`` (logical: no namespace is ``default``)."""
     if not isinstance(entries, list) or not manifests_ok:
@@ -403,8 +445,11 @@ def _unaccepted_problems(entries: Any, loc: Located, objects: list[dict[str, Any
     routes: set[str] = set()
     for obj in objects:
         api = obj.get("apiVersion")
-        if obj.get("kind") in ROUTE_KINDS and isinstance(api, str) and api.startswith(
-                GATEWAY_API_GROUP + "/"):
+        if (
+            obj.get("kind") in ROUTE_KINDS
+            and isinstance(api, str)
+            and api.startswith(GATEWAY_API_GROUP + "/")
+        ):
             meta = obj.get("metadata") or {}
             ns = meta.get("namespace") if isinstance(meta.get("namespace"), str) else ""
             routes.add(f"{ns or 'default'}/{_name(obj)}")
@@ -416,11 +461,14 @@ def _unaccepted_problems(entries: Any, loc: Located, objects: list[dict[str, Any
             continue
         known = sorted(routes if "/" in entry else names)
         hint = _did_you_mean(entry, known) or (
-            f" (routes: {', '.join(sorted(routes))})" if routes else
-            " (the manifests have no route)")
-        loc.problem(("unaccepted_routes", i),
-                    f"no route {entry!r} in the manifests{hint}; list routes as NAME or "
-                    "NAMESPACE/NAME")
+            f" (routes: {', '.join(sorted(routes))})"
+            if routes
+            else " (the manifests have no route)"
+        )
+        loc.problem(
+            ("unaccepted_routes", i),
+            f"no route {entry!r} in the manifests{hint}; list routes as NAME or NAMESPACE/NAME",
+        )
 
 
 def _feature_problems(features: Any, path: FieldPath, loc: Located) -> None:
@@ -439,8 +487,9 @@ def _opt_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _build_check(raw: dict[str, Any], line: int, scenario_consecutive: int,
-                 scenario_timeout: float) -> Check:
+def _build_check(
+    raw: dict[str, Any], line: int, scenario_consecutive: int, scenario_timeout: float
+) -> Check:
     req = raw.get("request") or {}
     grpc_raw = req.get("grpc")
     grpc = None
@@ -477,8 +526,9 @@ def _build_check(raw: dict[str, Any], line: int, scenario_consecutive: int,
     rd = exp.get("redirect")
     redirect = None
     if isinstance(rd, dict):
-        redirect = ExpectedRedirect(scheme=rd.get("scheme"), host=rd.get("host"),
-                                    port=rd.get("port"), path=rd.get("path"))
+        redirect = ExpectedRedirect(
+            scheme=rd.get("scheme"), host=rd.get("host"), port=rd.get("port"), path=rd.get("path")
+        )
     backends = exp.get("backends")
     expect = Expect(
         status=[int(s) for s in (status if isinstance(status, list) else [status])],
@@ -517,8 +567,9 @@ def load_scenario(path: str | Path) -> Scenario:
         folder, file = p.parent, p
     if not file.is_file():
         raise InputError(
-            f"no {SCENARIO_FILE} in {_display(folder)}" if p.is_dir() else
-            f"scenario not found: {_display(p)}",
+            f"no {SCENARIO_FILE} in {_display(folder)}"
+            if p.is_dir()
+            else f"scenario not found: {_display(p)}",
             hint="a scenario is a folder holding scenario.yaml and its manifests",
         )
     name = folder.resolve().name
@@ -530,18 +581,24 @@ def load_scenario(path: str | Path) -> Scenario:
     if data is None and problems:  # e.g. excessive aliasing: the document was not read
         raise ScenarioInvalid(problems, name=name)
     if data is None:
-        problems.append(Problem(file, 1, None, "the file is empty: a scenario needs at least "
-                                               "description, gateway and checks"))
+        problems.append(
+            Problem(
+                file,
+                1,
+                None,
+                "the file is empty: a scenario needs at least description, gateway and checks",
+            )
+        )
         raise ScenarioInvalid(problems, name=name)
     if not isinstance(data, dict):
-        problems.append(Problem(file, 1, None,
-                                f"expected a mapping of scenario keys, got {_describe(data)}"))
+        problems.append(
+            Problem(file, 1, None, f"expected a mapping of scenario keys, got {_describe(data)}")
+        )
         raise ScenarioInvalid(problems, name=name)
 
     _schema_problems(data, loc)
     before = len(problems)
-    manifest_files, manifests = _load_manifests(
-        folder, file, data.get("manifests"), loc, problems)
+    manifest_files, manifests = _load_manifests(folder, file, data.get("manifests"), loc, problems)
     objects = [m.obj for m in manifests]
     manifests_ok = len(problems) == before
     _semantic_problems(data, loc, objects, manifests_ok)
@@ -566,8 +623,10 @@ def load_scenario(path: str | Path) -> Scenario:
         features=list(data.get("features") or []),
         consecutive=consecutive,
         timeout=timeout,
-        tls=[TlsSecret(secret=t["secret"], hosts=list(t["hosts"]), namespace=t.get("namespace"))
-             for t in data.get("tls") or []],
+        tls=[
+            TlsSecret(secret=t["secret"], hosts=list(t["hosts"]), namespace=t.get("namespace"))
+            for t in data.get("tls") or []
+        ],
         unaccepted_routes=list(data.get("unaccepted_routes") or []),
         object_sources=[(m.file, m.line) for m in manifests],
         manifest_objects=manifests,
@@ -625,18 +684,24 @@ def resolve_scenario(arg: str) -> Path:
     if p.is_file() and p.name in (SCENARIO_FILE, "scenario.yml"):
         return p.parent
     if p.is_dir():
-        raise InputError(f"no {SCENARIO_FILE} in {_display(p)}",
-                         hint="a scenario is a folder holding scenario.yaml and its manifests")
+        raise InputError(
+            f"no {SCENARIO_FILE} in {_display(p)}",
+            hint="a scenario is a folder holding scenario.yaml and its manifests",
+        )
     if _NAME_RE.match(arg):
         named = dict(reversed(list(_iter_named())))  # the first root wins
         if arg in named:
             return named[arg]
         hint = _did_you_mean(arg, sorted(named))
         roots = ", ".join(_display(r) for r in scenario_roots()) or "(no scenarios folder found)"
-        raise InputError(f"no scenario named {arg!r}{hint}",
-                         hint=f"looked in {roots}; `sandbox list` shows the names")
-    raise InputError(f"scenario not found: {arg}",
-                     hint="give a scenario name (see `sandbox list`) or a folder path")
+        raise InputError(
+            f"no scenario named {arg!r}{hint}",
+            hint=f"looked in {roots}; `sandbox list` shows the names",
+        )
+    raise InputError(
+        f"scenario not found: {arg}",
+        hint="give a scenario name (see `sandbox list`) or a folder path",
+    )
 
 
 def list_scenarios() -> list[Path]:

@@ -101,8 +101,13 @@ def object_label(obj: Any) -> str:
 
 def sourced(manifest: Manifest, display: str | None = None) -> SourcedObject:
     """A manifest object of :mod:`sandbox.manifests` as the validator's input."""
-    return SourcedObject(display or display_path(manifest.file), manifest.obj,
-                         manifest.document - 1, manifest.line, dict(manifest.lines))
+    return SourcedObject(
+        display or display_path(manifest.file),
+        manifest.obj,
+        manifest.document - 1,
+        manifest.line,
+        dict(manifest.lines),
+    )
 
 
 def load_manifest_file(path: str | Path, *, display: str | None = None) -> list[SourcedObject]:
@@ -148,21 +153,28 @@ def _crd_documents(source: Path) -> Iterator[Any]:
     """The YAML documents of a CRD folder (every *.yaml / *.yml) or file. A file such as Envoy
     Gateway's install.yaml (megabytes, mostly other objects) is cut into its documents first and
     only those that define Gateway API CRDs are parsed."""
-    files = ([source] if source.is_file()
-             else sorted(source.glob("*.yaml")) + sorted(source.glob("*.yml")))
+    files = (
+        [source]
+        if source.is_file()
+        else sorted(source.glob("*.yaml")) + sorted(source.glob("*.yml"))
+    )
     for f in files:
         try:
             text = f.read_text(encoding="utf-8")
             if source.is_file():
-                chunks = [c for c in _DOCUMENT_SEPARATOR.split(text)
-                          if "CustomResourceDefinition" in c and any(
-                              g in c for g in GATEWAY_API_GROUPS)]
+                chunks = [
+                    c
+                    for c in _DOCUMENT_SEPARATOR.split(text)
+                    if "CustomResourceDefinition" in c and any(g in c for g in GATEWAY_API_GROUPS)
+                ]
                 docs = [yaml.load(c, Loader=_fast_loader()) for c in chunks]
             else:
                 docs = list(yaml.load_all(text, Loader=_fast_loader()))
         except (OSError, yaml.YAMLError) as e:
-            raise EnvironmentProblem(f"cannot read Gateway API CRD file {f}: {e}",
-                                     hint=f"check {ENV_CRDS} or clear the cache") from None
+            raise EnvironmentProblem(
+                f"cannot read Gateway API CRD file {f}: {e}",
+                hint=f"check {ENV_CRDS} or clear the cache",
+            ) from None
         yield from docs
 
 
@@ -189,7 +201,7 @@ def _read_crds(source: Path) -> CRDSet:
                 channels.add(str(annotations[CHANNEL_ANNOTATION]))
         by_version = schemas.setdefault((group, kind), {})
         for v in spec.get("versions") or []:
-            schema = ((v.get("schema") or {}).get("openAPIV3Schema"))
+            schema = (v.get("schema") or {}).get("openAPIV3Schema")
             if v.get("served", True) and isinstance(schema, dict):
                 by_version[str(v["name"])] = schema
     if not schemas:
@@ -242,12 +254,19 @@ def not_at_hand_reason() -> str:
     """Why ``crds_at_hand`` found nothing, and how to change that."""
     from sandbox.controllers.envoy_gateway import INSTALL_ENV
 
-    return (f"{ENV_CRDS} and {INSTALL_ENV} unset, none cached in {settings.cache_dir()}; "
-            "`sandbox up` caches them")
+    return (
+        f"{ENV_CRDS} and {INSTALL_ENV} unset, none cached in {settings.cache_dir()}; "
+        "`sandbox up` caches them"
+    )
 
 
-def crds_dir(*, download: bool = True, version: str | None = None,
-             channel: str | None = None, timeout: float = DOWNLOAD_TIMEOUT) -> Path | None:
+def crds_dir(
+    *,
+    download: bool = True,
+    version: str | None = None,
+    channel: str | None = None,
+    timeout: float = DOWNLOAD_TIMEOUT,
+) -> Path | None:
     """The folder holding the CRDs: env override, else the cache (downloading when allowed).
 
     Returns None when neither is available and ``download`` is False.
@@ -269,8 +288,7 @@ def crds_dir(*, download: bool = True, version: str | None = None,
     return cached
 
 
-def _download(version: str, channel: str, dest: Path, *, timeout: float = DOWNLOAD_TIMEOUT
-              ) -> None:
+def _download(version: str, channel: str, dest: Path, *, timeout: float = DOWNLOAD_TIMEOUT) -> None:
     """Download the CRD files of the release into ``dest``; ``timeout`` bounds the whole
     download (every request gets what is left of it)."""
     import time
@@ -286,7 +304,8 @@ def _download(version: str, channel: str, dest: Path, *, timeout: float = DOWNLO
         if left <= 0:
             raise EnvironmentProblem(
                 f"cannot download the Gateway API CRDs: gave up after {timeout:g}s ({url})",
-                hint=f"set {ENV_CRDS}=DIR to a local copy of config/crd/{channel}")
+                hint=f"set {ENV_CRDS}=DIR to a local copy of config/crd/{channel}",
+            )
         try:
             resp = requests.get(url, timeout=left)
         except requests.RequestException as e:
@@ -297,8 +316,10 @@ def _download(version: str, channel: str, dest: Path, *, timeout: float = DOWNLO
                 hint=f"set {ENV_CRDS}=DIR to a local copy of config/crd/{channel}",
             ) from None
         if resp.status_code != 200:
-            raise EnvironmentProblem(f"cannot download {url}: HTTP {resp.status_code}",
-                                     hint=f"set {ENV_CRDS}=DIR to a local copy")
+            raise EnvironmentProblem(
+                f"cannot download {url}: HTTP {resp.status_code}",
+                hint=f"set {ENV_CRDS}=DIR to a local copy",
+            )
         return resp.text
 
     log.info("downloading the Gateway API %s %s CRDs from %s", version, channel, base)
@@ -333,12 +354,16 @@ def _load_crds_cached(directory: str) -> CRDSet:
     return _read_crds(Path(directory))
 
 
-def load_crds(directory: str | Path | None = None, *, download: bool = True,
-              timeout: float = DOWNLOAD_TIMEOUT) -> CRDSet:
+def load_crds(
+    directory: str | Path | None = None, *, download: bool = True, timeout: float = DOWNLOAD_TIMEOUT
+) -> CRDSet:
     """The CRDs from ``directory`` (a folder, or a file such as install.yaml), else from
     ``crds_at_hand()``, else downloaded when ``download``. Cached per process."""
-    d = Path(directory) if directory is not None else (
-        crds_at_hand() or crds_dir(download=download, timeout=timeout))
+    d = (
+        Path(directory)
+        if directory is not None
+        else (crds_at_hand() or crds_dir(download=download, timeout=timeout))
+    )
     if d is None:
         raise EnvironmentProblem(
             "the Gateway API CRDs are not available offline",
@@ -362,16 +387,25 @@ _OBJECT_META: dict[str, Any] = {
         # Namespaces a label, stricter): apimachinery pkg/api/validation NameIsDNSSubdomain
         "name": {"type": "string", "maxLength": 253, "pattern": DNS_SUBDOMAIN},
         "generateName": {"type": "string"},
-        "namespace": {"type": "string", "maxLength": 63,
-                      "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+        "namespace": {
+            "type": "string",
+            "maxLength": 63,
+            "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        },
         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
         "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
         "finalizers": {"type": "array", "items": {"type": "string"}},
     },
 }
 
-_NOT_SUPPORTED_KEYS = ("x-kubernetes-validations", "format", "default", "description",
-                       "example", "x-kubernetes-map-type")
+_NOT_SUPPORTED_KEYS = (
+    "x-kubernetes-validations",
+    "format",
+    "default",
+    "description",
+    "example",
+    "x-kubernetes-map-type",
+)
 
 
 def k8s_to_jsonschema(schema: Any, *, root: bool = False, structural: bool = True) -> Any:
@@ -391,8 +425,9 @@ def k8s_to_jsonschema(schema: Any, *, root: bool = False, structural: bool = Tru
     if isinstance(s.get("not"), dict):
         s["not"] = k8s_to_jsonschema(s["not"], structural=False)
     if isinstance(s.get("additionalProperties"), dict):
-        s["additionalProperties"] = k8s_to_jsonschema(s["additionalProperties"],
-                                                      structural=structural)
+        s["additionalProperties"] = k8s_to_jsonschema(
+            s["additionalProperties"], structural=structural
+        )
     for key in ("allOf", "anyOf", "oneOf"):
         if isinstance(s.get(key), list):
             s[key] = [k8s_to_jsonschema(v, structural=False) for v in s[key]]
@@ -437,8 +472,9 @@ def apply_defaults(value: Any, schema: Any) -> Any:
     return value
 
 
-def _list_type(validator: Any, list_type: Any, instance: Any, schema: Mapping[str, Any]
-               ) -> Iterator[Any]:
+def _list_type(
+    validator: Any, list_type: Any, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[Any]:
     """x-kubernetes-list-type set|map: duplicates are invalid (apiextensions-apiserver)."""
     from jsonschema import ValidationError
 
@@ -475,18 +511,22 @@ def _validator_class() -> Any:
 _PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
 _CORE_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
     ("v1", "Service"): {
-        "type": "object", "required": ["metadata", "spec"],
+        "type": "object",
+        "required": ["metadata", "spec"],
         "properties": {
             "metadata": _OBJECT_META,
             "spec": {
-                "type": "object", "required": ["ports"],
+                "type": "object",
+                "required": ["ports"],
                 "properties": {
                     "type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"]},
                     "selector": {"type": "object", "additionalProperties": {"type": "string"}},
                     "ports": {
-                        "type": "array", "minItems": 1,
+                        "type": "array",
+                        "minItems": 1,
                         "items": {
-                            "type": "object", "required": ["port"],
+                            "type": "object",
+                            "required": ["port"],
                             "properties": {
                                 "name": {"type": "string"},
                                 "port": _PORT,
@@ -502,11 +542,13 @@ _CORE_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
         },
     },
     ("apps/v1", "Deployment"): {
-        "type": "object", "required": ["metadata", "spec"],
+        "type": "object",
+        "required": ["metadata", "spec"],
         "properties": {
             "metadata": _OBJECT_META,
             "spec": {
-                "type": "object", "required": ["selector", "template"],
+                "type": "object",
+                "required": ["selector", "template"],
                 "properties": {
                     "replicas": {"type": "integer", "minimum": 0},
                     "selector": {"type": "object"},
@@ -515,12 +557,13 @@ _CORE_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
                         "properties": {
                             "metadata": {"type": "object"},
                             "spec": {
-                                "type": "object", "required": ["containers"],
+                                "type": "object",
+                                "required": ["containers"],
                                 "properties": {
                                     "containers": {
-                                        "type": "array", "minItems": 1,
-                                        "items": {"type": "object",
-                                                  "required": ["name", "image"]},
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "items": {"type": "object", "required": ["name", "image"]},
                                     },
                                 },
                             },
@@ -530,8 +573,11 @@ _CORE_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
             },
         },
     },
-    ("v1", "Namespace"): {"type": "object", "required": ["metadata"],
-                          "properties": {"metadata": _OBJECT_META}},
+    ("v1", "Namespace"): {
+        "type": "object",
+        "required": ["metadata"],
+        "properties": {"metadata": _OBJECT_META},
+    },
 }
 
 
@@ -552,8 +598,9 @@ class SchemaProblem:
 
     def __str__(self) -> str:
         where = self.file + (f":{self.line}" if self.line else "")
-        return f"{where}: {self.object}: " + (f"{self.field}: " if self.field else "") \
-            + self.message
+        return (
+            f"{where}: {self.object}: " + (f"{self.field}: " if self.field else "") + self.message
+        )
 
 
 @dataclass
@@ -604,21 +651,29 @@ def _describe(error: Any, root: Any = None) -> tuple[Path_, str]:
         return (*path, name), f"unknown field{hint}"
     if v == "enum":
         return path, f"unsupported value {error.instance!r}: must be one of " + ", ".join(
-            repr(x) for x in error.validator_value)
+            repr(x) for x in error.validator_value
+        )
     if v == "type":
         want = error.validator_value
         want_s = " or ".join(want) if isinstance(want, list) else want
         return path, f"must be {want_s}, got {_json_type(error.instance)} {error.instance!r}"
-    if v == "anyOf" and error.schema.get("anyOf") and all(
-            set(sub) == {"type"} or "type" in sub for sub in error.schema["anyOf"]):
+    if (
+        v == "anyOf"
+        and error.schema.get("anyOf")
+        and all(set(sub) == {"type"} or "type" in sub for sub in error.schema["anyOf"])
+    ):
         types = [str(sub.get("type")) for sub in error.schema["anyOf"]]
-        return path, f"must be {' or '.join(types)}, got {_json_type(error.instance)} " \
-                     f"{error.instance!r}"
+        return (
+            path,
+            f"must be {' or '.join(types)}, got {_json_type(error.instance)} {error.instance!r}",
+        )
     if v == "pattern":
         if error.validator_value == DNS_SUBDOMAIN:  # apimachinery dns1123SubdomainErrorMsg
-            return path, (f"invalid value {error.instance!r}: a lowercase RFC 1123 subdomain must "
-                          "consist of lower case alphanumeric characters, '-' or '.', and must "
-                          "start and end with an alphanumeric character")
+            return path, (
+                f"invalid value {error.instance!r}: a lowercase RFC 1123 subdomain must "
+                "consist of lower case alphanumeric characters, '-' or '.', and must "
+                "start and end with an alphanumeric character"
+            )
         return path, f"invalid value {error.instance!r}: must match {error.validator_value!r}"
     return path, error.message
 
@@ -640,8 +695,9 @@ def _json_type(value: Any) -> str:
 
 
 def _message(src: SourcedObject, path: Path_, text: str) -> SchemaProblem:
-    return SchemaProblem(src.file, src.line_of(path) or None, src.label,
-                         format_path(path) or None, text)
+    return SchemaProblem(
+        src.file, src.line_of(path) or None, src.label, format_path(path) or None, text
+    )
 
 
 class SchemaValidator:
@@ -698,14 +754,24 @@ class SchemaValidator:
                     known = self.crds.kinds(group)
                     close = difflib.get_close_matches(kind, known, n=1)
                     hint = f" (did you mean {close[0]!r}?)" if close else ""
-                    result.problems.append(_message(
-                        src, ("kind",), f"unknown kind {kind!r} in {group} "
-                        f"{self.crds.bundle_version} ({self.crds.channel} channel){hint}"))
+                    result.problems.append(
+                        _message(
+                            src,
+                            ("kind",),
+                            f"unknown kind {kind!r} in {group} "
+                            f"{self.crds.bundle_version} ({self.crds.channel} channel){hint}",
+                        )
+                    )
                     continue
                 if version not in versions:
-                    result.problems.append(_message(
-                        src, ("apiVersion",), f"{kind} is not served as {api_version}; "
-                        f"served versions: {', '.join(sorted(versions))}"))
+                    result.problems.append(
+                        _message(
+                            src,
+                            ("apiVersion",),
+                            f"{kind} is not served as {api_version}; "
+                            f"served versions: {', '.join(sorted(versions))}",
+                        )
+                    )
                     continue
             elif (api_version, kind) not in _CORE_SCHEMAS:
                 skipped.setdefault(api_version, set()).add(kind)
@@ -722,13 +788,15 @@ class SchemaValidator:
                 path, text = _describe(error, root)
                 result.problems.append(_message(src, path, text))
         for api_version, kinds in sorted(skipped.items()):
-            result.notes.append(f"not schema-validated (no schema for {api_version}): "
-                                + ", ".join(sorted(kinds)))
+            result.notes.append(
+                f"not schema-validated (no schema for {api_version}): " + ", ".join(sorted(kinds))
+            )
         return result
 
 
-def validate_objects(objects: Iterable[SourcedObject | tuple[str, Any]],
-                     crds: CRDSet | None = None) -> list[str]:
+def validate_objects(
+    objects: Iterable[SourcedObject | tuple[str, Any]], crds: CRDSet | None = None
+) -> list[str]:
     """Validate manifest objects; returns error messages (empty when all are valid).
 
     Each item is a SourcedObject (from ``load_manifest_file``, with lines) or a
@@ -737,8 +805,9 @@ def validate_objects(objects: Iterable[SourcedObject | tuple[str, Any]],
     return SchemaValidator(crds or load_crds()).validate(objects).errors
 
 
-def check_objects(objects: Iterable[SourcedObject | tuple[str, Any]],
-                  crds: CRDSet | None = None) -> ValidationResult:
+def check_objects(
+    objects: Iterable[SourcedObject | tuple[str, Any]], crds: CRDSet | None = None
+) -> ValidationResult:
     """Like validate_objects, but raises InputError (exit 2) listing every error."""
     result = SchemaValidator(crds or load_crds()).validate(objects)
     if result.errors:
@@ -746,14 +815,16 @@ def check_objects(objects: Iterable[SourcedObject | tuple[str, Any]],
         more = "\n".join(result.errors[1:])
         raise InputError(
             f"{len(result.errors)} schema error(s):\n  " + "\n  ".join(result.errors)
-            if len(result.errors) > 1 else first,
+            if len(result.errors) > 1
+            else first,
             hint=None if not more else "fix the manifests; each line names file, object, field",
         )
     return result
 
 
-def validate_files(files: Iterable[str | Path], crds: CRDSet | None = None,
-                   *, base: str | Path | None = None) -> ValidationResult:
+def validate_files(
+    files: Iterable[str | Path], crds: CRDSet | None = None, *, base: str | Path | None = None
+) -> ValidationResult:
     """Load and validate manifest files (paths shown relative to ``base`` when given)."""
     objects: list[SourcedObject] = []
     for f in files:
@@ -768,8 +839,9 @@ def validate_files(files: Iterable[str | Path], crds: CRDSet | None = None,
     return SchemaValidator(crds or load_crds()).validate(objects)
 
 
-def validate_scenario(scenario: Any, crds: CRDSet | None = None,
-                      *, base: str | Path | None = None) -> ValidationResult:
+def validate_scenario(
+    scenario: Any, crds: CRDSet | None = None, *, base: str | Path | None = None
+) -> ValidationResult:
     """Validate the manifest files of a loaded ``sandbox.scenario.Scenario``."""
     return validate_files(list(scenario.manifests), crds, base=base)
 
@@ -828,13 +900,21 @@ def model_field_problems(objects: Iterable[Manifest]) -> list[SchemaProblem]:
     worded as the CRD validation words them."""
     from sandbox.reference import fields
 
-    return [SchemaProblem(display_path(p.manifest.file), p.manifest.line_of(p.path) or None,
-                          p.manifest.label, format_path(p.path) or None, p.message)
-            for p in fields.check_manifests(objects)]
+    return [
+        SchemaProblem(
+            display_path(p.manifest.file),
+            p.manifest.line_of(p.path) or None,
+            p.manifest.label,
+            format_path(p.path) or None,
+            p.message,
+        )
+        for p in fields.check_manifests(objects)
+    ]
 
 
-def check_scenario_manifests(scenario: Any, *, download: bool = False,
-                             timeout: float | None = None) -> ManifestCheck:
+def check_scenario_manifests(
+    scenario: Any, *, download: bool = False, timeout: float | None = None
+) -> ManifestCheck:
     """Check a loaded scenario's manifests against the Gateway API CRD schemas when they are
     at hand (``crds_at_hand``; downloaded first only when ``download`` and nothing is cached,
     within ``timeout``, default ``CHECK_DOWNLOAD_TIMEOUT``), else with the reference model's field check."""
@@ -846,8 +926,9 @@ def check_scenario_manifests(scenario: Any, *, download: bool = False,
         found = crds_at_hand()
         if found is None and download:
             notes.append("downloaded the CRDs now (nothing was cached)")
-        crds = load_crds(found, download=download,
-                         timeout=CHECK_DOWNLOAD_TIMEOUT if timeout is None else timeout)
+        crds = load_crds(
+            found, download=download, timeout=CHECK_DOWNLOAD_TIMEOUT if timeout is None else timeout
+        )
     except SandboxError as e:
         if isinstance(e, InputError):
             raise
@@ -856,6 +937,7 @@ def check_scenario_manifests(scenario: Any, *, download: bool = False,
             why += f"; the download failed: {e}"
         return ManifestCheck(model_field_problems(objects), MODEL, f"CRDs not at hand ({why})")
     result = SchemaValidator(crds).validate(sourced(m) for m in objects)
-    source = (f"Gateway API {crds.bundle_version} {crds.channel} CRDs from "
-              f"{display_path(crds.source)}")
+    source = (
+        f"Gateway API {crds.bundle_version} {crds.channel} CRDs from {display_path(crds.source)}"
+    )
     return ManifestCheck(result.problems, CRDS, source, notes + result.notes)

@@ -125,9 +125,7 @@ class Settings:
     # which provider makes the sandbox's cluster: k3d | kind (SANDBOX_CLUSTER, --cluster)
     cluster: str = field(default_factory=lambda: _env("CLUSTER", DEFAULT_CLUSTER_PROVIDER))
     kind_version: str = field(default_factory=lambda: _env("KIND_VERSION", KIND_VERSION))
-    kind_node_image: str = field(
-        default_factory=lambda: _env("KIND_NODE_IMAGE", KIND_NODE_IMAGE)
-    )
+    kind_node_image: str = field(default_factory=lambda: _env("KIND_NODE_IMAGE", KIND_NODE_IMAGE))
     k3d_version: str = field(default_factory=lambda: _env("K3D_VERSION", K3D_VERSION))
     k3s_image: str = field(default_factory=lambda: _env("K3S_IMAGE", K3S_IMAGE))
     kubectl_version: str = field(default_factory=lambda: _env("KUBECTL_VERSION", KUBECTL_VERSION))

@@ -143,7 +143,9 @@ class Phases:
         except BaseException as e:
             self.reporter.failed(name, time.monotonic() - started, e)
             raise
-        result = PhaseResult(name, round(time.monotonic() - started, 2), action[-1] if action else "ok")
+        result = PhaseResult(
+            name, round(time.monotonic() - started, 2), action[-1] if action else "ok"
+        )
         self.results.append(result)
         self.reporter.done(result)
 
@@ -228,8 +230,9 @@ def validate_cluster_name(name: str, cluster: str = "k3d") -> None:
                 field="--name",
             )
         if len(name) > 50:  # kind's clusterNameMax: longer names break on some systems
-            raise InputError(f"cluster name {name!r} has {len(name)} characters; kind allows 50",
-                             field="--name")
+            raise InputError(
+                f"cluster name {name!r} has {len(name)} characters; kind allows 50", field="--name"
+            )
         return
     if not _HOSTNAME.match(name):
         raise InputError(
@@ -237,7 +240,9 @@ def validate_cluster_name(name: str, cluster: str = "k3d") -> None:
             field="--name",
         )
     if len(name) > 32:
-        raise InputError(f"cluster name {name!r} has {len(name)} characters; k3d allows 32", field="--name")
+        raise InputError(
+            f"cluster name {name!r} has {len(name)} characters; k3d allows 32", field="--name"
+        )
 
 
 def guard_kubeconfig(settings: Settings) -> Path:
@@ -281,8 +286,11 @@ def _lock(settings: Settings) -> Iterator[None]:
 
 
 def _foreign(settings: Settings) -> ClusterError:
-    mark = (f"its node lacks the sandbox's owner mount {settings_mod.OWNER_MOUNT}"
-            if settings.cluster == "kind" else f"its containers lack the label {settings_mod.OWNER_LABEL}")
+    mark = (
+        f"its node lacks the sandbox's owner mount {settings_mod.OWNER_MOUNT}"
+        if settings.cluster == "kind"
+        else f"its containers lack the label {settings_mod.OWNER_LABEL}"
+    )
     return ClusterError(
         f"a {settings.cluster} cluster named {settings.cluster_name!r} exists but was not created "
         f"by the sandbox ({mark}); it is left untouched",
@@ -314,7 +322,8 @@ def _delete_until_gone(provider: Provider, name: str, *, timeout: float) -> None
                 raise ClusterError(
                     f"{provider.name} cluster {name!r} keeps coming back after delete "
                     f"(nodes: {', '.join(found.nodes) or '?'})",
-                    hint=f"`docker ps -a` shows them; `sandbox down --cluster {provider.name}`")
+                    hint=f"`docker ps -a` shows them; `sandbox down --cluster {provider.name}`",
+                )
             log.info("cluster %s showed up again after delete: deleting again", name)
             provider.delete(name, timeout=max(1.0, deadline - time.monotonic()))
             absent_since = time.monotonic()
@@ -328,8 +337,13 @@ def _wait_nodes_ready(kubectl: Kubectl, *, timeout: float) -> None:
     grace = time.monotonic() + min(FORBIDDEN_GRACE, timeout)
     while True:
         try:
-            kubectl.wait("nodes", "condition=Ready", all_=True,
-                         timeout=max(1.0, deadline - time.monotonic()), what="every node Ready")
+            kubectl.wait(
+                "nodes",
+                "condition=Ready",
+                all_=True,
+                timeout=max(1.0, deadline - time.monotonic()),
+                what="every node Ready",
+            )
             return
         except KubectlError as e:
             if "(Forbidden)" not in str(e) or time.monotonic() + 1 >= grace:
@@ -339,8 +353,12 @@ def _wait_nodes_ready(kubectl: Kubectl, *, timeout: float) -> None:
 
 
 def tweaks_for(engine: docker_engine.Engine) -> HostTweaks:
-    return host_tweaks(cgroup_version=engine.cgroup_version, local_engine=engine.local,
-                       rootless=engine.rootless, os_name=engine.os)
+    return host_tweaks(
+        cgroup_version=engine.cgroup_version,
+        local_engine=engine.local,
+        rootless=engine.rootless,
+        os_name=engine.os,
+    )
 
 
 def _api_port() -> int | None:
@@ -351,9 +369,14 @@ def _api_port() -> int | None:
 def _provider(settings: Settings, binary: Path, engine: docker_engine.Engine) -> Provider:
     tweaks = tweaks_for(engine)
     if settings.cluster == "kind":
-        return KindProvider(binary, image=settings.kind_node_image,
-                            state_dir=settings.cluster_state_dir, env=engine.env(),
-                            api_port=_api_port(), tweaks=tweaks)
+        return KindProvider(
+            binary,
+            image=settings.kind_node_image,
+            state_dir=settings.cluster_state_dir,
+            env=engine.env(),
+            api_port=_api_port(),
+            tweaks=tweaks,
+        )
     return K3dProvider(
         binary,
         image=settings.k3s_image,
@@ -442,7 +465,7 @@ def _offline_or_pull(
             f"--offline: {len(missing)} image(s) are neither in the Docker engine nor in the "
             f"cluster, and would be pulled:\n{lines}",
             hint="load or pull them first (`docker pull IMAGE`, or `sandbox up --pull` where a "
-                 "registry answers); `sandbox images` lists every image and where it is",
+            "registry answers); `sandbox images` lists every image and where it is",
         )
     for n in missing:
         reporter.note(f"pulling {n.ref} (needed by {', '.join(n.needed_by)})")
@@ -465,13 +488,17 @@ def _preload(
     to_load = [n for n in located if n.engine and n.cluster is not True]
     absent = [n for n in located if not n.engine and not n.cluster]
     if absent:
-        reporter.note("the cluster will pull " + ", ".join(n.ref for n in absent)
-                      + " (not in the Docker engine; `sandbox up --pull` pulls on the host first)")
+        reporter.note(
+            "the cluster will pull "
+            + ", ".join(n.ref for n in absent)
+            + " (not in the Docker engine; `sandbox up --pull` pulls on the host first)"
+        )
     if not to_load:
         return f"{len(located) - len(absent)} of {len(located)} images already in the cluster"
     reporter.note("loading from the Docker engine: " + ", ".join(n.ref for n in to_load))
-    provider.load_images(settings.cluster_name, [n.ref for n in to_load], timeout=timeout,
-                         progress=reporter.note)
+    provider.load_images(
+        settings.cluster_name, [n.ref for n in to_load], timeout=timeout, progress=reporter.note
+    )
     return f"loaded {len(to_load)}"
 
 
@@ -512,25 +539,43 @@ def ensure_up(
     with _lock(settings):
         kind = settings.cluster
         with phases.phase("tools", f"{kind} and kubectl") as act:
-            cluster_tool = tools.ensure_tool(kind, _provider_version(settings),
-                                             on_download=phases.reporter.note)
+            cluster_tool = tools.ensure_tool(
+                kind, _provider_version(settings), on_download=phases.reporter.note
+            )
             kubectl_tool = tools.ensure_tool(
                 "kubectl", settings.kubectl_version, on_download=phases.reporter.note
             )
-            act.append(f"{kind} {cluster_tool.version} ({cluster_tool.source}), "
-                       f"kubectl {kubectl_tool.version} ({kubectl_tool.source})")
+            act.append(
+                f"{kind} {cluster_tool.version} ({cluster_tool.source}), "
+                f"kubectl {kubectl_tool.version} ({kubectl_tool.source})"
+            )
 
         provider = _provider(settings, cluster_tool.path, engine)
-        controller = EnvoyGateway(settings.envoy_gateway_version, gateway_class=settings.gateway_class)
+        controller = EnvoyGateway(
+            settings.envoy_gateway_version, gateway_class=settings.gateway_class
+        )
         name = settings.cluster_name
         info = provider.get(name)
         needs: dict[str, list[str]] | None = None
         if offline or pull:
-            with phases.phase("images", "images at hand" if offline else "pull missing images") as act:
-                needs = images_mod.merge(_stack_needs(controller, phases.reporter.note), extra_images or {})
-                act.append(_offline_or_pull(settings, provider, needs, info, offline=offline,
-                                            pull=pull, reporter=phases.reporter,
-                                            timeout=remaining()))
+            with phases.phase(
+                "images", "images at hand" if offline else "pull missing images"
+            ) as act:
+                needs = images_mod.merge(
+                    _stack_needs(controller, phases.reporter.note), extra_images or {}
+                )
+                act.append(
+                    _offline_or_pull(
+                        settings,
+                        provider,
+                        needs,
+                        info,
+                        offline=offline,
+                        pull=pull,
+                        reporter=phases.reporter,
+                        timeout=remaining(),
+                    )
+                )
 
         with phases.phase("cluster", f"{kind} cluster {name}") as act:
             interrupted = bool(_read_state(settings).get("creating"))
@@ -539,17 +584,25 @@ def ensure_up(
                 # handling in v5.9.0; kind deletes its nodes only on an error it returns): a
                 # half-made cluster cannot be trusted. Its node may not even be listed yet: a
                 # `docker run` whose client was killed is still carried out by the engine
-                phases.reporter.note("a previous `up` was interrupted while creating the cluster: re-creating it")
+                phases.reporter.note(
+                    "a previous `up` was interrupted while creating the cluster: re-creating it"
+                )
                 _delete_until_gone(provider, name, timeout=remaining(180))
                 info = None
             if info is None:
                 phases.reporter.note(provider.describe_create())
                 settings.cluster_state_dir.mkdir(parents=True, exist_ok=True)
                 network_existed = (kind != "kind") or docker_engine.network_exists(kind_mod.NETWORK)
-                _write_state(settings, cluster=name, provider=kind,
-                             created=datetime.now(timezone.utc).isoformat(),
-                             versions=versions(settings), ready=False, creating=True,
-                             **({} if network_existed else {"createdNetwork": kind_mod.NETWORK}))
+                _write_state(
+                    settings,
+                    cluster=name,
+                    provider=kind,
+                    created=datetime.now(timezone.utc).isoformat(),
+                    versions=versions(settings),
+                    ready=False,
+                    creating=True,
+                    **({} if network_existed else {"createdNetwork": kind_mod.NETWORK}),
+                )
                 provider.create(name, timeout=remaining(max(CREATE_TIMEOUT, 0.8 * timeout)))
                 _write_state(settings, creating=False)
                 act.append("created")
@@ -572,8 +625,12 @@ def ensure_up(
         with phases.phase("kubeconfig", "private kubeconfig") as act:
             # a new cluster has new certificates; an existing or restarted one keeps its port
             current = info if info is not None and info.running else provider.get(name)
-            if (info is not None and current is not None and current.api_port is not None
-                    and _kubeconfig_port(settings.kubeconfig_path) == current.api_port):
+            if (
+                info is not None
+                and current is not None
+                and current.api_port is not None
+                and _kubeconfig_port(settings.kubeconfig_path) == current.api_port
+            ):
                 act.append(f"{settings.kubeconfig_path} (unchanged)")
             else:
                 provider.write_kubeconfig(name, settings.kubeconfig_path)
@@ -587,15 +644,29 @@ def ensure_up(
 
         with phases.phase("node", "node Ready and default ServiceAccount") as act:
             _wait_nodes_ready(kubectl, timeout=remaining(NODE_TIMEOUT))
-            kubectl.wait("serviceaccount/default", "create", namespace="default",
-                         timeout=remaining(NODE_TIMEOUT), what="ServiceAccount default/default")
+            kubectl.wait(
+                "serviceaccount/default",
+                "create",
+                namespace="default",
+                timeout=remaining(NODE_TIMEOUT),
+                what="ServiceAccount default/default",
+            )
             act.append("ready")
 
         with phases.phase("preload", "images from the Docker engine") as act:
             if needs is None:
-                needs = images_mod.merge(_stack_needs(controller, phases.reporter.note), extra_images or {})
-            act.append(_preload(settings, provider, needs, reporter=phases.reporter,
-                                timeout=remaining(PRELOAD_TIMEOUT)))
+                needs = images_mod.merge(
+                    _stack_needs(controller, phases.reporter.note), extra_images or {}
+                )
+            act.append(
+                _preload(
+                    settings,
+                    provider,
+                    needs,
+                    reporter=phases.reporter,
+                    timeout=remaining(PRELOAD_TIMEOUT),
+                )
+            )
 
         with phases.phase("controller", f"Envoy Gateway {controller.version}") as act:
             if controller.installed(kubectl):
@@ -611,12 +682,18 @@ def ensure_up(
                 controller.ensure_gateway_class(kubectl, timeout=remaining(120))
                 act.append("Accepted")
 
-        _write_state(settings, ready=True, versions=versions(settings),
-                     last_up=datetime.now(timezone.utc).isoformat())
+        _write_state(
+            settings,
+            ready=True,
+            versions=versions(settings),
+            last_up=datetime.now(timezone.utc).isoformat(),
+        )
     return Stack(settings, kubectl, controller, provider, phases.results, notes)
 
 
-def down(settings: Settings | None = None, reporter: Reporter | None = None, *, timeout: float = 180) -> str:
+def down(
+    settings: Settings | None = None, reporter: Reporter | None = None, *, timeout: float = 180
+) -> str:
     """Delete the sandbox's cluster and its state. Idempotent; refuses a foreign cluster.
 
     Returns what happened: "deleted" or "absent". With no cluster to delete, neither the
@@ -634,15 +711,18 @@ def down(settings: Settings | None = None, reporter: Reporter | None = None, *, 
                 raise _foreign(settings)
             interrupted = bool(state.get("creating"))  # an `up` killed mid-create
             if info is not None or interrupted:
-                cluster_tool = tools.ensure_tool(kind, _provider_version(settings),
-                                                 on_download=phases.reporter.note)
+                cluster_tool = tools.ensure_tool(
+                    kind, _provider_version(settings), on_download=phases.reporter.note
+                )
                 provider = _provider(settings, cluster_tool.path, engine)
                 if interrupted:  # its node may be listed only later: see _delete_until_gone
                     _delete_until_gone(provider, settings.cluster_name, timeout=timeout)
                 else:
                     provider.delete(settings.cluster_name, timeout=timeout)
                 if cluster_from_docker(settings) is not None:
-                    raise ClusterError(f"{kind} cluster {settings.cluster_name!r} still exists after delete")
+                    raise ClusterError(
+                        f"{kind} cluster {settings.cluster_name!r} still exists after delete"
+                    )
                 outcome = "deleted"
             else:
                 outcome = "absent"
@@ -682,8 +762,9 @@ def cluster_from_docker(settings: Settings) -> ClusterInfo | None:
     labelled ``k3d.cluster=NAME`` with ``k3d.role`` server/agent (k3d pkg/types LabelRole);
     kind: ``io.x-k8s.kind.cluster=NAME`` (:func:`sandbox.providers.kind.info_from_containers`)."""
     if settings.cluster == "kind":
-        return kind_mod.info_from_containers(settings.cluster_name,
-                                             kind_mod.cluster_containers(settings.cluster_name))
+        return kind_mod.info_from_containers(
+            settings.cluster_name, kind_mod.cluster_containers(settings.cluster_name)
+        )
     containers = docker_engine.cluster_containers(settings.cluster_name)
     if not containers:
         return None
@@ -739,7 +820,11 @@ def status(settings: Settings | None = None) -> dict[str, Any]:
         return report
     if not info.running:
         report["health"] = "stopped"
-        flag = "" if settings.cluster == settings_mod.DEFAULT_CLUSTER_PROVIDER else f" --cluster {settings.cluster}"
+        flag = (
+            ""
+            if settings.cluster == settings_mod.DEFAULT_CLUSTER_PROVIDER
+            else f" --cluster {settings.cluster}"
+        )
         report["problems"].append(f"the cluster is stopped; `sandbox up{flag}` starts it")
         return report
     kubectl = _kubectl_for_status(settings)
@@ -751,7 +836,10 @@ def status(settings: Settings | None = None) -> dict[str, Any]:
         nodes = kubectl.get_json("nodes") or {}
         node_list = []
         for n in nodes.get("items") or []:
-            conds = {c.get("type"): c.get("status") for c in (n.get("status") or {}).get("conditions") or []}
+            conds = {
+                c.get("type"): c.get("status")
+                for c in (n.get("status") or {}).get("conditions") or []
+            }
             node_list.append(
                 {
                     "name": n.get("metadata", {}).get("name"),
@@ -760,7 +848,9 @@ def status(settings: Settings | None = None) -> dict[str, Any]:
                 }
             )
         report["nodes"] = node_list
-        controller = EnvoyGateway(settings.envoy_gateway_version, gateway_class=settings.gateway_class)
+        controller = EnvoyGateway(
+            settings.envoy_gateway_version, gateway_class=settings.gateway_class
+        )
         report.update(controller.status(kubectl))
     except SandboxError as e:
         report["health"] = "degraded"
@@ -814,7 +904,9 @@ def _downloads_check(downloads: list[tuple[str, str]]) -> Check:
         hosts = sorted({url.split("/")[2] for _, url in downloads})
         return Check("downloads", True, f"{', '.join(hosts)} answer ({len(downloads)} to fetch)")
     return Check(
-        "downloads", False, "cannot reach: " + "; ".join(failed),
+        "downloads",
+        False,
+        "cannot reach: " + "; ".join(failed),
         "check the network or proxy (HTTPS_PROXY); or put the pinned tools on PATH and point "
         "SANDBOX_ENVOY_GATEWAY_INSTALL_YAML at a downloaded install.yaml; without a cluster, "
         "`sandbox run SCENARIO --provider local` runs the checks on the reference gateway",
@@ -828,7 +920,13 @@ def doctor(settings: Settings | None = None) -> list[Check]:
     checks: list[Check] = []
     try:
         engine = preflight()
-        checks.append(Check("Docker engine", True, f"{engine.version} (API {engine.api_version}, {engine.os}) at {engine.host or 'the default socket'}"))
+        checks.append(
+            Check(
+                "Docker engine",
+                True,
+                f"{engine.version} (API {engine.api_version}, {engine.os}) at {engine.host or 'the default socket'}",
+            )
+        )
     except DockerUnavailable as e:
         checks.append(Check("Docker engine", False, e.message, e.hint))
         engine = None
@@ -839,28 +937,40 @@ def doctor(settings: Settings | None = None) -> list[Check]:
         checks.append(Check("platform", False, e.message, e.hint))
         return checks
     downloads: list[tuple[str, str]] = []  # (what, url) that `up` would fetch
-    for tool, pinned in ((settings.cluster, _provider_version(settings)),
-                         ("kubectl", settings.kubectl_version)):
+    for tool, pinned in (
+        (settings.cluster, _provider_version(settings)),
+        ("kubectl", settings.kubectl_version),
+    ):
         info = tools.describe_tool(tool, pinned)
         if info["use"]:
             checks.append(Check(tool, True, f"{info['use']} (pin {pinned})"))
         else:
             found = f"{info['path']} is {info['path_version']}; " if info["path"] else ""
             checks.append(
-                Check(tool, True, f"{found}pinned {pinned} will be downloaded and verified on `sandbox up`")
+                Check(
+                    tool,
+                    True,
+                    f"{found}pinned {pinned} will be downloaded and verified on `sandbox up`",
+                )
             )
             downloads.append((f"{tool} {pinned}", tools.asset_for(tool, pinned).url))
     controller = EnvoyGateway(settings.envoy_gateway_version, gateway_class=settings.gateway_class)
     if not controller.install_yaml_at_hand():
-        downloads.append((f"Envoy Gateway {controller.version} install.yaml", controller.install_url))
+        downloads.append(
+            (f"Envoy Gateway {controller.version} install.yaml", controller.install_url)
+        )
     checks.append(_downloads_check(downloads))
     if settings.cluster == "kind":
         # kind drives the engine through the docker CLI (pkg/exec; `docker run`, `docker save`)
         docker_cli = shutil.which("docker")
-        checks.append(Check("docker CLI", bool(docker_cli),
-                            docker_cli or "not on PATH (kind runs the docker command)",
-                            "install the Docker CLI (Debian: apt-get install docker.io; or "
-                            "docker-ce-cli)"))
+        checks.append(
+            Check(
+                "docker CLI",
+                bool(docker_cli),
+                docker_cli or "not on PATH (kind runs the docker command)",
+                "install the Docker CLI (Debian: apt-get install docker.io; or docker-ce-cli)",
+            )
+        )
     if engine is not None:
         for line in tweaks_for(engine).notes():
             checks.append(Check("host", True, line))
@@ -869,7 +979,14 @@ def doctor(settings: Settings | None = None) -> list[Check]:
     if os.access(probe, os.W_OK):
         checks.append(Check("cache dir", True, str(cache)))
     else:
-        checks.append(Check("cache dir", False, f"{probe} is not writable", "set SANDBOX_CACHE_DIR to a writable folder"))
+        checks.append(
+            Check(
+                "cache dir",
+                False,
+                f"{probe} is not writable",
+                "set SANDBOX_CACHE_DIR to a writable folder",
+            )
+        )
     port = os.environ.get("SANDBOX_API_PORT", "random")
     if port.isdigit():
         free = _port_free(int(port))
@@ -882,11 +999,15 @@ def doctor(settings: Settings | None = None) -> list[Check]:
                 f"API port 127.0.0.1:{port}",
                 free or cluster_up,
                 "free" if free else ("used by the sandbox's cluster" if cluster_up else "in use"),
-                None if free or cluster_up else "free it or choose another SANDBOX_API_PORT (or 'random')",
+                None
+                if free or cluster_up
+                else "free it or choose another SANDBOX_API_PORT (or 'random')",
             )
         )
     else:
-        checks.append(Check("API port", True, f"127.0.0.1:random ({settings.cluster} picks a free port)"))
+        checks.append(
+            Check("API port", True, f"127.0.0.1:random ({settings.cluster} picks a free port)")
+        )
     checks.append(
         Check(
             "loopback port for port-forward",
@@ -898,12 +1019,15 @@ def doctor(settings: Settings | None = None) -> list[Check]:
     if engine is not None:
         info_d = cluster_from_docker(settings)
         if info_d is None:
-            checks.append(Check(f"cluster {settings.cluster_name}", True, "absent (`sandbox up` creates it)"))
+            checks.append(
+                Check(f"cluster {settings.cluster_name}", True, "absent (`sandbox up` creates it)")
+            )
         elif not info_d.owned:
             err = _foreign(settings)
             checks.append(Check(f"cluster {settings.cluster_name}", False, err.message, err.hint))
         else:
             state = "running" if info_d.running else "stopped (`sandbox up` starts it)"
-            checks.append(Check(f"cluster {settings.cluster_name}", True, f"created by the sandbox, {state}"))
+            checks.append(
+                Check(f"cluster {settings.cluster_name}", True, f"created by the sandbox, {state}")
+            )
     return checks
-

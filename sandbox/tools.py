@@ -244,7 +244,9 @@ class Asset:
 def k3d_asset(version: str, os_name: str, arch: str) -> Asset:
     base = os.environ.get("SANDBOX_K3D_URL", DEFAULT_K3D_BASE_URL).rstrip("/")
     name = f"k3d-{os_name}-{arch}"
-    return Asset("k3d", version, f"{base}/{version}/{name}", f"{base}/{version}/checksums.txt", name)
+    return Asset(
+        "k3d", version, f"{base}/{version}/{name}", f"{base}/{version}/checksums.txt", name
+    )
 
 
 def kind_asset(version: str, os_name: str, arch: str) -> Asset:
@@ -300,7 +302,9 @@ def _get(url: str, *, stream: bool = False) -> requests.Response:
         if attempt:
             time.sleep(min(2.0**attempt * 0.5, 4.0))
         try:
-            response = requests.get(url, stream=stream, timeout=DOWNLOAD_TIMEOUT, allow_redirects=True)
+            response = requests.get(
+                url, stream=stream, timeout=DOWNLOAD_TIMEOUT, allow_redirects=True
+            )
         except requests.RequestException as e:
             last = str(e)
             continue
@@ -442,7 +446,9 @@ def find_on_path(tool: str, pinned: str, *, remember: bool = False) -> Tool | No
     return Tool(tool, Path(found), version, "path")
 
 
-def ensure_tool(tool: str, version: str, *, on_download: Callable[[str], None] | None = None) -> Tool:
+def ensure_tool(
+    tool: str, version: str, *, on_download: Callable[[str], None] | None = None
+) -> Tool:
     """The tool from PATH if it fits, else the verified cached or freshly downloaded pin."""
     found = find_on_path(tool, version, remember=True)
     if found:
@@ -467,7 +473,12 @@ def ensure_tool(tool: str, version: str, *, on_download: Callable[[str], None] |
 def describe_tool(tool: str, pinned: str) -> dict[str, str | None]:
     """For ``doctor``/``status``: what would be used, without downloading anything."""
     found = shutil.which(tool)
-    info: dict[str, str | None] = {"pinned": pinned, "path": found, "path_version": None, "use": None}
+    info: dict[str, str | None] = {
+        "pinned": pinned,
+        "path": found,
+        "path_version": None,
+        "use": None,
+    }
     if found:
         try:
             info["path_version"] = read_version(tool, Path(found))

@@ -38,9 +38,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def timed(argv: list[str], *, env: dict[str, str], timeout: float) -> tuple[float, subprocess.CompletedProcess[str]]:
+def timed(
+    argv: list[str], *, env: dict[str, str], timeout: float
+) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.monotonic()
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    result = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
+    )
     return time.monotonic() - started, result
 
 
@@ -58,7 +62,12 @@ def junit_counts(path: Path) -> dict[str, int]:
     total = sum(int(s.get("tests", 0)) for s in suites)
     failed = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
     skipped = sum(int(s.get("skipped", 0)) for s in suites)
-    return {"checks": total, "passed": total - failed - skipped, "failed": failed, "skipped": skipped}
+    return {
+        "checks": total,
+        "passed": total - failed - skipped,
+        "failed": failed,
+        "skipped": skipped,
+    }
 
 
 def tutorial(env: dict[str, str], cluster: str) -> dict[str, Any]:
@@ -72,41 +81,79 @@ def tutorial(env: dict[str, str], cluster: str) -> dict[str, Any]:
 
     settings = Settings(cluster="kind")
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = kind_mod.config(cluster, owner_file=Path(tmp) / "unused", api_port=None,
-                              tweaks=tweaks_for(docker_engine.ping()))
+        cfg = kind_mod.config(
+            cluster,
+            owner_file=Path(tmp) / "unused",
+            api_port=None,
+            tweaks=tweaks_for(docker_engine.ping()),
+        )
         del cfg["nodes"][0]["extraMounts"]  # the sandbox's owner mark: not the tutorial's
         (Path(tmp) / "kind.yaml").write_text(yaml.safe_dump(cfg))
-        run_env = {**env, "TUTORIAL_CLUSTER": cluster, "TUTORIAL_KIND_IMAGE": settings.kind_node_image,
-                   "TUTORIAL_KIND_CONFIG": str(Path(tmp) / "kind.yaml"),
-                   "TUTORIAL_QUICKSTART": str(ROOT / "scenarios/quickstart/quickstart.yaml"),
-                   "TUTORIAL_KUBECONFIG": str(Path(tmp) / "kubeconfig")}
+        run_env = {
+            **env,
+            "TUTORIAL_CLUSTER": cluster,
+            "TUTORIAL_KIND_IMAGE": settings.kind_node_image,
+            "TUTORIAL_KIND_CONFIG": str(Path(tmp) / "kind.yaml"),
+            "TUTORIAL_QUICKSTART": str(ROOT / "scenarios/quickstart/quickstart.yaml"),
+            "TUTORIAL_KUBECONFIG": str(Path(tmp) / "kubeconfig"),
+        }
         try:
-            seconds, result = timed(["bash", str(ROOT / "scripts/tutorial.sh")], env=run_env, timeout=900)
+            seconds, result = timed(
+                ["bash", str(ROOT / "scripts/tutorial.sh")], env=run_env, timeout=900
+            )
             must("scripts/tutorial.sh", result)
         finally:
-            subprocess.run(["kind", "delete", "cluster", "--name", cluster, "--kubeconfig",
-                            str(Path(tmp) / "kubeconfig")], capture_output=True, timeout=300, env=run_env)
-    steps = {m.group(1): float(m.group(2))
-             for m in re.finditer(r"^step (\S+) ([0-9.]+)$", result.stdout, re.M)}
+            subprocess.run(
+                [
+                    "kind",
+                    "delete",
+                    "cluster",
+                    "--name",
+                    cluster,
+                    "--kubeconfig",
+                    str(Path(tmp) / "kubeconfig"),
+                ],
+                capture_output=True,
+                timeout=300,
+                env=run_env,
+            )
+    steps = {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r"^step (\S+) ([0-9.]+)$", result.stdout, re.M)
+    }
     return {"seconds": round(seconds, 1), "steps": steps}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cluster", default=os.environ.get("SANDBOX_CLUSTER", "kind"), choices=("kind", "k3d"))
-    ap.add_argument("--name", default="sandbox-bench", help="the cluster the bench makes and deletes")
+    ap.add_argument(
+        "--cluster", default=os.environ.get("SANDBOX_CLUSTER", "kind"), choices=("kind", "k3d")
+    )
+    ap.add_argument(
+        "--name", default="sandbox-bench", help="the cluster the bench makes and deletes"
+    )
     ap.add_argument("--workers", default="1,3", help="library runs, comma-separated -n values")
     ap.add_argument("--skip-library", action="store_true", help="no library runs (minutes each)")
     ap.add_argument("--skip-tutorial", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "reports/bench.json"))
     args = ap.parse_args()
 
-    env = {**os.environ, "SANDBOX_CLUSTER": args.cluster, "SANDBOX_CLUSTER_NAME": args.name,
-           "NO_COLOR": "1"}
+    env = {
+        **os.environ,
+        "SANDBOX_CLUSTER": args.cluster,
+        "SANDBOX_CLUSTER_NAME": args.name,
+        "NO_COLOR": "1",
+    }
     sandbox = [sys.executable, "-m", "sandbox"]
     rows: list[tuple[str, float, str]] = []
-    report: dict[str, Any] = {"cluster": args.cluster, "machine": {
-        "cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()}}
+    report: dict[str, Any] = {
+        "cluster": args.cluster,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "system": platform.platform(),
+        },
+    }
 
     seconds, r = timed([*sandbox, "down"], env=env, timeout=300)  # start from nothing
     must("sandbox down (before)", r)
@@ -130,13 +177,37 @@ def main() -> int:
         report["library"] = {}
         for n in [int(x) for x in args.workers.split(",") if x]:
             junit = ROOT / f"reports/bench-library-n{n}.xml"
-            seconds, r = timed([sys.executable, "-m", "pytest", "scenarios", "-p", "no:cacheprovider",
-                                "-q", "-n", str(n), "--dist", "loadgroup", f"--junitxml={junit}"],
-                               env=env, timeout=3600)
+            seconds, r = timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "scenarios",
+                    "-p",
+                    "no:cacheprovider",
+                    "-q",
+                    "-n",
+                    str(n),
+                    "--dist",
+                    "loadgroup",
+                    f"--junitxml={junit}",
+                ],
+                env=env,
+                timeout=3600,
+            )
             counts = junit_counts(junit) if junit.exists() else {}
-            report["library"][f"n{n}"] = {"seconds": round(seconds, 1), "exit": r.returncode, **counts}
-            rows.append((f"library -n {n}", seconds,
-                         f"{counts.get('passed', '?')}/{counts.get('checks', '?')} passed"))
+            report["library"][f"n{n}"] = {
+                "seconds": round(seconds, 1),
+                "exit": r.returncode,
+                **counts,
+            }
+            rows.append(
+                (
+                    f"library -n {n}",
+                    seconds,
+                    f"{counts.get('passed', '?')}/{counts.get('checks', '?')} passed",
+                )
+            )
 
     seconds, r = timed([*sandbox, "down"], env=env, timeout=300)
     must("sandbox down", r)
@@ -146,10 +217,14 @@ def main() -> int:
     if not args.skip_tutorial and args.cluster == "kind":
         t = tutorial(env, f"{args.name}-tutorial")
         report["tutorial"] = t
-        rows.append(("tutorial.sh", t["seconds"], ", ".join(f"{k} {v}" for k, v in t["steps"].items())))
+        rows.append(
+            ("tutorial.sh", t["seconds"], ", ".join(f"{k} {v}" for k, v in t["steps"].items()))
+        )
         ours = report["coldUp"]["seconds"] + report["runQuickstart"]["seconds"]
         report["ratio"] = round(ours / t["seconds"], 2)
-        rows.append(("ratio", report["ratio"], f"(cold up + run quickstart) {ours:.1f}s / tutorial"))
+        rows.append(
+            ("ratio", report["ratio"], f"(cold up + run quickstart) {ours:.1f}s / tutorial")
+        )
 
     width = max(len(r[0]) for r in rows)
     for name, value, detail in rows:

@@ -25,7 +25,7 @@ def main() -> int:
         classname = case.get("classname", "")
         if not classname.endswith(".scenario.yaml"):
             continue  # not a scenario check
-        scenario = classname[:-len(".scenario.yaml")].rsplit(".", 1)[-1]
+        scenario = classname[: -len(".scenario.yaml")].rsplit(".", 1)[-1]
         props = {p.get("name"): p.get("value", "") for p in case.iter("property")}
         c = rows[scenario]
         c["checks"] += 1
@@ -36,10 +36,23 @@ def main() -> int:
         else:
             c["passed"] += 1
             model = props.get("model", "")
-            c["agrees" if model == "agrees" else "differs" if model == "differs"
-              else "not compared"] += 1
-    head = ["scenario", "checks", "passed", "failed", "skipped", "model == real",
-            "model differs", "not compared"]
+            c[
+                "agrees"
+                if model == "agrees"
+                else "differs"
+                if model == "differs"
+                else "not compared"
+            ] += 1
+    head = [
+        "scenario",
+        "checks",
+        "passed",
+        "failed",
+        "skipped",
+        "model == real",
+        "model differs",
+        "not compared",
+    ]
     keys = ["checks", "passed", "failed", "skipped", "agrees", "differs", "not compared"]
     total: collections.Counter[str] = collections.Counter()
     lines = []

@@ -37,7 +37,9 @@ class Controller(Protocol):
         """True when this version is installed and its controller is Available (no changes)."""
         ...
 
-    def install(self, kubectl: Kubectl, *, timeout: float, progress: Progress | None = None) -> None:
+    def install(
+        self, kubectl: Kubectl, *, timeout: float, progress: Progress | None = None
+    ) -> None:
         """Apply the controller and wait until its CRDs are Established and it is Available."""
         ...
 
@@ -61,8 +63,15 @@ class Controller(Protocol):
         """Poll :meth:`data_plane_service` until it exists; WaitTimeout otherwise."""
         ...
 
-    def served_route(self, kubectl: Kubectl, gateway_namespace: str, gateway_name: str, *,
-                     user_agent: str, timeout: float = 5.0) -> str | None:
+    def served_route(
+        self,
+        kubectl: Kubectl,
+        gateway_namespace: str,
+        gateway_name: str,
+        *,
+        user_agent: str,
+        timeout: float = 5.0,
+    ) -> str | None:
         """The route the data plane chose for the request sent with this User-Agent, as
         ``kind ns/name rule I``; "" when it found none; None when it cannot tell."""
         ...

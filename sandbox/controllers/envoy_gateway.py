@@ -46,14 +46,27 @@ SHUTDOWN = {"drainTimeout": "5s", "minDrainDuration": "1s"}  # EnvoyProxy spec.s
 # expectedProxyContainers): Envoy is up within a second, but the kubelet asks again only ten
 # seconds after its first, too early, probe, so every Gateway waited ~11 s to be Programmed.
 # Probing every second with ten times the failures keeps the same 300 s budget.
-FAST_PROBES = {"startupProbe": {"periodSeconds": 1, "failureThreshold": 300},
-               "readinessProbe": {"periodSeconds": 1}}
+FAST_PROBES = {
+    "startupProbe": {"periodSeconds": 1, "failureThreshold": 300},
+    "readinessProbe": {"periodSeconds": 1},
+}
 DEPLOYMENT_PATCH = {
     "type": "StrategicMerge",
-    "value": {"spec": {"template": {"spec": {"containers": [
-        {"name": "envoy", **FAST_PROBES},
-        {"name": "shutdown-manager", "startupProbe": dict(FAST_PROBES["startupProbe"])},
-    ]}}}},
+    "value": {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "envoy", **FAST_PROBES},
+                        {
+                            "name": "shutdown-manager",
+                            "startupProbe": dict(FAST_PROBES["startupProbe"]),
+                        },
+                    ]
+                }
+            }
+        }
+    },
 }
 # CRDs the sandbox itself relies on; every CRD in install.yaml is waited for at install.
 KEY_CRDS = (
@@ -100,7 +113,9 @@ class EnvoyGateway:
 
     @property
     def cached_install_yaml(self) -> Path:
-        return settings_mod.cache_dir() / "manifests" / "envoy-gateway" / self.version / "install.yaml"
+        return (
+            settings_mod.cache_dir() / "manifests" / "envoy-gateway" / self.version / "install.yaml"
+        )
 
     def install_yaml_at_hand(self) -> bool:
         """Whether :meth:`install_yaml` would need no download."""
@@ -162,7 +177,9 @@ class EnvoyGateway:
             d.get("kind") == "Deployment" and (d.get("metadata") or {}).get("name") == DEPLOYMENT
             for d in docs
         ):
-            raise ToolError(f"{source} has no Deployment {DEPLOYMENT}: not an Envoy Gateway install.yaml")
+            raise ToolError(
+                f"{source} has no Deployment {DEPLOYMENT}: not an Envoy Gateway install.yaml"
+            )
         return docs
 
     def crd_names(self, path: Path) -> list[str]:
@@ -179,7 +196,9 @@ class EnvoyGateway:
         deployment = kubectl.get_json("deployment", DEPLOYMENT, namespace=self.namespace)
         if deployment is None or _deployment_problem(deployment) is not None:
             return False  # a controller scaled to 0 is Available too: `up` re-applies
-        containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+        containers = (
+            deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+        )
         images = [str(c.get("image", "")) for c in containers if isinstance(c, dict)]
         if not any(i.endswith(f":{self.version}") for i in images):
             return False
@@ -187,13 +206,17 @@ class EnvoyGateway:
         found = kubectl.run(["get", "crd", *KEY_CRDS, "-o", "name"], check=False)
         return found.exit_code == 0
 
-    def install(self, kubectl: Kubectl, *, timeout: float, progress: Progress | None = None) -> None:
+    def install(
+        self, kubectl: Kubectl, *, timeout: float, progress: Progress | None = None
+    ) -> None:
         deadline = time.monotonic() + timeout
         path = self.install_yaml(progress=progress)
         crds = self.crd_names(path) or list(KEY_CRDS)
         if progress:
             progress(f"applying {path.name} (server-side)")
-        kubectl.apply([path], server_side=True, force_conflicts=True, timeout=max(60.0, timeout / 2))
+        kubectl.apply(
+            [path], server_side=True, force_conflicts=True, timeout=max(60.0, timeout / 2)
+        )
         kubectl.wait(
             [f"crd/{n}" for n in crds],
             "condition=Established",
@@ -217,13 +240,17 @@ class EnvoyGateway:
             stuck = describe_stuck_pods(kubectl, self.namespace)
             if stuck:
                 raise ClusterError(
-                    f"Envoy Gateway {self.version} cannot start:\n" + "\n".join(f"  {s}" for s in stuck),
+                    f"Envoy Gateway {self.version} cannot start:\n"
+                    + "\n".join(f"  {s}" for s in stuck),
                     hint=image_hint(stuck),
                 )
             if time.monotonic() >= deadline:
                 pods = kubectl.get_json("pods", namespace=self.namespace)
-                raise WaitTimeout(what, round(timeout, 1),
-                                  f"{summarize_status(deployment)}; {summarize_status(pods)}")
+                raise WaitTimeout(
+                    what,
+                    round(timeout, 1),
+                    f"{summarize_status(deployment)}; {summarize_status(pods)}",
+                )
             time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
 
     # -- GatewayClass -----------------------------------------------------------------------
@@ -277,7 +304,9 @@ class EnvoyGateway:
         if proxy is None:
             return False
         spec = proxy.get("spec") or {}
-        deployment = ((spec.get("provider") or {}).get("kubernetes") or {}).get("envoyDeployment") or {}
+        deployment = ((spec.get("provider") or {}).get("kubernetes") or {}).get(
+            "envoyDeployment"
+        ) or {}
         return spec.get("shutdown") == SHUTDOWN and deployment.get("patch") == DEPLOYMENT_PATCH
 
     def ensure_gateway_class(self, kubectl: Kubectl, *, timeout: float) -> None:
@@ -296,7 +325,9 @@ class EnvoyGateway:
     def data_plane_service(
         self, kubectl: Kubectl, gateway_namespace: str, gateway_name: str
     ) -> DataPlaneService | None:
-        selector = f"{OWNING_GATEWAY_NAME}={gateway_name},{OWNING_GATEWAY_NAMESPACE}={gateway_namespace}"
+        selector = (
+            f"{OWNING_GATEWAY_NAME}={gateway_name},{OWNING_GATEWAY_NAMESPACE}={gateway_namespace}"
+        )
         found = kubectl.get_json("service", namespace=self.namespace, selector=selector) or {}
         items = [i for i in found.get("items") or [] if isinstance(i, dict)]
         if not items:
@@ -306,7 +337,9 @@ class EnvoyGateway:
             int(p["port"]) for p in (svc.get("spec") or {}).get("ports") or [] if "port" in p
         )
         meta = svc.get("metadata") or {}
-        return DataPlaneService(str(meta.get("namespace", self.namespace)), str(meta["name"]), ports)
+        return DataPlaneService(
+            str(meta.get("namespace", self.namespace)), str(meta["name"]), ports
+        )
 
     def wait_data_plane_service(
         self, kubectl: Kubectl, gateway_namespace: str, gateway_name: str, *, timeout: float
@@ -327,29 +360,46 @@ class EnvoyGateway:
                 )
             time.sleep(0.5)
 
-    def data_plane_log(self, kubectl: Kubectl, gateway_namespace: str, gateway_name: str,
-                       tail: int = 500) -> str:
+    def data_plane_log(
+        self, kubectl: Kubectl, gateway_namespace: str, gateway_name: str, tail: int = 500
+    ) -> str:
         """The last lines of the envoy container's log of a Gateway's data-plane pods: Envoy
         Gateway's default access log, one JSON object per request
         (internal/xds/translator/accesslog.go DefaultAccessLogFormat: ``method``,
         ``x-envoy-origin-path``, ``:authority``, ``response_code``, ``route_name``, ...)."""
-        selector = f"{OWNING_GATEWAY_NAME}={gateway_name},{OWNING_GATEWAY_NAMESPACE}={gateway_namespace}"
+        selector = (
+            f"{OWNING_GATEWAY_NAME}={gateway_name},{OWNING_GATEWAY_NAMESPACE}={gateway_namespace}"
+        )
         try:
-            return kubectl.logs("", namespace=self.namespace, selector=selector, container="envoy",
-                                tail=tail, timeout=20)
+            return kubectl.logs(
+                "",
+                namespace=self.namespace,
+                selector=selector,
+                container="envoy",
+                tail=tail,
+                timeout=20,
+            )
         except ToolError as e:
             log.info("no data-plane log: %s", e)
             return ""
 
-    def served_route(self, kubectl: Kubectl, gateway_namespace: str, gateway_name: str, *,
-                     user_agent: str, timeout: float = 5.0) -> str | None:
+    def served_route(
+        self,
+        kubectl: Kubectl,
+        gateway_namespace: str,
+        gateway_name: str,
+        *,
+        user_agent: str,
+        timeout: float = 5.0,
+    ) -> str | None:
         """The route Envoy chose for the request sent with this (unique) User-Agent, from the
         data plane's access log: ``kind ns/name rule I``; "" for no route; None when the line
         did not show up within ``timeout`` (Envoy flushes its access log every second or so)."""
         deadline = time.monotonic() + timeout
         while True:
             route = route_from_access_log(
-                self.data_plane_log(kubectl, gateway_namespace, gateway_name), user_agent=user_agent)
+                self.data_plane_log(kubectl, gateway_namespace, gateway_name), user_agent=user_agent
+            )
             if route is not None or time.monotonic() >= deadline:
                 break
             time.sleep(0.5)
@@ -386,7 +436,9 @@ class EnvoyGateway:
         gc = kubectl.get_json("gatewayclass", self.gateway_class)
         image = None
         if deployment:
-            containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+            containers = (
+                deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+            )
             image = next((c.get("image") for c in containers if isinstance(c, dict)), None)
         problem = "missing" if deployment is None else _deployment_problem(deployment)
         return {

@@ -90,12 +90,17 @@ def lacks_cap_sys_resource(status_file: Path = Path("/proc/self/status")) -> boo
     return False
 
 
-def host_tweaks(*, cgroup_version: str, local_engine: bool, rootless: bool, os_name: str) -> HostTweaks:
+def host_tweaks(
+    *, cgroup_version: str, local_engine: bool, rootless: bool, os_name: str
+) -> HostTweaks:
     """The tweaks for an engine: cgroup v1 from the engine itself; the oom_score_adj restriction
     only for an engine on this Linux machine (its bounding set is this machine's), and not for
     a rootless one (kind's entrypoint handles that case)."""
     restricted = (
-        local_engine and not rootless and os_name == "linux" and os.uname().sysname == "Linux"
+        local_engine
+        and not rootless
+        and os_name == "linux"
+        and os.uname().sysname == "Linux"
         and lacks_cap_sys_resource()
     )
     return HostTweaks(cgroup_v1=cgroup_version == "1", restrict_oom_score_adj=restricted)

@@ -199,15 +199,18 @@ class K3dProvider:
             return None
         # the owner label is on the containers but not in k3d's list: ask Docker
         containers = docker_engine.cluster_containers(cluster)
-        nodes = tuple(sorted(c.name for c in containers if c.labels.get("k3d.role") in ("server", "agent")))
+        nodes = tuple(
+            sorted(c.name for c in containers if c.labels.get("k3d.role") in ("server", "agent"))
+        )
         return dataclasses.replace(info, owned=owned_by_sandbox(containers), nodes=nodes)
 
     def describe_create(self) -> str:
         return f"creating with {self.image} (Traefik, ServiceLB, metrics-server, local-storage disabled; no load balancer)"
 
     def create(self, cluster: str, *, timeout: float) -> None:
-        args = create_args(cluster, image=self.image, api_port=self.api_port, timeout=timeout,
-                           tweaks=self.tweaks)
+        args = create_args(
+            cluster, image=self.image, api_port=self.api_port, timeout=timeout, tweaks=self.tweaks
+        )
         try:
             self._run(args, timeout=timeout + 60)
         except tools.ToolFailed as e:
@@ -252,15 +255,19 @@ class K3dProvider:
         if not images:
             return
         try:
-            self._run(["image", "import", *images, "--cluster", cluster, "--mode", "direct"],
-                      timeout=timeout)
+            self._run(
+                ["image", "import", *images, "--cluster", cluster, "--mode", "direct"],
+                timeout=timeout,
+            )
         except tools.ToolFailed as e:
             raise ClusterError(
                 f"k3d could not import {', '.join(images)} into cluster {cluster!r}:\n"
                 f"{tools._tail(e.result.stderr)}",
-                hint=("with Docker's containerd image store, k3d image import can fail (k3d#1538): "
-                      "`docker save IMG -o img.tar && k3d image import img.tar -c "
-                      f"{cluster}`"),
+                hint=(
+                    "with Docker's containerd image store, k3d image import can fail (k3d#1538): "
+                    "`docker save IMG -o img.tar && k3d image import img.tar -c "
+                    f"{cluster}`"
+                ),
             ) from e
 
     def merge_into_default(self, cluster: str) -> str:

@@ -123,12 +123,12 @@ def create_args(name: str, *, image: str, config_path: Path, kubeconfig: Path) -
 def owned_by_sandbox(containers: Sequence[docker_engine.Container]) -> bool:
     """Whether every control-plane container carries the sandbox's owner mount."""
     planes = [c for c in containers if c.labels.get(ROLE_LABEL) == "control-plane"]
-    return bool(planes) and all(
-        any(m.destination == OWNER_MOUNT for m in c.mounts) for c in planes
-    )
+    return bool(planes) and all(any(m.destination == OWNER_MOUNT for m in c.mounts) for c in planes)
 
 
-def info_from_containers(name: str, containers: Sequence[docker_engine.Container]) -> ClusterInfo | None:
+def info_from_containers(
+    name: str, containers: Sequence[docker_engine.Container]
+) -> ClusterInfo | None:
     """A kind cluster as Docker's container list shows it (None when it has no node)."""
     nodes = [c for c in containers if c.labels.get(ROLE_LABEL) in ("control-plane", "worker")]
     if not nodes:
@@ -137,7 +137,7 @@ def info_from_containers(name: str, containers: Sequence[docker_engine.Container
     workers = [c for c in nodes if c.labels.get(ROLE_LABEL) == "worker"]
     lbs = [c for c in containers if c.labels.get(ROLE_LABEL) == "external-load-balancer"]
     api_port = None
-    for c in (lbs or planes):
+    for c in lbs or planes:
         api_port = next((str(host) for port, host in c.ports if port == API_SERVER_PORT), None)
         if api_port:
             break
@@ -206,22 +206,28 @@ class KindProvider:
     def write_config(self, cluster: str) -> Path:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.owner_file.write_text(OWNER_TEXT)
-        cfg = config(cluster, owner_file=self.owner_file.resolve(), api_port=self.api_port,
-                     tweaks=self.tweaks)
+        cfg = config(
+            cluster,
+            owner_file=self.owner_file.resolve(),
+            api_port=self.api_port,
+            tweaks=self.tweaks,
+        )
         path = self.state_dir / "kind-config.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         return path
 
     def create(self, cluster: str, *, timeout: float) -> None:
         path = self.write_config(cluster)
-        args = create_args(cluster, image=self.node_image, config_path=path,
-                           kubeconfig=self.scratch_kubeconfig)
+        args = create_args(
+            cluster, image=self.node_image, config_path=path, kubeconfig=self.scratch_kubeconfig
+        )
         try:
             self._run(args, timeout=timeout)
         except tools.ToolFailed as e:
             if "already exist for a cluster with the name" in e.result.stderr:
                 raise ClusterError(
-                    f"a kind cluster named {cluster!r} already exists", hint="`sandbox status --cluster kind`"
+                    f"a kind cluster named {cluster!r} already exists",
+                    hint="`sandbox status --cluster kind`",
                 ) from e
             raise ClusterError(
                 f"kind could not create cluster {cluster!r}:\n{tools._tail(e.result.stderr)}",
@@ -230,8 +236,10 @@ class KindProvider:
         except ToolError as e:
             # a timeout: kind is killed mid-create and leaves nodes behind; the next `up`
             # sees the state file's "creating" mark and re-creates
-            raise ClusterError(f"kind could not create cluster {cluster!r}: {e.message}",
-                               hint="`sandbox up --cluster kind` again repairs it") from e
+            raise ClusterError(
+                f"kind could not create cluster {cluster!r}: {e.message}",
+                hint="`sandbox up --cluster kind` again repairs it",
+            ) from e
 
     def start(self, cluster: str, *, timeout: float) -> None:
         containers = cluster_containers(cluster)

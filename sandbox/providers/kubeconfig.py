@@ -58,7 +58,9 @@ def merge_kubeconfig_into_default(config: dict[str, Any]) -> str:
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ToolError(f"{path} is not a kubeconfig: {e}", hint="fix or move it, then retry") from e
+            raise ToolError(
+                f"{path} is not a kubeconfig: {e}", hint="fix or move it, then retry"
+            ) from e
         if not isinstance(loaded, dict):
             raise ToolError(f"{path} is not a kubeconfig (not a mapping)")
         current = loaded
@@ -67,7 +69,9 @@ def merge_kubeconfig_into_default(config: dict[str, Any]) -> str:
     for key in ("clusters", "users", "contexts"):
         new = [e for e in config.get(key) or [] if isinstance(e, dict)]
         names = {e.get("name") for e in new}
-        kept = [e for e in current.get(key) or [] if isinstance(e, dict) and e.get("name") not in names]
+        kept = [
+            e for e in current.get(key) or [] if isinstance(e, dict) and e.get("name") not in names
+        ]
         current[key] = kept + new
     current.setdefault("preferences", {})
     write_private(path, yaml.safe_dump(current, sort_keys=False))

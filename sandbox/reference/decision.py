@@ -91,7 +91,13 @@ class Decision:
         for b in self.backends:
             if b.weight <= 0:
                 continue
-            key = f"{b.namespace}/{b.name}" if b.valid and b.endpoints else "500" if not b.valid else "503"
+            key = (
+                f"{b.namespace}/{b.name}"
+                if b.valid and b.endpoints
+                else "500"
+                if not b.valid
+                else "503"
+            )
             shares[key] = shares.get(key, 0.0) + b.weight / total
         return shares
 

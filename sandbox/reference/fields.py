@@ -37,11 +37,21 @@ MAP = "*"
 
 # k8s.io/apimachinery pkg/apis/meta/v1 ObjectMeta (json names)
 OBJECT_META: dict[str, Any] = {
-    "name": None, "generateName": None, "namespace": None, "selfLink": None, "uid": None,
-    "resourceVersion": None, "generation": None, "creationTimestamp": None,
-    "deletionTimestamp": None, "deletionGracePeriodSeconds": None,
-    "labels": {MAP: None}, "annotations": {MAP: None},
-    "ownerReferences": {LIST: None}, "finalizers": {LIST: None}, "managedFields": {LIST: None},
+    "name": None,
+    "generateName": None,
+    "namespace": None,
+    "selfLink": None,
+    "uid": None,
+    "resourceVersion": None,
+    "generation": None,
+    "creationTimestamp": None,
+    "deletionTimestamp": None,
+    "deletionGracePeriodSeconds": None,
+    "labels": {MAP: None},
+    "annotations": {MAP: None},
+    "ownerReferences": {LIST: None},
+    "finalizers": {LIST: None},
+    "managedFields": {LIST: None},
 }
 
 
@@ -65,8 +75,9 @@ def schema_tree(schema: Any) -> Any:
     return None
 
 
-def build_table(schemas: Mapping[tuple[str, str], Mapping[str, Any]], bundle_version: str,
-                channel: str) -> dict[str, Any]:
+def build_table(
+    schemas: Mapping[tuple[str, str], Mapping[str, Any]], bundle_version: str, channel: str
+) -> dict[str, Any]:
     """The field table of CRD schemas: ``(group, kind) -> {version: openAPIV3Schema}`` (as
     ``sandbox.schema.CRDSet.schemas``), for the Gateway API groups only."""
     groups: dict[str, dict[str, dict[str, Any]]] = {}
@@ -149,6 +160,7 @@ def unknown_field_message(name: str, fields: Iterable[str], root: Any, path: Fie
     if close:
         return f"unknown field (did you mean {close[0]!r}?)"
     if places:
+
         def closeness(place: tuple[str, ...]) -> tuple[int, int]:
             common = 0
             for a, b in zip(place, here, strict=False):
@@ -164,12 +176,12 @@ def unknown_field_message(name: str, fields: Iterable[str], root: Any, path: Fie
     if hint:
         return "unknown field" + hint
     allowed = sorted(names)
-    return "unknown field" + (f" (fields here: {', '.join(allowed)})" if len(allowed) <= 12
-                              else "")
+    return "unknown field" + (f" (fields here: {', '.join(allowed)})" if len(allowed) <= 12 else "")
 
 
-def _walk(value: Any, node: Any, path: FieldPath, root: dict[str, Any],
-          found: list[tuple[FieldPath, str]]) -> None:
+def _walk(
+    value: Any, node: Any, path: FieldPath, root: dict[str, Any], found: list[tuple[FieldPath, str]]
+) -> None:
     if not isinstance(node, dict):
         return
     if set(node) == {LIST}:
@@ -207,12 +219,23 @@ def check_manifest(m: Manifest) -> list[FieldProblem]:
         return []
     kinds: dict[str, Any] = table()["groups"].get(group, {})
     if m.kind not in kinds:
-        return [FieldProblem(m, ("kind",), f"unknown kind {m.kind!r} in {group} {release()}"
-                                           + did_you_mean(m.kind, kinds))]
+        return [
+            FieldProblem(
+                m,
+                ("kind",),
+                f"unknown kind {m.kind!r} in {group} {release()}" + did_you_mean(m.kind, kinds),
+            )
+        ]
     versions: dict[str, Any] = kinds[m.kind]
     if version not in versions:
-        return [FieldProblem(m, ("apiVersion",), f"{m.kind} is not served as {api_version}; "
-                                                 f"served versions: {', '.join(sorted(versions))}")]
+        return [
+            FieldProblem(
+                m,
+                ("apiVersion",),
+                f"{m.kind} is not served as {api_version}; "
+                f"served versions: {', '.join(sorted(versions))}",
+            )
+        ]
     tree = versions[version]
     if not isinstance(tree, dict):
         return []

@@ -16,8 +16,14 @@ def field_problems(found: list[Manifest]) -> list[Problem]:
     """The model's field check of ``found`` as Problems (``Kind/name: field: message``)."""
     out: list[Problem] = []
     for p in fields.check_manifests(found):
-        out.append(Problem(p.manifest.file, p.manifest.line_of(p.path), None,
-                           f"{p.manifest.label}: {field_name(p.path)}: {p.message}"))
+        out.append(
+            Problem(
+                p.manifest.file,
+                p.manifest.line_of(p.path),
+                None,
+                f"{p.manifest.label}: {field_name(p.path)}: {p.message}",
+            )
+        )
     return out
 
 

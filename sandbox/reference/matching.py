@@ -199,7 +199,9 @@ HTTP_RANK_NAMES = (
 # ---------------------------------------------------------------- gRPC
 
 
-def grpc_match_failure(m: GRPCMatch, service: str, method: str, metadata: dict[str, str]) -> str | None:
+def grpc_match_failure(
+    m: GRPCMatch, service: str, method: str, metadata: dict[str, str]
+) -> str | None:
     if m.type == "Exact":
         if m.service and m.service != service:
             return f"service {service} is not {m.service}"

@@ -79,7 +79,15 @@ from sandbox.reference.objects import (
 )
 
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute")
-WORKLOAD_KINDS = ("Pod", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicationController")
+WORKLOAD_KINDS = (
+    "Pod",
+    "ReplicaSet",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "ReplicationController",
+)
 GRPC_OK, GRPC_UNIMPLEMENTED, GRPC_UNAVAILABLE = 0, 12, 14
 
 
@@ -195,7 +203,8 @@ class Model:
             source = sources[i] if sources and i < len(sources) else None
             if not isinstance(obj, dict):
                 raise InputError(
-                    f"object {i + 1} is not a mapping", file=source.rpartition(":")[0] if source else None
+                    f"object {i + 1} is not a mapping",
+                    file=source.rpartition(":")[0] if source else None,
                 )
             meta = parse_meta(obj, i, source)
             ident = (meta.kind, meta.key)
@@ -226,8 +235,14 @@ class Model:
     def _index_backends(self) -> None:
         for d in self._deployments:
             self.deployments.append(
-                DeploymentInfo(d.meta.namespace, d.meta.name, d.replicas, dict(d.pod_labels), dict(d.env),
-                               list(d.images))
+                DeploymentInfo(
+                    d.meta.namespace,
+                    d.meta.name,
+                    d.replicas,
+                    dict(d.pod_labels),
+                    dict(d.env),
+                    list(d.images),
+                )
             )
         for s in self._services.values():
             deps = [
@@ -241,7 +256,10 @@ class Model:
                 ServiceInfo(
                     s.meta.namespace,
                     s.meta.name,
-                    [ServicePort(p.port, p.name, p.target_port, p.protocol, p.app_protocol) for p in s.ports],
+                    [
+                        ServicePort(p.port, p.name, p.target_port, p.protocol, p.app_protocol)
+                        for p in s.ports
+                    ],
                     dict(s.selector),
                     deps,
                 )
@@ -253,16 +271,22 @@ class Model:
         labels["kubernetes.io/metadata.name"] = ns
         return labels
 
-    def _granted(self, from_kind: str, from_ns: str, to_group: str, to_kind: str, to_ns: str, to_name: str) -> bool:
+    def _granted(
+        self, from_kind: str, from_ns: str, to_group: str, to_kind: str, to_ns: str, to_name: str
+    ) -> bool:
         """A ReferenceGrant in ``to_ns`` lets ``from_kind`` objects of ``from_ns`` refer to it."""
         for g in self._grants:
             if g.meta.namespace != to_ns:
                 continue
             if not any(
-                f.group == GATEWAY_GROUP and f.kind == from_kind and f.namespace == from_ns for f in g.from_
+                f.group == GATEWAY_GROUP and f.kind == from_kind and f.namespace == from_ns
+                for f in g.from_
             ):
                 continue
-            if any(t.group == to_group and t.kind == to_kind and t.name in (None, to_name) for t in g.to):
+            if any(
+                t.group == to_group and t.kind == to_kind and t.name in (None, to_name)
+                for t in g.to
+            ):
                 return True
         return False
 
@@ -305,8 +329,11 @@ class Model:
                     continue
                 gw = self._gateways.get(f"{pref.namespace}/{pref.name}")
                 if gw is None:
-                    self._note(route, f"{what}: no such Gateway (Gateways in the manifests: "
-                                      f"{', '.join(self.gateways()) or 'none'})")
+                    self._note(
+                        route,
+                        f"{what}: no such Gateway (Gateways in the manifests: "
+                        f"{', '.join(self.gateways()) or 'none'})",
+                    )
                     continue
                 reasons = []
                 hits = 0
@@ -332,11 +359,15 @@ class Model:
                 if pref.section_name is not None and all(
                     ls.name != pref.section_name for ls in gw.listeners
                 ):
-                    why = (f"sectionName {pref.section_name} names no listener of Gateway "
-                           f"{gw.meta.key} (listeners: {listeners})")
+                    why = (
+                        f"sectionName {pref.section_name} names no listener of Gateway "
+                        f"{gw.meta.key} (listeners: {listeners})"
+                    )
                 elif pref.port is not None and all(ls.port != pref.port for ls in gw.listeners):
-                    why = (f"port {pref.port} is the port of no listener of Gateway "
-                           f"{gw.meta.key} (listeners: {listeners})")
+                    why = (
+                        f"port {pref.port} is the port of no listener of Gateway "
+                        f"{gw.meta.key} (listeners: {listeners})"
+                    )
                 else:
                     why = "; ".join(reasons) or "no listeners"
                 self._note(route, f"{what}: not accepted ({why})")
@@ -359,7 +390,7 @@ class Model:
             for note in self._route_notes.get(id(r), []) or ["not attached"]:
                 for prefix in (label + " ", label + ": "):
                     if note.startswith(prefix):
-                        note = note[len(prefix):]
+                        note = note[len(prefix) :]
                         break
                 reasons.append(note)
             out.append(Unattached(label, r.meta.where.source, reasons))
@@ -402,7 +433,10 @@ class Model:
                         continue
                     if not _hosts_intersect(a.hostnames, b.hostnames):
                         continue
-                    older_a = (_age_key(a.route), a.route.meta.key) < (_age_key(b.route), b.route.meta.key)
+                    older_a = (_age_key(a.route), a.route.meta.key) < (
+                        _age_key(b.route),
+                        b.route.meta.key,
+                    )
                     loser, idx = (b, j) if older_a else (a, i)
                     rejected.add(idx)
                     self._note(
@@ -418,7 +452,7 @@ class Model:
         return sorted(self._gateways)
 
     def resolve_gateway(self, gateway: str) -> Gateway:
-        """"ns/name", or "name" when it is unique (or in ``default``)."""
+        """ "ns/name", or "name" when it is unique (or in ``default``)."""
         if "/" in gateway:
             gw = self._gateways.get(gateway)
             if gw is None:
@@ -448,12 +482,19 @@ class Model:
     def backends_of(self, namespace: str, service: str) -> list[DeploymentInfo]:
         for s in self.services:
             if s.namespace == namespace and s.name == service:
-                return [d for d in self.deployments if d.namespace == namespace and d.name in s.deployments]
+                return [
+                    d
+                    for d in self.deployments
+                    if d.namespace == namespace and d.name in s.deployments
+                ]
         return []
 
     def attached_routes(self, gateway: str, listener: str) -> list[str]:
         gw = self.resolve_gateway(gateway)
-        return [f"{a.route.kind} {a.route.meta.key}" for a in self._attached.get((gw.meta.key, listener), [])]
+        return [
+            f"{a.route.kind} {a.route.meta.key}"
+            for a in self._attached.get((gw.meta.key, listener), [])
+        ]
 
     # ------------------------------------------------------------ decisions
 
@@ -464,7 +505,9 @@ class Model:
         on_port = [
             ls
             for ls in gw.listeners
-            if ls.port == port and ls.protocol == protocol and (gw.meta.key, ls.name) not in self._bad_listeners
+            if ls.port == port
+            and ls.protocol == protocol
+            and (gw.meta.key, ls.name) not in self._bad_listeners
         ]
         if not on_port:
             return None
@@ -472,7 +515,9 @@ class Model:
         for ls in on_port:
             rank = mt.listener_host_rank(ls.hostname, host)
             if rank is None:
-                losers.append(f"listener {ls.name}: hostname {ls.hostname} does not match host {host}")
+                losers.append(
+                    f"listener {ls.name}: hostname {ls.hostname} does not match host {host}"
+                )
             else:
                 ranked.append((rank, ls))
         if not ranked:
@@ -511,7 +556,11 @@ class Model:
             why = mt.http_match_failure(m, method, req_path, query, headers)
             if why:
                 return why, None, None
-            return None, mt.http_match_rank(m), m.path_value if m.path_type == "PathPrefix" else None
+            return (
+                None,
+                mt.http_match_rank(m),
+                m.path_value if m.path_type == "PathPrefix" else None,
+            )
 
         cands = self._candidates(gw, ls, "HTTPRoute", hostname, losers, http_rank)
         if not cands:
@@ -520,9 +569,7 @@ class Model:
         win = cands[0]
         for c in cands[1:]:
             losers.append(_why_lost(c, win, mt.HTTP_RANK_NAMES))
-        return self._apply_rule(
-            gw, ls, scheme, win, request, req_path, query, losers, grpc=False
-        )
+        return self._apply_rule(gw, ls, scheme, win, request, req_path, query, losers, grpc=False)
 
     def decide_grpc(
         self,
@@ -598,7 +645,9 @@ class Model:
                 for m in matches:
                     why, mrank, prefix = rank(m)
                     if why or mrank is None:
-                        losers.append(f"{kind} {route.meta.key} rule {rule.index} match {m.index}: {why}")
+                        losers.append(
+                            f"{kind} {route.meta.key} rule {rule.index} match {m.index}: {why}"
+                        )
                         continue
                     key = (
                         tuple(-x for x in hrank),
@@ -727,7 +776,9 @@ class Model:
                     mirrors.append(Mirror(mref.name, mref.namespace, mref.port, f.mirror.percent))
             elif f.type == "ExtensionRef":
                 status = 500
-                notes.append(f"{f.extension}: not resolvable by the model, so requests get an error (500)")
+                notes.append(
+                    f"{f.extension}: not resolvable by the model, so requests get an error (500)"
+                )
             else:
                 notes.append(f"{f.type} filter is not modelled and was ignored")
         target = path + (f"?{query}" if query else "")
@@ -745,7 +796,9 @@ class Model:
                     b_host = f.rewrite.hostname or b_host
                     if f.rewrite.path:
                         b_path = modify_path(f.rewrite.path, b_path, win.prefix)
-            b.request = ModelRequest(request.method, b_host, b_path + (f"?{query}" if query else ""), b_headers)
+            b.request = ModelRequest(
+                request.method, b_host, b_path + (f"?{query}" if query else ""), b_headers
+            )
             b.response_header_ops = b_ops
         live = [b for b in backends if b.weight > 0]
         if status is None:
@@ -796,7 +849,9 @@ class Model:
             reason += f"; redirect {status} to {redirect.location}"
         elif status == 200:
             reason += "; backends " + ", ".join(
-                f"{b.namespace}/{b.name}:{b.port} weight {b.weight}" for b in live if b.valid and b.endpoints
+                f"{b.namespace}/{b.name}:{b.port} weight {b.weight}"
+                for b in live
+                if b.valid and b.endpoints
             )
         if notes:
             reason += "; " + "; ".join(notes)
@@ -864,7 +919,9 @@ def _why_lost(c: _Candidate, win: _Candidate, rank_names: tuple[str, ...]) -> st
             f"{_describe_age(win.route)})"
         )
     if c.key[3] != win.key[3]:
-        return f"{label}: ties on specificity and age; {win.route.meta.key} sorts first alphabetically"
+        return (
+            f"{label}: ties on specificity and age; {win.route.meta.key} sorts first alphabetically"
+        )
     if c.key[4] != win.key[4]:
         return f"{label}: ties; rule {win.rule.index} comes first in the route"
     return f"{label}: ties; match {win.match_index} comes first in the rule"

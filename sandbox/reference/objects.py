@@ -118,7 +118,9 @@ def _dict(d: dict[str, Any], key: str, where: Where, path: str) -> dict[str, Any
     return v
 
 
-def _items(d: dict[str, Any], key: str, where: Where, path: str) -> list[tuple[str, dict[str, Any]]]:
+def _items(
+    d: dict[str, Any], key: str, where: Where, path: str
+) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for i, item in enumerate(_list(d, key, where, path)):
         p = f"{path}.{key}[{i}]"
@@ -186,7 +188,12 @@ def _selector(d: dict[str, Any], where: Where, path: str) -> LabelSelector:
     labels = {str(k): str(v) for k, v in _dict(d, "matchLabels", where, path).items()}
     exprs = []
     for p, e in _items(d, "matchExpressions", where, path):
-        op = _enum(_str(e, "operator", where, p), ("In", "NotIn", "Exists", "DoesNotExist"), where, p + ".operator")
+        op = _enum(
+            _str(e, "operator", where, p),
+            ("In", "NotIn", "Exists", "DoesNotExist"),
+            where,
+            p + ".operator",
+        )
         exprs.append((_str(e, "key", where, p), op, [str(v) for v in _list(e, "values", where, p)]))
     return LabelSelector(labels, exprs)
 
@@ -470,7 +477,9 @@ def _timestamp(value: Any, where: Where) -> str | None:
         try:
             value = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
-            raise where.error("metadata.creationTimestamp", f"not an RFC 3339 time: {value!r}") from None
+            raise where.error(
+                "metadata.creationTimestamp", f"not an RFC 3339 time: {value!r}"
+            ) from None
     if not isinstance(value, datetime):
         raise where.error("metadata.creationTimestamp", f"not an RFC 3339 time: {value!r}")
     stamp: datetime = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
@@ -516,8 +525,12 @@ def parse_gateway(obj: dict[str, Any], meta: Meta) -> Gateway:
         selector = None
         if frm == "Selector":
             if "selector" not in nss:
-                raise w.error(p + ".allowedRoutes.namespaces.selector", "required when from is Selector")
-            selector = _selector(_dict(nss, "selector", w, p), w, p + ".allowedRoutes.namespaces.selector")
+                raise w.error(
+                    p + ".allowedRoutes.namespaces.selector", "required when from is Selector"
+                )
+            selector = _selector(
+                _dict(nss, "selector", w, p), w, p + ".allowedRoutes.namespaces.selector"
+            )
         kinds = [
             RouteKind(_str(k, "group", w, kp, GATEWAY_GROUP), _str(k, "kind", w, kp))
             for kp, k in _items(ar, "kinds", w, p + ".allowedRoutes")
@@ -525,7 +538,9 @@ def parse_gateway(obj: dict[str, Any], meta: Meta) -> Gateway:
         tls = _dict(ls, "tls", w, p)
         secrets = []
         for cp, c in _items(tls, "certificateRefs", w, p + ".tls"):
-            secrets.append(f"{_str(c, 'namespace', w, cp, meta.namespace)}/{_str(c, 'name', w, cp)}")
+            secrets.append(
+                f"{_str(c, 'namespace', w, cp, meta.namespace)}/{_str(c, 'name', w, cp)}"
+            )
         listeners.append(Listener(name, port, protocol, hostname, frm, selector, kinds, secrets))
     if not listeners:
         raise w.error("spec.listeners", "at least one listener is required")
@@ -586,7 +601,9 @@ def _path_modifier(d: dict[str, Any], w: Where, p: str) -> PathModifier | None:
         return None
     pm = _dict(d, "path", w, p)
     pp = p + ".path"
-    ptype = _enum(_str(pm, "type", w, pp), ("ReplaceFullPath", "ReplacePrefixMatch"), w, pp + ".type")
+    ptype = _enum(
+        _str(pm, "type", w, pp), ("ReplaceFullPath", "ReplacePrefixMatch"), w, pp + ".type"
+    )
     key = "replaceFullPath" if ptype == "ReplaceFullPath" else "replacePrefixMatch"
     if key not in pm:
         raise w.error(pp + "." + key, f"must be specified when type is {ptype}")
@@ -610,7 +627,14 @@ def _backend_ref(r: dict[str, Any], meta: Meta, p: str, with_weight: bool) -> Ba
         weight = 1 if wv is None else wv
         if not 0 <= weight <= 1_000_000:
             raise w.error(p + ".weight", "must be 0..1000000")
-    return BackendRef(group, kind, name, _str(r, "namespace", w, p, meta.namespace) or meta.namespace, port, weight)
+    return BackendRef(
+        group,
+        kind,
+        name,
+        _str(r, "namespace", w, p, meta.namespace) or meta.namespace,
+        port,
+        weight,
+    )
 
 
 def _header_ops(d: dict[str, Any], w: Where, p: str) -> HeaderOps:
@@ -630,9 +654,7 @@ def _header_ops(d: dict[str, Any], w: Where, p: str) -> HeaderOps:
     return HeaderOps(pairs("set"), pairs("add"), [str(x) for x in _list(d, "remove", w, p)])
 
 
-def _filters(
-    d: dict[str, Any], meta: Meta, path: str, allowed: tuple[str, ...]
-) -> list[Filter]:
+def _filters(d: dict[str, Any], meta: Meta, path: str, allowed: tuple[str, ...]) -> list[Filter]:
     w = meta.where
     out = []
     counts: dict[str, int] = {}
@@ -665,7 +687,9 @@ def _filters(
             code = _opt_int(body, "statusCode", w, fp)
             code = 302 if code is None else code
             if code not in REDIRECT_CODES:
-                raise w.error(fp + ".statusCode", f"unsupported value {code}; one of 301, 302, 303, 307, 308")
+                raise w.error(
+                    fp + ".statusCode", f"unsupported value {code}; one of 301, 302, 303, 307, 308"
+                )
             hostname = _opt_str(body, "hostname", w, fp)
             if hostname is not None and hostname.startswith("*."):
                 raise w.error(fp + ".hostname", "must be a precise hostname")
@@ -692,16 +716,22 @@ def _filters(
                 den = _opt_int(fr, "denominator", w, fp + ".fraction")
                 den = 100 if den is None else den
                 if num is None or num < 0 or den <= 0 or num > den:
-                    raise w.error(fp + ".fraction", "numerator must be less than or equal to denominator")
+                    raise w.error(
+                        fp + ".fraction", "numerator must be less than or equal to denominator"
+                    )
                 percent = 100.0 * num / den
             flt.mirror = MirrorSpec(ref, percent)
         else:
             flt.extension = ftype + (
-                f" {body.get('kind', '?')}/{body.get('name', '?')}" if ftype == "ExtensionRef" else ""
+                f" {body.get('kind', '?')}/{body.get('name', '?')}"
+                if ftype == "ExtensionRef"
+                else ""
             )
         out.append(flt)
     if "RequestRedirect" in counts and "URLRewrite" in counts:
-        raise w.error(path + ".filters", "May specify either RequestRedirect or URLRewrite, but not both")
+        raise w.error(
+            path + ".filters", "May specify either RequestRedirect or URLRewrite, but not both"
+        )
     return out
 
 
@@ -711,11 +741,15 @@ def _http_matches(rule: dict[str, Any], w: Where, p: str) -> list[HTTPMatch]:
     out = []
     for i, (mp, m) in enumerate(_items(rule, "matches", w, p)):
         path = _dict(m, "path", w, mp)
-        ptype = _enum(_str(path, "type", w, mp + ".path", "PathPrefix"), PATH_TYPES, w, mp + ".path.type")
+        ptype = _enum(
+            _str(path, "type", w, mp + ".path", "PathPrefix"), PATH_TYPES, w, mp + ".path.type"
+        )
         pvalue = _str(path, "value", w, mp + ".path", "/")
         if ptype in ("Exact", "PathPrefix"):
             if not pvalue.startswith("/"):
-                raise w.error(mp + ".path.value", "value must be an absolute path and start with '/'")
+                raise w.error(
+                    mp + ".path.value", "value must be an absolute path and start with '/'"
+                )
             for bad in ("//", "/./", "/../", "%2f", "%2F", "#"):
                 if bad in pvalue:
                     raise w.error(mp + ".path.value", f"must not contain {bad!r}")
@@ -743,11 +777,15 @@ def _grpc_matches(rule: dict[str, Any], w: Where, p: str) -> list[GRPCMatch]:
     out = []
     for i, (mp, m) in enumerate(_items(rule, "matches", w, p)):
         meth = _dict(m, "method", w, mp)
-        mtype = _enum(_str(meth, "type", w, mp + ".method", "Exact"), MATCH_TYPES, w, mp + ".method.type")
+        mtype = _enum(
+            _str(meth, "type", w, mp + ".method", "Exact"), MATCH_TYPES, w, mp + ".method.type"
+        )
         service = _opt_str(meth, "service", w, mp + ".method") or None
         method = _opt_str(meth, "method", w, mp + ".method") or None
         if "method" in m and not service and not method:
-            raise w.error(mp + ".method", "at least one of service and method must be a non-empty string")
+            raise w.error(
+                mp + ".method", "at least one of service and method must be a non-empty string"
+            )
         if mtype == "RegularExpression":
             for v, f in ((service, "service"), (method, "method")):
                 if v:
@@ -763,7 +801,8 @@ def parse_route(obj: dict[str, Any], meta: Meta) -> Route:
     spec = _spec(obj, meta)
     grpc = meta.kind == "GRPCRoute"
     hostnames = [
-        _hostname(str(h), w, f"spec.hostnames[{i}]") for i, h in enumerate(_list(spec, "hostnames", w, "spec"))
+        _hostname(str(h), w, f"spec.hostnames[{i}]")
+        for i, h in enumerate(_list(spec, "hostnames", w, "spec"))
     ]
     rules = []
     raw_rules = _items(spec, "rules", w, "spec")
@@ -793,9 +832,13 @@ def parse_route(obj: dict[str, Any], meta: Meta) -> Route:
             backends,
         )
         for f in filters:
-            mod = (f.redirect.path if f.redirect else None) or (f.rewrite.path if f.rewrite else None)
-            if mod and mod.type == "ReplacePrefixMatch" and (
-                len(rule.http_matches) != 1 or rule.http_matches[0].path_type != "PathPrefix"
+            mod = (f.redirect.path if f.redirect else None) or (
+                f.rewrite.path if f.rewrite else None
+            )
+            if (
+                mod
+                and mod.type == "ReplacePrefixMatch"
+                and (len(rule.http_matches) != 1 or rule.http_matches[0].path_type != "PathPrefix")
             ):
                 raise w.error(
                     p + ".matches",
@@ -804,17 +847,23 @@ def parse_route(obj: dict[str, Any], meta: Meta) -> Route:
         timeouts = _dict(r, "timeouts", w, p)
         if timeouts and not grpc:
             if "request" in timeouts:
-                rule.request_timeout = parse_duration(_str(timeouts, "request", w, p + ".timeouts"), w, p + ".timeouts.request")
+                rule.request_timeout = parse_duration(
+                    _str(timeouts, "request", w, p + ".timeouts"), w, p + ".timeouts.request"
+                )
             if "backendRequest" in timeouts:
                 rule.backend_timeout = parse_duration(
-                    _str(timeouts, "backendRequest", w, p + ".timeouts"), w, p + ".timeouts.backendRequest"
+                    _str(timeouts, "backendRequest", w, p + ".timeouts"),
+                    w,
+                    p + ".timeouts.backendRequest",
                 )
             if (
                 rule.request_timeout
                 and rule.backend_timeout is not None
                 and rule.backend_timeout > rule.request_timeout
             ):
-                raise w.error(p + ".timeouts", "backendRequest timeout cannot be longer than request timeout")
+                raise w.error(
+                    p + ".timeouts", "backendRequest timeout cannot be longer than request timeout"
+                )
         rules.append(rule)
     return Route(meta, hostnames, _parent_refs(spec, meta), rules)
 
@@ -849,7 +898,9 @@ def parse_deployment(obj: dict[str, Any], meta: Meta) -> Deployment:
     replicas = _opt_int(spec, "replicas", w, "spec")
     template = _dict(spec, "template", w, "spec")
     tmeta = _dict(template, "metadata", w, "spec.template")
-    labels = {str(k): str(v) for k, v in _dict(tmeta, "labels", w, "spec.template.metadata").items()}
+    labels = {
+        str(k): str(v) for k, v in _dict(tmeta, "labels", w, "spec.template.metadata").items()
+    }
     env: dict[str, str] = {}
     pod = _dict(template, "spec", w, "spec.template")
     containers = _items(pod, "containers", w, "spec.template.spec")

@@ -46,8 +46,11 @@ def unattached_lines(model: Model) -> list[str]:
         where = ""
         if u.source:
             file, _, line = u.source.rpartition(":")
-            where = (f"{display_path(Path(file))}:{line}: " if line.isdigit()
-                     else f"{display_path(Path(u.source))}: ")
+            where = (
+                f"{display_path(Path(file))}:{line}: "
+                if line.isdigit()
+                else f"{display_path(Path(u.source))}: "
+            )
         lines.append(where + u.describe())
     return lines
 
@@ -76,9 +79,17 @@ def decide_check(scenario: Scenario, model: Model, check: Check) -> Decision:
     host = req.host or ""
     if req.grpc is not None:
         return model.decide_grpc(
-            gateway, port, host, req.grpc.service, req.grpc.method, dict(req.grpc.metadata), scheme=req.scheme
+            gateway,
+            port,
+            host,
+            req.grpc.service,
+            req.grpc.method,
+            dict(req.grpc.metadata),
+            scheme=req.scheme,
         )
-    return model.decide(gateway, port, req.method, host, req.path or "/", dict(req.headers), scheme=req.scheme)
+    return model.decide(
+        gateway, port, req.method, host, req.path or "/", dict(req.headers), scheme=req.scheme
+    )
 
 
 _GO_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
@@ -169,7 +180,11 @@ def verify_check(scenario: Scenario, model: Model, check: Check) -> list[str]:
     statuses = _possible_statuses(d)
     missing = [s for s in statuses if s not in exp.status]
     if missing:
-        bad("status", statuses if len(statuses) > 1 else statuses[0], exp.status if len(exp.status) > 1 else exp.status[0])
+        bad(
+            "status",
+            statuses if len(statuses) > 1 else statuses[0],
+            exp.status if len(exp.status) > 1 else exp.status[0],
+        )
         return msgs  # the rest follows from a different answer
     if statuses == [504]:
         return msgs
@@ -189,7 +204,9 @@ def verify_check(scenario: Scenario, model: Model, check: Check) -> list[str]:
                 bad("namespace", ns, exp.namespace)
 
     if exp.request is not None and ok:
-        seen = [b.request for b in d.backends if b.valid and b.weight > 0 and b.request] or [d.request]
+        seen = [b.request for b in d.backends if b.valid and b.weight > 0 and b.request] or [
+            d.request
+        ]
         er = exp.request
         for r in seen:
             if er.path is not None and r.path != er.path:
@@ -225,7 +242,9 @@ def verify_check(scenario: Scenario, model: Model, check: Check) -> list[str]:
         touched = {n.lower() for n in check.request.backend_response_headers}
         for b in d.backends:
             for ops in b.response_header_ops:
-                touched |= {n.lower() for n, _ in ops.set + ops.add} | {n.lower() for n in ops.remove}
+                touched |= {n.lower() for n, _ in ops.set + ops.add} | {
+                    n.lower() for n in ops.remove
+                }
         touched |= {n.lower() for n in d.response_headers}
         for hdrs in variants:
             for name, value in exp.headers.items():

@@ -28,13 +28,19 @@ def parse_address(text: str) -> Address:
     """``HOST:PORT`` (``[v6]:PORT`` for IPv6) -> Address; InputError naming ``--address``."""
     if "://" in text:
         rest = text.split("://", 1)[1].split("/", 1)[0]
-        raise InputError(f"expected HOST:PORT, not a URL: {text!r}", field="--address",
-                         hint=f"--address {rest or '127.0.0.1:8080'} (each check says its "
-                              "scheme with request.scheme)")
+        raise InputError(
+            f"expected HOST:PORT, not a URL: {text!r}",
+            field="--address",
+            hint=f"--address {rest or '127.0.0.1:8080'} (each check says its "
+            "scheme with request.scheme)",
+        )
     host, sep, port_text = text.rpartition(":")
     if not sep or not host or not port_text:
-        raise InputError(f"expected HOST:PORT, got {text!r}", field="--address",
-                         hint="for example --address 127.0.0.1:8080")
+        raise InputError(
+            f"expected HOST:PORT, got {text!r}",
+            field="--address",
+            hint="for example --address 127.0.0.1:8080",
+        )
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
         try:
@@ -42,8 +48,9 @@ def parse_address(text: str) -> Address:
         except ValueError:
             raise InputError(f"not an IPv6 address: {host!r}", field="--address") from None
     elif ":" in host:
-        raise InputError(f"write an IPv6 address in brackets: [{host}]:{port_text}",
-                         field="--address")
+        raise InputError(
+            f"write an IPv6 address in brackets: [{host}]:{port_text}", field="--address"
+        )
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise InputError(f"port must be 1-65535, got {port_text!r}", field="--address")
     return Address(host, int(port_text))
@@ -70,24 +77,27 @@ class AddressDeployment:
         (or the check's time is up): nothing listens there, and nothing here will start it.
         A gateway that answered earlier in the check and now refuses is waited for."""
         r = refusals
-        if r.answered or (not r.final and (r.count < REFUSED_ATTEMPTS
-                                           or r.seconds < REFUSED_SECONDS)):
+        if r.answered or (
+            not r.final and (r.count < REFUSED_ATTEMPTS or r.seconds < REFUSED_SECONDS)
+        ):
             return None
         where = show(r.address)
         return TargetUnreachable(
             f"nothing listens at {where}: every request was refused ({r.count} in "
             f"{r.seconds:.1f}s)",
             hint=f"start the gateway you mean to test so that it listens at {where} (for a "
-                 f"plain echo backend: `sandbox echo --port {r.address.port}`), or give "
-                 "--address the HOST:PORT it listens on",
+            f"plain echo backend: `sandbox echo --port {r.address.port}`), or give "
+            "--address the HOST:PORT it listens on",
         )
 
     def namespace_of(self, logical: str) -> str:
         return logical
 
     def diagnostics(self) -> str:
-        return (f"target {show(self._address)} was given with --address: "
-                "the sandbox deployed nothing there and has no Gateway status or logs to show")
+        return (
+            f"target {show(self._address)} was given with --address: "
+            "the sandbox deployed nothing there and has no Gateway status or logs to show"
+        )
 
 
 class AddressTarget:

@@ -411,8 +411,11 @@ class ClusterDeployment:
         waited for (None), one whose supervision gave up ends the run."""
         address, refused, seconds = refusals.address, refusals.count, refusals.seconds
         with self._lock:
-            found = [(key, pf) for key, pf in self._forwards.items()
-                     if address.host == self.host and pf.last_port == address.port]
+            found = [
+                (key, pf)
+                for key, pf in self._forwards.items()
+                if address.host == self.host and pf.last_port == address.port
+            ]
         for (ns, name, port), pf in found:
             try:
                 pf.port()  # restarts a kubectl found gone; raises once supervision gave up
@@ -478,8 +481,9 @@ class ClusterDeployment:
         sent with ``user_agent``, real namespaces mapped back to the scenario's logical ones
         (see ``Controller.served_route``)."""
         ns, name = self._resolve_gateway(gateway)
-        route = self.target.controller.served_route(self.target.kubectl, ns, name,
-                                                    user_agent=user_agent)
+        route = self.target.controller.served_route(
+            self.target.kubectl, ns, name, user_agent=user_agent
+        )
         if route:
             kind, _, rest = route.partition(" ")
             real_ns, _, tail = rest.partition("/")
@@ -603,8 +607,11 @@ class ClusterTarget:
 
     def _check_gateway_class(self) -> None:
         """The class exists, is served by this target's controller, and is Accepted."""
-        gc = self.kubectl.get_json("gatewayclasses.gateway.networking.k8s.io", self.gateway_class,
-                                   doing=f"looking up GatewayClass {self.gateway_class}")
+        gc = self.kubectl.get_json(
+            "gatewayclasses.gateway.networking.k8s.io",
+            self.gateway_class,
+            doing=f"looking up GatewayClass {self.gateway_class}",
+        )
         if gc is None:
             raise ClusterError(
                 f"GatewayClass {self.gateway_class} does not exist in context {self.kubectl.context}",
@@ -637,14 +644,18 @@ class ClusterTarget:
     def _apply(self, scenario: Scenario, dep: ClusterDeployment) -> None:
         names = ", ".join(n["metadata"]["name"] for n in dep.namespaces)
         self.progress(f"creating namespace{'s' if len(dep.namespaces) > 1 else ''} {names}")
-        self.kubectl.apply(dep.namespaces, timeout=self.timeouts.apply,
-                           doing=f"creating namespace {names}")
+        self.kubectl.apply(
+            dep.namespaces, timeout=self.timeouts.apply, doing=f"creating namespace {names}"
+        )
         self.progress(
             f"applying {len(dep.objects)} objects of scenario {scenario.name} (server-side)"
         )
         try:
-            self.kubectl.apply(dep.objects, timeout=self.timeouts.apply,
-                               doing=f"applying the objects of scenario {scenario.name}")
+            self.kubectl.apply(
+                dep.objects,
+                timeout=self.timeouts.apply,
+                doing=f"applying the objects of scenario {scenario.name}",
+            )
         except KubectlError as e:
             stderr = e.result.stderr
             if any(marker in stderr for marker in INVALID_MARKERS):
@@ -685,8 +696,9 @@ class ClusterTarget:
             by_ns.setdefault(item.namespace, set()).add(RESOURCE[item.kind])
         seen: dict[tuple[str, str, str], dict[str, Any]] = {}
         for ns, resources in sorted(by_ns.items()):
-            found = self.kubectl.get_json(",".join(sorted(resources)), namespace=ns,
-                                          doing=doing) or {}
+            found = (
+                self.kubectl.get_json(",".join(sorted(resources)), namespace=ns, doing=doing) or {}
+            )
             for obj in found.get("items") or []:
                 if isinstance(obj, dict):
                     seen[
@@ -839,8 +851,10 @@ class ClusterTarget:
         for ns in sorted({i.namespace for i in dep.items}):
             lines += describe_stuck_pods(self.kubectl, ns)
         for ns, name in dep.gateways():
-            selector = (f"gateway.envoyproxy.io/owning-gateway-name={name},"
-                        f"gateway.envoyproxy.io/owning-gateway-namespace={ns}")
+            selector = (
+                f"gateway.envoyproxy.io/owning-gateway-name={name},"
+                f"gateway.envoyproxy.io/owning-gateway-namespace={ns}"
+            )
             lines += describe_stuck_pods(self.kubectl, self.controller.namespace, selector)
         if lines:
             raise ClusterError(
@@ -858,9 +872,11 @@ class ClusterTarget:
                 raise ClusterError(
                     f"{problem}, so nothing accepts or programs "
                     f"its Gateways and routes ({', '.join(i.label for i in pending)} waiting)",
-                    hint=("`sandbox up` re-installs it on the sandbox's cluster; on another "
-                          f"cluster: `kubectl -n {ns} scale deployment/envoy-gateway "
-                          "--replicas=1`"),
+                    hint=(
+                        "`sandbox up` re-installs it on the sandbox's cluster; on another "
+                        f"cluster: `kubectl -n {ns} scale deployment/envoy-gateway "
+                        "--replicas=1`"
+                    ),
                 )
         for item in pending:
             if item.kind != "Gateway":
@@ -914,11 +930,13 @@ class ClusterTarget:
         objects = delete_order(dep.objects)
         doing = f"deleting the namespaces of run {dep.namespace}"
         if objects:
-            self.kubectl.delete_manifests(objects, wait=False, timeout=self.timeouts.delete,
-                                          doing=doing)
+            self.kubectl.delete_manifests(
+                objects, wait=False, timeout=self.timeouts.delete, doing=doing
+            )
         for name in names:
-            self.kubectl.delete("namespace", name, wait=False, timeout=self.timeouts.delete,
-                                doing=doing)
+            self.kubectl.delete(
+                "namespace", name, wait=False, timeout=self.timeouts.delete, doing=doing
+            )
         pending = _Deleting(
             run=dep.namespace,
             namespaces=names,
@@ -950,7 +968,9 @@ class ClusterTarget:
         for gw_ns, gw in item.gateways:
             svc = self.controller.data_plane_service(self.kubectl, gw_ns, gw)
             if svc is not None:
-                left.append(f"data-plane service {svc.namespace}/{svc.name} of Gateway {gw_ns}/{gw}")
+                left.append(
+                    f"data-plane service {svc.namespace}/{svc.name} of Gateway {gw_ns}/{gw}"
+                )
         for obj in item.cluster_scoped:
             kind, _, obj_name = _key(obj)
             if self.kubectl.get_json(kind.lower(), obj_name) is not None:

@@ -69,7 +69,10 @@ MAX_REPLICAS = 16  # more pods than this add nothing to a loopback run
 # Images whose pods the local echo backends stand in for: the upstream conformance echo
 # backend (the one the scenario library uses, `registry.k8s.io/gateway-api/echo-basic:v1.5.1`,
 # and its gRPC mode) at any tag or digest, and its staging copy.
-ECHO_IMAGES = ("registry.k8s.io/gateway-api/echo-basic", "gcr.io/k8s-staging-gateway-api/echo-basic")
+ECHO_IMAGES = (
+    "registry.k8s.io/gateway-api/echo-basic",
+    "gcr.io/k8s-staging-gateway-api/echo-basic",
+)
 
 
 def is_echo_image(image: str) -> bool:
@@ -99,6 +102,8 @@ def image_warnings(model: Model) -> list[str]:
                 "backend all the same, so its checks may pass here and fail on a cluster"
             )
     return out
+
+
 DIAGNOSTIC_LINES = 30  # requests kept for diagnostics()
 HOP_BY_HOP = frozenset(
     {
@@ -115,8 +120,9 @@ HOP_BY_HOP = frozenset(
 )
 
 
-def weighted_choice(backends: list[BackendChoice],
-                    random_fraction: Callable[[], float]) -> BackendChoice | None:
+def weighted_choice(
+    backends: list[BackendChoice], random_fraction: Callable[[], float]
+) -> BackendChoice | None:
     """One of ``backends`` with probability weight/total (a weight below 0 counts as 0), the
     way Envoy splits weighted clusters; ``random_fraction`` in [0, 1) is called once, only when
     some weight is positive. None when every weight is 0. HTTP and gRPC both pick with this."""
@@ -151,8 +157,6 @@ K8S_ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
 MAX_NAME_LENGTH = 63
 RANDOM_LENGTH = 5
 MAX_GENERATED_NAME_LENGTH = MAX_NAME_LENGTH - RANDOM_LENGTH
-
-
 
 
 def safe_encode_string(text: str) -> str:
@@ -357,7 +361,9 @@ class _ProxyServer(ThreadingHTTPServer):
             except (ssl.SSLEOFError, ConnectionError, TimeoutError):
                 return  # the peer went away (readiness probes do this): nothing to report
             except (OSError, ssl.SSLError) as e:
-                self.router.record(f"TLS handshake on {self.gateway}:{self.listener_port} failed: {e}")
+                self.router.record(
+                    f"TLS handshake on {self.gateway}:{self.listener_port} failed: {e}"
+                )
                 return
         super().finish_request(request, client_address)
 
@@ -641,7 +647,9 @@ class _Router:
         if choice is None:
             return self._error(500, "every backend has weight 0")
         if not choice.valid:
-            return self._error(500, f"backend {choice.namespace}/{choice.name} is invalid: {choice.invalid_reason}")
+            return self._error(
+                500, f"backend {choice.namespace}/{choice.name} is invalid: {choice.invalid_reason}"
+            )
         pod = self.pick_pod(choice.namespace, choice.name)
         if pod is None:
             return self._error(503, f"Service {choice.namespace}/{choice.name} has no pods")
@@ -833,7 +841,9 @@ def _tls_context(
 
     default = contexts[0][1]
 
-    def sni(sock: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext) -> None:
+    def sni(
+        sock: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext
+    ) -> None:
         chosen = pick(server_name)
         if chosen is not default:
             sock.context = chosen
@@ -910,12 +920,19 @@ class LocalDeployment:
         lines = [f"provider {PROVIDER}: reference model gateway on loopback (sandbox.reference)"]
         lines.extend(f"  warning: {w}" for w in self.warnings)
         for (gw, port), g in sorted(self.gateways.items()):
-            names = ", ".join(f"{lst.name}" + (f" ({lst.hostname})" if lst.hostname else "") for lst in g.listeners)
-            lines.append(f"  gateway {gw} port {port} {g.protocol} at {g.address.host}:{g.address.port}: listeners {names}")
+            names = ", ".join(
+                f"{lst.name}" + (f" ({lst.hostname})" if lst.hostname else "")
+                for lst in g.listeners
+            )
+            lines.append(
+                f"  gateway {gw} port {port} {g.protocol} at {g.address.host}:{g.address.port}: listeners {names}"
+            )
         for note in self.skipped:
             lines.append(f"  not served: {note}")
         for pod in self.pods:
-            lines.append(f"  pod {pod.namespace}/{pod.name} (service {pod.service}) at {HOST}:{pod.port}")
+            lines.append(
+                f"  pod {pod.namespace}/{pod.name} (service {pod.service}) at {HOST}:{pod.port}"
+            )
         from sandbox.reference.verify import unattached_lines
 
         lines.extend(f"  not attached: {line}" for line in unattached_lines(self.model))
@@ -967,13 +984,18 @@ class LocalTarget:
         deployment.warnings = image_warnings(model)
         for line in deployment.warnings:
             self.warn(f"{scenario.name}: {line}")
-        with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="sandbox-local-") as tmp:
+        with (
+            contextlib.ExitStack() as stack,
+            tempfile.TemporaryDirectory(prefix="sandbox-local-") as tmp,
+        ):
             close_fronts = getattr(grpc_module, "close_fronts", None)
             if close_fronts is not None:
                 stack.callback(close_fronts, model)  # after the gateways (callbacks run LIFO)
             try:
                 self._start_pods(model, router, deployment, stack, grpc_module)
-                self._start_gateways(scenario, model, router, deployment, stack, Path(tmp), grpc_module)
+                self._start_gateways(
+                    scenario, model, router, deployment, stack, Path(tmp), grpc_module
+                )
                 self._wait_ready(deployment)
             except OSError as e:
                 raise EnvironmentProblem(f"local provider: cannot listen on {HOST}: {e}") from None
@@ -1004,8 +1026,13 @@ class LocalTarget:
                             server = grpc_echo(pod=name, namespace=dep.namespace, service=service)
                         else:
                             server = EchoServer(
-                                HOST, 0, pod=name, namespace=dep.namespace, service=service,
-                                ingress=dep.env.get("INGRESS_NAME", ""), log=requests.append,
+                                HOST,
+                                0,
+                                pod=name,
+                                namespace=dep.namespace,
+                                service=service,
+                                ingress=dep.env.get("INGRESS_NAME", ""),
+                                log=requests.append,
                             ).start()
                         stack.callback(server.close)
                         pod = LocalPod(
@@ -1072,5 +1099,7 @@ class LocalTarget:
             except OSError as e:
                 last = f"{what} on {HOST}:{port}: {e}"
             if time.monotonic() > deadline:
-                raise WaitTimeout("the local provider's servers to accept connections", self.startup_timeout, last)
+                raise WaitTimeout(
+                    "the local provider's servers to accept connections", self.startup_timeout, last
+                )
             time.sleep(0.02)

@@ -54,8 +54,18 @@ PIPE_CHUNK = 65536
 PIPE_JOIN_TIMEOUT = 30.0  # s to wait for the other half after one side closed
 PIPE_IDLE_TIMEOUT = 300.0  # s a connection may stay silent both ways before it is dropped
 # request metadata that belongs to the transport, not to the application: never forwarded
-_RESERVED = {"user-agent", "te", "content-type", "host", "grpc-timeout", "grpc-encoding",
-             "grpc-accept-encoding", "connection", "keep-alive", "transfer-encoding"}
+_RESERVED = {
+    "user-agent",
+    "te",
+    "content-type",
+    "host",
+    "grpc-timeout",
+    "grpc-encoding",
+    "grpc-accept-encoding",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+}
 
 
 def echo_server(*, pod: str, namespace: str, service: str) -> GrpcEchoServer:
@@ -142,7 +152,13 @@ class _Front:
             metadata[key] = f"{metadata[key]},{text}" if key in metadata else text
         try:
             decision = model.decide_grpc(
-                self.gateway, self.listener_port, host, service, method, metadata, scheme=self.scheme
+                self.gateway,
+                self.listener_port,
+                host,
+                service,
+                method,
+                metadata,
+                scheme=self.scheme,
             )
         except Exception as e:  # the model must not take the gateway down: report it
             self.record(f"gRPC {where} {host} {path}: model error: {e}")
@@ -156,31 +172,55 @@ class _Front:
             )
         choice = self._choose(decision.backends)
         if choice is None or not choice.valid:
-            why = "no backend with a weight" if choice is None else (
-                f"backend {choice.namespace}/{choice.name} is invalid: {choice.invalid_reason}")
+            why = (
+                "no backend with a weight"
+                if choice is None
+                else (
+                    f"backend {choice.namespace}/{choice.name} is invalid: {choice.invalid_reason}"
+                )
+            )
             self.record(f"gRPC {where} {host} {path} -> 500: {why}")
             context.abort(grpc_code_for_http(500), f"local reference gateway: 500 {why}")
         assert choice is not None
         pod: LocalPod | None = pick_pod(choice.namespace, choice.name)
         if pod is None:
-            self.record(f"gRPC {where} {host} {path} -> 503: no pod for {choice.namespace}/{choice.name}")
-            context.abort(grpc_code_for_http(503),
-                          f"local reference gateway: 503 no pod for {choice.namespace}/{choice.name}")
+            self.record(
+                f"gRPC {where} {host} {path} -> 503: no pod for {choice.namespace}/{choice.name}"
+            )
+            context.abort(
+                grpc_code_for_http(503),
+                f"local reference gateway: 503 no pod for {choice.namespace}/{choice.name}",
+            )
         assert pod is not None
         return self._forward(decision, pod, path, request, context, host)
 
-    def _forward(self, decision: Decision, pod: LocalPod, path: str, request: bytes,
-                 context: grpc.ServicerContext, host: str) -> bytes:
+    def _forward(
+        self,
+        decision: Decision,
+        pod: LocalPod,
+        path: str,
+        request: bytes,
+        context: grpc.ServicerContext,
+        host: str,
+    ) -> bytes:
         authority = decision.request.host or host
         md = tuple(
-            (k.lower(), v) for k, v in decision.request.headers.items()
-            if not k.startswith(":") and k.lower() not in _RESERVED and not k.lower().endswith("-bin")
+            (k.lower(), v)
+            for k, v in decision.request.headers.items()
+            if not k.startswith(":")
+            and k.lower() not in _RESERVED
+            and not k.lower().endswith("-bin")
         )
         limits = [t for t in (decision.request_timeout, decision.backend_timeout) if t]
         remaining = context.time_remaining()
-        timeout = min([*limits, remaining]) if remaining is not None else (min(limits) if limits else None)
+        timeout = (
+            min([*limits, remaining])
+            if remaining is not None
+            else (min(limits) if limits else None)
+        )
         callable_: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel(
-            pod.port, authority).unary_unary(path, request_serializer=None, response_deserializer=None)
+            pod.port, authority
+        ).unary_unary(path, request_serializer=None, response_deserializer=None)
         pod.requests.append(f"gRPC POST {path} HTTP/2.0")
         try:
             response: bytes = callable_(request, metadata=md, timeout=timeout)
@@ -189,12 +229,15 @@ class _Front:
             details = (e.details() if hasattr(e, "details") else "") or ""
             if code == grpc.StatusCode.DEADLINE_EXCEEDED and limits:
                 self.record(f"gRPC {path} -> 504: {pod.name} slower than the route timeout")
-                context.abort(grpc_code_for_http(504), "local reference gateway: upstream request timeout")
+                context.abort(
+                    grpc_code_for_http(504), "local reference gateway: upstream request timeout"
+                )
             context.abort(code, details)
             raise  # not reached
         if decision.response_headers:
             context.send_initial_metadata(
-                tuple((k.lower(), v) for k, v in decision.response_headers.items()))
+                tuple((k.lower(), v) for k, v in decision.response_headers.items())
+            )
         self.record(f"gRPC {self.gateway}:{self.listener_port} {host} {path} -> {pod.name}")
         return response
 

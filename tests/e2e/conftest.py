@@ -30,14 +30,19 @@ def docker_problem() -> str | None:
 @pytest.fixture(autouse=True)
 def _needs_docker(request: pytest.FixtureRequest) -> None:
     if os.environ.get("SANDBOX_E2E", "").lower() in ("0", "false", "no"):
-        pytest.skip("SANDBOX_E2E=0: the e2e tests are run on their own (.ci/run runs them on "
-                    "the real stack when ../shared/realstack has built it)")
-    if (request.config.getoption("sandbox_provider", None) == "local"
-            and os.environ.get("SANDBOX_E2E", "").lower() not in ("1", "true", "yes")):
+        pytest.skip(
+            "SANDBOX_E2E=0: the e2e tests are run on their own (.ci/run runs them on "
+            "the real stack when ../shared/realstack has built it)"
+        )
+    if request.config.getoption("sandbox_provider", None) == "local" and os.environ.get(
+        "SANDBOX_E2E", ""
+    ).lower() not in ("1", "true", "yes"):
         # the README's test command: the reference gateway, no cluster; the real stack is
         # asked for on its own (or with SANDBOX_E2E=1)
-        pytest.skip("--sandbox-provider local: the e2e tests build a real cluster; run them with "
-                    "`python -m pytest -m e2e tests/e2e` (SANDBOX_CLUSTER=kind for kind)")
+        pytest.skip(
+            "--sandbox-provider local: the e2e tests build a real cluster; run them with "
+            "`python -m pytest -m e2e tests/e2e` (SANDBOX_CLUSTER=kind for kind)"
+        )
     problem = docker_problem()
     if problem:
         pytest.skip(f"e2e needs a Docker engine: {problem}")

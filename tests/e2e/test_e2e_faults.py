@@ -30,8 +30,13 @@ pytestmark = pytest.mark.e2e
 
 
 def sandbox(*args: str, timeout: float = 900, **env: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "sandbox", *args], capture_output=True,
-                            text=True, timeout=timeout, env={**os.environ, **env})
+    result = subprocess.run(
+        [sys.executable, "-m", "sandbox", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env},
+    )
     sys.stderr.write(result.stderr)
     return result
 
@@ -57,52 +62,72 @@ def stack(e2e_cluster: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
     yield json.loads(status.stdout)
 
 
-def _kubectl(stack: dict[str, Any], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _kubectl(
+    stack: dict[str, Any], *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     from sandbox import tools
 
     found = tools.describe_tool("kubectl", Settings().kubectl_version)["use"] or "kubectl"
-    result = subprocess.run([str(found), "--kubeconfig", stack["kubeconfig"], "--context",
-                             stack["context"], *args], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(found), "--kubeconfig", stack["kubeconfig"], "--context", stack["context"], *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if check:
         assert result.returncode == 0, result.stderr
     return result
 
 
-def test_envoy_pod_deleted_mid_run_the_run_recovers(stack: dict[str, Any], e2e_provider: str) -> None:
+def test_envoy_pod_deleted_mid_run_the_run_recovers(
+    stack: dict[str, Any], e2e_provider: str
+) -> None:
     from sandbox.cli_scenarios import make_target
     from sandbox.probe import Prober
     from sandbox.runner import Runner
     from sandbox.scenario import load_scenario, resolve_scenario
 
     scenario = load_scenario(resolve_scenario("quickstart"))
-    target = make_target(address=None, provider=e2e_provider, gateway_class=None, context=None,
-                         keep=False, quiet=True, scenarios=[scenario])
+    target = make_target(
+        address=None,
+        provider=e2e_provider,
+        gateway_class=None,
+        context=None,
+        keep=False,
+        quiet=True,
+        scenarios=[scenario],
+    )
     runner = Runner(target, prober=Prober())
     try:
         with target.deploy(scenario) as dep:
             first = runner.run_check(scenario, scenario.checks[0], dep)
             assert first.status == "passed", first.message
             [(ns, name)] = dep.gateways()
-            selector = (f"gateway.envoyproxy.io/owning-gateway-name={name},"
-                        f"gateway.envoyproxy.io/owning-gateway-namespace={ns}")
-            pods = _kubectl(stack, "get", "pods", "-n", "envoy-gateway-system", "-l", selector,
-                            "-o", "name").stdout.split()
+            selector = (
+                f"gateway.envoyproxy.io/owning-gateway-name={name},"
+                f"gateway.envoyproxy.io/owning-gateway-namespace={ns}"
+            )
+            pods = _kubectl(
+                stack, "get", "pods", "-n", "envoy-gateway-system", "-l", selector, "-o", "name"
+            ).stdout.split()
             assert pods, f"no envoy pod for Gateway {ns}/{name}"
             _kubectl(stack, "delete", "-n", "envoy-gateway-system", *pods, "--wait=false")
             started = time.monotonic()
             # while the old pod drains (the sandbox's EnvoyProxy: drainTimeout 5s)...
             during = [runner.run_check(scenario, check, dep) for check in scenario.checks]
-            assert [r.status for r in during] == ["passed"] * len(during), \
-                [r.message for r in during]
+            assert [r.status for r in during] == ["passed"] * len(during), [
+                r.message for r in during
+            ]
             # ...and once it is gone: the port-forward lost its pod and must find the new one
-            _kubectl(stack, "wait", "-n", "envoy-gateway-system", "--for=delete", *pods,
-                     "--timeout=120s")
+            _kubectl(
+                stack, "wait", "-n", "envoy-gateway-system", "--for=delete", *pods, "--timeout=120s"
+            )
             after = [runner.run_check(scenario, check, dep) for check in scenario.checks]
             took = time.monotonic() - started
-            assert [r.status for r in after] == ["passed"] * len(after), \
-                [r.message for r in after]
-            now = _kubectl(stack, "get", "pods", "-n", "envoy-gateway-system", "-l", selector,
-                           "-o", "name").stdout.split()
+            assert [r.status for r in after] == ["passed"] * len(after), [r.message for r in after]
+            now = _kubectl(
+                stack, "get", "pods", "-n", "envoy-gateway-system", "-l", selector, "-o", "name"
+            ).stdout.split()
             assert now and set(now).isdisjoint(pods)  # only the new pod is left to answer
             sys.stderr.write(f"recovered from the envoy pod's deletion in {took:.1f}s\n")
     finally:
@@ -111,7 +136,8 @@ def test_envoy_pod_deleted_mid_run_the_run_recovers(stack: dict[str, Any], e2e_p
 
 
 def test_a_stopped_node_is_named_by_status_and_started_by_up(
-        stack: dict[str, Any], e2e_cluster: str, e2e_provider: str) -> None:
+    stack: dict[str, Any], e2e_cluster: str, e2e_provider: str
+) -> None:
     client = _docker()
     try:
         nodes = client.containers.list(filters={"label": _node_label(e2e_provider, e2e_cluster)})
@@ -131,8 +157,9 @@ def test_a_stopped_node_is_named_by_status_and_started_by_up(
     assert up.returncode == 0, up.stderr
     actions = {p["name"]: p["action"] for p in json.loads(up.stdout)["phases"]}
     assert "start" in actions["cluster"], actions  # started, not re-created
-    sys.stderr.write(f"a stopped node was started and the stack ready in "
-                     f"{time.monotonic() - started:.1f}s\n")
+    sys.stderr.write(
+        f"a stopped node was started and the stack ready in {time.monotonic() - started:.1f}s\n"
+    )
     again = sandbox("status", "--name", e2e_cluster, "-o", "json", timeout=120)
     assert again.returncode == 0, again.stdout
     assert json.loads(again.stdout)["health"] == "ok"
@@ -143,15 +170,21 @@ def _default_sigint() -> None:
 
 
 def test_ctrl_c_during_a_real_up_is_repaired_by_the_next_up(
-        e2e_cluster: str, e2e_provider: str) -> None:
+    e2e_cluster: str, e2e_provider: str
+) -> None:
     name = f"{e2e_cluster}-int"[:32]
     label = _node_label(e2e_provider, name)
     client = _docker()
     assert sandbox("down", "--name", name, timeout=300).returncode == 0  # a clean start
     assert not client.api.containers(all=True, filters={"label": label})
-    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "up", "--name", name],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=_default_sigint)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "up", "--name", name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_default_sigint,
+    )
     try:
         deadline = time.monotonic() + 300
         # the low-level list: the high-level one inspects each container it lists and fails
@@ -189,23 +222,45 @@ def test_ctrl_c_during_a_real_up_is_repaired_by_the_next_up(
 
 
 def test_a_controller_scaled_to_zero_is_named_by_run(
-        stack: dict[str, Any], e2e_cluster: str) -> None:
+    stack: dict[str, Any], e2e_cluster: str
+) -> None:
     """On another cluster (``--provider existing``: nothing re-installs it first) a controller
     scaled to 0 leaves every Gateway without status: `run` says so within seconds. On the
     sandbox's own cluster `run` brings the stack up first, which scales it back (the fake
     stack's tests show both sides, tests/integration/test_run_cluster_cli.py)."""
-    _kubectl(stack, "-n", "envoy-gateway-system", "scale", "deployment/envoy-gateway",
-             "--replicas=0")
+    _kubectl(
+        stack, "-n", "envoy-gateway-system", "scale", "deployment/envoy-gateway", "--replicas=0"
+    )
     try:
-        _kubectl(stack, "-n", "envoy-gateway-system", "wait", "--for=delete", "pod",
-                 "-l", "control-plane=envoy-gateway", "--timeout=60s", check=False)
+        _kubectl(
+            stack,
+            "-n",
+            "envoy-gateway-system",
+            "wait",
+            "--for=delete",
+            "pod",
+            "-l",
+            "control-plane=envoy-gateway",
+            "--timeout=60s",
+            check=False,
+        )
         started = time.monotonic()
-        result = sandbox("run", "quickstart", "--provider", "existing", "--context",
-                         stack["context"], timeout=300, KUBECONFIG=stack["kubeconfig"])
+        result = sandbox(
+            "run",
+            "quickstart",
+            "--provider",
+            "existing",
+            "--context",
+            stack["context"],
+            timeout=300,
+            KUBECONFIG=stack["kubeconfig"],
+        )
         took = time.monotonic() - started
         assert result.returncode == 3, result.stdout + result.stderr
-        assert ("the Envoy Gateway controller (deployment/envoy-gateway in "
-                "envoy-gateway-system) is scaled to 0 replicas") in result.stderr
+        assert (
+            "the Envoy Gateway controller (deployment/envoy-gateway in "
+            "envoy-gateway-system) is scaled to 0 replicas"
+        ) in result.stderr
         assert "404" not in result.stdout
         assert took < 90, f"took {took:.1f}s"
         status = sandbox("status", "--name", e2e_cluster, "-o", "json", timeout=120)
@@ -215,4 +270,3 @@ def test_a_controller_scaled_to_zero_is_named_by_run(
     assert up.returncode == 0, up.stderr
     back = json.loads(sandbox("status", "--name", e2e_cluster, "-o", "json").stdout)
     assert back["controller"]["available"] is True
-

@@ -35,7 +35,9 @@ def sandbox(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str
 
 
 def _user_kubeconfig_digest() -> str | None:
-    path = Path(os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or Path.home() / ".kube" / "config")
+    path = Path(
+        os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or Path.home() / ".kube" / "config"
+    )
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
@@ -47,8 +49,14 @@ def test_up_builds_a_ready_stack(e2e_cluster: str, e2e_provider: str, reports_di
     (reports_dir / "e2e-up.json").write_text(result.stdout)
     assert summary["gatewayClass"] == "eg"
     assert summary["provider"] == e2e_provider
-    assert {p["name"] for p in summary["phases"]} >= {"docker", "cluster", "node", "preload",
-                                                       "controller", "class"}
+    assert {p["name"] for p in summary["phases"]} >= {
+        "docker",
+        "cluster",
+        "node",
+        "preload",
+        "controller",
+        "class",
+    }
     assert _user_kubeconfig_digest() == before  # ~/.kube/config untouched
     # the engine's own report decides whether the kubelet is told to accept cgroup v1
     from sandbox import docker_engine
@@ -100,7 +108,9 @@ def test_gateway_class_uses_clusterip_envoy_proxy(e2e_cluster: str, e2e_provider
     settings = Settings(cluster_name=e2e_cluster)
     status = json.loads(sandbox("status", "--name", e2e_cluster, "-o", "json", timeout=120).stdout)
     # the kubectl `up` resolved (PATH when it fits, else the verified cached pin)
-    found = tools.describe_tool("kubectl", settings.kubectl_version)["use"] or shutil.which("kubectl")
+    found = tools.describe_tool("kubectl", settings.kubectl_version)["use"] or shutil.which(
+        "kubectl"
+    )
     assert found, "no kubectl"
     kubectl = Kubectl(found, status["kubeconfig"], status["context"])
     gc = kubectl.get_json("gatewayclass", "eg")
@@ -114,7 +124,9 @@ def test_gateway_class_uses_clusterip_envoy_proxy(e2e_cluster: str, e2e_provider
     crd = kubectl.get_json("crd", "gateways.gateway.networking.k8s.io")
     assert crd is not None
     annotations = crd["metadata"].get("annotations", {})
-    assert annotations.get("gateway.networking.k8s.io/bundle-version") == settings.gateway_api_version
+    assert (
+        annotations.get("gateway.networking.k8s.io/bundle-version") == settings.gateway_api_version
+    )
     if e2e_provider == "k3d":  # the k3s components the stack never uses are disabled
         for name in ("traefik", "metrics-server", "local-path-provisioner"):
             assert kubectl.get_json("deployment", name, namespace="kube-system") is None, name
@@ -124,9 +136,21 @@ def test_quickstart_runs_through_envoy_gateway(e2e_cluster: str, reports_dir: Pa
     """The main job on the real stack: apply, wait Programmed/Accepted, port-forward, probe."""
     env = {**os.environ, "SANDBOX_CLUSTER_NAME": e2e_cluster}
     result = subprocess.run(
-        [sys.executable, "-m", "sandbox", "run", "quickstart", "-o", "json",
-         "--junit", str(reports_dir / "e2e-quickstart.xml")],
-        capture_output=True, text=True, timeout=900, env=env,
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "run",
+            "quickstart",
+            "-o",
+            "json",
+            "--junit",
+            str(reports_dir / "e2e-quickstart.xml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
     )
     sys.stderr.write(result.stderr)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -138,13 +162,18 @@ def test_quickstart_runs_through_envoy_gateway(e2e_cluster: str, reports_dir: Pa
     assert namespace.startswith("sbx-quickstart-")
     # cleaned up: the run's namespace is gone
     status = json.loads(sandbox("status", "--name", e2e_cluster, "-o", "json", timeout=120).stdout)
-    found = tools.describe_tool("kubectl", Settings(cluster_name=e2e_cluster).kubectl_version)["use"]
-    kubectl = Kubectl(found or shutil.which("kubectl") or "kubectl", status["kubeconfig"], status["context"])
+    found = tools.describe_tool("kubectl", Settings(cluster_name=e2e_cluster).kubectl_version)[
+        "use"
+    ]
+    kubectl = Kubectl(
+        found or shutil.which("kubectl") or "kubectl", status["kubeconfig"], status["context"]
+    )
     assert kubectl.get_json("namespace", namespace) is None
 
 
 def test_a_cluster_made_by_hand_is_refused_and_left_alone(
-        e2e_cluster: str, e2e_provider: str, tmp_path: Path) -> None:
+    e2e_cluster: str, e2e_provider: str, tmp_path: Path
+) -> None:
     """The owner mark is read from Docker on the real engine (k3d: a label; kind: a mount): a
     cluster of the name that the sandbox did not make is neither used nor deleted (a second
     `up` of our own cluster, above, shows the other side)."""
@@ -161,19 +190,50 @@ def test_a_cluster_made_by_hand_is_refused_and_left_alone(
         tool = tools.ensure_tool("kind", settings.kind_version).path
         # what a user's own config for this host holds (on a cgroup v1 host without
         # CAP_SYS_RESOURCE kubeadm cannot start a node otherwise), but no owner mark
-        cfg = kind_mod.config(name, owner_file=tmp_path / "unused", api_port=None,
-                              tweaks=tweaks_for(docker_engine.ping()))
+        cfg = kind_mod.config(
+            name,
+            owner_file=tmp_path / "unused",
+            api_port=None,
+            tweaks=tweaks_for(docker_engine.ping()),
+        )
         del cfg["nodes"][0]["extraMounts"]
         (tmp_path / "kind.yaml").write_text(yaml.safe_dump(cfg))
-        tools.run([tool, "create", "cluster", "--name", name, "--image", settings.kind_node_image,
-                   "--config", str(tmp_path / "kind.yaml"), "--kubeconfig", env["KUBECONFIG"]],
-                  timeout=300, env=env)
+        tools.run(
+            [
+                tool,
+                "create",
+                "cluster",
+                "--name",
+                name,
+                "--image",
+                settings.kind_node_image,
+                "--config",
+                str(tmp_path / "kind.yaml"),
+                "--kubeconfig",
+                env["KUBECONFIG"],
+            ],
+            timeout=300,
+            env=env,
+        )
         listing = [tool, "get", "clusters"]
         delete = [tool, "delete", "cluster", "--name", name, "--kubeconfig", env["KUBECONFIG"]]
     else:
         tool = tools.ensure_tool("k3d", settings.k3d_version).path
-        tools.run([tool, "cluster", "create", name, "--image", settings.k3s_image, "--no-lb",
-                   "--wait=false", "--kubeconfig-update-default=false"], timeout=300, env=env)
+        tools.run(
+            [
+                tool,
+                "cluster",
+                "create",
+                name,
+                "--image",
+                settings.k3s_image,
+                "--no-lb",
+                "--wait=false",
+                "--kubeconfig-update-default=false",
+            ],
+            timeout=300,
+            env=env,
+        )
         listing = [tool, "cluster", "list", "-o", "json"]
         delete = [tool, "cluster", "delete", name]
     try:
@@ -183,8 +243,11 @@ def test_a_cluster_made_by_hand_is_refused_and_left_alone(
         down = sandbox("down", "--name", name, timeout=120)
         assert down.returncode == 3, down.stderr
         listed = tools.run(listing, timeout=60, env=env).stdout
-        names = ({c["name"] for c in json.loads(listed)} if e2e_provider == "k3d"
-                 else set(listed.split()))
+        names = (
+            {c["name"] for c in json.loads(listed)}
+            if e2e_provider == "k3d"
+            else set(listed.split())
+        )
         assert name in names
     finally:
         tools.run(delete, timeout=180, env=env, check=False)

@@ -295,8 +295,9 @@ def reconcile(
     # Envoy Gateway scaled to 0 (``kubectl scale --replicas=0``): no controller writes any
     # Gateway or route status, nor makes a data plane; the Deployment controller still runs
     controller_up = eg is None or (eg.get("spec") or {}).get("replicas", 1) != 0
-    gateways = [o for o in objs if o.get("kind") == "Gateway" and _ours(objs, o)] \
-        if controller_up else []
+    gateways = (
+        [o for o in objs if o.get("kind") == "Gateway" and _ours(objs, o)] if controller_up else []
+    )
     wanted = {
         data_plane_name(str(_meta(g).get("namespace", "default")), str(_meta(g)["name"]))
         for g in gateways

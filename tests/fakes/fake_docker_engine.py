@@ -61,8 +61,16 @@ def kind_container(name: str, cluster: dict[str, Any]) -> dict[str, Any]:
         "Image": cluster.get("image", ""),
         "Command": "/usr/local/bin/entrypoint /sbin/init",
         "Created": 1764190000,
-        "Ports": [{"IP": cluster.get("apiAddress", "127.0.0.1"), "PrivatePort": 6443,
-                   "PublicPort": int(cluster.get("apiPort") or 0), "Type": "tcp"}] if running else [],
+        "Ports": [
+            {
+                "IP": cluster.get("apiAddress", "127.0.0.1"),
+                "PrivatePort": 6443,
+                "PublicPort": int(cluster.get("apiPort") or 0),
+                "Type": "tcp",
+            }
+        ]
+        if running
+        else [],
         "Labels": {"io.x-k8s.kind.cluster": name, "io.x-k8s.kind.role": "control-plane"},
         "State": "running" if running else "exited",
         "Status": "Up 2 minutes" if running else "Exited (137) 1 minute ago",
@@ -88,7 +96,11 @@ def containers(state: dict[str, Any]) -> list[dict[str, Any]]:
         }
         for cname, image, labels in (
             (f"k3d-{name}-server-0", cluster.get("image", ""), server_labels),
-            (f"k3d-{name}-serverlb", "ghcr.io/k3d-io/k3d-proxy:5.9.0", {**base, "k3d.role": "loadbalancer"}),
+            (
+                f"k3d-{name}-serverlb",
+                "ghcr.io/k3d-io/k3d-proxy:5.9.0",
+                {**base, "k3d.role": "loadbalancer"},
+            ),
         ):
             if cname.endswith("-serverlb") and cluster.get("noLb"):
                 continue  # k3d cluster create --no-lb makes no load-balancer container
@@ -123,7 +135,7 @@ def _familiar(name: str) -> str:
     """``docker.io/library/x:latest`` and ``x`` name the same image for the engine."""
     for prefix in ("docker.io/library/", "docker.io/"):
         if name.startswith(prefix):
-            name = name[len(prefix):]
+            name = name[len(prefix) :]
             break
     return name if ":" in name.rsplit("/", 1)[-1] or "@" in name else name + ":latest"
 
@@ -178,7 +190,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "ID": "fake",
                 "OperatingSystem": "Debian GNU/Linux 13 (trixie)",
                 "OSType": "linux",
-                "CgroupDriver": "systemd" if engine.get("cgroupVersion", "2") == "2" else "cgroupfs",
+                "CgroupDriver": "systemd"
+                if engine.get("cgroupVersion", "2") == "2"
+                else "cgroupfs",
                 "CgroupVersion": engine.get("cgroupVersion", "2"),
                 "SecurityOptions": ["name=seccomp,profile=builtin"]
                 + (["name=cgroupns"] if engine.get("cgroupVersion", "2") == "2" else []),
@@ -186,41 +200,66 @@ class _Handler(BaseHTTPRequestHandler):
             }
             self._send(200, json.dumps(body).encode())
         elif path.startswith("/images/") and path.endswith("/json"):
-            name = urllib.parse.unquote(path[len("/images/"):-len("/json")])
+            name = urllib.parse.unquote(path[len("/images/") : -len("/json")])
             have = set((self._state().get("engine") or {}).get("images") or [])
             if name in have or _familiar(name) in {_familiar(i) for i in have}:
-                self._send(200, json.dumps({"Id": "sha256:" + hashlib.sha256(name.encode()).hexdigest(),
-                                            "RepoTags": [name]}).encode())
+                self._send(
+                    200,
+                    json.dumps(
+                        {
+                            "Id": "sha256:" + hashlib.sha256(name.encode()).hexdigest(),
+                            "RepoTags": [name],
+                        }
+                    ).encode(),
+                )
             else:
                 self._send(404, json.dumps({"message": f"No such image: {name}"}).encode())
-        elif path.startswith("/containers/") and path.endswith("/json") and path != "/containers/json":
-            found = self._container(path[len("/containers/"):-len("/json")])
+        elif (
+            path.startswith("/containers/")
+            and path.endswith("/json")
+            and path != "/containers/json"
+        ):
+            found = self._container(path[len("/containers/") : -len("/json")])
             if found is None:
                 return self._no_such(path.split("/")[2])
             c, _ = found
-            body = {"Id": c["Id"], "Name": c["Names"][0], "Image": c["Image"],
-                    "State": {"Status": c["State"], "Running": c["State"] == "running"},
-                    "Config": {"Labels": c["Labels"], "Image": c["Image"]}, "Mounts": c["Mounts"]}
+            body = {
+                "Id": c["Id"],
+                "Name": c["Names"][0],
+                "Image": c["Image"],
+                "State": {"Status": c["State"], "Running": c["State"] == "running"},
+                "Config": {"Labels": c["Labels"], "Image": c["Image"]},
+                "Mounts": c["Mounts"],
+            }
             self._send(200, json.dumps(body).encode())
         elif path.startswith("/exec/") and path.endswith("/json"):
             ex = self.server.execs.get(path.split("/")[2])
             if ex is None:
                 return self._send(404, json.dumps({"message": "No such exec instance"}).encode())
-            self._send(200, json.dumps({"ID": path.split("/")[2], "Running": False,
-                                        "ExitCode": ex["exit"]}).encode())
+            self._send(
+                200,
+                json.dumps(
+                    {"ID": path.split("/")[2], "Running": False, "ExitCode": ex["exit"]}
+                ).encode(),
+            )
         elif path == "/networks":
             query = urllib.parse.parse_qs(url.query)
             filters = json.loads(query.get("filters", ["{}"])[0] or "{}")
             names = filters.get("name") or []
             if isinstance(names, dict):  # the older map form {"name": {"kind": true}}
                 names = list(names)
-            listed = [self._network(n) for n in self._state().get("networks") or []
-                      if not names or any(want in n for want in names)]
+            listed = [
+                self._network(n)
+                for n in self._state().get("networks") or []
+                if not names or any(want in n for want in names)
+            ]
             self._send(200, json.dumps(listed).encode())
         elif path.startswith("/networks/"):
-            name = urllib.parse.unquote(path[len("/networks/"):])
+            name = urllib.parse.unquote(path[len("/networks/") :])
             if name not in (self._state().get("networks") or []):
-                return self._send(404, json.dumps({"message": f"network {name} not found"}).encode())
+                return self._send(
+                    404, json.dumps({"message": f"network {name} not found"}).encode()
+                )
             self._send(200, json.dumps(self._network(name)).encode())
         elif path == "/containers/json":
             query = urllib.parse.parse_qs(url.query)
@@ -234,20 +273,29 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, json.dumps({"message": f"page not found: {self.path}"}).encode())
 
-
     def _container(self, ref: str) -> tuple[dict[str, Any], str] | None:
         state = self._state()
         for c in containers(state):
             if ref in (c["Id"], c["Names"][0].lstrip("/")):
-                cluster = c["Labels"].get("io.x-k8s.kind.cluster") or c["Labels"].get("k3d.cluster", "")
+                cluster = c["Labels"].get("io.x-k8s.kind.cluster") or c["Labels"].get(
+                    "k3d.cluster", ""
+                )
                 return c, cluster
         return None
 
     def _network(self, name: str) -> dict[str, Any]:
-        attached = {c["Id"]: {"Name": c["Names"][0].lstrip("/")} for c in containers(self._state())
-                    if c["HostConfig"]["NetworkMode"] == name}
-        return {"Name": name, "Id": hashlib.sha256(name.encode()).hexdigest(), "Driver": "bridge",
-                "Scope": "local", "Containers": attached}
+        attached = {
+            c["Id"]: {"Name": c["Names"][0].lstrip("/")}
+            for c in containers(self._state())
+            if c["HostConfig"]["NetworkMode"] == name
+        }
+        return {
+            "Name": name,
+            "Id": hashlib.sha256(name.encode()).hexdigest(),
+            "Driver": "bridge",
+            "Scope": "local",
+            "Containers": attached,
+        }
 
     def do_DELETE(self) -> None:
         path = urllib.parse.urlsplit(self.path).path
@@ -255,14 +303,23 @@ class _Handler(BaseHTTPRequestHandler):
             path = "/" + path.split("/", 2)[2]
         if not path.startswith("/networks/"):
             return self._send(404, json.dumps({"message": f"page not found: {self.path}"}).encode())
-        name = urllib.parse.unquote(path[len("/networks/"):])
+        name = urllib.parse.unquote(path[len("/networks/") :])
         with fakestate.locked(self.server.state_dir) as st:
             if name not in (st.get("networks") or []):
-                return self._send(404, json.dumps({"message": f"network {name} not found"}).encode())
+                return self._send(
+                    404, json.dumps({"message": f"network {name} not found"}).encode()
+                )
             net = self._network(name)
             if net["Containers"]:
-                return self._send(403, json.dumps({"message": f"error while removing network: network "
-                                                   f"{name} id {net['Id']} has active endpoints"}).encode())
+                return self._send(
+                    403,
+                    json.dumps(
+                        {
+                            "message": f"error while removing network: network "
+                            f"{name} id {net['Id']} has active endpoints"
+                        }
+                    ).encode(),
+                )
             st["networks"].remove(name)
         self.send_response(204)
         self.send_header("Api-Version", API_VERSION)
@@ -301,9 +358,15 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._no_such(parts[1])
             c, cluster = found
             if c["State"] != "running":
-                return self._send(409, json.dumps({"message": f"container {c['Id']} is not running"}).encode())
+                return self._send(
+                    409, json.dumps({"message": f"container {c['Id']} is not running"}).encode()
+                )
             exec_id = hashlib.sha256(f"{c['Id']}{len(self.server.execs)}".encode()).hexdigest()
-            self.server.execs[exec_id] = {"cmd": body.get("Cmd") or [], "cluster": cluster, "exit": 0}
+            self.server.execs[exec_id] = {
+                "cmd": body.get("Cmd") or [],
+                "cluster": cluster,
+                "exit": 0,
+            }
             self._send(201, json.dumps({"Id": exec_id}).encode())
         elif len(parts) == 3 and parts[0] == "exec" and parts[2] == "start":
             self._body()
@@ -313,11 +376,24 @@ class _Handler(BaseHTTPRequestHandler):
             out = b""
             if ex["cmd"][:3] == ["crictl", "images", "-o"]:
                 cluster = (self._state().get("clusters") or {}).get(ex["cluster"]) or {}
-                out = json.dumps({"images": [
-                    {"id": "sha256:" + hashlib.sha256(ref.encode()).hexdigest(),
-                     "repoTags": [_qualified(ref)], "repoDigests": [], "size": "1000",
-                     "uid": None, "username": "", "spec": None, "pinned": False}
-                    for ref in cluster.get("images") or []]}, indent=2).encode()
+                out = json.dumps(
+                    {
+                        "images": [
+                            {
+                                "id": "sha256:" + hashlib.sha256(ref.encode()).hexdigest(),
+                                "repoTags": [_qualified(ref)],
+                                "repoDigests": [],
+                                "size": "1000",
+                                "uid": None,
+                                "username": "",
+                                "spec": None,
+                                "pinned": False,
+                            }
+                            for ref in cluster.get("images") or []
+                        ]
+                    },
+                    indent=2,
+                ).encode()
             else:
                 ex["exit"] = 127
             # a raw stream (Content-Type application/vnd.docker.raw-stream), frames of

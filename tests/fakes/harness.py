@@ -57,8 +57,13 @@ class FakeWorld:
         if not self.tools_on_path:
             # no real k3d/kind/kubectl either (a developer's own, or realstack's on PATH): the
             # sandbox must download its pins
-            path = [d for d in path if not any(
-                os.access(os.path.join(d, t), os.X_OK) for t in ("k3d", "kind", "kubectl"))]
+            path = [
+                d
+                for d in path
+                if not any(
+                    os.access(os.path.join(d, t), os.X_OK) for t in ("k3d", "kind", "kubectl")
+                )
+            ]
         env.update(
             PATH=os.pathsep.join([str(self.bin), *path]),
             HOME=str(self.home),
@@ -82,7 +87,9 @@ class FakeWorld:
     def sandbox_argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "sandbox", *args]
 
-    def sandbox(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    def sandbox(
+        self, *args: str, timeout: float = 60, **env: str
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.sandbox_argv(*args),
             env={**self.env, **env},
@@ -104,7 +111,11 @@ class FakeWorld:
 
     def state(self) -> dict[str, Any]:
         path = self.state_dir / "state.json"
-        return json.loads(path.read_text()) if path.exists() else {"clusters": {}, "objects": {}, "calls": []}
+        return (
+            json.loads(path.read_text())
+            if path.exists()
+            else {"clusters": {}, "objects": {}, "calls": []}
+        )
 
     def calls(self, tool: str | None = None) -> list[list[str]]:
         """argv of every fake-tool invocation (of ``tool`` only, when given), oldest first."""

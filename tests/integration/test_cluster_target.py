@@ -305,10 +305,17 @@ def test_an_api_server_gone_during_the_ready_wait_is_named_at_once_not_sat_out(
         if line.startswith("waiting for"):  # the API server goes away now
             monkeypatch.setenv("FAKE_KUBECTL_REFUSE", "always")
 
-    kubectl = Kubectl(world.bin / "kubectl", world.kubeconfig(), "k3d-sandbox",
-                      unreachable_grace=1.0)
-    target = ClusterTarget(kubectl, EnvoyGateway(), "eg", namespace_suffix=SUFFIX,
-                           progress=progress, timeouts=Timeouts(ready=60, poll=0.1, delete=60))
+    kubectl = Kubectl(
+        world.bin / "kubectl", world.kubeconfig(), "k3d-sandbox", unreachable_grace=1.0
+    )
+    target = ClusterTarget(
+        kubectl,
+        EnvoyGateway(),
+        "eg",
+        namespace_suffix=SUFFIX,
+        progress=progress,
+        timeouts=Timeouts(ready=60, poll=0.1, delete=60),
+    )
     start = time.monotonic()
     try:
         with pytest.raises(APIServerUnreachable) as info, target.deploy(scenario):
@@ -316,15 +323,27 @@ def test_an_api_server_gone_during_the_ready_wait_is_named_at_once_not_sat_out(
         elapsed = time.monotonic() - start
     finally:
         monkeypatch.delenv("FAKE_KUBECTL_REFUSE")
-        world.tool("kubectl", "--kubeconfig", str(world.kubeconfig()), "--context",
-                   "k3d-sandbox", "delete", "namespace", RUN_NS, APPS_NS, "--ignore-not-found")
+        world.tool(
+            "kubectl",
+            "--kubeconfig",
+            str(world.kubeconfig()),
+            "--context",
+            "k3d-sandbox",
+            "delete",
+            "namespace",
+            RUN_NS,
+            APPS_NS,
+            "--ignore-not-found",
+        )
     # neither the ready wait (60 s) nor the cleanup's (60 s) was sat out
     assert elapsed < 10, elapsed
     message = str(info.value)
     assert info.value.exit_code == 3
     assert "refuses connections" in message and kubectl.server() in message
-    assert f"while waiting for 1 Deployment, 1 Gateway, 1 HTTPRoute in namespace {RUN_NS} " \
-           "to be ready" in message
+    assert (
+        f"while waiting for 1 Deployment, 1 Gateway, 1 HTTPRoute in namespace {RUN_NS} "
+        "to be ready" in message
+    )
 
 
 def test_backend_never_available_times_out_naming_it(
@@ -364,15 +383,20 @@ def test_route_not_accepted_waits_settles_or_is_listed_as_unaccepted(
         assert "Accepted=False (NotAllowedByListeners" in text
         # and why, in the scenario's own (logical) names, as `sandbox explain` says it
         assert f"not attached (reference model): {scenario.path / 'app.yaml'}:" in text
-        assert ("HTTPRoute apps/backend is attached to no listener: parentRef Gateway "
-                "default/eg: not accepted (listener http: allowedRoutes from Same: route "
-                "namespace apps is not default)") in text
+        assert (
+            "HTTPRoute apps/backend is attached to no listener: parentRef Gateway "
+            "default/eg: not accepted (listener http: allowedRoutes from Same: route "
+            "namespace apps is not default)"
+        ) in text
     notes = [line for line in target.lines if "stays so" in line]  # type: ignore[attr-defined]
     assert len(notes) == 1 and notes[0].startswith("HTTPRoute apps/backend is not Accepted")
 
     # listed under unaccepted_routes in scenario.yaml, as the hint says: no settling needed
-    scenario.file.write_text(scenario.file.read_text().replace(
-        "gateway: eg\n", "gateway: eg\nunaccepted_routes: [apps/backend]\n"))
+    scenario.file.write_text(
+        scenario.file.read_text().replace(
+            "gateway: eg\n", "gateway: eg\nunaccepted_routes: [apps/backend]\n"
+        )
+    )
     listed = load_scenario(scenario.path)
     assert listed.unaccepted_routes == ["apps/backend"]
     for obj in listed.objects:  # the same listener as above

@@ -24,7 +24,8 @@ CRDS = os.environ.get(schema.ENV_CRDS) or ""
 needs_crds = pytest.mark.skipif(
     not CRDS or not Path(CRDS).is_dir(),
     reason=f"{schema.ENV_CRDS} is not set to a folder of Gateway API CRDs "
-           "(CI sets it to shared/upstream/gateway-api/crd/experimental)")
+    "(CI sets it to shared/upstream/gateway-api/crd/experimental)",
+)
 
 
 @needs_crds
@@ -39,32 +40,47 @@ def test_check_reports_schema_errors_with_file_line_object_field(tmp_path: Path)
     entry = json.loads(result.stdout)[0]
     assert entry["valid"] is False
     line = next(i for i, t in enumerate(text.splitlines(), 1) if "type: Prefix" in t)
-    assert entry["problems"] == [{
-        "file": str(manifest), "line": line, "field": "spec.rules[0].matches[0].path.type",
-        "message": "HTTPRoute/backend: unsupported value 'Prefix': must be one of 'Exact', "
-                   "'PathPrefix', 'RegularExpression'",
-        "text": f"{manifest}:{line}: HTTPRoute/backend: spec.rules[0].matches[0].path.type: "
-                "unsupported value 'Prefix': must be one of 'Exact', 'PathPrefix', "
-                "'RegularExpression'"}]
+    assert entry["problems"] == [
+        {
+            "file": str(manifest),
+            "line": line,
+            "field": "spec.rules[0].matches[0].path.type",
+            "message": "HTTPRoute/backend: unsupported value 'Prefix': must be one of 'Exact', "
+            "'PathPrefix', 'RegularExpression'",
+            "text": f"{manifest}:{line}: HTTPRoute/backend: spec.rules[0].matches[0].path.type: "
+            "unsupported value 'Prefix': must be one of 'Exact', 'PathPrefix', "
+            "'RegularExpression'",
+        }
+    ]
 
 
 @needs_crds
 def test_check_passes_valid_scenario_with_schema_note() -> None:
-    result = CliRunner().invoke(main, ["check", str(ROOT / "scenarios" / "quickstart"),
-                                       "--no-model", "-o", "json"])
+    result = CliRunner().invoke(
+        main, ["check", str(ROOT / "scenarios" / "quickstart"), "--no-model", "-o", "json"]
+    )
     assert result.exit_code == 0, result.output
     entry = json.loads(result.stdout)[0]
     assert entry["valid"] is True
     assert entry["schema_note"].startswith(
-        f"schema: Gateway API v1.6.1 experimental CRDs from {CRDS}")
+        f"schema: Gateway API v1.6.1 experimental CRDs from {CRDS}"
+    )
     assert entry["schema"] == "crds"
 
 
 def test_run_writes_conformance_report(tmp_path: Path) -> None:
     report = tmp_path / "report.yaml"
-    result = CliRunner().invoke(main, [
-        "run", "--provider", "local", str(ROOT / "scenarios" / "quickstart"),
-        "--conformance-report", str(report)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--provider",
+            "local",
+            str(ROOT / "scenarios" / "quickstart"),
+            "--conformance-report",
+            str(report),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = yaml.safe_load(report.read_text())
     assert data["kind"] == "ConformanceReport"
@@ -78,9 +94,19 @@ def test_run_writes_conformance_report(tmp_path: Path) -> None:
 
 def test_run_counts_checks_left_out_by_k_as_skipped(tmp_path: Path) -> None:
     report = tmp_path / "report.yaml"
-    result = CliRunner().invoke(main, [
-        "run", "--provider", "local", str(ROOT / "scenarios" / "quickstart"),
-        "-k", "another host", "--conformance-report", str(report)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--provider",
+            "local",
+            str(ROOT / "scenarios" / "quickstart"),
+            "-k",
+            "another host",
+            "--conformance-report",
+            str(report),
+        ],
+    )
     assert result.exit_code == 0, result.output
     core = yaml.safe_load(report.read_text())["profiles"][0]["core"]
     assert core["result"] == "partial"
@@ -103,7 +129,8 @@ def crd_server(tmp_path: Path) -> Iterator[str]:
         "spec:\n  group: gateway.networking.k8s.io\n  names: {kind: X}\n  versions:\n"
         "  - name: v1\n    served: true\n    schema:\n      openAPIV3Schema:\n"
         "        type: object\n        properties:\n          spec:\n            type: object\n"
-        "            properties: {size: {type: integer}}\n")
+        "            properties: {size: {type: integer}}\n"
+    )
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.RequestHandlerClass.log_message = lambda *a: None  # type: ignore[method-assign]
@@ -117,8 +144,9 @@ def crd_server(tmp_path: Path) -> Iterator[str]:
         thread.join(5)
 
 
-def test_download_caches_the_crds(crd_server: str, tmp_path: Path,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_caches_the_crds(
+    crd_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(schema.ENV_CRDS, raising=False)
     monkeypatch.setenv("SANDBOX_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(settings, "GATEWAY_API_CRDS_URL", crd_server)
@@ -127,17 +155,29 @@ def test_download_caches_the_crds(crd_server: str, tmp_path: Path,
     assert (folder / "x.yaml").is_file() and (folder / ".complete").is_file()
     crds = schema.load_crds(folder)
     assert (crds.bundle_version, crds.channel) == ("v1.6.1", "experimental")
-    errors = schema.validate_objects([("x.yaml", {
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "X", "metadata": {"name": "a"},
-        "spec": {"size": "big"}})], crds)
+    errors = schema.validate_objects(
+        [
+            (
+                "x.yaml",
+                {
+                    "apiVersion": "gateway.networking.k8s.io/v1",
+                    "kind": "X",
+                    "metadata": {"name": "a"},
+                    "spec": {"size": "big"},
+                },
+            )
+        ],
+        crds,
+    )
     assert errors == ["x.yaml: X/a: spec.size: must be integer, got string 'big'"]
     # the second time comes from the cache, without the server
     monkeypatch.setattr(settings, "GATEWAY_API_CRDS_URL", "http://127.0.0.1:9/{version}/")
     assert schema.crds_dir(download=False) == folder
 
 
-def test_download_failure_is_an_environment_problem(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_failure_is_an_environment_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sandbox.errors import EnvironmentProblem
 
     monkeypatch.delenv(schema.ENV_CRDS, raising=False)
@@ -152,15 +192,15 @@ def test_download_failure_is_an_environment_problem(tmp_path: Path,
 
 
 def test_check_without_crds_says_so_once_and_tries_the_download_once(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(schema.ENV_CRDS, raising=False)
     monkeypatch.delenv("SANDBOX_ENVOY_GATEWAY_INSTALL_YAML", raising=False)  # realstack's env
     monkeypatch.setenv("SANDBOX_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(settings, "GATEWAY_API_CRDS_URL", "http://127.0.0.1:9/{version}/")
     tries: list[str] = []
     real = schema._download
-    monkeypatch.setattr(schema, "_download",
-                        lambda *a, **kw: (tries.append("x"), real(*a, **kw)))
+    monkeypatch.setattr(schema, "_download", lambda *a, **kw: (tries.append("x"), real(*a, **kw)))
     names = ["quickstart", "host-matching", "traffic-weights"]
     result = CliRunner().invoke(main, ["check", *(str(ROOT / "scenarios" / n) for n in names)])
     assert result.exit_code == 0, result.output
@@ -171,17 +211,26 @@ def test_check_without_crds_says_so_once_and_tries_the_download_once(
 
 
 def test_run_report_says_which_implementation_fields_are_undefined(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     report = tmp_path / "r.yaml"
-    args = ["run", str(ROOT / "scenarios" / "quickstart"), "--provider", "local",
-            "--conformance-report", str(report)]
+    args = [
+        "run",
+        str(ROOT / "scenarios" / "quickstart"),
+        "--provider",
+        "local",
+        "--conformance-report",
+        str(report),
+    ]
     monkeypatch.delenv("SANDBOX_CONFORMANCE_IMPLEMENTATION", raising=False)
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "implementation organization, url, contact UNDEFINED" in result.stderr
     assert yaml.safe_load(report.read_text())["implementation"]["url"] == "UNDEFINED"
-    monkeypatch.setenv("SANDBOX_CONFORMANCE_IMPLEMENTATION",
-                       "organization=me,url=https://example.org,contact=me@example.org")
+    monkeypatch.setenv(
+        "SANDBOX_CONFORMANCE_IMPLEMENTATION",
+        "organization=me,url=https://example.org,contact=me@example.org",
+    )
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "UNDEFINED in the report" not in result.stderr

@@ -90,8 +90,16 @@ def test_close_is_idempotent() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("1s", 1.0), ("100ms", 0.1), ("1h2m", 3720.0), ("1.5s", 1.5), ("0", 0.0), ("-2s", -2.0),
-     ("250us", 0.00025), ("10µs", 0.00001)],
+    [
+        ("1s", 1.0),
+        ("100ms", 0.1),
+        ("1h2m", 3720.0),
+        ("1.5s", 1.5),
+        ("0", 0.0),
+        ("-2s", -2.0),
+        ("250us", 0.00025),
+        ("10µs", 0.00001),
+    ],
 )
 def test_parse_go_duration(text: str, seconds: float) -> None:
     assert parse_go_duration(text) == pytest.approx(seconds)
@@ -126,8 +134,18 @@ def test_echo_keys_in_upstream_struct_order(echo: EchoServer) -> None:
     body = _raw(echo, "GET /k HTTP/1.1").split(b"\r\n\r\n", 1)[1].decode()
     import json
 
-    assert list(json.loads(body)) == ["path", "host", "method", "proto", "headers", "httpPort",
-                                      "namespace", "ingress", "service", "pod"]
+    assert list(json.loads(body)) == [
+        "path",
+        "host",
+        "method",
+        "proto",
+        "headers",
+        "httpPort",
+        "namespace",
+        "ingress",
+        "service",
+        "pod",
+    ]
     assert body.startswith('{\n "path": "/k",\n "host": "h",\n')
 
 
@@ -141,10 +159,13 @@ def test_echo_path_is_the_raw_request_uri(echo: EchoServer) -> None:
     assert json.loads(body)["path"] == "//a//b?x[0]=1&y=<z>"
 
 
-@pytest.mark.parametrize(("target", "location"), [
-    ("/a/../b?x=1", "/b?x=1"), ("/a/./b/", "/a/b/"), ("//a/..//b", "/b"), ("/%2e%2e/x", "/x")])
+@pytest.mark.parametrize(
+    ("target", "location"),
+    [("/a/../b?x=1", "/b?x=1"), ("/a/./b/", "/a/b/"), ("//a/..//b", "/b"), ("/%2e%2e/x", "/x")],
+)
 def test_dot_segments_get_a_301_to_the_clean_path_like_go_servemux(
-        echo: EchoServer, target: str, location: str) -> None:
+    echo: EchoServer, target: str, location: str
+) -> None:
     head = _raw(echo, f"GET {target} HTTP/1.1").split(b"\r\n\r\n", 1)[0].decode()
     assert head.startswith("HTTP/1.1 301 ")
     assert f"\r\nLocation: {location}\r\n" in head
@@ -153,8 +174,11 @@ def test_dot_segments_get_a_301_to_the_clean_path_like_go_servemux(
 def test_echo_header_bytes_are_utf8(echo: EchoServer) -> None:
     import json
 
-    raw = _raw(echo, "GET / HTTP/1.1", "Host: h\r\nX-Caf: caf\u00e9\r\n".replace(
-        "caf\u00e9", "caf\u00c3\u00a9"))  # the UTF-8 bytes of "café", sent as Latin-1 text
+    raw = _raw(
+        echo,
+        "GET / HTTP/1.1",
+        "Host: h\r\nX-Caf: caf\u00e9\r\n".replace("caf\u00e9", "caf\u00c3\u00a9"),
+    )  # the UTF-8 bytes of "café", sent as Latin-1 text
     assert json.loads(raw.split(b"\r\n\r\n", 1)[1])["headers"]["X-Caf"] == ["caf\u00e9"]
 
 
@@ -167,8 +191,12 @@ def test_cli_echo_on_a_busy_port_says_what_to_do() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        r = subprocess.run([sys.executable, "-m", "sandbox", "echo", "--port", str(port)],
-                           capture_output=True, text=True, timeout=30)
+        r = subprocess.run(
+            [sys.executable, "-m", "sandbox", "echo", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     assert r.returncode == 2
     assert r.stdout == ""
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in r.stderr

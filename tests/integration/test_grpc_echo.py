@@ -57,9 +57,13 @@ def test_encode_matches_hand_built_protobuf_bytes() -> None:
     context = b"\x0a\x02ns" + b"\x22\x01p"  # namespace=1, pod=4 (empty strings omitted)
     assertions = (
         b"\x0a\x04/s/M"
-        + b"\x12" + bytes([len(header)]) + header
+        + b"\x12"
+        + bytes([len(header)])
+        + header
         + b"\x1a\x01a"
-        + b"\x22" + bytes([len(context)]) + context
+        + b"\x22"
+        + bytes([len(context)])
+        + context
     )
     assert resp.encode() == b"\x0a" + bytes([len(assertions)]) + assertions
 
@@ -93,8 +97,10 @@ def test_status_mappings() -> None:
     assert http_status_for(grpc.StatusCode.UNKNOWN) == 500
     assert http_status_for(grpc.StatusCode.DEADLINE_EXCEEDED) == 504
     # grpcio's text when a gateway answered with a plain HTTP status and no grpc-status
-    assert http_status_for(grpc.StatusCode.UNIMPLEMENTED,
-                           "Received http2 header with status: 418") == 418
+    assert (
+        http_status_for(grpc.StatusCode.UNIMPLEMENTED, "Received http2 header with status: 418")
+        == 418
+    )
     assert grpc_code_for_http(404) == grpc.StatusCode.UNIMPLEMENTED
     assert grpc_code_for_http(503) == grpc.StatusCode.UNAVAILABLE
     assert grpc_code_for_http(500) == grpc.StatusCode.UNKNOWN
@@ -107,8 +113,14 @@ def test_status_mappings() -> None:
 
 
 def test_probe_reads_what_the_backend_saw(echo: GrpcEchoServer) -> None:
-    observed = grpc_probe(_addr(echo), "grpc.example.com", SERVICE, "Echo",
-                          {"Version": "one", "x-multi": "a"}, timeout=5)
+    observed = grpc_probe(
+        _addr(echo),
+        "grpc.example.com",
+        SERVICE,
+        "Echo",
+        {"Version": "one", "x-multi": "a"},
+        timeout=5,
+    )
     assert observed.status == 200, observed.summary()
     assert observed.protocol == "grpc"
     assert observed.pod == POD
@@ -172,8 +184,9 @@ def test_silent_server_times_out() -> None:
 def test_grpc_send_uses_the_check(echo: GrpcEchoServer) -> None:
     check = Check(
         name="c",
-        request=Request(host="h.example", grpc=GrpcRequest(method="EchoTwo",
-                                                           metadata={"color": "blue"})),
+        request=Request(
+            host="h.example", grpc=GrpcRequest(method="EchoTwo", metadata={"color": "blue"})
+        ),
         expect=Expect(),
         request_timeout=5,
     )

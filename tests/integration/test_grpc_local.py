@@ -99,7 +99,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeploy
     folder = tmp_path_factory.mktemp("grpc-local")
     (folder / "backends.yaml").write_text(_backend("grpc-v1") + "---\n" + _backend("grpc-v2"))
     (folder / "routes.yaml").write_text(ROUTES)
-    (folder / "scenario.yaml").write_text(textwrap.dedent("""\
+    (folder / "scenario.yaml").write_text(
+        textwrap.dedent("""\
         description: gRPC through the local gateway.
         gateway: eg
         features: [Gateway, GRPCRoute]
@@ -108,7 +109,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeploy
           - name: echo
             request: {host: grpc.example.com, grpc: {method: Echo}}
             expect: {status: 200, backend: grpc-v1}
-        """))
+        """)
+    )
     scenario = load_scenario(folder)
     with LocalTarget().deploy(scenario) as dep:
         yield dep
@@ -121,8 +123,14 @@ def _gw(dep: LocalDeployment) -> Address:
 def test_routed_call_with_request_and_response_header_filters(
     deployment: LocalDeployment,
 ) -> None:
-    observed = grpc_probe(_gw(deployment), "grpc.example.com", SERVICE, "Echo",
-                          {"x-drop": "1", "x-keep": "2"}, timeout=5)
+    observed = grpc_probe(
+        _gw(deployment),
+        "grpc.example.com",
+        SERVICE,
+        "Echo",
+        {"x-drop": "1", "x-keep": "2"},
+        timeout=5,
+    )
     assert observed.status == 200, observed.summary() + " " + observed.text
     assert observed.pod is not None and observed.pod.startswith("grpc-v1-")
     assert observed.namespace == "default"
@@ -136,8 +144,15 @@ def test_routed_call_with_request_and_response_header_filters(
 
 
 def test_call_over_tls_terminated_by_the_gateway(deployment: LocalDeployment) -> None:
-    observed = grpc_probe(deployment.address("eg", 443), "grpc.example.com", SERVICE, "Echo",
-                          {"x-keep": "tls"}, timeout=5, scheme="https")
+    observed = grpc_probe(
+        deployment.address("eg", 443),
+        "grpc.example.com",
+        SERVICE,
+        "Echo",
+        {"x-keep": "tls"},
+        timeout=5,
+        scheme="https",
+    )
     assert observed.status == 200, f"{observed.summary()} {observed.text}"
     assert observed.pod is not None and observed.pod.startswith("grpc-v1-")
     assert observed.request is not None
@@ -146,8 +161,9 @@ def test_call_over_tls_terminated_by_the_gateway(deployment: LocalDeployment) ->
 
 
 def test_tls_to_a_plaintext_listener_is_no_response(deployment: LocalDeployment) -> None:
-    observed = grpc_probe(_gw(deployment), "grpc.example.com", SERVICE, "Echo", timeout=3,
-                          scheme="https")
+    observed = grpc_probe(
+        _gw(deployment), "grpc.example.com", SERVICE, "Echo", timeout=3, scheme="https"
+    )
     assert observed.status is None
     assert observed.error
 
@@ -172,8 +188,9 @@ def test_missing_service_is_500(deployment: LocalDeployment) -> None:
 def test_weights_pick_both_backends(deployment: LocalDeployment) -> None:
     seen = Counter()
     for _ in range(40):
-        observed = grpc_probe(_gw(deployment), "grpc.example.com", SERVICE, "EchoTwo",
-                              {"lane": "split"}, timeout=5)
+        observed = grpc_probe(
+            _gw(deployment), "grpc.example.com", SERVICE, "EchoTwo", {"lane": "split"}, timeout=5
+        )
         assert observed.status == 200, observed.text
         assert observed.pod is not None
         seen[observed.pod.rsplit("-", 2)[0]] += 1
@@ -185,15 +202,22 @@ def test_weights_pick_both_backends(deployment: LocalDeployment) -> None:
 # local`) and to test_weights_pick_both_backends above.
 @pytest.mark.parametrize(
     "name",
-    ["grpc-method-matching", "grpc-header-matching", "grpc-hostname-matching",
-     "listener-allowed-kinds", "grpc-over-https"],
+    [
+        "grpc-method-matching",
+        "grpc-header-matching",
+        "grpc-hostname-matching",
+        "listener-allowed-kinds",
+        "grpc-over-https",
+    ],
 )
 def test_library_grpc_scenarios_pass_locally(name: str) -> None:
     scenario = load_scenario(LIBRARY / name)
     report = Runner(LocalTarget(), prober=Prober(grpc_send=grpc_send)).run([scenario])
     problems = [
         f"{r.check.name}: {[(m.field, m.expected, m.observed) for m in r.mismatches]}"
-        for s in report.scenarios for r in s.checks if r.status != "passed"
+        for s in report.scenarios
+        for r in s.checks
+        if r.status != "passed"
     ]
     assert not problems
     assert report.scenarios[0].error is None

@@ -26,8 +26,10 @@ import fakestate
 from harness import FakeWorld
 
 NODE_IMAGE = "kindest/node:v1.35.4"  # a tag without a digest, as our CI's locally built one
-STACK_IMAGES = ["docker.io/envoyproxy/gateway:v1.9.0",
-                "docker.io/envoyproxy/envoy:distroless-v1.39.0"]
+STACK_IMAGES = [
+    "docker.io/envoyproxy/gateway:v1.9.0",
+    "docker.io/envoyproxy/envoy:distroless-v1.39.0",
+]
 KIND = {"SANDBOX_CLUSTER": "kind", "SANDBOX_KIND_NODE_IMAGE": NODE_IMAGE}
 
 USER_KUBECONFIG = (
@@ -61,7 +63,7 @@ def _up(world: FakeWorld, *args: str, **env: str) -> subprocess.CompletedProcess
 
 
 def _kind(world: FakeWorld, *verb: str) -> list[list[str]]:
-    return [c for c in world.calls("kind") if c[:len(verb)] == list(verb)]
+    return [c for c in world.calls("kind") if c[: len(verb)] == list(verb)]
 
 
 def _flag(argv: list[str], name: str) -> str:
@@ -73,7 +75,8 @@ def _cluster(world: FakeWorld, name: str = "sandbox") -> dict[str, Any]:
 
 
 def test_up_creates_a_kind_cluster_with_a_private_kubeconfig_and_loads_the_images(
-        world: FakeWorld) -> None:
+    world: FakeWorld,
+) -> None:
     (world.home / ".kube").mkdir()
     (world.home / ".kube" / "config").write_text(USER_KUBECONFIG)
     result = _up(world)
@@ -90,19 +93,20 @@ def test_up_creates_a_kind_cluster_with_a_private_kubeconfig_and_loads_the_image
     assert "kubeadmConfigPatches" not in config  # cgroup v2: nothing to turn off
     # the images the engine has and the node lacked were loaded, the node image was not pulled
     [load] = _kind(world, "load", "docker-image")
-    assert sorted(load[2:load.index("--name")]) == sorted(STACK_IMAGES)
-    assert _cluster(world)["images"] == load[2:load.index("--name")]
+    assert sorted(load[2 : load.index("--name")]) == sorted(STACK_IMAGES)
+    assert _cluster(world)["images"] == load[2 : load.index("--name")]
     # the user's kubeconfig is byte for byte what it was; the sandbox's has the one context
     assert (world.home / ".kube" / "config").read_text() == USER_KUBECONFIG
     private = yaml.safe_load(world.kubeconfig("kind-sandbox").read_text())
     assert [c["name"] for c in private["contexts"]] == ["kind-sandbox"]
-    assert private["clusters"][0]["cluster"]["server"] == \
-        f"https://127.0.0.1:{_cluster(world)['apiPort']}"
+    assert (
+        private["clusters"][0]["cluster"]["server"]
+        == f"https://127.0.0.1:{_cluster(world)['apiPort']}"
+    )
     assert "ready in" in result.stderr and "kind cluster sandbox" in result.stderr
 
 
-def test_cgroup_v1_is_said_in_up_and_doctor_and_patched_into_the_kubelet(
-        world: FakeWorld) -> None:
+def test_cgroup_v1_is_said_in_up_and_doctor_and_patched_into_the_kubelet(world: FakeWorld) -> None:
     _engine(world, images=[NODE_IMAGE, *STACK_IMAGES], cgroup="1")
     why = "cgroup v1, which the Kubernetes 1.35+ kubelet refuses unless told"
     doctor = _sandbox(world, "doctor")
@@ -110,7 +114,8 @@ def test_cgroup_v1_is_said_in_up_and_doctor_and_patched_into_the_kubelet(
     result = _up(world)
     assert why in result.stderr and "failCgroupV1: false" in result.stderr
     assert _cluster(world)["config"]["kubeadmConfigPatches"] == [
-        "kind: KubeletConfiguration\nfailCgroupV1: false\n"]
+        "kind: KubeletConfiguration\nfailCgroupV1: false\n"
+    ]
 
 
 def test_a_second_up_creates_and_loads_nothing(world: FakeWorld) -> None:
@@ -138,8 +143,17 @@ def test_a_stopped_node_is_shown_by_status_and_started_by_up(world: FakeWorld) -
 
 
 def test_a_kind_cluster_the_sandbox_did_not_create_is_never_touched(world: FakeWorld) -> None:
-    made = world.tool("kind", "create", "cluster", "--name", "sandbox", "--image", NODE_IMAGE,
-                      "--kubeconfig", str(world.root / "theirs.kubeconfig"))
+    made = world.tool(
+        "kind",
+        "create",
+        "cluster",
+        "--name",
+        "sandbox",
+        "--image",
+        NODE_IMAGE,
+        "--kubeconfig",
+        str(world.root / "theirs.kubeconfig"),
+    )
     assert made.returncode == 0, made.stderr
     before = len(world.calls("kind"))
     up = _sandbox(world, "up")
@@ -161,7 +175,8 @@ def test_offline_names_a_missing_image_at_once_and_creates_nothing(world: FakeWo
 
 
 def test_a_failed_create_is_reported_with_kinds_error_and_repaired_by_the_next_up(
-        world: FakeWorld) -> None:
+    world: FakeWorld,
+) -> None:
     failed = _sandbox(world, "up", FAKE_KIND_CREATE_FAIL="1")
     assert failed.returncode == 3
     assert "kind could not create cluster 'sandbox'" in failed.stderr
@@ -172,7 +187,8 @@ def test_a_failed_create_is_reported_with_kinds_error_and_repaired_by_the_next_u
 
 
 def test_down_deletes_the_cluster_its_kubeconfig_and_the_network_it_created(
-        world: FakeWorld) -> None:
+    world: FakeWorld,
+) -> None:
     _up(world)
     assert world.state()["networks"] == ["kind"]
     result = _sandbox(world, "down")
@@ -201,11 +217,17 @@ def _default_sigint() -> None:
 
 
 def test_ctrl_c_while_kind_creates_leaves_a_node_that_the_next_up_replaces(
-        world: FakeWorld) -> None:
+    world: FakeWorld,
+) -> None:
     proc = subprocess.Popen(
-        world.sandbox_argv("up"), env={**world.env, **KIND, "FAKE_KIND_CREATE_SLEEP": "30"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True, preexec_fn=_default_sigint)
+        world.sandbox_argv("up"),
+        env={**world.env, **KIND, "FAKE_KIND_CREATE_SLEEP": "30"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_default_sigint,
+    )
     try:
         deadline = time.monotonic() + 20
         while "sandbox" not in world.state()["clusters"] and time.monotonic() < deadline:

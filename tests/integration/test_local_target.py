@@ -40,7 +40,9 @@ from sandbox.reference.objects import HeaderOps
 from sandbox.scenario import Scenario, TlsSecret
 from sandbox.targets.local import LocalDeployment, LocalTarget, deployment_of_pod
 
-POD_RE = re.compile(r"^(?P<dep>.+)-[bcdfghjklmnpqrstvwxz2456789]{1,10}-[bcdfghjklmnpqrstvwxz2456789]{5}$")
+POD_RE = re.compile(
+    r"^(?P<dep>.+)-[bcdfghjklmnpqrstvwxz2456789]{1,10}-[bcdfghjklmnpqrstvwxz2456789]{5}$"
+)
 
 Decide = Callable[[str, int, str, str, str, dict[str, str], str], Decision]
 
@@ -73,7 +75,9 @@ class ScriptedModel(Model):
 
     def backends_of(self, namespace: str, service: str) -> list[DeploymentInfo]:
         svc = next(s for s in self.services if (s.namespace, s.name) == (namespace, service))
-        return [d for d in self.deployments if d.namespace == namespace and d.name in svc.deployments]
+        return [
+            d for d in self.deployments if d.namespace == namespace and d.name in svc.deployments
+        ]
 
     def decide(
         self,
@@ -129,14 +133,18 @@ def decision(
 def passthrough(backends: list[BackendChoice], **kw: Any) -> Decide:
     """Every request goes unchanged to ``backends``."""
 
-    def decide(gw: str, port: int, method: str, host: str, path: str, headers: dict[str, str], scheme: str) -> Decision:
+    def decide(
+        gw: str, port: int, method: str, host: str, path: str, headers: dict[str, str], scheme: str
+    ) -> Decision:
         return decision(200, backends, ModelRequest(method, host, path, dict(headers)), **kw)
 
     return decide
 
 
 def svc(name: str, weight: int = 1, *, valid: bool = True, ns: str = "default") -> BackendChoice:
-    return BackendChoice(name, ns, 8080, weight, valid=valid, invalid_reason="" if valid else "no such Service")
+    return BackendChoice(
+        name, ns, 8080, weight, valid=valid, invalid_reason="" if valid else "no such Service"
+    )
 
 
 @pytest.fixture()
@@ -179,7 +187,11 @@ def send(
 
 
 def test_pods_are_named_like_replicaset_pods(deploy: Callable[..., LocalDeployment]) -> None:
-    dep = deploy(ScriptedModel(passthrough([svc("infra-backend-v1")]), services={"default/infra-backend-v1": 3}))
+    dep = deploy(
+        ScriptedModel(
+            passthrough([svc("infra-backend-v1")]), services={"default/infra-backend-v1": 3}
+        )
+    )
     names = [p.name for p in dep.pods]
     assert len(set(names)) == 3
     for name in names:
@@ -217,14 +229,18 @@ def test_weighted_split_is_observed(deploy: Callable[..., LocalDeployment]) -> N
 
 def test_invalid_backend_share_answers_500(deploy: Callable[..., LocalDeployment]) -> None:
     dep = deploy(
-        ScriptedModel(passthrough([svc("v1", 1), svc("missing", 1, valid=False)]), services={"default/v1": 1})
+        ScriptedModel(
+            passthrough([svc("v1", 1), svc("missing", 1, valid=False)]), services={"default/v1": 1}
+        )
     )
     statuses = collections.Counter(send(dep, "/x")[0] for _ in range(60))
     assert set(statuses) == {200, 500}
     assert 10 < statuses[500] < 50
 
 
-def test_all_invalid_backends_is_500_from_the_gateway(deploy: Callable[..., LocalDeployment]) -> None:
+def test_all_invalid_backends_is_500_from_the_gateway(
+    deploy: Callable[..., LocalDeployment],
+) -> None:
     dep = deploy(ScriptedModel(lambda *a: decision(500, [svc("missing", valid=False)])))
     status, resp, body = send(dep)
     assert status == 500
@@ -233,7 +249,9 @@ def test_all_invalid_backends_is_500_from_the_gateway(deploy: Callable[..., Loca
 
 
 def test_unknown_host_is_404(deploy: Callable[..., LocalDeployment]) -> None:
-    def decide(gw: str, port: int, method: str, host: str, path: str, headers: dict[str, str], scheme: str) -> Decision:
+    def decide(
+        gw: str, port: int, method: str, host: str, path: str, headers: dict[str, str], scheme: str
+    ) -> Decision:
         if host == "www.example.com":
             return decision(200, [svc("v1")], ModelRequest(method, host, path, headers))
         return decision(404)
@@ -249,7 +267,9 @@ def test_unknown_host_is_404(deploy: Callable[..., LocalDeployment]) -> None:
 
 def test_redirect_is_answered_by_the_gateway(deploy: Callable[..., LocalDeployment]) -> None:
     redirect = ModelRedirect("https", "example.org", None, "/new", "https://example.org/new")
-    dep = deploy(ScriptedModel(lambda *a: decision(301, redirect=redirect), services={"default/v1": 1}))
+    dep = deploy(
+        ScriptedModel(lambda *a: decision(301, redirect=redirect), services={"default/v1": 1})
+    )
     status, resp, _ = send(dep, "/old")
     assert status == 301
     assert resp.getheader("Location") == "https://example.org/new"
@@ -259,18 +279,30 @@ def test_redirect_is_answered_by_the_gateway(deploy: Callable[..., LocalDeployme
 def test_request_as_decided_reaches_the_backend(deploy: Callable[..., LocalDeployment]) -> None:
     """Header modifiers and URL rewrite: the backend sees exactly the Decision's request."""
 
-    def decide(gw: str, port: int, method: str, host: str, path: str, headers: dict[str, str], scheme: str) -> Decision:
+    def decide(
+        gw: str, port: int, method: str, host: str, path: str, headers: dict[str, str], scheme: str
+    ) -> Decision:
         assert headers.get("X-In") == "a,b"  # repeated headers reach the model joined
         assert "Host" not in headers and "host" not in headers
         changed = {k: v for k, v in headers.items() if k.lower() not in ("x-remove", "x-in")}
         changed["X-Added"] = "yes"
-        return decision(200, [svc("v1")], ModelRequest(method, "rewritten.example.com", "/prefix/x?q=1", changed))
+        return decision(
+            200,
+            [svc("v1")],
+            ModelRequest(method, "rewritten.example.com", "/prefix/x?q=1", changed),
+        )
 
     dep = deploy(ScriptedModel(decide, services={"default/v1": 1}))
     addr = dep.address("eg", 80)
     conn = http.client.HTTPConnection(addr.host, addr.port, timeout=5)
     conn.putrequest("GET", "/old/x?q=1", skip_host=True, skip_accept_encoding=True)
-    for k, v in [("Host", "www.example.com"), ("X-In", "a"), ("X-In", "b"), ("X-Remove", "1"), ("X-Keep", "k")]:
+    for k, v in [
+        ("Host", "www.example.com"),
+        ("X-In", "a"),
+        ("X-In", "b"),
+        ("X-Remove", "1"),
+        ("X-Keep", "k"),
+    ]:
         conn.putheader(k, v)
     conn.endheaders()
     body = json.loads(conn.getresponse().read())
@@ -283,8 +315,14 @@ def test_request_as_decided_reaches_the_backend(deploy: Callable[..., LocalDeplo
 
 
 def test_response_header_modifier(deploy: Callable[..., LocalDeployment]) -> None:
-    ops = HeaderOps(set=[("X-Set", "s")], add=[("X-Echoed", "added")], remove=["X-Content-Type-Options"])
-    dep = deploy(ScriptedModel(passthrough([svc("v1")], response_header_ops=[ops]), services={"default/v1": 1}))
+    ops = HeaderOps(
+        set=[("X-Set", "s")], add=[("X-Echoed", "added")], remove=["X-Content-Type-Options"]
+    )
+    dep = deploy(
+        ScriptedModel(
+            passthrough([svc("v1")], response_header_ops=[ops]), services={"default/v1": 1}
+        )
+    )
     status, resp, _ = send(dep, headers={"X-Echo-Set-Header": "X-Echoed:from-backend"})
     assert status == 200
     assert resp.getheader("X-Set") == "s"
@@ -311,7 +349,9 @@ def test_mirror_reaches_the_mirror_backend(deploy: Callable[..., LocalDeployment
 
 
 def test_request_timeout_is_504(deploy: Callable[..., LocalDeployment]) -> None:
-    dep = deploy(ScriptedModel(passthrough([svc("v1")], request_timeout=0.3), services={"default/v1": 1}))
+    dep = deploy(
+        ScriptedModel(passthrough([svc("v1")], request_timeout=0.3), services={"default/v1": 1})
+    )
     started = time.monotonic()
     status, _, _ = send(dep, "/slow?delay=3s")
     assert status == 504
@@ -320,17 +360,24 @@ def test_request_timeout_is_504(deploy: Callable[..., LocalDeployment]) -> None:
 
 
 def test_backend_timeout_is_504(deploy: Callable[..., LocalDeployment]) -> None:
-    dep = deploy(ScriptedModel(passthrough([svc("v1")], backend_timeout=0.3), services={"default/v1": 1}))
+    dep = deploy(
+        ScriptedModel(passthrough([svc("v1")], backend_timeout=0.3), services={"default/v1": 1})
+    )
     assert send(dep, "/slow?delay=2s")[0] == 504
 
 
 @pytest.mark.parametrize(("request_timeout", "backend_timeout"), [(0.3, 30.0), (30.0, 0.3)])
 def test_the_shorter_of_request_and_backend_timeout_wins(
-        deploy: Callable[..., LocalDeployment], request_timeout: float,
-        backend_timeout: float) -> None:
-    dep = deploy(ScriptedModel(passthrough([svc("v1")], request_timeout=request_timeout,
-                                           backend_timeout=backend_timeout),
-                               services={"default/v1": 1}))
+    deploy: Callable[..., LocalDeployment], request_timeout: float, backend_timeout: float
+) -> None:
+    dep = deploy(
+        ScriptedModel(
+            passthrough(
+                [svc("v1")], request_timeout=request_timeout, backend_timeout=backend_timeout
+            ),
+            services={"default/v1": 1},
+        )
+    )
     started = time.monotonic()
     assert send(dep, "/slow?delay=2s")[0] == 504
     assert time.monotonic() - started < 1.5
@@ -350,7 +397,9 @@ def test_address_errors_name_what_exists(deploy: Callable[..., LocalDeployment])
         dep.address("other", 80)
 
 
-def test_diagnostics_describe_decisions_and_name_the_provider(deploy: Callable[..., LocalDeployment]) -> None:
+def test_diagnostics_describe_decisions_and_name_the_provider(
+    deploy: Callable[..., LocalDeployment],
+) -> None:
     dep = deploy(ScriptedModel(passthrough([svc("v1")]), services={"default/v1": 1}))
     send(dep, "/diag")
     text = dep.diagnostics()
@@ -373,7 +422,10 @@ def test_servers_stop_on_exit(tmp_path: Path) -> None:
 def test_servers_stop_on_ctrl_c(tmp_path: Path) -> None:
     model = ScriptedModel(passthrough([svc("v1")]), services={"default/v1": 1})
     ports: list[int] = []
-    with pytest.raises(KeyboardInterrupt), LocalTarget(model_factory=lambda _o: model).deploy(scenario(tmp_path)) as dep:
+    with (
+        pytest.raises(KeyboardInterrupt),
+        LocalTarget(model_factory=lambda _o: model).deploy(scenario(tmp_path)) as dep,
+    ):
         ports = [dep.address("eg", 80).port, dep.pods[0].port]
         raise KeyboardInterrupt
     for port in ports:
@@ -385,7 +437,10 @@ def _tls_get(port: int, sni: str) -> tuple[x509.Certificate, int, Any]:
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname=sni) as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname=sni) as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
         assert der is not None
         tls.sendall(f"GET /tls HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n".encode())
@@ -395,10 +450,14 @@ def _tls_get(port: int, sni: str) -> tuple[x509.Certificate, int, Any]:
         return x509.load_der_x509_certificate(der), resp.status, body
 
 
-def test_https_listeners_pick_the_certificate_by_sni(deploy: Callable[..., LocalDeployment]) -> None:
+def test_https_listeners_pick_the_certificate_by_sni(
+    deploy: Callable[..., LocalDeployment],
+) -> None:
     seen: list[str] = []
 
-    def decide(gw: str, port: int, method: str, host: str, path: str, headers: dict[str, str], scheme: str) -> Decision:
+    def decide(
+        gw: str, port: int, method: str, host: str, path: str, headers: dict[str, str], scheme: str
+    ) -> Decision:
         seen.append(scheme)
         return decision(200, [svc("v1")], ModelRequest(method, host, path, headers))
 
@@ -488,7 +547,9 @@ def test_client_that_hangs_up_leaves_no_traceback(
     assert "Traceback" not in capfd.readouterr().err
 
 
-def test_startup_wait_is_bounded_and_cleans_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_startup_wait_is_bounded_and_cleans_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sandbox.echo import EchoServer
     from sandbox.errors import WaitTimeout
 
@@ -506,9 +567,10 @@ def test_startup_wait_is_bounded_and_cleans_up(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr("sandbox.targets.local.EchoServer", echo)
     monkeypatch.setattr("sandbox.targets.local.socket.create_connection", refuse)
     t0 = time.monotonic()
-    with pytest.raises(WaitTimeout, match="refused"), LocalTarget(
-        startup_timeout=0.2, model_factory=lambda _o: model
-    ).deploy(scenario(tmp_path)):
+    with (
+        pytest.raises(WaitTimeout, match="refused"),
+        LocalTarget(startup_timeout=0.2, model_factory=lambda _o: model).deploy(scenario(tmp_path)),
+    ):
         pass
     assert time.monotonic() - t0 < 2
     monkeypatch.undo()

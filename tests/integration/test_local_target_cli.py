@@ -70,16 +70,19 @@ def test_a_wrong_expectation_fails_in_seconds_not_its_30s(tmp_path: Path) -> Non
     shutil.copytree(QUICKSTART, folder)
     text = (folder / "scenario.yaml").read_text()
     assert "expect: {status: 404}" in text and "timeout" not in text  # 30 s a check
-    (folder / "scenario.yaml").write_text(text.replace("expect: {status: 404}",
-                                                       "expect: {status: 200}"))
+    (folder / "scenario.yaml").write_text(
+        text.replace("expect: {status: 404}", "expect: {status: 200}")
+    )
     started = time.monotonic()
     result = sandbox("run", str(folder), "--provider", "local")
     elapsed = time.monotonic() - started
     assert result.returncode == 1, result.stdout + result.stderr
     assert elapsed <= 8, elapsed  # interpreter start included
     assert "FAIL quickstart-wrong / another host is not routed (3 requests, " in result.stdout
-    assert ("no matching response (needs 3 in a row; the first 3 decide: this target's answers "
-            "do not change over time)") in result.stdout
+    assert (
+        "no matching response (needs 3 in a row; the first 3 decide: this target's answers "
+        "do not change over time)"
+    ) in result.stdout
     assert "  status  200       404\n" in result.stdout
 
 
@@ -91,22 +94,40 @@ def test_timeout_option_and_env_replace_the_checks_own(tmp_path: Path) -> None:
     folder = tmp_path / "quickstart-wrong"
     shutil.copytree(QUICKSTART, folder)
     text = (folder / "scenario.yaml").read_text()
-    (folder / "scenario.yaml").write_text(text.replace("expect: {status: 404}",
-                                                       "expect: {status: 418}"))
+    (folder / "scenario.yaml").write_text(
+        text.replace("expect: {status: 404}", "expect: {status: 418}")
+    )
     # an echo backend as the gateway (not settled: it converges until the timeout)
     with EchoServer() as echo:
         address = f"127.0.0.1:{echo.port}"
         started = time.monotonic()
-        result = sandbox("run", str(folder), "--address", address, "-k", "another",
-                         "--timeout", "1.5")
+        result = sandbox(
+            "run", str(folder), "--address", address, "-k", "another", "--timeout", "1.5"
+        )
         elapsed = time.monotonic() - started
         assert result.returncode == 1, result.stdout + result.stderr
         assert elapsed < 8, elapsed
         assert "no matching response (needs 3 in a row within 1.5s)" in result.stdout
         env = {**os.environ, "NO_COLOR": "1", "SANDBOX_CHECK_TIMEOUT": "1"}
         result = subprocess.run(
-            [sys.executable, "-m", "sandbox", "run", str(folder), "--address", address, "-k",
-             "another", "-o", "json"], capture_output=True, text=True, timeout=60, env=env)
+            [
+                sys.executable,
+                "-m",
+                "sandbox",
+                "run",
+                str(folder),
+                "--address",
+                address,
+                "-k",
+                "another",
+                "-o",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
         assert result.returncode == 1, result.stderr
         [check] = json.loads(result.stdout)["scenarios"][0]["checks"]
         assert check["timeout"] == 1.0 and check["elapsed"] < 2

@@ -24,9 +24,13 @@ def _run(scenario: Scenario) -> list[tuple[str, bool, str]]:
             if check.request.grpc is not None:
                 continue
             scheme_port = 443 if check.request.scheme == "https" else 80
-            address = dep.address(check.request.gateway or scenario.gateway, check.request.port or scheme_port)
+            address = dep.address(
+                check.request.gateway or scenario.gateway, check.request.port or scheme_port
+            )
             result = prober.run(check, address, namespace_of=dep.namespace_of)
-            detail = "; ".join(f"{m.field}: want {m.expected} got {m.observed}" for m in result.mismatches)
+            detail = "; ".join(
+                f"{m.field}: want {m.expected} got {m.observed}" for m in result.mismatches
+            )
             results.append((check.name, result.passed, detail + "\n" + dep.diagnostics()))
     return results
 

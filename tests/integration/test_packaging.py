@@ -25,7 +25,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(ROOT)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return next(out.glob("gateway_sandbox-*.whl"))
@@ -33,8 +35,11 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_wheel_ships_the_scenario_library(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {n.split("/")[2] for n in names
-               if n.startswith("sandbox/library/") and n.endswith("/scenario.yaml")}
+    shipped = {
+        n.split("/")[2]
+        for n in names
+        if n.startswith("sandbox/library/") and n.endswith("/scenario.yaml")
+    }
     in_repo = {p.parent.name for p in (ROOT / "scenarios").glob("*/scenario.yaml")}
     assert shipped == in_repo and "quickstart" in shipped
     for manifest in (ROOT / "scenarios" / "quickstart").glob("*.yaml"):
@@ -43,8 +48,11 @@ def test_wheel_ships_the_scenario_library(wheel: Path) -> None:
     assert "sandbox/py.typed" in names
     assert not [n for n in names if n.startswith(("tests/", "scenarios/"))]
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
-    requires = [line for line in zipfile.ZipFile(wheel).read(metadata).decode().splitlines()
-                if line.startswith("Requires-Dist: pytest")]
+    requires = [
+        line
+        for line in zipfile.ZipFile(wheel).read(metadata).decode().splitlines()
+        if line.startswith("Requires-Dist: pytest")
+    ]
     assert any(r.startswith("Requires-Dist: pytest>=") and "extra" not in r for r in requires)
 
 
@@ -54,19 +62,39 @@ def test_pip_install_then_pytest_runs_ones_own_scenarios(wheel: Path, tmp_path: 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    result = subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(wheel)],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     mine = tmp_path / "mine"
     shutil.copytree(ROOT / "scenarios" / "quickstart", mine / "my-quickstart")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SANDBOX_", "PYTEST_", "VIRTUAL_ENV"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SANDBOX_", "PYTEST_", "VIRTUAL_ENV"))
+    }
     env["SANDBOX_CACHE_DIR"] = str(tmp_path / "cache")  # nothing cached: the model's field check
     for args in (["mine"], []):
         result = subprocess.run(
-            [str(python), "-m", "pytest", *args, "--sandbox-provider", "local",
-             "-p", "no:cacheprovider"],
-            cwd=tmp_path if args else mine, env=env, capture_output=True, text=True, timeout=300)
+            [
+                str(python),
+                "-m",
+                "pytest",
+                *args,
+                "--sandbox-provider",
+                "local",
+                "-p",
+                "no:cacheprovider",
+            ],
+            cwd=tmp_path if args else mine,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "3 passed" in result.stdout
         assert "my-quickstart/scenario.yaml" in result.stdout

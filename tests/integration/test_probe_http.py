@@ -22,8 +22,12 @@ FAST = {"backoff": 0.02}  # the 1 s upstream back-off, shortened for tests
 
 
 def check(**kw: Any) -> Check:
-    return Check(name="c", request=kw.pop("request", Request(host="www.example.com")),
-                 expect=kw.pop("expect", Expect()), **kw)
+    return Check(
+        name="c",
+        request=kw.pop("request", Request(host="www.example.com")),
+        expect=kw.pop("expect", Expect()),
+        **kw,
+    )
 
 
 @pytest.fixture()
@@ -77,8 +81,9 @@ def start_proxy(upstream: int, wrong_for: int) -> _Proxy:
     server = _Proxy(("127.0.0.1", 0), _ProxyHandler)
     server.upstream, server.wrong_for, server.seen = upstream, wrong_for, 0
     server.lock = threading.Lock()
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                     daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
     return server
 
 
@@ -99,7 +104,9 @@ class _DropHandler(socketserver.BaseRequestHandler):
         self.server.count += 1
         sock: socket.socket = self.request
         if self.server.count <= self.server.drop:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
             sock.close()  # RST: "Connection reset by peer"
             return
         data = sock.recv(65536)
@@ -112,8 +119,9 @@ class _DropHandler(socketserver.BaseRequestHandler):
 def start_dropper(upstream: int, drop: int) -> _Dropper:
     server = _Dropper(("127.0.0.1", 0), _DropHandler)
     server.drop, server.upstream, server.count = drop, upstream, 0
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                     daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
     return server
 
 
@@ -123,13 +131,24 @@ def addr(port: int) -> Address:
 
 def test_echo_check_passes_with_everything_compared(echo: EchoServer) -> None:
     c = check(
-        request=Request(host="www.example.com", path="/get?x=1", headers={"X-Foo": "bar"},
-                        backend_response_headers={"X-Resp": "v"}),
-        expect=Expect(backend="backend", namespace="default", headers={"x-resp": "v"},
-                      absent_headers=["Server"],
-                      request=ExpectedRequest(host="www.example.com", path="/get?x=1",
-                                              headers={"x-foo": "bar"},
-                                              absent_headers=["X-Bar"])),
+        request=Request(
+            host="www.example.com",
+            path="/get?x=1",
+            headers={"X-Foo": "bar"},
+            backend_response_headers={"X-Resp": "v"},
+        ),
+        expect=Expect(
+            backend="backend",
+            namespace="default",
+            headers={"x-resp": "v"},
+            absent_headers=["Server"],
+            request=ExpectedRequest(
+                host="www.example.com",
+                path="/get?x=1",
+                headers={"x-foo": "bar"},
+                absent_headers=["X-Bar"],
+            ),
+        ),
     )
     result = Prober(**FAST).run(c, addr(echo.port))
     assert result.passed, result.mismatches
@@ -214,9 +233,10 @@ def test_status_endpoint_and_redirect_not_followed() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        c = check(request=Request(host="www.example.com", path="/old"),
-                  expect=Expect(status=[301], redirect=ExpectedRedirect(scheme="https",
-                                                                         path="/new")))
+        c = check(
+            request=Request(host="www.example.com", path="/old"),
+            expect=Expect(status=[301], redirect=ExpectedRedirect(scheme="https", path="/new")),
+        )
         result = Prober(**FAST).run(c, addr(server.server_address[1]))
         assert result.passed, result.mismatches
         assert result.observed is not None and result.observed.status == 301
@@ -279,14 +299,20 @@ def test_repeated_response_headers_are_joined_with_a_comma() -> None:
 REPRODUCED = [
     Request(host="www.example.com", path="/q?a[0]=1&b={x}"),
     Request(host="www.example.com", path="//d//e?x=%2f"),
-    Request(host="www.example.com", path="/p", method="POST",
-            headers={"X-Empty": "", "X-Foo": "bar"}, backend_response_headers={"X-Set": "v"}),
+    Request(
+        host="www.example.com",
+        path="/p",
+        method="POST",
+        headers={"X-Empty": "", "X-Foo": "bar"},
+        backend_response_headers={"X-Set": "v"},
+    ),
 ]
 
 
 @pytest.mark.parametrize("request_", REPRODUCED, ids=["globs", "slashes", "post"])
 def test_the_backend_sees_the_path_as_written_and_curl_sends_the_same(
-        echo: EchoServer, request_: Request) -> None:
+    echo: EchoServer, request_: Request
+) -> None:
     import json
     import shutil
     import subprocess
@@ -304,7 +330,10 @@ def test_the_backend_sees_the_path_as_written_and_curl_sends_the_same(
     head, _, body = r.stdout.partition("\n\n")
     by_curl = json.loads(body)
     assert (by_curl["method"], by_curl["path"], by_curl["host"]) == (
-        seen.method, seen.path, seen.host)
+        seen.method,
+        seen.path,
+        seen.host,
+    )
     ours = {k: v for k, v in seen.headers.items() if k.startswith("X-")}
     assert {k: v for k, v in by_curl["headers"].items() if k.startswith("X-")} == ours
     if request_.backend_response_headers:
@@ -318,8 +347,11 @@ def test_dot_segments_reach_the_backend_and_curl_does_not_clean_them(echo: EchoS
     import subprocess
 
     request_ = Request(host="h", path="/a/b/./c/%2e%2e/?q=1", method="HEAD")
-    c = check(request=request_, consecutive=1,
-              expect=Expect(status=[301], redirect=ExpectedRedirect(path="/a/b/")))
+    c = check(
+        request=request_,
+        consecutive=1,
+        expect=Expect(status=[301], redirect=ExpectedRedirect(path="/a/b/")),
+    )
     result = Prober(**FAST).run(c, addr(echo.port))
     assert result.passed, result.mismatches
     assert result.observed is not None and result.observed.location == "/a/b/?q=1"
@@ -335,6 +367,7 @@ def test_dot_segments_reach_the_backend_and_curl_does_not_clean_them(echo: EchoS
 def test_head_is_answered_without_waiting_for_a_body(echo: EchoServer) -> None:
     result = Prober(**FAST).run(
         check(request=Request(host="h", method="HEAD"), consecutive=1, request_timeout=2),
-        addr(echo.port))
+        addr(echo.port),
+    )
     assert result.observed is not None and result.observed.status == 200
     assert result.observed.duration < 2

@@ -107,10 +107,12 @@ def run(pytester: pytest.Pytester, *args: str, xdist: bool = False) -> pytest.Ru
 
 
 def _plain() -> str:
-    return ("description: A plain host check.\ngateway: eg\nfeatures: [Gateway, HTTPRoute]\n"
-            "consecutive: 1\nchecks:\n  - name: routed\n"
-            "    request: {host: www.example.com, path: '/x?animal=whale'}\n"
-            "    expect: {status: 200, backend: backend}\n")
+    return (
+        "description: A plain host check.\ngateway: eg\nfeatures: [Gateway, HTTPRoute]\n"
+        "consecutive: 1\nchecks:\n  - name: routed\n"
+        "    request: {host: www.example.com, path: '/x?animal=whale'}\n"
+        "    expect: {status: 200, backend: backend}\n"
+    )
 
 
 PROJECT = '[project]\nname = "gateway-sandbox"\nversion = "0.1.0"\n'
@@ -125,13 +127,18 @@ def test_the_gateway_sandbox_project_root_collects_no_scenarios(suite: pytest.Py
     (suite.path / "test_ordinary.py").unlink()
     result = run(suite, ".")
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
-    result.stdout.fnmatch_lines(["*gateway-sandbox: 2 scenario.yaml under the gateway-sandbox "
-                                 "project not collected*--sandbox-scenarios DIR*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*gateway-sandbox: 2 scenario.yaml under the gateway-sandbox "
+            "project not collected*--sandbox-scenarios DIR*"
+        ]
+    )
 
 
 @pytest.mark.parametrize("args", [(), (".",)])
 def test_a_folder_of_ones_own_scenarios_collects_them(
-        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]) -> None:
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
     # not the gateway-sandbox project: `pytest` / `pytest .` collect its scenarios at any depth
     monkeypatch.delenv("SANDBOX_PROVIDER", raising=False)
     (pytester.path / "pyproject.toml").write_text('[project]\nname = "my-gateway-tests"\n')
@@ -145,16 +152,25 @@ def test_a_folder_of_ones_own_scenarios_collects_them(
 
 
 def test_one_item_per_check_grouped_by_scenario(suite: pytest.Pytester) -> None:
-    result = run(suite, "--collect-only", "-q", "--sandbox-scenarios", "scenarios",
-                             "--sandbox-provider", "local")
+    result = run(
+        suite,
+        "--collect-only",
+        "-q",
+        "--sandbox-scenarios",
+        "scenarios",
+        "--sandbox-provider",
+        "local",
+    )
     lines = [line for line in result.outlines if "::" in line]
-    assert sorted(lines) == sorted([
-        "scenarios/plain/scenario.yaml::routed",
-        "scenarios/whale/scenario.yaml::whale is routed",
-        "scenarios/whale/scenario.yaml::other hosts get 404",
-        "scenarios/whale/scenario.yaml::wrong expectation fails",
-        "test_ordinary.py::test_ordinary",
-    ])
+    assert sorted(lines) == sorted(
+        [
+            "scenarios/plain/scenario.yaml::routed",
+            "scenarios/whale/scenario.yaml::whale is routed",
+            "scenarios/whale/scenario.yaml::other hosts get 404",
+            "scenarios/whale/scenario.yaml::wrong expectation fails",
+            "test_ordinary.py::test_ordinary",
+        ]
+    )
 
 
 CONFTEST_TIMEOUTS = """
@@ -166,10 +182,12 @@ def pytest_runtest_makereport(item, call):
 
 
 def test_sandbox_timeout_option_and_env_replace_the_checks_own(
-        suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     suite.makeconftest(CONFTEST_TIMEOUTS)
-    result = run(suite, "scenarios/plain", "--sandbox-provider", "local", "-s",
-                 "--sandbox-timeout", "7.5")
+    result = run(
+        suite, "scenarios/plain", "--sandbox-provider", "local", "-s", "--sandbox-timeout", "7.5"
+    )
     result.assert_outcomes(passed=1)
     assert "check routed: timeout 7.5" in result.stdout.str()
     monkeypatch.setenv("SANDBOX_CHECK_TIMEOUT", "4")
@@ -179,8 +197,9 @@ def test_sandbox_timeout_option_and_env_replace_the_checks_own(
     result = run(suite, "scenarios/plain", "--sandbox-provider", "local", "-s")
     assert "check routed: timeout 30" in result.stdout.str()  # the scenario's own (default)
     for bad in ("0", "soon"):
-        result = run(suite, "scenarios/plain", "--sandbox-provider", "local",
-                     "--sandbox-timeout", bad)
+        result = run(
+            suite, "scenarios/plain", "--sandbox-provider", "local", "--sandbox-timeout", bad
+        )
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         assert f"{bad!r} is not a number of seconds > 0" in result.stderr.str()
 
@@ -191,7 +210,8 @@ def test_explicit_path_collects_scenarios(suite: pytest.Pytester) -> None:
 
 
 def test_naming_a_test_folder_does_not_collect_scenarios_kept_as_test_data(
-        suite: pytest.Pytester) -> None:
+    suite: pytest.Pytester,
+) -> None:
     # in gateway-sandbox's own clone, tests/data/broken/<name>/scenario.yaml is test data, not a
     # scenario library: naming `tests` collects the tests, and a library folder (`scenarios`)
     # named beside it still counts
@@ -210,17 +230,18 @@ def test_naming_a_test_folder_does_not_collect_scenarios_kept_as_test_data(
 
 def test_local_run_junit_and_failure_text(suite: pytest.Pytester) -> None:
     junit = suite.path / "junit.xml"
-    result = run(suite, "scenarios", "--sandbox-provider", "local",
-                             f"--junitxml={junit}")
+    result = run(suite, "scenarios", "--sandbox-provider", "local", f"--junitxml={junit}")
     result.assert_outcomes(passed=3, failed=1)
     text = result.stdout.str()
     # the runner's failure, not a traceback: location, request, expected vs observed
-    line = next(i for i, t in enumerate(SCENARIO.splitlines(), 1)
-                if "name: wrong expectation fails" in t)
+    line = next(
+        i for i, t in enumerate(SCENARIO.splitlines(), 1) if "name: wrong expectation fails" in t
+    )
     assert "FAILED whale / wrong expectation fails" in text
     # the -r summary line (cut to the terminal width) starts with the mismatch
-    result.stdout.fnmatch_lines(["FAILED scenarios/whale/scenario.yaml::wrong expectation fails"
-                                 " - status: exp*"])
+    result.stdout.fnmatch_lines(
+        ["FAILED scenarios/whale/scenario.yaml::wrong expectation fails - status: exp*"]
+    )
     assert "status: expected 200, observed 404\n" in text
     assert f"at      scenarios/whale/scenario.yaml:{line}" in text
     assert "request curl" in text and "Host: other.example.com" in text
@@ -228,84 +249,128 @@ def test_local_run_junit_and_failure_text(suite: pytest.Pytester) -> None:
     assert "diagnostics:" in text and "(x" in text  # the retried request's log line, once
     assert "Traceback" not in text
     cases = {c.get("name"): c for c in ET.parse(junit).iter("testcase")}
-    assert set(cases) == {"routed", "whale is routed", "other hosts get 404",
-                          "wrong expectation fails"}
+    assert set(cases) == {
+        "routed",
+        "whale is routed",
+        "other hosts get 404",
+        "wrong expectation fails",
+    }
     failure = cases["wrong expectation fails"].find("failure")
     assert failure is not None and "FAILED whale / wrong expectation fails" in (failure.text or "")
-    props = {p.get("name"): p.get("value")
-             for p in cases["whale is routed"].iter("property")}
+    props = {p.get("name"): p.get("value") for p in cases["whale is routed"].iter("property")}
     assert props["gateway_api_features"] == "Gateway,HTTPRoute,HTTPRouteQueryParamMatching"
 
 
-@pytest.mark.parametrize(("expr", "expected"), [
-    ("whale", {"whale is routed", "other hosts get 404", "wrong expectation fails"}),
-    ("404", {"other hosts get 404"}),
-    ("plain or 404", {"routed", "other hosts get 404"}),
-    ("HTTPRouteQueryParamMatching", {"whale is routed"}),
-])
-def test_k_selects_by_scenario_check_or_feature(suite: pytest.Pytester, expr: str,
-                                                expected: set[str]) -> None:
-    result = run(suite, "scenarios", "--collect-only", "-q", "-k", expr,
-                             "--sandbox-provider", "local")
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("whale", {"whale is routed", "other hosts get 404", "wrong expectation fails"}),
+        ("404", {"other hosts get 404"}),
+        ("plain or 404", {"routed", "other hosts get 404"}),
+        ("HTTPRouteQueryParamMatching", {"whale is routed"}),
+    ],
+)
+def test_k_selects_by_scenario_check_or_feature(
+    suite: pytest.Pytester, expr: str, expected: set[str]
+) -> None:
+    result = run(
+        suite, "scenarios", "--collect-only", "-q", "-k", expr, "--sandbox-provider", "local"
+    )
     got = {line.split("::", 1)[1] for line in result.outlines if "::" in line}
     assert got == expected
 
 
 def test_unsupported_features_skip_with_reason_and_report(suite: pytest.Pytester) -> None:
     report = suite.path / "conformance.yaml"
-    result = run(suite, "scenarios", "--sandbox-provider", "local",
-                             "-rs", "--exempt-features", "HTTPRouteQueryParamMatching",
-                             f"--conformance-report={report}")
+    result = run(
+        suite,
+        "scenarios",
+        "--sandbox-provider",
+        "local",
+        "-rs",
+        "--exempt-features",
+        "HTTPRouteQueryParamMatching",
+        f"--conformance-report={report}",
+    )
     result.assert_outcomes(passed=2, failed=1, skipped=1)
-    result.stdout.fnmatch_lines(["*whale/scenario.yaml:*gateway does not support "
-                                 "HTTPRouteQueryParamMatching*"])
+    result.stdout.fnmatch_lines(
+        ["*whale/scenario.yaml:*gateway does not support HTTPRouteQueryParamMatching*"]
+    )
     data = yaml.safe_load(report.read_text())
     assert data["apiVersion"] == "gateway.networking.k8s.io/v1"
     assert data["kind"] == "ConformanceReport"
     # what the package declares about itself; nothing invented (no organization, url, contact)
     assert data["implementation"] == {
-        "organization": "UNDEFINED", "project": "gateway-sandbox",
-        "url": "UNDEFINED", "version": f"v{sandbox.__version__}", "contact": ["UNDEFINED"]}
-    result.stdout.fnmatch_lines(["*implementation organization, url, contact UNDEFINED; give "
-                                 "them with --conformance-implementation*"])
+        "organization": "UNDEFINED",
+        "project": "gateway-sandbox",
+        "url": "UNDEFINED",
+        "version": f"v{sandbox.__version__}",
+        "contact": ["UNDEFINED"],
+    }
+    result.stdout.fnmatch_lines(
+        [
+            "*implementation organization, url, contact UNDEFINED; give "
+            "them with --conformance-implementation*"
+        ]
+    )
     http = data["profiles"][0]
     assert http["name"] == "GATEWAY-HTTP"
     # not-supported checks count nowhere (upstream NOT_SUPPORTED); no extended test ran
-    assert http["core"] == {"result": "failure",
-                            "statistics": {"Failed": 1, "Passed": 2, "Skipped": 0},
-                            "failedTests": ["whale/wrong expectation fails"]}
+    assert http["core"] == {
+        "result": "failure",
+        "statistics": {"Failed": 1, "Passed": 2, "Skipped": 0},
+        "failedTests": ["whale/wrong expectation fails"],
+    }
     assert "extended" not in http
     assert http["summary"] == "Core tests failed with 1 test failures."
 
 
 def test_report_counts_extended_and_skips(suite: pytest.Pytester) -> None:
     report = suite.path / "conformance.yaml"
-    result = run(suite, "scenarios", "--sandbox-provider", "local",
-                             "-k", "not wrong", f"--conformance-report={report}",
-                             "--conformance-implementation", "organization=acme,version=v9")
+    result = run(
+        suite,
+        "scenarios",
+        "--sandbox-provider",
+        "local",
+        "-k",
+        "not wrong",
+        f"--conformance-report={report}",
+        "--conformance-implementation",
+        "organization=acme,version=v9",
+    )
     result.assert_outcomes(passed=3)
     data = yaml.safe_load(report.read_text())
     assert data["implementation"]["organization"] == "acme"
     http = data["profiles"][0]
     # the check left out by -k counts as skipped (upstream: tests left out by --run-test)
-    assert http["core"] == {"result": "partial",
-                            "statistics": {"Failed": 0, "Passed": 2, "Skipped": 1},
-                            "skippedTests": ["whale/wrong expectation fails"]}
+    assert http["core"] == {
+        "result": "partial",
+        "statistics": {"Failed": 0, "Passed": 2, "Skipped": 1},
+        "skippedTests": ["whale/wrong expectation fails"],
+    }
     assert http["extended"]["statistics"] == {"Failed": 0, "Passed": 1, "Skipped": 0}
     assert "HTTPRouteQueryParamMatching" in http["extended"]["supportedFeatures"]
-    assert http["summary"] == ("Core tests partially succeeded with 1 test skips. "
-                               "Extended tests succeeded.")
+    assert http["summary"] == (
+        "Core tests partially succeeded with 1 test skips. Extended tests succeeded."
+    )
 
 
 def test_unknown_feature_option_is_a_usage_error(suite: pytest.Pytester) -> None:
-    result = run(suite, "scenarios", "--sandbox-provider", "local",
-                             "--supported-features", "HTTPRoute,HTTPRouteQueryParamMatch")
+    result = run(
+        suite,
+        "scenarios",
+        "--sandbox-provider",
+        "local",
+        "--supported-features",
+        "HTTPRoute,HTTPRouteQueryParamMatch",
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*did you mean 'HTTPRouteQueryParamMatching'*"])
 
 
 def test_cluster_provider_items_are_e2e_and_skip_without_docker(
-        suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     # an engine address that cannot answer: the docker SDK fails at once on a missing socket
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
     result = run(suite, "scenarios/plain", "-rs", "-m", "e2e")
@@ -317,16 +382,16 @@ def test_cluster_provider_items_are_e2e_and_skip_without_docker(
     result.assert_outcomes(passed=1)  # the local provider needs no cluster: not e2e
 
 
-def test_existing_provider_needs_a_context(suite: pytest.Pytester,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_existing_provider_needs_a_context(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("SANDBOX_CONTEXT", raising=False)
     result = run(suite, "scenarios/plain", "--sandbox-provider", "existing", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*needs --sandbox-context*"])
 
 
-def test_invalid_scenario_is_a_collection_error_without_traceback(
-        suite: pytest.Pytester) -> None:
+def test_invalid_scenario_is_a_collection_error_without_traceback(suite: pytest.Pytester) -> None:
     bad = suite.path / "scenarios" / "broken"
     bad.mkdir()
     (bad / "app.yaml").write_text(MANIFESTS)
@@ -339,13 +404,15 @@ def test_invalid_scenario_is_a_collection_error_without_traceback(
 
 
 def test_fixtures_give_the_sandbox_and_a_gateway(suite: pytest.Pytester) -> None:
-    suite.makepyfile(test_fixtures="""
+    suite.makepyfile(
+        test_fixtures="""
         def test_gateway(sandbox, gateway):
             assert sandbox.provider == "local"
             assert "HTTPRoute" in sandbox.supported_features
             results = gateway.run("scenarios/plain")
             assert [r.status for r in results] == ["passed"]
-    """)
+    """
+    )
     result = run(suite, "test_fixtures.py", "--sandbox-provider", "local")
     result.assert_outcomes(passed=1)
 
@@ -353,15 +420,34 @@ def test_fixtures_give_the_sandbox_and_a_gateway(suite: pytest.Pytester) -> None
 def test_xdist_runs_scenarios_in_workers(suite: pytest.Pytester) -> None:
     pytest.importorskip("xdist", reason="pytest-xdist is not installed")
     report = suite.path / "conformance.yaml"
-    result = run(suite, "scenarios", "--sandbox-provider", "local",
-                             "-n", "2", "--dist", "loadgroup", f"--conformance-report={report}",
-                 xdist=True)
+    result = run(
+        suite,
+        "scenarios",
+        "--sandbox-provider",
+        "local",
+        "-n",
+        "2",
+        "--dist",
+        "loadgroup",
+        f"--conformance-report={report}",
+        xdist=True,
+    )
     result.assert_outcomes(passed=3, failed=1)
     data = yaml.safe_load(report.read_text())
     assert data["profiles"][0]["core"]["statistics"]["Failed"] == 1
     # -k acts in the workers; the controller still counts what it left out as Skipped
-    result = run(suite, "scenarios", "--sandbox-provider", "local", "-n", "2", "-k", "not wrong",
-                 f"--conformance-report={report}", xdist=True)
+    result = run(
+        suite,
+        "scenarios",
+        "--sandbox-provider",
+        "local",
+        "-n",
+        "2",
+        "-k",
+        "not wrong",
+        f"--conformance-report={report}",
+        xdist=True,
+    )
     result.assert_outcomes(passed=3)
     core = yaml.safe_load(report.read_text())["profiles"][0]["core"]
     assert core["statistics"] == {"Failed": 0, "Passed": 2, "Skipped": 1}
@@ -373,15 +459,23 @@ def test_plugin_does_not_slow_ordinary_runs() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, pytest\n"
-            "pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', "
-            "'tests/unit/test_features.py'])\n"
-            "heavy = [m for m in ('sandbox.schema', 'sandbox.targets.local', 'sandbox.runner', "
-            "'jsonschema', 'docker') if m in sys.modules]\n"
-            "print('HEAVY', heavy)\n")
+    code = (
+        "import sys, pytest\n"
+        "pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', "
+        "'tests/unit/test_features.py'])\n"
+        "heavy = [m for m in ('sandbox.schema', 'sandbox.targets.local', 'sandbox.runner', "
+        "'jsonschema', 'docker') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
     root = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
-                         timeout=60, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
 
 
@@ -416,14 +510,17 @@ def pytest_unconfigure(config):
 def test_deploy_and_cleanup_errors_show_the_message(suite: pytest.Pytester, mode: str) -> None:
     suite.makeconftest(CONFTEST_FAILING_TARGET.format(mode=mode))
     report = suite.path / "conformance.yaml"
-    result = run(suite, "scenarios/plain", "--sandbox-provider", "local",
-                 f"--conformance-report={report}")
+    result = run(
+        suite, "scenarios/plain", "--sandbox-provider", "local", f"--conformance-report={report}"
+    )
     text = result.stdout.str()
     assert "Traceback" not in text
     if mode == "deploy":
         result.assert_outcomes(errors=1)
-        assert "WaitTimeout: timed out after 180s waiting for Gateway eg Programmed; last seen: " \
-               "Programmed=False (AddressNotAssigned)" in text
+        assert (
+            "WaitTimeout: timed out after 180s waiting for Gateway eg Programmed; last seen: "
+            "Programmed=False (AddressNotAssigned)" in text
+        )
     else:
         result.assert_outcomes(passed=1, errors=1)  # the check passed, its cleanup failed
         assert "ClusterError: namespace sbx-x still terminating" in text
@@ -433,12 +530,16 @@ def test_deploy_and_cleanup_errors_show_the_message(suite: pytest.Pytester, mode
 
 
 def test_envoy_gateway_defaults_exempt_what_its_own_conformance_skips(
-        suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
     scenario = suite.path / "scenarios" / "plain" / "scenario.yaml"
-    scenario.write_text(scenario.read_text().replace(
-        "features: [Gateway, HTTPRoute]",
-        "features: [Gateway, HTTPRoute, GatewayInfrastructurePropagation]"))
+    scenario.write_text(
+        scenario.read_text().replace(
+            "features: [Gateway, HTTPRoute]",
+            "features: [Gateway, HTTPRoute, GatewayInfrastructurePropagation]",
+        )
+    )
     result = run(suite, "scenarios/plain", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*gateway does not support GatewayInfrastructurePropagation*"])
@@ -485,8 +586,9 @@ def pytest_unconfigure(config):
 
 
 @pytest.mark.parametrize("xdist", [False, True])
-def test_report_reads_version_and_channel_from_the_cluster(suite: pytest.Pytester,
-                                                           xdist: bool) -> None:
+def test_report_reads_version_and_channel_from_the_cluster(
+    suite: pytest.Pytester, xdist: bool
+) -> None:
     if xdist:
         pytest.importorskip("xdist", reason="pytest-xdist is not installed")
     suite.makeconftest(CONFTEST_CLUSTER_CRDS)
@@ -499,7 +601,8 @@ def test_report_reads_version_and_channel_from_the_cluster(suite: pytest.Pyteste
 
 
 def test_without_crds_a_field_typo_is_a_collection_error(
-        suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # no CRDs at hand (and none downloaded by pytest): the reference model's field check
     monkeypatch.delenv("SANDBOX_GATEWAY_API_CRDS", raising=False)
     monkeypatch.delenv("SANDBOX_ENVOY_GATEWAY_INSTALL_YAML", raising=False)
@@ -510,15 +613,19 @@ def test_without_crds_a_field_typo_is_a_collection_error(
     assert result.ret == pytest.ExitCode.INTERRUPTED
     text = result.stdout.str()
     assert "schema: CRDs not at hand (" in text and "the reference model's field check" in text
-    line = next(i for i, t in enumerate(manifest.read_text().splitlines(), 1)
-                if t.startswith("  hostname:"))
-    assert (f"scenarios/plain/app.yaml:{line}: HTTPRoute/backend: spec.hostname: unknown field "
-            "(did you mean 'hostnames'?)") in text
+    line = next(
+        i for i, t in enumerate(manifest.read_text().splitlines(), 1) if t.startswith("  hostname:")
+    )
+    assert (
+        f"scenarios/plain/app.yaml:{line}: HTTPRoute/backend: spec.hostname: unknown field "
+        "(did you mean 'hostnames'?)"
+    ) in text
     assert not (suite.path / "empty-cache").exists()  # nothing downloaded
 
 
 def test_manifests_failing_the_crd_schemas_are_collection_errors(
-        suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     crds = os.environ.get("SANDBOX_GATEWAY_API_CRDS") or ""
     if not crds or not Path(crds).is_dir():
         pytest.skip("SANDBOX_GATEWAY_API_CRDS is not set to a folder of Gateway API CRDs")
@@ -529,8 +636,10 @@ def test_manifests_failing_the_crd_schemas_are_collection_errors(
     text = result.stdout.str()
     assert "1 manifest error(s) (schema: Gateway API v1.6.1 experimental CRDs from " in text
     line = next(i for i, t in enumerate(manifest.read_text().splitlines(), 1) if "Prefix" in t)
-    assert (f"scenarios/plain/app.yaml:{line}: HTTPRoute/backend: "
-            "spec.rules[0].matches[0].path.type: unsupported value 'Prefix'") in text
+    assert (
+        f"scenarios/plain/app.yaml:{line}: HTTPRoute/backend: "
+        "spec.rules[0].matches[0].path.type: unsupported value 'Prefix'"
+    ) in text
     assert "Traceback" not in text
 
 
@@ -572,7 +681,8 @@ def test_a_stack_that_cannot_come_up_is_tried_once(suite: pytest.Pytester) -> No
 
 
 def test_junit_message_is_the_headline_and_lf_reruns_only_failed_checks(
-        suite: pytest.Pytester) -> None:
+    suite: pytest.Pytester,
+) -> None:
     junit = suite.path / "junit.xml"
     result = run(suite, "scenarios", "--sandbox-provider", "local", f"--junitxml={junit}")
     result.assert_outcomes(passed=3, failed=1)
@@ -584,8 +694,9 @@ def test_junit_message_is_the_headline_and_lf_reruns_only_failed_checks(
     assert cases["routed"].get("classname") == "scenarios.plain.scenario.yaml"
     # pytest's cache: --lf runs the failed check only, --ff runs it first
     report = suite.path / "conformance.yaml"
-    result = run(suite, "scenarios", "--sandbox-provider", "local", "--lf",
-                 f"--conformance-report={report}")
+    result = run(
+        suite, "scenarios", "--sandbox-provider", "local", "--lf", f"--conformance-report={report}"
+    )
     result.assert_outcomes(failed=1)  # the other checks are not even collected
     core = yaml.safe_load(report.read_text())["profiles"][0]["core"]
     # the checks --lf left out count as Skipped (upstream: tests left out by --run-test)
@@ -598,9 +709,18 @@ def test_junit_message_is_the_headline_and_lf_reruns_only_failed_checks(
 
 
 def test_x_stops_after_the_first_failure_and_collect_only_lists_checks(
-        suite: pytest.Pytester) -> None:
-    result = run(suite, "scenarios/whale", "scenarios/plain", "--sandbox-provider", "local",
-                 "-x", "-k", "wrong or plain")
+    suite: pytest.Pytester,
+) -> None:
+    result = run(
+        suite,
+        "scenarios/whale",
+        "scenarios/plain",
+        "--sandbox-provider",
+        "local",
+        "-x",
+        "-k",
+        "wrong or plain",
+    )
     result.assert_outcomes(failed=1)  # whale comes first; plain never runs
     result = run(suite, "scenarios", "--sandbox-provider", "local", "--collect-only", "-q")
     assert result.ret == pytest.ExitCode.OK
@@ -646,7 +766,15 @@ def pytest_unconfigure(config):
 
 def test_ctrl_c_cleans_up_the_deployed_scenario(suite: pytest.Pytester) -> None:
     suite.makeconftest(CONFTEST_INTERRUPT)
-    result = suite.runpytest("scenarios/whale", "--sandbox-provider", "local", "-s", *QUIET,
-                             "-p", "no:xdist", no_reraise_ctrlc=True)
+    result = suite.runpytest(
+        "scenarios/whale",
+        "--sandbox-provider",
+        "local",
+        "-s",
+        *QUIET,
+        "-p",
+        "no:xdist",
+        no_reraise_ctrlc=True,
+    )
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*KeyboardInterrupt*", "EVENTS ['deployed', 'cleaned up']"])

@@ -66,11 +66,18 @@ def echo() -> Iterator[EchoServer]:
 
 
 def test_run_brings_the_stack_up_applies_forwards_probes_and_cleans_up(
-        world: FakeWorld, echo: EchoServer, scenario: Path, tmp_path: Path) -> None:
+    world: FakeWorld, echo: EchoServer, scenario: Path, tmp_path: Path
+) -> None:
     user_kube = world.home / ".kube"
-    result = world.sandbox("run", str(scenario), "-o", "json", timeout=180,
-                           FAKE_PF_UPSTREAM=f"127.0.0.1:{echo.port}",
-                           FAKE_PF_STATE=str(tmp_path / "pf"))
+    result = world.sandbox(
+        "run",
+        str(scenario),
+        "-o",
+        "json",
+        timeout=180,
+        FAKE_PF_UPSTREAM=f"127.0.0.1:{echo.port}",
+        FAKE_PF_STATE=str(tmp_path / "pf"),
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert report["target"] == "k3d"
@@ -86,17 +93,28 @@ def test_run_brings_the_stack_up_applies_forwards_probes_and_cleans_up(
     assert "svc/envoy-" + run_ns in pf[0]
     # and it was all deleted afterwards: nothing of the run is left in the cluster
     assert any(f"delete namespace {run_ns}" in c for c in kubectl)
-    left = [k for k in world.state()["objects"]["sandbox"] if f"/{run_ns}/" in k or k.endswith(f"//{run_ns}")]
+    left = [
+        k
+        for k in world.state()["objects"]["sandbox"]
+        if f"/{run_ns}/" in k or k.endswith(f"//{run_ns}")
+    ]
     assert left == []
     assert not user_kube.exists()  # the user's kubeconfig was never written
 
 
 def test_port_forward_that_loses_the_pod_is_restarted(
-        world: FakeWorld, echo: EchoServer, scenario: Path, tmp_path: Path) -> None:
+    world: FakeWorld, echo: EchoServer, scenario: Path, tmp_path: Path
+) -> None:
     state = tmp_path / "pf"
-    result = world.sandbox("run", str(scenario), timeout=180,
-                           FAKE_PF_UPSTREAM=f"127.0.0.1:{echo.port}", FAKE_PF_STATE=str(state),
-                           FAKE_PF_DIE_AFTER="2", FAKE_PF_DIE_RUNS="1")
+    result = world.sandbox(
+        "run",
+        str(scenario),
+        timeout=180,
+        FAKE_PF_UPSTREAM=f"127.0.0.1:{echo.port}",
+        FAKE_PF_STATE=str(state),
+        FAKE_PF_DIE_AFTER="2",
+        FAKE_PF_DIE_RUNS="1",
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "2 executed, 2 passed, 0 failed" in result.stdout
     runs = (state / "runs.log").read_text().splitlines()
@@ -104,14 +122,23 @@ def test_port_forward_that_loses_the_pod_is_restarted(
 
 
 def test_without_docker_run_exits_3_and_points_at_the_local_provider(
-        scenario: Path, tmp_path: Path) -> None:
+    scenario: Path, tmp_path: Path
+) -> None:
     import os
     import subprocess
 
-    env = {**os.environ, "HOME": str(tmp_path / "home"),
-           "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
-    result = subprocess.run([sys.executable, "-m", "sandbox", "run", str(scenario)],
-                            capture_output=True, text=True, timeout=60, env=env)
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path / "home"),
+        "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "sandbox", "run", str(scenario)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert result.returncode == 3, result.stderr
     assert "Docker engine does not answer" in result.stderr
     assert "--provider local" in result.stderr and "Traceback" not in result.stderr
@@ -119,7 +146,8 @@ def test_without_docker_run_exits_3_and_points_at_the_local_provider(
 
 
 def test_an_api_server_that_refuses_connections_is_named_within_seconds_exit_3(
-        world: FakeWorld, scenario: Path) -> None:
+    world: FakeWorld, scenario: Path
+) -> None:
     import time
 
     assert world.sandbox("up", timeout=120).returncode == 0
@@ -132,8 +160,10 @@ def test_an_api_server_that_refuses_connections_is_named_within_seconds_exit_3(
     assert elapsed < 15, elapsed
     port = world.state()["clusters"]["sandbox"]["apiPort"]
     err = result.stderr
-    assert f"the Kubernetes API server https://127.0.0.1:{port} (context k3d-sandbox) " \
-           "refuses connections" in err
+    assert (
+        f"the Kubernetes API server https://127.0.0.1:{port} (context k3d-sandbox) "
+        "refuses connections" in err
+    )
     assert "while waiting for every node Ready" in err  # what was being done
     assert f"The connection to the server 127.0.0.1:{port} was refused" in err
     assert "`sandbox up` starts it" in err  # the fix, for the sandbox's own cluster
@@ -141,29 +171,46 @@ def test_an_api_server_that_refuses_connections_is_named_within_seconds_exit_3(
 
 
 def test_an_api_server_that_restarts_for_a_moment_is_ridden_out(
-        world: FakeWorld, echo: EchoServer, scenario: Path, tmp_path: Path) -> None:
+    world: FakeWorld, echo: EchoServer, scenario: Path, tmp_path: Path
+) -> None:
     assert world.sandbox("up", timeout=120).returncode == 0
-    result = world.sandbox("run", str(scenario), timeout=180, FAKE_KUBECTL_REFUSE="2",
-                           FAKE_PF_UPSTREAM=f"127.0.0.1:{echo.port}",
-                           FAKE_PF_STATE=str(tmp_path / "pf"))
+    result = world.sandbox(
+        "run",
+        str(scenario),
+        timeout=180,
+        FAKE_KUBECTL_REFUSE="2",
+        FAKE_PF_UPSTREAM=f"127.0.0.1:{echo.port}",
+        FAKE_PF_STATE=str(tmp_path / "pf"),
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "refuse_since" in world.state()  # it did refuse, for 2 s
     assert "2 executed, 2 passed, 0 failed" in result.stdout
 
 
 def test_an_existing_context_whose_api_server_refuses_says_to_check_that_cluster(
-        world: FakeWorld, scenario: Path) -> None:
+    world: FakeWorld, scenario: Path
+) -> None:
     assert world.sandbox("up", timeout=120).returncode == 0
-    result = world.sandbox("run", str(scenario), "--provider", "existing", "--context",
-                           "k3d-sandbox", timeout=60, FAKE_KUBECTL_REFUSE="always",
-                           KUBECONFIG=str(world.kubeconfig()))
+    result = world.sandbox(
+        "run",
+        str(scenario),
+        "--provider",
+        "existing",
+        "--context",
+        "k3d-sandbox",
+        timeout=60,
+        FAKE_KUBECTL_REFUSE="always",
+        KUBECONFIG=str(world.kubeconfig()),
+    )
     assert result.returncode == 3, result.stdout[-2000:] + result.stderr[-3000:]
     out = result.stdout  # the scenario's error, in the report
     assert "ERROR quick: the Kubernetes API server https://127.0.0.1:" in out
     assert "(context k3d-sandbox) refuses connections" in out
     assert "while looking up GatewayClass eg" in out
-    assert "  hint: check that the cluster of context k3d-sandbox is running and reachable: " \
-           "`kubectl --context k3d-sandbox cluster-info`" in out
+    assert (
+        "  hint: check that the cluster of context k3d-sandbox is running and reachable: "
+        "`kubectl --context k3d-sandbox cluster-info`" in out
+    )
     assert "sandbox up" not in out and "Traceback" not in result.stderr
 
 
@@ -173,26 +220,37 @@ def _scale_controller(world: FakeWorld, replicas: int) -> None:
 
     with fakestate.locked(world.state_dir) as st:
         st["objects"]["sandbox"]["Deployment/envoy-gateway-system/envoy-gateway"]["spec"][
-            "replicas"] = replicas
+            "replicas"
+        ] = replicas
 
 
 def test_a_controller_scaled_to_zero_during_run_is_named_not_waited_out(
-        world: FakeWorld, echo: EchoServer, scenario: Path, tmp_path: Path) -> None:
+    world: FakeWorld, echo: EchoServer, scenario: Path, tmp_path: Path
+) -> None:
     import subprocess
     import time
 
     assert world.sandbox("up", timeout=120).returncode == 0
-    env = {**world.env, "FAKE_PF_UPSTREAM": f"127.0.0.1:{echo.port}",
-           "FAKE_PF_STATE": str(tmp_path / "pf"),
-           "FAKE_EG_STATUS_DELAY": "3"}  # the scenario's objects wait 3 s for their status
+    env = {
+        **world.env,
+        "FAKE_PF_UPSTREAM": f"127.0.0.1:{echo.port}",
+        "FAKE_PF_STATE": str(tmp_path / "pf"),
+        "FAKE_EG_STATUS_DELAY": "3",
+    }  # the scenario's objects wait 3 s for their status
     before = len(world.state()["calls"])
     start = time.monotonic()
-    proc = subprocess.Popen(world.sandbox_argv("run", str(scenario)), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        world.sandbox_argv("run", str(scenario)),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         # the scenario is being applied: `run`'s own `up` found the controller running
-        world.wait_for_call(lambda c: c[0] == "kubectl" and "apply" in c and c[-2:] == ["-f", "-"],
-                            after=before)
+        world.wait_for_call(
+            lambda c: c[0] == "kubectl" and "apply" in c and c[-2:] == ["-f", "-"], after=before
+        )
         _scale_controller(world, 0)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
@@ -200,9 +258,10 @@ def test_a_controller_scaled_to_zero_during_run_is_named_not_waited_out(
             proc.kill()
     elapsed = time.monotonic() - start
     assert proc.returncode == 3, stderr[-3000:]
-    assert ("the Envoy Gateway controller (deployment/envoy-gateway in envoy-gateway-system) "
-            "is scaled to 0 replicas, so nothing accepts or programs its Gateways and routes"
-            ) in stderr, stderr[-2500:]
+    assert (
+        "the Envoy Gateway controller (deployment/envoy-gateway in envoy-gateway-system) "
+        "is scaled to 0 replicas, so nothing accepts or programs its Gateways and routes"
+    ) in stderr, stderr[-2500:]
     assert "hint: `sandbox up` re-installs it" in stdout  # the report, with the error
     assert "404" not in stdout + stderr
     assert elapsed < 40, f"took {elapsed:.1f}s"  # not the 180 s ready wait
@@ -212,8 +271,17 @@ def test_a_controller_scaled_to_zero_during_run_is_named_not_waited_out(
     assert controller["available"] is False and "scaled to 0" in controller["status"]
     # the next `up` (and so the next `run`) re-applies install.yaml: the controller is back
     assert world.sandbox("up", timeout=120).returncode == 0
-    assert world.state()["objects"]["sandbox"][
-        "Deployment/envoy-gateway-system/envoy-gateway"]["spec"].get("replicas", 1) == 1
-    again = world.sandbox("run", str(scenario), timeout=120,
-                          FAKE_PF_UPSTREAM=f"127.0.0.1:{echo.port}", FAKE_PF_STATE=str(tmp_path / "pf"))
+    assert (
+        world.state()["objects"]["sandbox"]["Deployment/envoy-gateway-system/envoy-gateway"][
+            "spec"
+        ].get("replicas", 1)
+        == 1
+    )
+    again = world.sandbox(
+        "run",
+        str(scenario),
+        timeout=120,
+        FAKE_PF_UPSTREAM=f"127.0.0.1:{echo.port}",
+        FAKE_PF_STATE=str(tmp_path / "pf"),
+    )
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]

@@ -49,7 +49,9 @@ def _creates(world: FakeWorld) -> list[list[str]]:
 
 
 def _install_applies(world: FakeWorld) -> list[list[str]]:
-    return [c for c in world.calls("kubectl") if "apply" in c and any("install.yaml" in a for a in c)]
+    return [
+        c for c in world.calls("kubectl") if "apply" in c and any("install.yaml" in a for a in c)
+    ]
 
 
 USER_KUBECONFIG = (
@@ -73,8 +75,10 @@ def test_lifecycle_up_repeat_status_down_twice(world: FakeWorld) -> None:
     _up(world)
     cluster = world.state()["clusters"]["sandbox"]
     assert cluster["image"] == "rancher/k3s:v1.35.5-k3s1"
-    assert cluster["k3sArgs"] == [f"--disable={c}@server:*" for c in
-                                  ("traefik", "servicelb", "metrics-server", "local-storage")]
+    assert cluster["k3sArgs"] == [
+        f"--disable={c}@server:*"
+        for c in ("traefik", "servicelb", "metrics-server", "local-storage")
+    ]
     assert cluster["noLb"] is True
     assert cluster["labels"] == {OWNER: "gateway-sandbox"}
     create = _creates(world)[0]
@@ -98,7 +102,12 @@ def test_lifecycle_up_repeat_status_down_twice(world: FakeWorld) -> None:
     assert "--server-side" in apply and "--force-conflicts" in apply
     for call in world.calls("kubectl"):  # pinned to the private kubeconfig and context
         if call[:1] != ["version"]:
-            assert call[:4] == ["--kubeconfig", str(world.kubeconfig()), "--context", "k3d-sandbox"], call
+            assert call[:4] == [
+                "--kubeconfig",
+                str(world.kubeconfig()),
+                "--context",
+                "k3d-sandbox",
+            ], call
     assert oct(world.kubeconfig().stat().st_mode & 0o777) == "0o600"
 
     # repeated up: fast, changes nothing
@@ -106,7 +115,9 @@ def test_lifecycle_up_repeat_status_down_twice(world: FakeWorld) -> None:
     started = time.monotonic()
     result = _up(world, "-o", "json", "--k3s-image", "rancher/k3s:v1.34.1-k3s1")
     assert time.monotonic() - started < 10
-    assert "the cluster runs rancher/k3s:v1.35.5-k3s1, not rancher/k3s:v1.34.1-k3s1" in result.stderr
+    assert (
+        "the cluster runs rancher/k3s:v1.35.5-k3s1, not rancher/k3s:v1.34.1-k3s1" in result.stderr
+    )
     new_calls = world.calls()[calls_before:]
     assert not any(c[1:3] == ["cluster", "create"] for c in new_calls)
     assert not any("apply" in c for c in new_calls)
@@ -207,7 +218,10 @@ def test_up_that_times_out_says_what_and_last_status_then_is_repaired(world: Fak
     result = world.sandbox("up", "--timeout", "20", FAKE_NOT_READY="deployment/envoy-gateway")
     assert result.returncode == 3
     assert "waiting for deployment/envoy-gateway Available in envoy-gateway-system" in result.stderr
-    assert "last seen: deployment/envoy-gateway: Available=False (MinimumReplicasUnavailable" in result.stderr
+    assert (
+        "last seen: deployment/envoy-gateway: Available=False (MinimumReplicasUnavailable"
+        in result.stderr
+    )
     assert "Traceback" not in result.stderr
     _up(world)
     assert len(_creates(world)) == 1
@@ -221,7 +235,6 @@ def test_up_that_times_out_says_what_and_last_status_then_is_repaired(world: Fak
     assert "cluster: started" in result.stderr
     start = next(c for c in world.calls("k3d") if c[:2] == ["cluster", "start"])
     assert start[:5] == ["cluster", "start", "sandbox", "--wait", "--timeout"]
-
 
     merged = yaml.safe_load(kube.read_text())
     assert merged["current-context"] == "mine"
@@ -244,8 +257,15 @@ def test_docker_missing_exits_3_fast_with_the_fix(world: FakeWorld, command: str
 
 
 def test_foreign_cluster_of_the_same_name_is_refused_and_untouched(world: FakeWorld) -> None:
-    made = world.tool("k3d", "cluster", "create", "sandbox", "--image", "rancher/k3s:v1.30.0-k3s1",
-                      "--kubeconfig-update-default=false")
+    made = world.tool(
+        "k3d",
+        "cluster",
+        "create",
+        "sandbox",
+        "--image",
+        "rancher/k3s:v1.30.0-k3s1",
+        "--kubeconfig-update-default=false",
+    )
     assert made.returncode == 0, made.stderr
     calls_before = len(world.calls("k3d"))
 
@@ -259,7 +279,11 @@ def test_foreign_cluster_of_the_same_name_is_refused_and_untouched(world: FakeWo
     assert doctor.returncode == 3
     assert "FAIL cluster sandbox" in doctor.stdout
 
-    touched = [c for c in world.calls("k3d")[calls_before:] if c[:2] != ["cluster", "list"] and c[0] != "version"]
+    touched = [
+        c
+        for c in world.calls("k3d")[calls_before:]
+        if c[:2] != ["cluster", "list"] and c[0] != "version"
+    ]
     assert touched == []
     assert world.state()["clusters"]["sandbox"]["image"] == "rancher/k3s:v1.30.0-k3s1"
     # another name works next to it

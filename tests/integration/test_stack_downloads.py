@@ -21,7 +21,9 @@ from harness import FakeWorld
 
 OS, ARCH = settings.host_platform()
 K3D_BIN = b'#!/bin/sh\necho \'{"k3d":"v5.9.0","k3s":"v1.35.5-k3s1"}\'\n'
-KUBECTL_BIN = b'#!/bin/sh\necho \'{"clientVersion":{"gitVersion":"v1.36.1"},"kustomizeVersion":"v5.7.1"}\'\n'
+KUBECTL_BIN = (
+    b'#!/bin/sh\necho \'{"clientVersion":{"gitVersion":"v1.36.1"},"kustomizeVersion":"v5.7.1"}\'\n'
+)
 
 
 def sha(data: bytes) -> str:
@@ -106,7 +108,9 @@ def test_k3d_is_downloaded_verified_and_cached(release: Release, tmp_path: Path)
     assert len(release.hits) == hits  # no network for a verified cache
 
 
-def test_k3d_checksum_mismatch_is_refused_and_leaves_nothing(release: Release, tmp_path: Path) -> None:
+def test_k3d_checksum_mismatch_is_refused_and_leaves_nothing(
+    release: Release, tmp_path: Path
+) -> None:
     release.publish_k3d(K3D_BIN, checksum_of=b"another build")
     with pytest.raises(ChecksumMismatch, match="does not match the published"):
         tools.ensure_tool("k3d", "v5.9.0")
@@ -137,7 +141,9 @@ def test_missing_release_is_a_tool_error(release: Release) -> None:
         tools.ensure_tool("k3d", "v5.9.0")
 
 
-def test_path_tool_of_another_version_is_not_used(release: Release, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_path_tool_of_another_version_is_not_used(
+    release: Release, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with FakeWorld(tmp_path / "world") as world:
         monkeypatch.setenv("PATH", world.env["PATH"])
         monkeypatch.setenv("FAKE_STATE_DIR", world.env["FAKE_STATE_DIR"])

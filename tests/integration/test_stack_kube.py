@@ -45,18 +45,26 @@ def _service(name: str, gateway: str, namespace: str, ports: list[int]) -> dict[
                 "gateway.envoyproxy.io/owning-gateway-namespace": namespace,
             },
         },
-        "spec": {"type": "ClusterIP", "ports": [{"port": p, "targetPort": p + 10000} for p in ports]},
+        "spec": {
+            "type": "ClusterIP",
+            "ports": [{"port": p, "targetPort": p + 10000} for p in ports],
+        },
     }
 
 
 def test_apply_objects_prints_serverside_lines_and_get_json(kubectl: Kubectl) -> None:
-    lines = kubectl.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "k-test"}}])
+    lines = kubectl.apply(
+        [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "k-test"}}]
+    )
     assert lines == ["namespace/k-test serverside-applied"]
     obj = kubectl.get_json("namespace", "k-test")
     assert obj is not None and obj["metadata"]["name"] == "k-test"
     assert kubectl.get_json("namespace", "nope") is None
     assert kubectl.get_json("pods", namespace="k-test") == {
-        "apiVersion": "v1", "items": [], "kind": "List", "metadata": {"resourceVersion": ""}
+        "apiVersion": "v1",
+        "items": [],
+        "kind": "List",
+        "metadata": {"resourceVersion": ""},
     }
 
 
@@ -64,18 +72,38 @@ def test_errors_are_typed(kubectl: Kubectl) -> None:
     with pytest.raises(NotFound, match=r'deployments.apps "ghost" not found'):
         kubectl.run(["get", "deployment", "ghost", "-n", "default"])
     with pytest.raises(KubectlError, match="ensure CRDs are installed first"):
-        kubectl.apply([{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}])
+        kubectl.apply(
+            [{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}]
+        )
 
 
-def test_wait_success_and_timeout_with_last_status(kubectl: Kubectl, monkeypatch: pytest.MonkeyPatch) -> None:
-    out = kubectl.wait("deployment/envoy-gateway", "condition=Available", namespace="envoy-gateway-system", timeout=10)
+def test_wait_success_and_timeout_with_last_status(
+    kubectl: Kubectl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = kubectl.wait(
+        "deployment/envoy-gateway",
+        "condition=Available",
+        namespace="envoy-gateway-system",
+        timeout=10,
+    )
     assert out.strip() == "deployment.apps/envoy-gateway condition met"
     monkeypatch.setenv("FAKE_NOT_READY", "deployment/envoy-gateway")
     with pytest.raises(WaitTimeout) as info:
-        kubectl.wait("deployment/envoy-gateway", "condition=Available", namespace="envoy-gateway-system", timeout=3)
+        kubectl.wait(
+            "deployment/envoy-gateway",
+            "condition=Available",
+            namespace="envoy-gateway-system",
+            timeout=3,
+        )
     message = str(info.value)
-    assert "timed out after 3s waiting for deployment/envoy-gateway condition=Available in envoy-gateway-system" in message
-    assert "last seen: deployment/envoy-gateway: Available=False (MinimumReplicasUnavailable" in message
+    assert (
+        "timed out after 3s waiting for deployment/envoy-gateway condition=Available in envoy-gateway-system"
+        in message
+    )
+    assert (
+        "last seen: deployment/envoy-gateway: Available=False (MinimumReplicasUnavailable"
+        in message
+    )
 
 
 def test_wait_for_an_object_that_never_appears(kubectl: Kubectl) -> None:
@@ -88,7 +116,9 @@ def test_wait_for_create_works_with_a_kubectl_older_than_1_31(
 ) -> None:
     monkeypatch.setenv("FAKE_KUBECTL_VERSION", "v1.30.4")
     # the fake rejects --for=create as kubectl 1.30 does (pkg/cmd/wait/wait.go conditionFuncFor)
-    raw = kubectl.run(["wait", "serviceaccount/default", "--for=create", "-n", "default"], check=False)
+    raw = kubectl.run(
+        ["wait", "serviceaccount/default", "--for=create", "-n", "default"], check=False
+    )
     assert raw.exit_code == 1 and 'unrecognized condition: "create"' in raw.stderr
     out = kubectl.wait("serviceaccount/default", "create", namespace="default", timeout=5)
     assert out.strip() == "serviceaccount/default created"
@@ -99,15 +129,23 @@ def test_wait_for_create_works_with_a_kubectl_older_than_1_31(
 def test_data_plane_service_by_owning_gateway_labels(kubectl: Kubectl) -> None:
     eg = EnvoyGateway()
     assert eg.data_plane_service(kubectl, "team-a", "web") is None
-    kubectl.apply([
-        _service("envoy-team-a-web-1a2b3c4d", "web", "team-a", [80, 443]),
-        _service("envoy-team-b-web-5e6f7a8b", "web", "team-b", [8080]),
-    ])
+    kubectl.apply(
+        [
+            _service("envoy-team-a-web-1a2b3c4d", "web", "team-a", [80, 443]),
+            _service("envoy-team-b-web-5e6f7a8b", "web", "team-b", [8080]),
+        ]
+    )
     found = eg.wait_data_plane_service(kubectl, "team-a", "web", timeout=5)
     namespace, name, ports = found
-    assert (namespace, name, ports) == ("envoy-gateway-system", "envoy-team-a-web-1a2b3c4d", (80, 443))
+    assert (namespace, name, ports) == (
+        "envoy-gateway-system",
+        "envoy-team-a-web-1a2b3c4d",
+        (80, 443),
+    )
     assert eg.data_plane_service(kubectl, "team-b", "web") == (
-        "envoy-gateway-system", "envoy-team-b-web-5e6f7a8b", (8080,)
+        "envoy-gateway-system",
+        "envoy-team-b-web-5e6f7a8b",
+        (8080,),
     )
     with pytest.raises(WaitTimeout, match="data-plane Service of Gateway team-c/web"):
         eg.wait_data_plane_service(kubectl, "team-c", "web", timeout=0.5)
@@ -131,7 +169,9 @@ def test_delete(kubectl: Kubectl) -> None:
         kubectl.delete("namespace", "k-del", ignore_not_found=False)
 
 
-def test_wait_rides_out_an_api_server_that_is_not_up_yet(world: FakeWorld, kubectl: Kubectl) -> None:
+def test_wait_rides_out_an_api_server_that_is_not_up_yet(
+    world: FakeWorld, kubectl: Kubectl
+) -> None:
     import threading
 
     assert world.tool("k3d", "cluster", "stop", "sandbox").returncode == 0
@@ -148,7 +188,8 @@ def test_wait_rides_out_an_api_server_that_is_not_up_yet(world: FakeWorld, kubec
 
 
 def test_an_api_server_refusing_for_longer_than_the_grace_is_named_with_the_fix(
-        world: FakeWorld, kubectl: Kubectl, monkeypatch: pytest.MonkeyPatch) -> None:
+    world: FakeWorld, kubectl: Kubectl, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import time
 
     monkeypatch.setenv("FAKE_KUBECTL_REFUSE", "always")
@@ -173,8 +214,13 @@ def test_an_api_server_refusing_for_longer_than_the_grace_is_named_with_the_fix(
     # a create-wait (polled with get) gives up the same way, it does not poll on
     k2 = Kubectl(kubectl.binary, kubectl.kubeconfig, kubectl.context, unreachable_grace=0.5)
     with pytest.raises(APIServerUnreachable, match="waiting for ServiceAccount"):
-        k2.wait("serviceaccount/default", "create", namespace="default", timeout=60,
-                what="ServiceAccount default/default")
+        k2.wait(
+            "serviceaccount/default",
+            "create",
+            namespace="default",
+            timeout=60,
+            what="ServiceAccount default/default",
+        )
 
 
 def test_an_envoy_proxy_without_the_short_drain_is_updated(kubectl: Kubectl) -> None:

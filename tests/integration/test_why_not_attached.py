@@ -18,8 +18,14 @@ QUICKSTART = ROOT / "scenarios" / "quickstart"
 
 def sandbox(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "300"}
-    return subprocess.run([sys.executable, "-m", "sandbox", *args], capture_output=True,
-                          text=True, timeout=60, cwd=cwd, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "sandbox", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=env,
+    )
 
 
 def broken(tmp_path: Path, old: str, new: str) -> Path:
@@ -38,10 +44,15 @@ def route_line(folder: Path) -> int:
     return lines.index("kind: HTTPRoute")  # the 0-based index of the line after it
 
 
-SECTION = ("  parentRefs:\n    - name: eg\n", "  parentRefs:\n    - name: eg\n      sectionName: https\n")
-WHY_SECTION = ("HTTPRoute default/backend is attached to no listener: parentRef Gateway default/eg "
-               "sectionName=https: not accepted (sectionName https names no listener of Gateway "
-               "default/eg (listeners: http:80))")
+SECTION = (
+    "  parentRefs:\n    - name: eg\n",
+    "  parentRefs:\n    - name: eg\n      sectionName: https\n",
+)
+WHY_SECTION = (
+    "HTTPRoute default/backend is attached to no listener: parentRef Gateway default/eg "
+    "sectionName=https: not accepted (sectionName https names no listener of Gateway "
+    "default/eg (listeners: http:80))"
+)
 
 
 def test_check_adds_why_a_route_is_attached_nowhere(tmp_path: Path) -> None:
@@ -61,30 +72,39 @@ def test_check_says_nothing_of_the_kind_when_the_model_agrees(tmp_path: Path) ->
     # the route is attached nowhere on purpose and the scenario expects 404s: no disagreement
     folder = broken(tmp_path, *SECTION)
     text = (folder / "scenario.yaml").read_text()
-    (folder / "scenario.yaml").write_text(text.replace("status: 200", "status: 404")
-                                          .replace("      backend: backend\n", "")
-                                          .replace("      namespace: default\n", "")
-                                          .replace("      request: {host: www.example.com, path: "
-                                                   "/get, method: GET}\n", "")
-                                          .replace('      request: {path: "/search?q=gateway&'
-                                                   'page=2"}\n', ""))
+    (folder / "scenario.yaml").write_text(
+        text.replace("status: 200", "status: 404")
+        .replace("      backend: backend\n", "")
+        .replace("      namespace: default\n", "")
+        .replace("      request: {host: www.example.com, path: /get, method: GET}\n", "")
+        .replace('      request: {path: "/search?q=gateway&page=2"}\n', "")
+    )
     r = sandbox("check", "qs", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "attached to no listener" not in r.stdout + r.stderr
 
 
-@pytest.mark.parametrize(("old", "new", "why"), [
-    (*SECTION, WHY_SECTION),
-    ("kind: HTTPRoute\nmetadata:\n  name: backend\n",
-     "kind: HTTPRoute\nmetadata:\n  name: backend\n  namespace: apps\n",
-     "HTTPRoute apps/backend is attached to no listener: parentRef Gateway apps/eg: no such "
-     "Gateway (Gateways in the manifests: default/eg)"),
-    ("      port: 80\n", "      port: 80\n      hostname: api.example.com\n",
-     "not accepted (listener http: no route hostname (www.example.com) intersects listener "
-     "hostname api.example.com)"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "why"),
+    [
+        (*SECTION, WHY_SECTION),
+        (
+            "kind: HTTPRoute\nmetadata:\n  name: backend\n",
+            "kind: HTTPRoute\nmetadata:\n  name: backend\n  namespace: apps\n",
+            "HTTPRoute apps/backend is attached to no listener: parentRef Gateway apps/eg: no such "
+            "Gateway (Gateways in the manifests: default/eg)",
+        ),
+        (
+            "      port: 80\n",
+            "      port: 80\n      hostname: api.example.com\n",
+            "not accepted (listener http: no route hostname (www.example.com) intersects listener "
+            "hostname api.example.com)",
+        ),
+    ],
+)
 def test_run_on_the_local_provider_says_why_in_the_diagnostics(
-        tmp_path: Path, old: str, new: str, why: str) -> None:
+    tmp_path: Path, old: str, new: str, why: str
+) -> None:
     broken(tmp_path, old, new)
     if "namespace: apps" in new:  # the route's namespace must exist
         with (tmp_path / "qs" / "quickstart.yaml").open("a") as f:

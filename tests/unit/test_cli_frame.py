@@ -33,7 +33,9 @@ def test_errors_map_to_exit_codes_without_traceback() -> None:
     result = CliRunner().invoke(_command(DockerUnavailable("no engine", hint="start Docker")))
     assert result.exit_code == EXIT_ENVIRONMENT
     assert "Traceback" not in result.output
-    result = CliRunner().invoke(_command(InputError("bad", file="a.yaml", line=3, field="checks[0]")))
+    result = CliRunner().invoke(
+        _command(InputError("bad", file="a.yaml", line=3, field="checks[0]"))
+    )
     assert result.exit_code == EXIT_USAGE
     assert "a.yaml:3: checks[0]: bad" in result.output
 

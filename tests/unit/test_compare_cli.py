@@ -17,33 +17,55 @@ from sandbox.controllers.envoy_gateway import parse_route_name, route_from_acces
 
 
 def _line(agent: str, route: str, code: int = 200) -> str:
-    return json.dumps({
-        "start_time": "2026-12-03T10:40:01.123Z", "method": "GET",
-        "x-envoy-origin-path": "/", "protocol": "HTTP/1.1", "response_code": code,
-        "response_flags": "-" if route != "-" else "NR", "user-agent": agent,
-        ":authority": "www.example.com", "upstream_cluster": "httproute/ns/backend/rule/0",
-        "route_name": route})
+    return json.dumps(
+        {
+            "start_time": "2026-12-03T10:40:01.123Z",
+            "method": "GET",
+            "x-envoy-origin-path": "/",
+            "protocol": "HTTP/1.1",
+            "response_code": code,
+            "response_flags": "-" if route != "-" else "NR",
+            "user-agent": agent,
+            ":authority": "www.example.com",
+            "upstream_cluster": "httproute/ns/backend/rule/0",
+            "route_name": route,
+        }
+    )
 
 
 def test_route_names_are_read_as_kind_namespace_name_rule_match() -> None:
     assert parse_route_name("httproute/sbx-ab12/backend/rule/2/match/1/www_example_com") == (
-        "httproute", "sbx-ab12", "backend", 2, 1)
+        "httproute",
+        "sbx-ab12",
+        "backend",
+        2,
+        1,
+    )
     assert parse_route_name("grpcroute/default/g/rule/0/match/0/*") == (
-        "grpcroute", "default", "g", 0, 0)
+        "grpcroute",
+        "default",
+        "g",
+        0,
+        0,
+    )
     assert parse_route_name("tcproute/default/t") is None
     assert parse_route_name("httproute/ns/x/rule/one/match/0/h") is None
 
 
 def test_the_newest_line_of_the_tagged_request_names_the_route() -> None:
-    log = "\n".join([
-        "[2026-12-03 10:40:00.000][1][info][main] starting",  # not JSON: skipped
-        _line("curl/8.5.0", "httproute/ns/other/rule/0/match/0/*"),
-        _line("gateway-sandbox-compare/1", "httproute/ns/backend/rule/0/match/0/*"),
-        _line("gateway-sandbox-compare/1", "httproute/ns/backend/rule/1/match/0/*"),
-        "[1, 2]",
-    ])
-    assert route_from_access_log(log, user_agent="gateway-sandbox-compare/1") == \
-        "httproute/ns/backend/rule/1/match/0/*"
+    log = "\n".join(
+        [
+            "[2026-12-03 10:40:00.000][1][info][main] starting",  # not JSON: skipped
+            _line("curl/8.5.0", "httproute/ns/other/rule/0/match/0/*"),
+            _line("gateway-sandbox-compare/1", "httproute/ns/backend/rule/0/match/0/*"),
+            _line("gateway-sandbox-compare/1", "httproute/ns/backend/rule/1/match/0/*"),
+            "[1, 2]",
+        ]
+    )
+    assert (
+        route_from_access_log(log, user_agent="gateway-sandbox-compare/1")
+        == "httproute/ns/backend/rule/1/match/0/*"
+    )
 
 
 def test_no_route_is_empty_and_no_line_is_none() -> None:

@@ -18,48 +18,74 @@ QUERY = ("Gateway", "HTTPRoute", "HTTPRouteQueryParamMatching")
 GRPC = ("Gateway", "GRPCRoute")
 
 
-def _report(results: list[C.TestResult], supported: frozenset[str] | None = None,
-            **kw: object) -> dict[str, object]:
+def _report(
+    results: list[C.TestResult], supported: frozenset[str] | None = None, **kw: object
+) -> dict[str, object]:
     sup = supported if supported is not None else F.effective_supported(None)
-    return C.build_report(results, implementation=IMPL, supported_features=sup,
-                          gateway_api_version="v1.6.1", gateway_api_channel="experimental",
-                          date="2026-11-26T22:00:00+00:00", **kw)  # type: ignore[arg-type]
+    return C.build_report(
+        results,
+        implementation=IMPL,
+        supported_features=sup,
+        gateway_api_version="v1.6.1",
+        gateway_api_channel="experimental",
+        date="2026-11-26T22:00:00+00:00",
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def test_top_level_shape_and_key_order() -> None:
     report = _report([C.TestResult("quickstart/routed", HTTP, "passed")])
-    assert list(report) == ["apiVersion", "kind", "implementation", "date", "gatewayAPIVersion",
-                            "gatewayAPIChannel", "mode", "profiles"]
+    assert list(report) == [
+        "apiVersion",
+        "kind",
+        "implementation",
+        "date",
+        "gatewayAPIVersion",
+        "gatewayAPIChannel",
+        "mode",
+        "profiles",
+    ]
     assert report["apiVersion"] == "gateway.networking.k8s.io/v1"
     assert report["kind"] == "ConformanceReport"
     assert report["mode"] == "default"
     assert report["implementation"] == {
-        "organization": "envoyproxy", "project": "envoy-gateway",
-        "url": "https://github.com/envoyproxy/gateway", "version": "v1.9.0",
-        "contact": ["https://github.com/envoyproxy/gateway/blob/main/GOVERNANCE.md"]}
-    assert report["profiles"] == [{
-        "name": "GATEWAY-HTTP",
-        "core": {"result": "success", "statistics": {"Failed": 0, "Passed": 1, "Skipped": 0}},
-        "summary": "Core tests succeeded.",
-    }]
+        "organization": "envoyproxy",
+        "project": "envoy-gateway",
+        "url": "https://github.com/envoyproxy/gateway",
+        "version": "v1.9.0",
+        "contact": ["https://github.com/envoyproxy/gateway/blob/main/GOVERNANCE.md"],
+    }
+    assert report["profiles"] == [
+        {
+            "name": "GATEWAY-HTTP",
+            "core": {"result": "success", "statistics": {"Failed": 0, "Passed": 1, "Skipped": 0}},
+            "summary": "Core tests succeeded.",
+        }
+    ]
 
 
 def test_core_and_extended_counts_lists_and_summary() -> None:
     supported = F.effective_supported(None, exempt=["HTTPRouteRequestMirror"])
-    report = _report([
-        C.TestResult("a/one", HTTP, "passed"),
-        C.TestResult("a/two", HTTP, "failed"),
-        C.TestResult("b/query", QUERY, "passed"),
-        C.TestResult("b/skipped", QUERY, "skipped"),
-        C.TestResult("c/mirror", ("Gateway", "HTTPRoute", "HTTPRouteRequestMirror"),
-                     "not-supported"),
-        C.TestResult("d/grpc", GRPC, "passed"),
-    ], supported)
+    report = _report(
+        [
+            C.TestResult("a/one", HTTP, "passed"),
+            C.TestResult("a/two", HTTP, "failed"),
+            C.TestResult("b/query", QUERY, "passed"),
+            C.TestResult("b/skipped", QUERY, "skipped"),
+            C.TestResult(
+                "c/mirror", ("Gateway", "HTTPRoute", "HTTPRouteRequestMirror"), "not-supported"
+            ),
+            C.TestResult("d/grpc", GRPC, "passed"),
+        ],
+        supported,
+    )
     profiles = {p["name"]: p for p in report["profiles"]}  # type: ignore[attr-defined]
     http = profiles["GATEWAY-HTTP"]
-    assert http["core"] == {"result": "failure",
-                            "statistics": {"Failed": 1, "Passed": 1, "Skipped": 0},
-                            "failedTests": ["a/two"]}
+    assert http["core"] == {
+        "result": "failure",
+        "statistics": {"Failed": 1, "Passed": 1, "Skipped": 0},
+        "failedTests": ["a/two"],
+    }
     ext = http["extended"]
     assert ext["result"] == "partial"
     assert ext["statistics"] == {"Failed": 0, "Passed": 1, "Skipped": 1}
@@ -68,8 +94,10 @@ def test_core_and_extended_counts_lists_and_summary() -> None:
     assert ext["unsupportedFeatures"] == ["HTTPRouteRequestMirror"]
     assert "HTTPRouteQueryParamMatching" in ext["supportedFeatures"]
     assert ext["supportedFeatures"] == sorted(ext["supportedFeatures"])
-    assert http["summary"] == ("Core tests failed with 1 test failures. Extended tests partially "
-                               "succeeded with 1 test skips.")
+    assert http["summary"] == (
+        "Core tests failed with 1 test failures. Extended tests partially "
+        "succeeded with 1 test skips."
+    )
     grpc = profiles["GATEWAY-GRPC"]
     assert grpc["core"]["statistics"] == {"Failed": 0, "Passed": 1, "Skipped": 0}
     assert "extended" not in grpc
@@ -77,18 +105,24 @@ def test_core_and_extended_counts_lists_and_summary() -> None:
 
 
 def test_not_supported_counts_nowhere_but_opens_the_profile() -> None:
-    report = _report([C.TestResult("x/y", QUERY, "not-supported")],
-                     F.effective_supported([]))
-    assert report["profiles"] == [{
-        "name": "GATEWAY-HTTP",
-        "core": {"result": "success", "statistics": {"Failed": 0, "Passed": 0, "Skipped": 0}},
-        "summary": "Core tests succeeded.",
-    }]
+    report = _report([C.TestResult("x/y", QUERY, "not-supported")], F.effective_supported([]))
+    assert report["profiles"] == [
+        {
+            "name": "GATEWAY-HTTP",
+            "core": {"result": "success", "statistics": {"Failed": 0, "Passed": 0, "Skipped": 0}},
+            "summary": "Core tests succeeded.",
+        }
+    ]
 
 
 def test_tests_in_no_profile_are_left_out_and_provisional() -> None:
-    report = _report([C.TestResult("n/named", ("GRPCRoute", "GRPCRouteNamedRouteRule"), "passed",
-                                   provisional=True)])
+    report = _report(
+        [
+            C.TestResult(
+                "n/named", ("GRPCRoute", "GRPCRouteNamedRouteRule"), "passed", provisional=True
+            )
+        ]
+    )
     assert report["profiles"] == []
     assert report["succeededProvisionalTests"] == ["n/named"]
 
@@ -96,8 +130,9 @@ def test_tests_in_no_profile_are_left_out_and_provisional() -> None:
 def test_implementation_is_required_and_parsed() -> None:
     with pytest.raises(InputError, match="implementation's contact cannot be empty"):
         C.Implementation("o", "p", "u", "v", ()).validate()
-    impl = C.parse_implementation("organization=acme,version=v2,contact=@a;@b",
-                                  C.reference_implementation())
+    impl = C.parse_implementation(
+        "organization=acme,version=v2,contact=@a;@b", C.reference_implementation()
+    )
     assert (impl.organization, impl.version, impl.contact) == ("acme", "v2", ("@a", "@b"))
     with pytest.raises(InputError, match="--conformance-implementation"):
         C.parse_implementation("colour=blue", impl)
@@ -105,13 +140,16 @@ def test_implementation_is_required_and_parsed() -> None:
 
 def test_write_reads_back_as_yaml_with_capitalised_statistics(tmp_path: Path) -> None:
     path = tmp_path / "out" / "report.yaml"
-    C.write_conformance_report([C.TestResult("q/c", QUERY, "passed")], path,
-                               implementation=IMPL, gateway_api_version="v1.6.1",
-                               gateway_api_channel="experimental")
+    C.write_conformance_report(
+        [C.TestResult("q/c", QUERY, "passed")],
+        path,
+        implementation=IMPL,
+        gateway_api_version="v1.6.1",
+        gateway_api_channel="experimental",
+    )
     data = yaml.safe_load(path.read_text())
     assert data["kind"] == "ConformanceReport"
-    assert data["profiles"][0]["extended"]["statistics"] == {"Failed": 0, "Passed": 1,
-                                                             "Skipped": 0}
+    assert data["profiles"][0]["extended"]["statistics"] == {"Failed": 0, "Passed": 1, "Skipped": 0}
     assert data["date"][:4].isdigit() and "T" in data["date"]
 
 
@@ -123,7 +161,8 @@ def test_version_and_channel_from_crds(monkeypatch: pytest.MonkeyPatch, tmp_path
         "    gateway.networking.k8s.io/bundle-version: v9.9.9\n"
         "    gateway.networking.k8s.io/channel: standard\n"
         "spec:\n  group: gateway.networking.k8s.io\n  names: {kind: X}\n"
-        "  versions: [{name: v1, served: true, schema: {openAPIV3Schema: {type: object}}}]\n")
+        "  versions: [{name: v1, served: true, schema: {openAPIV3Schema: {type: object}}}]\n"
+    )
     monkeypatch.setenv("SANDBOX_GATEWAY_API_CRDS", str(tmp_path))
     report = C.build_report([], implementation=IMPL, supported_features=set())
     assert (report["gatewayAPIVersion"], report["gatewayAPIChannel"]) == ("v9.9.9", "standard")
@@ -133,14 +172,22 @@ def test_version_and_channel_from_crds(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 
 def test_results_from_a_runner_report() -> None:
-    scenario = SimpleNamespace(name="query", features=["Gateway", "HTTPRoute"],
-                               checks=[SimpleNamespace(name="by query",
-                                                       features=["HTTPRouteQueryParamMatching"])])
-    sr = SimpleNamespace(scenario=scenario, cleanup_error=None, checks=[
-        SimpleNamespace(check=scenario.checks[0], status="passed")])
+    scenario = SimpleNamespace(
+        name="query",
+        features=["Gateway", "HTTPRoute"],
+        checks=[SimpleNamespace(name="by query", features=["HTTPRouteQueryParamMatching"])],
+    )
+    sr = SimpleNamespace(
+        scenario=scenario,
+        cleanup_error=None,
+        checks=[SimpleNamespace(check=scenario.checks[0], status="passed")],
+    )
     run = SimpleNamespace(scenarios=[sr])
-    assert C.results_from_run(run) == [C.TestResult(
-        "query/by query", ("Gateway", "HTTPRoute", "HTTPRouteQueryParamMatching"), "passed")]
+    assert C.results_from_run(run) == [
+        C.TestResult(
+            "query/by query", ("Gateway", "HTTPRoute", "HTTPRouteQueryParamMatching"), "passed"
+        )
+    ]
     sr.cleanup_error = RuntimeError("namespace stuck")
     assert C.results_from_run(sr)[0].outcome == "failed"
 
@@ -149,12 +196,15 @@ class _FakeKubectl:
     """Answers ``get_json("customresourcedefinitions")`` like ``kubectl get crd -o json``."""
 
     def __init__(self, annotations: list[dict[str, str]], error: Exception | None = None) -> None:
-        self.items = [{"apiVersion": "apiextensions.k8s.io/v1",
-                       "kind": "CustomResourceDefinition",
-                       "metadata": {"name": f"x{i}.gateway.networking.k8s.io",
-                                    "annotations": a},
-                       "spec": {"group": "gateway.networking.k8s.io"}}
-                      for i, a in enumerate(annotations)]
+        self.items = [
+            {
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": f"x{i}.gateway.networking.k8s.io", "annotations": a},
+                "spec": {"group": "gateway.networking.k8s.io"},
+            }
+            for i, a in enumerate(annotations)
+        ]
         self.items.append({"metadata": {"name": "other"}, "spec": {"group": "example.com"}})
         self.error = error
 
@@ -183,20 +233,29 @@ def test_cluster_version_and_channel_like_upstream() -> None:
 
 def test_write_reads_the_targets_cluster(tmp_path: Path) -> None:
     target = SimpleNamespace(kubectl=_FakeKubectl([{V: "v1.5.1", CH: "standard"}]))
-    report = C.write_conformance_report([], tmp_path / "r.yaml", implementation=IMPL,
-                                        target=target)
+    report = C.write_conformance_report([], tmp_path / "r.yaml", implementation=IMPL, target=target)
     assert (report["gatewayAPIVersion"], report["gatewayAPIChannel"]) == ("v1.5.1", "standard")
 
 
 def test_checks_without_a_result_are_skipped_or_not_supported(tmp_path: Path) -> None:
-    scenario = SimpleNamespace(name="s", features=["Gateway", "HTTPRoute"], checks=[
-        SimpleNamespace(name="ran", features=[]),
-        SimpleNamespace(name="left out", features=[]),
-        SimpleNamespace(name="mirror", features=["HTTPRouteRequestMirror"])])
+    scenario = SimpleNamespace(
+        name="s",
+        features=["Gateway", "HTTPRoute"],
+        checks=[
+            SimpleNamespace(name="ran", features=[]),
+            SimpleNamespace(name="left out", features=[]),
+            SimpleNamespace(name="mirror", features=["HTTPRouteRequestMirror"]),
+        ],
+    )
     report = C.write_conformance_report(
-        [C.TestResult("s/ran", HTTP, "passed")], tmp_path / "r.yaml", implementation=IMPL,
-        exempt_features=["HTTPRouteRequestMirror"], scenarios=[scenario],
-        gateway_api_version="v1.6.1", gateway_api_channel="experimental")
+        [C.TestResult("s/ran", HTTP, "passed")],
+        tmp_path / "r.yaml",
+        implementation=IMPL,
+        exempt_features=["HTTPRouteRequestMirror"],
+        scenarios=[scenario],
+        gateway_api_version="v1.6.1",
+        gateway_api_channel="experimental",
+    )
     http = report["profiles"][0]
     assert http["core"]["skippedTests"] == ["s/left out"]
     assert "extended" not in http  # the mirror check is not supported: counted nowhere
@@ -206,19 +265,36 @@ def test_written_keys_are_sorted_like_upstreams_writer(tmp_path: Path) -> None:
     # upstream marshals with sigs.k8s.io/yaml (through JSON objects): keys sorted at every level,
     # e.g. gateway-api conformance/reports/v1.6/envoy-gateway/experimental-v1.9.0-default-report.yaml
     path = tmp_path / "r.yaml"
-    C.write_conformance_report([C.TestResult("q/c", QUERY, "failed")], path, implementation=IMPL,
-                               exempt_features=["HTTPRouteRequestMirror"],
-                               gateway_api_version="v1.6.1", gateway_api_channel="experimental")
+    C.write_conformance_report(
+        [C.TestResult("q/c", QUERY, "failed")],
+        path,
+        implementation=IMPL,
+        exempt_features=["HTTPRouteRequestMirror"],
+        gateway_api_version="v1.6.1",
+        gateway_api_channel="experimental",
+    )
     text = path.read_text()
     top = [line.split(":")[0] for line in text.splitlines() if line[:1].isalpha()]
-    assert top == ["apiVersion", "date", "gatewayAPIChannel", "gatewayAPIVersion",
-                   "implementation", "kind", "mode", "profiles"]
+    assert top == [
+        "apiVersion",
+        "date",
+        "gatewayAPIChannel",
+        "gatewayAPIVersion",
+        "implementation",
+        "kind",
+        "mode",
+        "profiles",
+    ]
     data = yaml.safe_load(text)
     assert list(data["profiles"][0]) == ["core", "extended", "name", "summary"]
     assert list(data["profiles"][0]["extended"]) == [
-        "failedTests", "result", "statistics", "supportedFeatures", "unsupportedFeatures"]
-    assert list(data["implementation"]) == ["contact", "organization", "project", "url",
-                                            "version"]
+        "failedTests",
+        "result",
+        "statistics",
+        "supportedFeatures",
+        "unsupportedFeatures",
+    ]
+    assert list(data["implementation"]) == ["contact", "organization", "project", "url", "version"]
 
 
 def test_implementation_fields_are_known_or_undefined(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -234,13 +310,19 @@ def test_implementation_fields_are_known_or_undefined(monkeypatch: pytest.Monkey
     assert C.undefined_fields(k3d) == []
     assert C.undefined_fields(C.implementation_for("existing")) == ["version"]
     assert C.undefined_fields(C.implementation_for("address")) == [
-        "organization", "project", "url", "version", "contact"]
+        "organization",
+        "project",
+        "url",
+        "version",
+        "contact",
+    ]
     monkeypatch.setenv(C.ENV_IMPLEMENTATION, "organization=acme,url=https://x,contact=@a")
     assert C.undefined_fields(C.implementation_for("local")) == []
 
 
-def test_writing_a_report_never_downloads_the_crds(monkeypatch: pytest.MonkeyPatch,
-                                                   tmp_path: Path) -> None:
+def test_writing_a_report_never_downloads_the_crds(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from sandbox import schema
 
     monkeypatch.delenv("SANDBOX_GATEWAY_API_CRDS", raising=False)
@@ -253,5 +335,4 @@ def test_writing_a_report_never_downloads_the_crds(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(schema, "_download", no_download)
     report = C.write_conformance_report([], tmp_path / "r.yaml", implementation=IMPL)
-    assert (report["gatewayAPIVersion"], report["gatewayAPIChannel"]) == ("UNDEFINED",
-                                                                          "UNDEFINED")
+    assert (report["gatewayAPIVersion"], report["gatewayAPIChannel"]) == ("UNDEFINED", "UNDEFINED")

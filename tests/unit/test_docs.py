@@ -17,8 +17,9 @@ from sandbox.scenario import scenario_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "scenario-format.md"
-EXAMPLE = re.compile(r"<!-- example-file: (?P<name>[^ ]+) -->\n```yaml\n(?P<body>.*?)\n```",
-                     re.DOTALL)
+EXAMPLE = re.compile(
+    r"<!-- example-file: (?P<name>[^ ]+) -->\n```yaml\n(?P<body>.*?)\n```", re.DOTALL
+)
 
 
 @pytest.fixture
@@ -43,8 +44,9 @@ def test_the_complete_example_checks_and_runs(example: Path) -> None:
     assert "warning" not in result.stderr
 
 
-def test_the_field_check_sample_is_what_check_prints(example: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_field_check_sample_is_what_check_prints(
+    example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sandbox import settings
 
     monkeypatch.delenv("SANDBOX_GATEWAY_API_CRDS", raising=False)
@@ -67,12 +69,15 @@ def test_a_question_mark_in_a_flow_mapping_is_what_the_doc_says() -> None:
         yaml.load("{path: /search?q=gateway}", Loader=yaml.SafeLoader)
     assert "expected ',' or '}', but got '?'" in str(info.value)
     assert yaml.load('{path: "/search?q=gateway"}', Loader=yaml.SafeLoader) == {
-        "path": "/search?q=gateway"}
+        "path": "/search?q=gateway"
+    }
     assert yaml.load("path: /search?q=gateway", Loader=yaml.SafeLoader) == {
-        "path": "/search?q=gateway"}
+        "path": "/search?q=gateway"
+    }
     if hasattr(yaml, "CSafeLoader"):  # libyaml reads on, as the doc says
         assert yaml.load("{path: /search?q=gateway}", Loader=yaml.CSafeLoader) == {
-            "path": "/search?q=gateway"}
+            "path": "/search?q=gateway"
+        }
 
 
 def test_echo_and_address_as_the_doc_says(example: Path) -> None:

@@ -10,8 +10,9 @@ from sandbox.errors import InputError
 
 def test_counts_match_upstream_sets() -> None:
     # pkg/features/*.go v1.6.1: GatewayExtendedFeatures has 10, HTTPRouteExtendedFeatures 26
-    by = lambda api, level: {f.name for f in F.FEATURES.values()  # noqa: E731
-                             if f.api == api and f.level == level}
+    def by(api: str, level: str) -> set[str]:
+        return {f.name for f in F.FEATURES.values() if f.api == api and f.level == level}
+
     assert by("Gateway", "core") == {"Gateway"}
     assert len(by("Gateway", "extended")) == 10
     assert len(by("HTTPRoute", "extended")) == 26
@@ -35,16 +36,19 @@ def test_profiles_membership() -> None:
     assert "GatewayPort8080" in grpc.extended
 
 
-@pytest.mark.parametrize(("needed", "expected"), [
-    (["Gateway", "HTTPRoute"], [("GATEWAY-HTTP", False)]),
-    (["Gateway", "HTTPRoute", "HTTPRouteQueryParamMatching"], [("GATEWAY-HTTP", True)]),
-    (["Gateway", "ReferenceGrant"], [("GATEWAY-HTTP", False), ("GATEWAY-GRPC", False)]),
-    (["Gateway", "GatewayPort8080"], [("GATEWAY-HTTP", True), ("GATEWAY-GRPC", True)]),
-    (["Gateway", "GRPCRoute"], [("GATEWAY-GRPC", False)]),
-    (["GRPCRoute", "GRPCRouteNamedRouteRule"], []),  # in no profile, like upstream
-    (["HTTPRoute", "TLSRoute"], []),  # HTTPRouteDisallowedKind: no profile
-    ([], []),
-])
+@pytest.mark.parametrize(
+    ("needed", "expected"),
+    [
+        (["Gateway", "HTTPRoute"], [("GATEWAY-HTTP", False)]),
+        (["Gateway", "HTTPRoute", "HTTPRouteQueryParamMatching"], [("GATEWAY-HTTP", True)]),
+        (["Gateway", "ReferenceGrant"], [("GATEWAY-HTTP", False), ("GATEWAY-GRPC", False)]),
+        (["Gateway", "GatewayPort8080"], [("GATEWAY-HTTP", True), ("GATEWAY-GRPC", True)]),
+        (["Gateway", "GRPCRoute"], [("GATEWAY-GRPC", False)]),
+        (["GRPCRoute", "GRPCRouteNamedRouteRule"], []),  # in no profile, like upstream
+        (["HTTPRoute", "TLSRoute"], []),  # HTTPRouteDisallowedKind: no profile
+        ([], []),
+    ],
+)
 def test_profiles_for(needed: list[str], expected: list[tuple[str, bool]]) -> None:
     assert [(p.name, ext) for p, ext in F.profiles_for(needed)] == expected
 
@@ -54,9 +58,11 @@ def test_parse_feature_list_and_did_you_mean() -> None:
     assert F.parse_feature_list("", field="--x") == frozenset()
     with pytest.raises(InputError) as info:
         F.parse_feature_list("HTTPRoute,HTTPRouteQueryParamMatch", field="--supported-features")
-    assert str(info.value) == ("--supported-features: unknown Gateway API feature "
-                               "'HTTPRouteQueryParamMatch' (did you mean "
-                               "'HTTPRouteQueryParamMatching'?)")
+    assert str(info.value) == (
+        "--supported-features: unknown Gateway API feature "
+        "'HTTPRouteQueryParamMatch' (did you mean "
+        "'HTTPRouteQueryParamMatching'?)"
+    )
 
 
 def test_effective_supported_like_upstream() -> None:
@@ -65,8 +71,13 @@ def test_effective_supported_like_upstream() -> None:
     assert "HTTPRouteRequestMirror" not in all_but
     assert "HTTPRoute" in all_but
     only = F.effective_supported(["HTTPRouteMethodMatching"])
-    assert only == {"HTTPRouteMethodMatching", "Gateway", "ReferenceGrant", "HTTPRoute",
-                    "GRPCRoute"}
+    assert only == {
+        "HTTPRouteMethodMatching",
+        "Gateway",
+        "ReferenceGrant",
+        "HTTPRoute",
+        "GRPCRoute",
+    }
     assert F.missing(["HTTPRoute", "HTTPRouteCORS", "HTTPRouteCORS"], only) == ["HTTPRouteCORS"]
 
 
@@ -74,8 +85,11 @@ def test_coverage_counts_scenarios_and_checks() -> None:
     from types import SimpleNamespace as NS
 
     scenarios = [
-        NS(name="a", features=["Gateway", "HTTPRoute"],
-           checks=[NS(features=[]), NS(features=["HTTPRouteQueryParamMatching"])]),
+        NS(
+            name="a",
+            features=["Gateway", "HTTPRoute"],
+            checks=[NS(features=[]), NS(features=["HTTPRouteQueryParamMatching"])],
+        ),
         NS(name="b", features=["Gateway", "GRPCRoute"], checks=[NS(features=["Gateway"])]),
     ]
     assert F.coverage(scenarios) == [

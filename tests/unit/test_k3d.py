@@ -35,10 +35,20 @@ def _cluster(name: str, labels: dict[str, str], running: bool = True) -> dict[st
                 "name": f"k3d-{name}-server-0",
                 "role": "server",
                 "image": "sha256:" + "ab" * 32,  # ContainerInspect .Image: an ID, not a reference
-                "runtimeLabels": {"k3d.cluster": name, "k3d.role": "server", "k3d.server.api.port": "41234", **labels},
+                "runtimeLabels": {
+                    "k3d.cluster": name,
+                    "k3d.role": "server",
+                    "k3d.server.api.port": "41234",
+                    **labels,
+                },
                 "State": state,
             },
-            {"name": f"k3d-{name}-serverlb", "role": "loadbalancer", "runtimeLabels": {"k3d.role": "loadbalancer"}, "State": state},
+            {
+                "name": f"k3d-{name}-serverlb",
+                "role": "loadbalancer",
+                "runtimeLabels": {"k3d.role": "loadbalancer"},
+                "State": state,
+            },
         ],
         "InitNode": None,
         "imageVolume": f"k3d-{name}-images",
@@ -53,12 +63,17 @@ def _cluster(name: str, labels: dict[str, str], running: bool = True) -> dict[st
 def test_create_args() -> None:
     args = create_args("sandbox", image="rancher/k3s:v1.35.5-k3s1", timeout=300)
     assert args[:3] == ["cluster", "create", "sandbox"]
-    pairs = {args[i]: args[i + 1] for i in range(3, len(args) - 1) if args[i] in (
-        "--image", "--k3s-arg", "--api-port", "--runtime-label", "--timeout")}
+    pairs = {
+        args[i]: args[i + 1]
+        for i in range(3, len(args) - 1)
+        if args[i] in ("--image", "--k3s-arg", "--api-port", "--runtime-label", "--timeout")
+    }
     assert pairs["--image"] == "rancher/k3s:v1.35.5-k3s1"
     k3s_args = [args[i + 1] for i in range(len(args) - 1) if args[i] == "--k3s-arg"]
-    assert k3s_args == [f"--disable={c}@server:*" for c in
-                        ("traefik", "servicelb", "metrics-server", "local-storage")]
+    assert k3s_args == [
+        f"--disable={c}@server:*"
+        for c in ("traefik", "servicelb", "metrics-server", "local-storage")
+    ]
     assert "--no-lb" in args
     assert pairs["--api-port"] == "127.0.0.1:random"
     assert pairs["--runtime-label"] == f"{OWNER}=gateway-sandbox@server:*"
@@ -70,10 +85,12 @@ def test_create_args() -> None:
 
 
 def test_create_args_on_a_cgroup_v1_host_turn_off_the_kubelet_refusal() -> None:
-    plain = create_args("sandbox", image="rancher/k3s:v1.35.5-k3s1", timeout=300,
-                        tweaks=HostTweaks(cgroup_v1=False))
-    v1 = create_args("sandbox", image="rancher/k3s:v1.35.5-k3s1", timeout=300,
-                     tweaks=HostTweaks(cgroup_v1=True))
+    plain = create_args(
+        "sandbox", image="rancher/k3s:v1.35.5-k3s1", timeout=300, tweaks=HostTweaks(cgroup_v1=False)
+    )
+    v1 = create_args(
+        "sandbox", image="rancher/k3s:v1.35.5-k3s1", timeout=300, tweaks=HostTweaks(cgroup_v1=True)
+    )
     # k3s passes --kubelet-arg on to the kubelet; k3d's --k3s-arg needs the node filter
     assert "--kubelet-arg=fail-cgroupv1=false@server:*" in v1
     assert not any("cgroupv1" in a for a in plain)
@@ -96,8 +113,11 @@ def test_list_never_decides_ownership() -> None:
 
 
 def _container(role: str, labels: dict[str, str]) -> Container:
-    return Container(name=f"k3d-sandbox-{role}", state="running",
-                     labels={"app": "k3d", "k3d.cluster": "sandbox", "k3d.role": role, **labels})
+    return Container(
+        name=f"k3d-sandbox-{role}",
+        state="running",
+        labels={"app": "k3d", "k3d.cluster": "sandbox", "k3d.role": role, **labels},
+    )
 
 
 def test_owned_by_sandbox_reads_docker_labels_of_servers() -> None:
@@ -133,7 +153,9 @@ def test_kubeconfig_get_output_starts_with_a_separator() -> None:
         parse_kubeconfig("---\n")
 
 
-def test_create_that_runs_out_of_time_says_to_pull_the_image(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_create_that_runs_out_of_time_says_to_pull_the_image(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     # k3d's fatal lines after its --timeout (cmd/cluster/clusterCreate.go: log the error, roll back)
     stderr = (
         'time="2026-11-26T23:00:00Z" level=error msg="failed Cluster Creation: failed to create node '
@@ -142,7 +164,9 @@ def test_create_that_runs_out_of_time_says_to_pull_the_image(monkeypatch: pytest
         'time="2026-11-26T23:00:00Z" level=error msg="Failed to create cluster >>> Rolling Back"\n'
         'time="2026-11-26T23:00:01Z" level=fatal msg="Cluster creation FAILED, all changes have been rolled back!"\n'
     )
-    provider = K3dProvider(tmp_path / "k3d", image="rancher/k3s:v1.35.5-k3s1", scratch_kubeconfig=tmp_path / "guard")
+    provider = K3dProvider(
+        tmp_path / "k3d", image="rancher/k3s:v1.35.5-k3s1", scratch_kubeconfig=tmp_path / "guard"
+    )
 
     def fail(args: list[str], *, timeout: float, check: bool = True) -> tools.ToolResult:
         result = tools.ToolResult(("k3d", *args), 1, "", stderr)

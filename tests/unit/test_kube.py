@@ -12,8 +12,13 @@ from sandbox.kube import Kubectl, summarize_status, unreachable
 def test_argv_always_pins_kubeconfig_and_context() -> None:
     k = Kubectl("/bin/kubectl", Path("/state/kubeconfig"), "k3d-sandbox")
     assert k.argv(["get", "nodes"]) == [
-        "/bin/kubectl", "--kubeconfig", "/state/kubeconfig", "--context", "k3d-sandbox",
-        "get", "nodes",
+        "/bin/kubectl",
+        "--kubeconfig",
+        "/state/kubeconfig",
+        "--context",
+        "k3d-sandbox",
+        "get",
+        "nodes",
     ]
     assert k.env["KUBECONFIG"] == "/state/kubeconfig"
 
@@ -35,7 +40,9 @@ def test_summarize_conditions() -> None:
     assert summarize_status({"items": [pod, obj]}) == (
         "pod/p: phase=Pending; gatewayclass/eg: Accepted=False (Waiting: pending)"
     )
-    assert summarize_status({"kind": "Node", "metadata": {"name": "n"}}) == "node/n: no conditions yet"
+    assert (
+        summarize_status({"kind": "Node", "metadata": {"name": "n"}}) == "node/n: no conditions yet"
+    )
 
 
 def test_klog_lines_are_dropped_from_messages() -> None:
@@ -52,28 +59,45 @@ def test_klog_lines_are_dropped_from_messages() -> None:
     assert _without_klog(only) == only
 
 
-@pytest.mark.parametrize(("stderr", "expected"), [
-    # kubectl pkg/cmd/util/helpers.go StandardErrorMessage, after client-go's klog line
-    ('E1126 22:35:09.854057   17913 memcache.go:265] "Unhandled Error" err="couldn\'t get current '
-     'server API group list: Get \\"https://127.0.0.1:6443/api?timeout=32s\\": dial tcp '
-     '127.0.0.1:6443: connect: connection refused"\n'
-     "The connection to the server 127.0.0.1:6443 was refused - did you specify the right host "
-     "or port?\n", ("127.0.0.1:6443", "refuses connections")),
-    ("Unable to connect to the server: dial tcp 10.1.2.3:6443: connect: no route to host\n",
-     ("10.1.2.3:6443", "cannot be reached (no route to host)")),
-    ("Unable to connect to the server: dial tcp 10.1.2.3:6443: i/o timeout\n",
-     ("10.1.2.3:6443", "does not answer (connecting timed out)")),
-    ("Unable to connect to the server: dial tcp: lookup api.example.test on 127.0.0.53:53: no "
-     "such host\n", ("api.example.test", "has a name that does not resolve (no such host)")),
-    # the server answered: not "unreachable" (a starting server, a webhook's own dial error)
-    ("Unable to connect to the server: net/http: TLS handshake timeout\n", None),
-    ('Error from server (InternalError): error when creating "STDIN": Internal error occurred: '
-     'failed calling webhook "w": failed to call webhook: Post "https://svc.ns.svc:443/x": dial '
-     "tcp 10.43.0.5:443: connect: connection refused\n", None),
-    ('Error from server (NotFound): nodes "x" not found\n', None),
-])
+@pytest.mark.parametrize(
+    ("stderr", "expected"),
+    [
+        # kubectl pkg/cmd/util/helpers.go StandardErrorMessage, after client-go's klog line
+        (
+            'E1126 22:35:09.854057   17913 memcache.go:265] "Unhandled Error" err="couldn\'t get current '
+            'server API group list: Get \\"https://127.0.0.1:6443/api?timeout=32s\\": dial tcp '
+            '127.0.0.1:6443: connect: connection refused"\n'
+            "The connection to the server 127.0.0.1:6443 was refused - did you specify the right host "
+            "or port?\n",
+            ("127.0.0.1:6443", "refuses connections"),
+        ),
+        (
+            "Unable to connect to the server: dial tcp 10.1.2.3:6443: connect: no route to host\n",
+            ("10.1.2.3:6443", "cannot be reached (no route to host)"),
+        ),
+        (
+            "Unable to connect to the server: dial tcp 10.1.2.3:6443: i/o timeout\n",
+            ("10.1.2.3:6443", "does not answer (connecting timed out)"),
+        ),
+        (
+            "Unable to connect to the server: dial tcp: lookup api.example.test on 127.0.0.53:53: no "
+            "such host\n",
+            ("api.example.test", "has a name that does not resolve (no such host)"),
+        ),
+        # the server answered: not "unreachable" (a starting server, a webhook's own dial error)
+        ("Unable to connect to the server: net/http: TLS handshake timeout\n", None),
+        (
+            'Error from server (InternalError): error when creating "STDIN": Internal error occurred: '
+            'failed calling webhook "w": failed to call webhook: Post "https://svc.ns.svc:443/x": dial '
+            "tcp 10.43.0.5:443: connect: connection refused\n",
+            None,
+        ),
+        ('Error from server (NotFound): nodes "x" not found\n', None),
+    ],
+)
 def test_unreachable_api_server_in_kubectls_words(
-        stderr: str, expected: tuple[str, str] | None) -> None:
+    stderr: str, expected: tuple[str, str] | None
+) -> None:
     assert unreachable(stderr) == expected
 
 
@@ -83,7 +107,8 @@ def test_the_server_url_comes_from_the_contexts_cluster(tmp_path: Path) -> None:
         "apiVersion: v1\nkind: Config\n"
         "clusters:\n- name: a\n  cluster: {server: 'https://10.0.0.1:6443'}\n"
         "- name: b\n  cluster: {server: 'https://127.0.0.1:41234'}\n"
-        "contexts:\n- name: k3d-sandbox\n  context: {cluster: b, user: u}\n")
+        "contexts:\n- name: k3d-sandbox\n  context: {cluster: b, user: u}\n"
+    )
     assert Kubectl("kubectl", config, "k3d-sandbox").server() == "https://127.0.0.1:41234"
     assert Kubectl("kubectl", config, "other").server() is None
     assert Kubectl("kubectl", tmp_path / "missing", "k3d-sandbox").server() is None

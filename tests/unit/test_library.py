@@ -48,7 +48,8 @@ def test_library_size() -> None:
 
 def test_every_folder_is_a_scenario() -> None:
     assert all((p / "scenario.yaml").is_file() for p in FOLDERS), [
-        p.name for p in FOLDERS if not (p / "scenario.yaml").is_file()]
+        p.name for p in FOLDERS if not (p / "scenario.yaml").is_file()
+    ]
 
 
 def test_no_private_key_material_committed() -> None:
@@ -86,8 +87,11 @@ def test_loads_with_description_features_and_checks(folder: Path) -> None:
 @pytest.mark.parametrize("folder", FOLDERS, ids=_ids(FOLDERS))
 def test_manifests_are_well_formed_and_self_contained(folder: Path) -> None:
     s = _load(folder)
-    files = [p for p in sorted(folder.iterdir()) if p.suffix in (".yaml", ".yml")
-             and p.name != "scenario.yaml"]
+    files = [
+        p
+        for p in sorted(folder.iterdir())
+        if p.suffix in (".yaml", ".yml") and p.name != "scenario.yaml"
+    ]
     for f in files:
         docs = [d for d in yaml.safe_load_all(f.read_text()) if d is not None]
         assert docs, f"{f.name} is empty"
@@ -101,8 +105,9 @@ def test_manifests_are_well_formed_and_self_contained(folder: Path) -> None:
 
     # every namespace used is declared (logical namespaces, docs/scenario-format.md)
     declared = {o["metadata"]["name"] for o in _objects(s, "Namespace")} | {"default"}
-    used = {o["metadata"].get("namespace", "default") for o in s.objects
-            if o.get("kind") != "Namespace"}
+    used = {
+        o["metadata"].get("namespace", "default") for o in s.objects if o.get("kind") != "Namespace"
+    }
     assert used <= declared, f"undeclared namespaces: {sorted(used - declared)}"
 
     # no Secrets: HTTPS certificates are generated at run time from `tls:`
@@ -138,9 +143,7 @@ def test_manifests_are_well_formed_and_self_contained(folder: Path) -> None:
 @pytest.mark.parametrize("folder", FOLDERS, ids=_ids(FOLDERS))
 def test_expected_backends_exist(folder: Path) -> None:
     s = _load(folder)
-    deployments = {
-        d["metadata"]["name"]: d for d in _objects(s, "Deployment")
-    }
+    deployments = {d["metadata"]["name"]: d for d in _objects(s, "Deployment")}
     names = sorted(deployments)
     for check in s.checks:
         wanted = [check.expect.backend] if check.expect.backend else []
@@ -149,12 +152,16 @@ def test_expected_backends_exist(folder: Path) -> None:
             matches = [n for n in names if n.startswith(backend)]
             # a pod-name prefix must name exactly one Deployment, or the check proves nothing
             assert matches == [backend], f"{check.name}: backend {backend!r} vs {names}"
-            env = {e["name"]: e.get("value")
-                   for e in deployments[backend]["spec"]["template"]["spec"]["containers"][0]
-                   .get("env", [])}
+            env = {
+                e["name"]: e.get("value")
+                for e in deployments[backend]["spec"]["template"]["spec"]["containers"][0].get(
+                    "env", []
+                )
+            }
             is_grpc = bool(env.get("GRPC_ECHO_SERVER"))
             assert is_grpc == (check.request.grpc is not None), (
-                f"{check.name}: gRPC checks need GRPC_ECHO_SERVER backends and HTTP checks not")
+                f"{check.name}: gRPC checks need GRPC_ECHO_SERVER backends and HTTP checks not"
+            )
         if check.expect.namespace is not None:
             declared = {o["metadata"]["name"] for o in _objects(s, "Namespace")} | {"default"}
             assert check.expect.namespace in declared
@@ -179,11 +186,27 @@ def test_weighted_checks_sample_enough() -> None:
 # from the backend (HCM server_header_transformation PASS_THROUGH, internal/xds/translator/
 # listener.go) and absent on Envoy's own replies, `date`/`content-length`/`x-envoy-*` are set
 # by Envoy. Expectations on them would test Envoy, not Gateway API.
-ENVOY_RESPONSE_HEADERS = {"server", "date", "content-length", "transfer-encoding", "connection",
-                          "via", "x-request-id"}
+ENVOY_RESPONSE_HEADERS = {
+    "server",
+    "date",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "via",
+    "x-request-id",
+}
 # Added or rewritten on the way to the backend (use_remote_address, request ids, Envoy headers)
-ENVOY_REQUEST_HEADERS = {"x-forwarded-for", "x-forwarded-proto", "x-request-id", "x-envoy-expected-rq-timeout-ms",
-                         "x-envoy-internal", "x-envoy-external-address", "connection", "via", "content-length"}
+ENVOY_REQUEST_HEADERS = {
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-request-id",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-internal",
+    "x-envoy-external-address",
+    "connection",
+    "via",
+    "content-length",
+}
 
 
 def _envoy_owned(name: str, owned: set[str]) -> bool:
@@ -236,8 +259,15 @@ def _http_matches(s: Scenario) -> list[tuple[str, str, str, bool, int]]:
                 path = m.get("path") or {}
                 value = str(path.get("value", "/"))
                 value = value.rstrip("/") or "/"  # EG trims a PathPrefix's trailing slash
-                out.append((route["metadata"]["name"], str(path.get("type", "PathPrefix")), value,
-                            bool(m.get("method")), len(m.get("headers") or [])))
+                out.append(
+                    (
+                        route["metadata"]["name"],
+                        str(path.get("type", "PathPrefix")),
+                        value,
+                        bool(m.get("method")),
+                        len(m.get("headers") or []),
+                    )
+                )
     return out
 
 
@@ -251,7 +281,9 @@ def test_no_method_against_header_count_precedence(folder: Path) -> None:
     for a in matches:
         for b in matches:
             if a[1:3] == b[1:3] and a[3] and not b[3]:
-                assert b[4] < a[4] + 1, f"{a[0]} (method, {a[4]} headers) vs {b[0]} ({b[4]} headers)"
+                assert b[4] < a[4] + 1, (
+                    f"{a[0]} (method, {a[4]} headers) vs {b[0]} ({b[4]} headers)"
+                )
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=_ids(FOLDERS))
@@ -267,17 +299,25 @@ def test_listener_isolation_agrees_with_envoy_gateway(folder: Path) -> None:
         for ls in gw.listeners:
             if ls.protocol != "HTTP":
                 continue
-            others = [o for o in gw.listeners
-                      if o is not ls and o.protocol == "HTTP" and o.port == ls.port and o.hostname]
+            others = [
+                o
+                for o in gw.listeners
+                if o is not ls and o.protocol == "HTTP" and o.port == ls.port and o.hostname
+            ]
             for att in model._attached.get((gw_key, ls.name), []):
                 for h in att.hostnames:
                     probe = f"x.{h[2:]}" if h.startswith("*.") else h  # a host it serves
                     for o in others:
-                        if o.hostname is None or o.hostname == h or not mt.host_matches(o.hostname, probe):
+                        if (
+                            o.hostname is None
+                            or o.hostname == h
+                            or not mt.host_matches(o.hostname, probe)
+                        ):
                             continue
                         rank_other = mt.listener_host_rank(o.hostname, probe) or (0, 0)
                         rank_own = mt.listener_host_rank(ls.hostname, probe) or (0, 0)
                         more_specific = rank_other > rank_own
                         assert not more_specific, (
                             f"{att.route.meta.key} serves {h} on {ls.name}, listener {o.name} "
-                            f"({o.hostname}) is more specific")
+                            f"({o.hostname}) is more specific"
+                        )

@@ -50,10 +50,14 @@ def test_fnv32a_known_values() -> None:
 def test_template_hash_is_stable_and_short() -> None:
     dep = DeploymentInfo("default", "infra-backend-v1", 2, {"app": "infra-backend-v1"})
     h = pod_template_hash(dep)
-    assert h == pod_template_hash(DeploymentInfo("default", "infra-backend-v1", 3, {"app": "infra-backend-v1"}))
+    assert h == pod_template_hash(
+        DeploymentInfo("default", "infra-backend-v1", 3, {"app": "infra-backend-v1"})
+    )
     assert 1 <= len(h) <= 10
     assert set(h) <= set("456789bcdf")
-    assert h != pod_template_hash(DeploymentInfo("default", "infra-backend-v1", 2, {"app": "other"}))
+    assert h != pod_template_hash(
+        DeploymentInfo("default", "infra-backend-v1", 2, {"app": "other"})
+    )
 
 
 @settings(max_examples=50, deadline=None)
@@ -65,7 +69,9 @@ def test_pod_names_have_the_replicaset_shape(name: str, replicas: int, seed: int
     for pod in names:
         assert len(pod) <= 63
         if len(name) + 1 + len(pod_template_hash(dep)) + 1 <= 58:
-            assert re.fullmatch(rf"{re.escape(name)}-[456789bcdf]{{1,10}}-[{K8S_ALPHANUMS}]{{5}}", pod)
+            assert re.fullmatch(
+                rf"{re.escape(name)}-[456789bcdf]{{1,10}}-[{K8S_ALPHANUMS}]{{5}}", pod
+            )
             assert pod.startswith(name + "-")  # what expect.backend matches
             assert deployment_of_pod(pod) == name
 

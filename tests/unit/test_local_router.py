@@ -49,9 +49,17 @@ def test_all_zero_weights_choose_nothing() -> None:
 
 def _decision(**kw: object) -> Decision:
     return Decision(
-        status=200, gateway="default/eg", listener="http", route="default/r", rule=0,
-        backends=[], request=ModelRequest("GET", "h", "/rule"), response_headers={},
-        redirect=None, reason="", **kw,  # type: ignore[arg-type]
+        status=200,
+        gateway="default/eg",
+        listener="http",
+        route="default/r",
+        rule=0,
+        backends=[],
+        request=ModelRequest("GET", "h", "/rule"),
+        response_headers={},
+        redirect=None,
+        reason="",
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -73,7 +81,8 @@ def test_response_header_ops_apply_in_order_to_joined_headers() -> None:
     assert dict(_modify_response_headers(d, b, headers)) == {"X-Multi": "1,2,3", "X-A": "1"}
     # a backend without its own list gets the rule's
     assert dict(_modify_response_headers(d, choice("b", 1), headers)) == {
-        "X-Multi": "1,2", "X-A": "1"
+        "X-Multi": "1,2",
+        "X-A": "1",
     }
     # nothing to do: headers untouched (repeats kept)
     assert _modify_response_headers(_decision(), choice("c", 1), headers) == headers

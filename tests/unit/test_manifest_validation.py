@@ -25,8 +25,9 @@ from sandbox.scenario import load_scenario
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "scenarios" / "quickstart"
 CRDS = os.environ.get(schema.ENV_CRDS) or ""
-needs_crds = pytest.mark.skipif(not CRDS or not Path(CRDS).is_dir(),
-                                reason=f"{schema.ENV_CRDS} is not set to a folder of CRDs")
+needs_crds = pytest.mark.skipif(
+    not CRDS or not Path(CRDS).is_dir(), reason=f"{schema.ENV_CRDS} is not set to a folder of CRDs"
+)
 
 
 @pytest.fixture
@@ -59,15 +60,21 @@ def _install_yaml(path: Path) -> Path:
     return path
 
 
-def test_without_crds_the_model_field_check_finds_the_typo(tmp_path: Path,
-                                                          nothing_at_hand: Path) -> None:
+def test_without_crds_the_model_field_check_finds_the_typo(
+    tmp_path: Path, nothing_at_hand: Path
+) -> None:
     folder = _typo(tmp_path)
     result = CliRunner().invoke(main, ["check", str(folder)])
     assert result.exit_code == 2, result.output
-    line = next(i for i, t in enumerate((folder / "quickstart.yaml").read_text().splitlines(), 1)
-                if t == "  hostname:")
-    assert (f"{folder / 'quickstart.yaml'}:{line}: HTTPRoute/backend: spec.hostname: unknown "
-            "field (did you mean 'hostnames'?)") in result.stderr
+    line = next(
+        i
+        for i, t in enumerate((folder / "quickstart.yaml").read_text().splitlines(), 1)
+        if t == "  hostname:"
+    )
+    assert (
+        f"{folder / 'quickstart.yaml'}:{line}: HTTPRoute/backend: spec.hostname: unknown "
+        "field (did you mean 'hostnames'?)"
+    ) in result.stderr
     assert "schema: CRDs not at hand (" in result.stderr
     assert "the reference model's field check" in result.stderr
     assert "model says" not in result.stderr  # not found as a wrong answer any more
@@ -76,8 +83,10 @@ def test_without_crds_the_model_field_check_finds_the_typo(tmp_path: Path,
 def test_ok_says_which_validation_was_done(nothing_at_hand: Path) -> None:
     result = CliRunner().invoke(main, ["check", str(QUICKSTART)])
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("ok quickstart: 3 checks; CRDs not at hand, manifests pass "
-                                    "the reference model's field check; the reference model agrees")
+    assert result.stdout.startswith(
+        "ok quickstart: 3 checks; CRDs not at hand, manifests pass "
+        "the reference model's field check; the reference model agrees"
+    )
     entry = json.loads(CliRunner().invoke(main, ["check", "-o", "json", str(QUICKSTART)]).stdout)[0]
     assert entry["schema"] == "model"
     assert entry["schema_note"].startswith("schema: CRDs not at hand (")
@@ -88,22 +97,25 @@ def test_with_crds_the_ok_line_and_the_note_name_them() -> None:
     result = CliRunner().invoke(main, ["check", "--no-model", str(QUICKSTART)])
     assert result.exit_code == 0, result.output
     assert f"schema: Gateway API v1.6.1 experimental CRDs from {CRDS}" in result.stderr
-    assert result.stdout.startswith("ok quickstart: 3 checks; manifests valid against the CRD "
-                                    "schemas; model not consulted (--no-model)")
+    assert result.stdout.startswith(
+        "ok quickstart: 3 checks; manifests valid against the CRD "
+        "schemas; model not consulted (--no-model)"
+    )
 
 
 @needs_crds
 @pytest.mark.parametrize("where", ["env", "cache"])
-def test_envoy_gateway_install_yaml_brings_the_crds(tmp_path: Path, nothing_at_hand: Path,
-                                                    monkeypatch: pytest.MonkeyPatch,
-                                                    where: str) -> None:
+def test_envoy_gateway_install_yaml_brings_the_crds(
+    tmp_path: Path, nothing_at_hand: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
     if where == "env":
         install = _install_yaml(tmp_path / "install.yaml")
         monkeypatch.setenv(INSTALL_ENV, str(install))
     else:  # where `sandbox up` caches it (controllers/envoy_gateway.py install_yaml)
         version = settings.Settings().envoy_gateway_version
-        install = _install_yaml(nothing_at_hand / "manifests" / "envoy-gateway" / version
-                                / "install.yaml")
+        install = _install_yaml(
+            nothing_at_hand / "manifests" / "envoy-gateway" / version / "install.yaml"
+        )
     assert schema.crds_at_hand() == install
     start = time.monotonic()
     checked = schema.check_scenario_manifests(load_scenario(_typo(tmp_path)))
@@ -111,11 +123,13 @@ def test_envoy_gateway_install_yaml_brings_the_crds(tmp_path: Path, nothing_at_h
     assert checked.method == schema.CRDS
     assert checked.headline == f"schema: Gateway API v1.6.1 experimental CRDs from {install}"
     assert [(p.field, p.message) for p in checked.problems] == [
-        ("spec.hostname", "unknown field (did you mean 'hostnames'?)")]
+        ("spec.hostname", "unknown field (did you mean 'hostnames'?)")
+    ]
 
 
 def test_a_missing_install_yaml_named_by_the_env_is_an_input_error(
-        tmp_path: Path, nothing_at_hand: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, nothing_at_hand: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(INSTALL_ENV, str(tmp_path / "nope.yaml"))
     result = CliRunner().invoke(main, ["check", str(QUICKSTART)])
     assert result.exit_code == 2
@@ -134,8 +148,9 @@ def silent_server() -> Iterator[str]:
         sock.close()
 
 
-def test_check_never_waits_long_on_a_download(silent_server: str, nothing_at_hand: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_never_waits_long_on_a_download(
+    silent_server: str, nothing_at_hand: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(settings, "GATEWAY_API_CRDS_URL", silent_server)
     monkeypatch.setattr(schema, "CHECK_DOWNLOAD_TIMEOUT", 1.0)
     start = time.monotonic()
@@ -159,44 +174,62 @@ def _check(tmp_path: Path, text: str) -> list[str]:
     problems: list[Problem] = []
     found = load_manifest_file(f, problems)
     assert problems == []
-    return [f"{p.manifest.line_of(p.path)}: {'.'.join(map(str, p.path))}: {p.message}"
-            for p in fields.check_manifests(found)]
+    return [
+        f"{p.manifest.line_of(p.path)}: {'.'.join(map(str, p.path))}: {p.message}"
+        for p in fields.check_manifests(found)
+    ]
 
 
 def test_field_check_flags_misplaced_and_unknown_fields(tmp_path: Path) -> None:
-    text = ("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n"
-            "metadata:\n  name: r\n  lables: {a: b}\n"
-            "spec:\n  parentRefs: [{name: eg}]\n  rules:\n  - matches: [{path: {value: /}}]\n"
-            "  backendRefs: [{name: b, port: 80}]\n  colour: blue\n")
+    text = (
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n"
+        "metadata:\n  name: r\n  lables: {a: b}\n"
+        "spec:\n  parentRefs: [{name: eg}]\n  rules:\n  - matches: [{path: {value: /}}]\n"
+        "  backendRefs: [{name: b, port: 80}]\n  colour: blue\n"
+    )
     assert _check(tmp_path, text) == [
         "5: metadata.lables: unknown field (did you mean 'labels'?)",
         "10: spec.backendRefs: unknown field here: 'backendRefs' belongs in spec.rules[] "
         "(check its indentation)",
         "11: spec.colour: unknown field (fields here: hostnames, parentRefs, rules, "
-        "useDefaultGateways)"]
+        "useDefaultGateways)",
+    ]
 
 
 def test_field_check_knows_every_gateway_api_kind_and_leaves_others_alone(tmp_path: Path) -> None:
     text = "".join(
         f"---\napiVersion: gateway.networking.k8s.io/{v}\nkind: {k}\nmetadata: {{name: x}}\n"
-        f"spec: {{}}\n" for k, v in [("Gateway", "v1"), ("GatewayClass", "v1"),
-                                     ("GRPCRoute", "v1"), ("ReferenceGrant", "v1beta1"),
-                                     ("TLSRoute", "v1alpha2"), ("BackendTLSPolicy", "v1"),
-                                     ("ListenerSet", "v1")])
-    text += ("---\napiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {whatever: 1}\n"
-             "---\napiVersion: gateway.networking.x-k8s.io/v1alpha1\nkind: XMesh\n"
-             "metadata: {name: x}\nspec: {}\n"
-             "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gatway\nmetadata: {name: x}\n")
+        f"spec: {{}}\n"
+        for k, v in [
+            ("Gateway", "v1"),
+            ("GatewayClass", "v1"),
+            ("GRPCRoute", "v1"),
+            ("ReferenceGrant", "v1beta1"),
+            ("TLSRoute", "v1alpha2"),
+            ("BackendTLSPolicy", "v1"),
+            ("ListenerSet", "v1"),
+        ]
+    )
+    text += (
+        "---\napiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {whatever: 1}\n"
+        "---\napiVersion: gateway.networking.x-k8s.io/v1alpha1\nkind: XMesh\n"
+        "metadata: {name: x}\nspec: {}\n"
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gatway\nmetadata: {name: x}\n"
+    )
     line = text.splitlines().index("kind: Gatway") + 1
     assert _check(tmp_path, text) == [
         f"{line}: kind: unknown kind 'Gatway' in gateway.networking.k8s.io v1.6.1 (experimental "
-        "channel) (did you mean 'Gateway'?)"]
+        "channel) (did you mean 'Gateway'?)"
+    ]
 
 
 def test_explain_refuses_a_typo_instead_of_routing_around_it(tmp_path: Path) -> None:
     folder = _typo(tmp_path)
-    result = CliRunner().invoke(main, ["explain", "-f", str(folder), "-H",
-                                       "Host: other.example.com", "http://127.0.0.1/"])
+    result = CliRunner().invoke(
+        main, ["explain", "-f", str(folder), "-H", "Host: other.example.com", "http://127.0.0.1/"]
+    )
     assert result.exit_code == 2
-    assert "HTTPRoute/backend: spec.hostname: unknown field (did you mean 'hostnames'?)" \
+    assert (
+        "HTTPRoute/backend: spec.hostname: unknown field (did you mean 'hostnames'?)"
         in result.stderr
+    )

@@ -28,8 +28,9 @@ def _load(f: Path) -> tuple[list[manifests.Manifest], list[Problem]]:
 
 def test_documents_keep_their_start_line_and_skip_empty_ones(tmp_path: Path) -> None:
     f = tmp_path / "m.yaml"
-    f.write_text("# comment\n---\nkind: A\nmetadata: {name: a}\n---\n---\nkind: B\n"
-                 "metadata:\n  name: b\n")
+    f.write_text(
+        "# comment\n---\nkind: A\nmetadata: {name: a}\n---\n---\nkind: B\nmetadata:\n  name: b\n"
+    )
     found, problems = _load(f)
     assert problems == []
     assert [(m.kind, m.line, m.document) for m in found] == [("A", 3, 1), ("B", 7, 3)]
@@ -39,9 +40,11 @@ def test_documents_keep_their_start_line_and_skip_empty_ones(tmp_path: Path) -> 
 
 def test_kind_list_is_expanded_and_each_item_keeps_its_line(tmp_path: Path) -> None:
     f = tmp_path / "list.yaml"
-    f.write_text("apiVersion: v1\nkind: List\nitems:\n"
-                 "  - {apiVersion: v1, kind: A, metadata: {name: a}}\n"
-                 "  - apiVersion: v1\n    kind: B\n    metadata:\n      name: b\n")
+    f.write_text(
+        "apiVersion: v1\nkind: List\nitems:\n"
+        "  - {apiVersion: v1, kind: A, metadata: {name: a}}\n"
+        "  - apiVersion: v1\n    kind: B\n    metadata:\n      name: b\n"
+    )
     objects, sources = load_manifests([f])
     assert [o["kind"] for o in objects] == ["A", "B"]
     assert sources == [f"{f}:4", f"{f}:5"]
@@ -49,12 +52,20 @@ def test_kind_list_is_expanded_and_each_item_keeps_its_line(tmp_path: Path) -> N
     assert found[1].item == 1 and found[1].line_of(("metadata", "name")) == 8
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("kind: List\nitems: {a: 1}\n", "items: a List needs items: a list of objects, got a mapping"),
-    ("kind: List\nitems: [3]\n", "items[0]: a List item must be an object (a mapping), got a "
-                                 "number (3)"),
-    ("kind: List\nitems:\n- {kind: List, items: []}\n", "items[0].kind: a List inside a List"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "kind: List\nitems: {a: 1}\n",
+            "items: a List needs items: a list of objects, got a mapping",
+        ),
+        (
+            "kind: List\nitems: [3]\n",
+            "items[0]: a List item must be an object (a mapping), got a number (3)",
+        ),
+        ("kind: List\nitems:\n- {kind: List, items: []}\n", "items[0].kind: a List inside a List"),
+    ],
+)
 def test_bad_lists_are_problems(tmp_path: Path, text: str, message: str) -> None:
     f = tmp_path / "list.yaml"
     f.write_text(text)
@@ -63,7 +74,8 @@ def test_bad_lists_are_problems(tmp_path: Path, text: str, message: str) -> None
 
 
 def test_a_folder_with_a_kind_list_manifest_is_the_same_for_check_explain_and_schema(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     # the same objects as quickstart, as one `kind: List`: check and explain both route them
     folder = tmp_path / "listed"
     folder.mkdir()
@@ -73,12 +85,14 @@ def test_a_folder_with_a_kind_list_manifest_is_the_same_for_check_explain_and_sc
     items = "".join("  - " + "\n    ".join(d.strip().splitlines()) + "\n" for d in docs)
     (folder / "all.yaml").write_text("apiVersion: v1\nkind: List\nitems:\n" + items)
     scenario = load_scenario(folder)
-    assert [o["kind"] for o in scenario.objects] == [o["kind"] for o in
-                                                     load_scenario(QUICKSTART).objects]
+    assert [o["kind"] for o in scenario.objects] == [
+        o["kind"] for o in load_scenario(QUICKSTART).objects
+    ]
     check = CliRunner().invoke(main, ["check", str(folder)])
     assert check.exit_code == 0, check.output
-    explain = CliRunner().invoke(main, ["explain", "-f", str(folder), "-H",
-                                        "Host: www.example.com", "http://127.0.0.1/get"])
+    explain = CliRunner().invoke(
+        main, ["explain", "-f", str(folder), "-H", "Host: www.example.com", "http://127.0.0.1/get"]
+    )
     assert explain.exit_code == 0 and "->  200" in explain.stdout
     assert [o.obj for o in schema.load_manifest_file(folder / "all.yaml")] == scenario.objects
 
@@ -94,10 +108,12 @@ def test_folders_are_sorted_and_skip_scenario_yaml(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "fragment", "line"),
-    [("kind: A\n  bad: [\n", "invalid YAML", 2),
-     ("- just\n- a list\n", "a manifest must be a mapping, got a list", 1),
-     ("apiVersion: v1\nkind: A\nmetadata: {name: a, name: b}\n", "duplicate key", 3),
-     ("apiVersion: v1\nkind: A\n", "metadata.name: missing or not a string (in a A)", 1)],
+    [
+        ("kind: A\n  bad: [\n", "invalid YAML", 2),
+        ("- just\n- a list\n", "a manifest must be a mapping, got a list", 1),
+        ("apiVersion: v1\nkind: A\nmetadata: {name: a, name: b}\n", "duplicate key", 3),
+        ("apiVersion: v1\nkind: A\n", "metadata.name: missing or not a string (in a A)", 1),
+    ],
 )
 def test_errors_name_file_and_line(tmp_path: Path, text: str, fragment: str, line: int) -> None:
     f = tmp_path / "bad.yaml"
@@ -117,6 +133,7 @@ def test_empty_folder_and_missing_path(tmp_path: Path) -> None:
 
 # --- aliases ---------------------------------------------------------------------------------
 
+
 def laughs(levels: int, width: int = 9, indent: str = "") -> str:
     """A "billion laughs" document: each level a list of ``width`` aliases of the one before."""
     lines = [f"{indent}l0: &l0 [{', '.join(['lol'] * width)}]"]
@@ -134,8 +151,9 @@ def test_the_alias_ratio_follows_go_yaml() -> None:
 
 def test_an_alias_bomb_manifest_is_refused_fast(tmp_path: Path) -> None:
     f = tmp_path / "bomb.yaml"
-    f.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n"
-                 + laughs(12, indent="  "))  # 9**12 values when expanded
+    f.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n" + laughs(12, indent="  ")
+    )  # 9**12 values when expanded
     start = time.monotonic()
     found, problems = _load(f)
     assert time.monotonic() - start < 2
@@ -149,9 +167,12 @@ def test_an_alias_bomb_manifest_is_refused_fast(tmp_path: Path) -> None:
 
 def test_modest_aliases_are_fine(tmp_path: Path) -> None:
     f = tmp_path / "ok.yaml"
-    f.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n"
-                 "data:\n  a: &v hello\n" + "".join(f"  k{i}: *v\n" for i in range(300))
-                 + laughs(2, indent="  "))
+    f.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n"
+        "data:\n  a: &v hello\n"
+        + "".join(f"  k{i}: *v\n" for i in range(300))
+        + laughs(2, indent="  ")
+    )
     found, problems = _load(f)
     assert problems == [] and found[0].obj["data"]["k299"] == "hello"
     assert found[0].obj["data"]["l2"][8][8][8] == "lol"

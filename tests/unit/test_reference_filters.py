@@ -9,7 +9,9 @@ from sandbox.reference.objects import HeaderOps, PathModifier, Redirect
 
 
 def test_header_modifier_set_add_remove() -> None:
-    ops = HeaderOps(set=[("X-Set", "new")], add=[("X-Add", "b"), ("X-New", "n")], remove=["x-remove"])
+    ops = HeaderOps(
+        set=[("X-Set", "new")], add=[("X-Add", "b"), ("X-New", "n")], remove=["x-remove"]
+    )
     got = apply_header_ops(ops, {"x-set": "old", "x-add": "a", "X-Remove": "gone", "Keep": "k"})
     assert got == {"X-Set": "new", "x-add": "a,b", "X-New": "n", "Keep": "k"}
 
@@ -43,7 +45,9 @@ def test_header_modifier_does_not_mutate_input() -> None:
         ("/foo", "/foo", "/", "/"),
     ],
 )
-def test_replace_prefix_match_table(path: str, prefix: str, replacement: str, expected: str) -> None:
+def test_replace_prefix_match_table(
+    path: str, prefix: str, replacement: str, expected: str
+) -> None:
     assert replace_prefix(path, prefix, replacement) == expected
 
 
@@ -93,7 +97,9 @@ def test_redirect_default_ports(
 
 def test_redirect_hostname_path_and_query() -> None:
     r = Redirect(None, "example.org", None, PathModifier("ReplacePrefixMatch", "/new"), 301)
-    _scheme, host, _port, path, location = redirect_target(r, "http", "www.example.com", 80, "/old/x", "a=1", "/old")
+    _scheme, host, _port, path, location = redirect_target(
+        r, "http", "www.example.com", 80, "/old/x", "a=1", "/old"
+    )
     assert (host, path) == ("example.org", "/new/x")
     assert location == "http://example.org/new/x?a=1"
     full = Redirect(None, None, None, PathModifier("ReplaceFullPath", "/full"), 302)

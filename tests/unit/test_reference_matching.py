@@ -49,7 +49,9 @@ def test_host_matches(pattern: str, host: str, expected: bool) -> None:
         (None, [], []),
     ],
 )
-def test_effective_hostnames(listener: str | None, route: list[str], expected: list[str] | None) -> None:
+def test_effective_hostnames(
+    listener: str | None, route: list[str], expected: list[str] | None
+) -> None:
     assert mt.effective_hostnames(listener, route) == expected
 
 
@@ -76,7 +78,11 @@ def test_route_hostname_rank_non_wildcard_characters_first() -> None:
 
 @pytest.mark.parametrize(
     ("host", "expected"),
-    [("www.example.com", "www.example.com"), ("WWW.Example.com:8080", "www.example.com"), ("[::1]:80", "[::1]")],
+    [
+        ("www.example.com", "www.example.com"),
+        ("WWW.Example.com:8080", "www.example.com"),
+        ("[::1]:80", "[::1]"),
+    ],
 )
 def test_host_header_port_is_ignored(host: str, expected: str) -> None:
     assert mt.strip_port(host) == expected
@@ -102,16 +108,22 @@ def test_path_prefix_segments(prefix: str, path: str, expected: bool) -> None:
     assert mt.prefix_matches(prefix, path) is expected
 
 
-_segment = st.text(alphabet="abcxyz-_.0", min_size=1, max_size=6).filter(lambda s: s not in (".", ".."))
+_segment = st.text(alphabet="abcxyz-_.0", min_size=1, max_size=6).filter(
+    lambda s: s not in (".", "..")
+)
 
 
 @given(st.lists(_segment, min_size=1, max_size=4), st.lists(_segment, max_size=3), st.booleans())
-def test_path_prefix_property_whole_segments(prefix_segs: list[str], extra: list[str], slash: bool) -> None:
+def test_path_prefix_property_whole_segments(
+    prefix_segs: list[str], extra: list[str], slash: bool
+) -> None:
     prefix = "/" + "/".join(prefix_segs) + ("/" if slash else "")
     path = "/" + "/".join(prefix_segs + extra)
     assert mt.prefix_matches(prefix, path)
     # appending characters to the last segment never matches
-    assert not mt.prefix_matches(prefix, "/" + "/".join(prefix_segs) + "x" + "".join("/" + e for e in extra))
+    assert not mt.prefix_matches(
+        prefix, "/" + "/".join(prefix_segs) + "x" + "".join("/" + e for e in extra)
+    )
 
 
 def _m(path_type: str = "PathPrefix", value: str = "/", **kw: object) -> HTTPMatch:
@@ -139,7 +151,12 @@ def test_regex_path_is_a_full_match() -> None:
 
 
 def test_header_names_case_insensitive_values_exact_or_regex() -> None:
-    m = _m(headers=[StringMatch("Version", "Exact", "two"), StringMatch("env", "RegularExpression", "can.*")])
+    m = _m(
+        headers=[
+            StringMatch("Version", "Exact", "two"),
+            StringMatch("env", "RegularExpression", "can.*"),
+        ]
+    )
     assert mt.http_match_failure(m, "GET", "/", "", {"version": "two", "ENV": "canary"}) is None
     assert mt.http_match_failure(m, "GET", "/", "", {"version": "Two", "ENV": "canary"}) is not None
     assert mt.http_match_failure(m, "GET", "/", "", {"version": "two"}) is not None

@@ -51,8 +51,19 @@ def model(extra: str, base: str = BASE) -> Model:
     return Model.from_objects(objs)
 
 
-def route(name: str, rules: str, hostnames: str = "", parent: str = "{name: gw}", ns: str = "", extra_meta: str = "") -> str:
-    meta = f"name: {name}" + (f", namespace: {ns}" if ns else "") + (f", {extra_meta}" if extra_meta else "")
+def route(
+    name: str,
+    rules: str,
+    hostnames: str = "",
+    parent: str = "{name: gw}",
+    ns: str = "",
+    extra_meta: str = "",
+) -> str:
+    meta = (
+        f"name: {name}"
+        + (f", namespace: {ns}" if ns else "")
+        + (f", {extra_meta}" if extra_meta else "")
+    )
     hosts = f"\n  hostnames: {hostnames}" if hostnames else ""
     return f"""
 apiVersion: gateway.networking.k8s.io/v1
@@ -69,7 +80,14 @@ def to(svc: str, **kw: Any) -> str:
     return f"{{backendRefs: [{{name: {svc}, port: 8080{extra}}}]"
 
 
-def decide(m: Model, path: str = "/", host: str = "example.com", method: str = "GET", port: int = 80, **headers: str):  # type: ignore[no-untyped-def]
+def decide(
+    m: Model,
+    path: str = "/",
+    host: str = "example.com",
+    method: str = "GET",
+    port: int = 80,
+    **headers: str,
+):  # type: ignore[no-untyped-def]
     return m.decide("default/gw", port, method, host, path, headers)
 
 
@@ -132,7 +150,10 @@ def test_parent_ref_namespace_defaults_to_the_route_namespace() -> None:
     ],
 )
 def test_allowed_routes_namespaces(allowed: str, labels: str, attached: bool) -> None:
-    base = BASE.replace("{name: http, protocol: HTTP, port: 80}", f"{{name: http, protocol: HTTP, port: 80, allowedRoutes: {allowed}}}")
+    base = BASE.replace(
+        "{name: http, protocol: HTTP, port: 80}",
+        f"{{name: http, protocol: HTTP, port: 80, allowedRoutes: {allowed}}}",
+    )
     ns = f"\n---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: other, labels: {labels}}}\n---"
     grant = """
 apiVersion: gateway.networking.k8s.io/v1beta1
@@ -142,7 +163,17 @@ spec:
   from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: other}]
   to: [{group: "", kind: Service}]
 ---"""
-    m = model(ns + grant + route("r", f"[{to('v1', namespace='default')}}}]", parent="{name: gw, namespace: default}", ns="other"), base)
+    m = model(
+        ns
+        + grant
+        + route(
+            "r",
+            f"[{to('v1', namespace='default')}}}]",
+            parent="{name: gw, namespace: default}",
+            ns="other",
+        ),
+        base,
+    )
     assert (decide(m).status == 200) is attached
 
 
@@ -178,50 +209,87 @@ def test_section_name_and_port(parent: str, on80: int, on8080: int) -> None:
 
 
 def test_route_without_intersecting_hostname_does_not_attach() -> None:
-    base = BASE.replace("{name: http, protocol: HTTP, port: 80}", "{name: http, protocol: HTTP, port: 80, hostname: '*.example.com'}")
+    base = BASE.replace(
+        "{name: http, protocol: HTTP, port: 80}",
+        "{name: http, protocol: HTTP, port: 80, hostname: '*.example.com'}",
+    )
     m = model(route("r", f"[{to('v1')}}}]", hostnames="[example.net]"), base)
     assert decide(m, host="a.example.com").status == 404
     assert any("intersects" in n for n in m.notes)
 
 
 NS_OTHER = "\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: other, labels: {team: b}}\n---"
-SAME = BASE.replace("{name: http, protocol: HTTP, port: 80}",
-                    "{name: http, protocol: HTTP, port: 80, allowedRoutes: {namespaces: {from: Same}}}")
+SAME = BASE.replace(
+    "{name: http, protocol: HTTP, port: 80}",
+    "{name: http, protocol: HTTP, port: 80, allowedRoutes: {namespaces: {from: Same}}}",
+)
 SELECTOR = BASE.replace(
     "{name: http, protocol: HTTP, port: 80}",
     "{name: http, protocol: HTTP, port: 80, allowedRoutes: {namespaces: {from: Selector, "
-    "selector: {matchLabels: {team: a}}}}}")
-KINDS = BASE.replace("{name: http, protocol: HTTP, port: 80}",
-                     "{name: http, protocol: HTTP, port: 80, allowedRoutes: {kinds: [{kind: GRPCRoute}]}}")
-HOSTNAME = BASE.replace("{name: http, protocol: HTTP, port: 80}",
-                        "{name: http, protocol: HTTP, port: 80, hostname: '*.example.com'}")
+    "selector: {matchLabels: {team: a}}}}}",
+)
+KINDS = BASE.replace(
+    "{name: http, protocol: HTTP, port: 80}",
+    "{name: http, protocol: HTTP, port: 80, allowedRoutes: {kinds: [{kind: GRPCRoute}]}}",
+)
+HOSTNAME = BASE.replace(
+    "{name: http, protocol: HTTP, port: 80}",
+    "{name: http, protocol: HTTP, port: 80, hostname: '*.example.com'}",
+)
 
 
-@pytest.mark.parametrize(("extra", "base", "why"), [
-    (route("r", f"[{to('v1')}}}]", parent="{name: nope}"), BASE,
-     "parentRef Gateway default/nope: no such Gateway (Gateways in the manifests: default/gw)"),
-    (route("r", f"[{to('v1')}}}]", parent="{name: gw, sectionName: https}"), TWO_LISTENERS,
-     "parentRef Gateway default/gw sectionName=https: not accepted (sectionName https names no "
-     "listener of Gateway default/gw (listeners: http:80, alt:8080))"),
-    (route("r", f"[{to('v1')}}}]", parent="{name: gw, port: 443}"), TWO_LISTENERS,
-     "parentRef Gateway default/gw port=443: not accepted (port 443 is the port of no listener "
-     "of Gateway default/gw (listeners: http:80, alt:8080))"),
-    (route("r", f"[{to('v1')}}}]", parent="{name: gw, sectionName: alt, port: 80}"),
-     TWO_LISTENERS, "not accepted (listener http: sectionName alt does not name it; listener "
-                    "alt: port 80 is not the listener port 8080)"),
-    (NS_OTHER + route("r", f"[{to('v1')}}}]", parent="{name: gw, namespace: default}",
-                      ns="other"), SAME,
-     "not accepted (listener http: allowedRoutes from Same: route namespace other is not "
-     "default)"),
-    (NS_OTHER + route("r", f"[{to('v1')}}}]", parent="{name: gw, namespace: default}",
-                      ns="other"), SELECTOR,
-     "not accepted (listener http: allowedRoutes selector does not select namespace other)"),
-    (route("r", f"[{to('v1')}}}]"), KINDS,
-     "not accepted (listener http: allowedRoutes.kinds does not include HTTPRoute)"),
-    (route("r", f"[{to('v1')}}}]", hostnames="[example.net]"), HOSTNAME,
-     "not accepted (listener http: no route hostname (example.net) intersects listener "
-     "hostname *.example.com)"),
-])
+@pytest.mark.parametrize(
+    ("extra", "base", "why"),
+    [
+        (
+            route("r", f"[{to('v1')}}}]", parent="{name: nope}"),
+            BASE,
+            "parentRef Gateway default/nope: no such Gateway (Gateways in the manifests: default/gw)",
+        ),
+        (
+            route("r", f"[{to('v1')}}}]", parent="{name: gw, sectionName: https}"),
+            TWO_LISTENERS,
+            "parentRef Gateway default/gw sectionName=https: not accepted (sectionName https names no "
+            "listener of Gateway default/gw (listeners: http:80, alt:8080))",
+        ),
+        (
+            route("r", f"[{to('v1')}}}]", parent="{name: gw, port: 443}"),
+            TWO_LISTENERS,
+            "parentRef Gateway default/gw port=443: not accepted (port 443 is the port of no listener "
+            "of Gateway default/gw (listeners: http:80, alt:8080))",
+        ),
+        (
+            route("r", f"[{to('v1')}}}]", parent="{name: gw, sectionName: alt, port: 80}"),
+            TWO_LISTENERS,
+            "not accepted (listener http: sectionName alt does not name it; listener "
+            "alt: port 80 is not the listener port 8080)",
+        ),
+        (
+            NS_OTHER
+            + route("r", f"[{to('v1')}}}]", parent="{name: gw, namespace: default}", ns="other"),
+            SAME,
+            "not accepted (listener http: allowedRoutes from Same: route namespace other is not "
+            "default)",
+        ),
+        (
+            NS_OTHER
+            + route("r", f"[{to('v1')}}}]", parent="{name: gw, namespace: default}", ns="other"),
+            SELECTOR,
+            "not accepted (listener http: allowedRoutes selector does not select namespace other)",
+        ),
+        (
+            route("r", f"[{to('v1')}}}]"),
+            KINDS,
+            "not accepted (listener http: allowedRoutes.kinds does not include HTTPRoute)",
+        ),
+        (
+            route("r", f"[{to('v1')}}}]", hostnames="[example.net]"),
+            HOSTNAME,
+            "not accepted (listener http: no route hostname (example.net) intersects listener "
+            "hostname *.example.com)",
+        ),
+    ],
+)
 def test_a_route_attached_nowhere_says_why(extra: str, base: str, why: str) -> None:
     m = model(extra, base)
     [u] = m.unattached()
@@ -231,8 +299,10 @@ def test_a_route_attached_nowhere_says_why(extra: str, base: str, why: str) -> N
 
 
 def test_attached_routes_and_half_attached_ones_are_not_listed() -> None:
-    m = model(route("r", f"[{to('v1')}}}]") + route("two", f"[{to('v1')}}}]",
-                                                      parent="{name: gw}, {name: nope}"))
+    m = model(
+        route("r", f"[{to('v1')}}}]")
+        + route("two", f"[{to('v1')}}}]", parent="{name: gw}, {name: nope}")
+    )
     assert m.unattached() == []
     assert any("no such Gateway" in n for n in m.notes)  # the lost parentRef is still noted
 
@@ -241,8 +311,10 @@ def test_a_route_losing_to_the_other_kind_everywhere_is_listed() -> None:
     m = model(GRPC + "---" + route("h", f"[{to('v2')}}}]", hostnames="[grpc.example.com]"))
     [u] = m.unattached()
     assert u.route == "HTTPRoute default/h"
-    assert "not accepted on listener default/gw/http: hostnames overlap a route of the other " \
-           "kind" in u.describe()
+    assert (
+        "not accepted on listener default/gw/http: hostnames overlap a route of the other "
+        "kind" in u.describe()
+    )
 
 
 # ------------------------------------------------------------------ listeners
@@ -297,7 +369,10 @@ def test_indistinct_listeners_are_conflicted_and_not_accepted() -> None:
 def test_original_route_hostname_breaks_an_intersection_tie() -> None:
     # listener foo.example.com: both routes intersect to foo.example.com; the route that wrote
     # the precise hostname wins over the wildcard one (GatewayRouteHostnameIntersectionPrecedence)
-    base = BASE.replace("{name: http, protocol: HTTP, port: 80}", "{name: http, protocol: HTTP, port: 80, hostname: foo.example.com}")
+    base = BASE.replace(
+        "{name: http, protocol: HTTP, port: 80}",
+        "{name: http, protocol: HTTP, port: 80, hostname: foo.example.com}",
+    )
     routes = route("a-wild", f"[{to('v1')}}}]", hostnames="['*.example.com']") + route(
         "b-exact", f"[{to('v2')}}}]", hostnames="[foo.example.com]"
     )
@@ -310,21 +385,28 @@ def test_https_listener_by_scheme() -> None:
     m = model(route("r", f"[{to('v1')}}}]"), LISTENERS)
     d = m.decide("default/gw", 443, "GET", "secure.example.com", "/", {}, scheme="https")
     assert (d.status, d.listener) == (200, "tls")
-    assert m.decide("default/gw", 443, "GET", "other.example.com", "/", {}, scheme="https").status == 404
+    assert (
+        m.decide("default/gw", 443, "GET", "other.example.com", "/", {}, scheme="https").status
+        == 404
+    )
 
 
 # ------------------------------------------------------------------ precedence
 
 
-def _winner(routes: str, path: str = "/", host: str = "example.com", **headers: str) -> tuple[str | None, int | None]:
+def _winner(
+    routes: str, path: str = "/", host: str = "example.com", **headers: str
+) -> tuple[str | None, int | None]:
     d = decide(model(routes), path, host, **headers)
     return d.route, d.rule
 
 
 def test_precedence_hostname_specificity_first() -> None:
-    routes = route("wild", f"[{to('v1')}, matches: [{{path: {{type: Exact, value: /x}}}}]}}]", hostnames="['*.example.com']") + route(
-        "exact", f"[{to('v2')}}}]", hostnames="[a.example.com]"
-    )
+    routes = route(
+        "wild",
+        f"[{to('v1')}, matches: [{{path: {{type: Exact, value: /x}}}}]}}]",
+        hostnames="['*.example.com']",
+    ) + route("exact", f"[{to('v2')}}}]", hostnames="[a.example.com]")
     assert _winner(routes, "/x", "a.example.com") == ("default/exact", 0)
     assert _winner(routes, "/x", "b.example.com") == ("default/wild", 0)
 
@@ -333,9 +415,11 @@ def test_precedence_more_specific_hostname_is_a_virtual_host_without_fall_throug
     # Envoy Gateway: one virtual host per hostname (internal/xds/translator/translator.go
     # addRouteToRouteConfig); Envoy picks the most specific domain and answers 404 when no route
     # of that virtual host matches, instead of trying the *.example.com route.
-    routes = route("exact", f"[{to('v2')}, matches: [{{path: {{value: /only}}}}]}}]", hostnames="[a.example.com]") + route(
-        "wild", f"[{to('v1')}}}]", hostnames="['*.example.com']"
-    )
+    routes = route(
+        "exact",
+        f"[{to('v2')}, matches: [{{path: {{value: /only}}}}]}}]",
+        hostnames="[a.example.com]",
+    ) + route("wild", f"[{to('v1')}}}]", hostnames="['*.example.com']")
     d = decide(model(routes), "/other", "a.example.com")
     assert (d.status, d.route) == (404, None)
     assert any("virtual host is a.example.com" in x for x in d.losers)
@@ -345,7 +429,9 @@ def test_precedence_more_specific_hostname_is_a_virtual_host_without_fall_throug
 
 def test_no_hostnames_is_the_catch_all_virtual_host() -> None:
     routes = route("any", f"[{to('v1')}}}]") + route(
-        "exact", f"[{to('v2')}, matches: [{{path: {{value: /only}}}}]}}]", hostnames="[a.example.com]"
+        "exact",
+        f"[{to('v2')}, matches: [{{path: {{value: /only}}}}]}}]",
+        hostnames="[a.example.com]",
     )
     assert decide(model(routes), "/other", "a.example.com").status == 404
     assert _winner(routes, "/other", "c.example.org") == ("default/any", 0)
@@ -370,7 +456,9 @@ def test_no_hostnames_is_the_catch_all_virtual_host() -> None:
 def test_precedence_match_criteria_across_routes(loser: str, winner: str, path: str) -> None:
     # the loser's route comes first in the input (older) and sorts first by name, so only the
     # match criterion can make the other one win
-    routes = route("a-loser", f"[{to('v1')}, matches: [{loser}]}}]") + route("b-winner", f"[{to('v2')}, matches: [{winner}]}}]")
+    routes = route("a-loser", f"[{to('v1')}, matches: [{loser}]}}]") + route(
+        "b-winner", f"[{to('v2')}, matches: [{winner}]}}]"
+    )
     assert _winner(routes, path, h1="1", h2="2") == ("default/b-winner", 0)
     # and the same inside one route: rule order does not matter either
     one = route("one", f"[{to('v1')}, matches: [{loser}]}}, {to('v2')}, matches: [{winner}]}}]")
@@ -379,7 +467,8 @@ def test_precedence_match_criteria_across_routes(loser: str, winner: str, path: 
 
 def test_precedence_query_criterion_explicitly() -> None:
     routes = route("a", f"[{to('v1')}, matches: [{{path: {{value: /a}}}}]}}]") + route(
-        "b", f"[{to('v2')}, matches: [{{path: {{value: /a}}, queryParams: [{{name: q, value: '1'}}]}}]}}]"
+        "b",
+        f"[{to('v2')}, matches: [{{path: {{value: /a}}, queryParams: [{{name: q, value: '1'}}]}}]}}]",
     )
     assert _winner(routes, "/a?q=1") == ("default/b", 0)
     assert _winner(routes, "/a?q=2") == ("default/a", 0)
@@ -395,7 +484,10 @@ def test_precedence_ties_oldest_creation_timestamp_then_alphabetical_then_rule_o
     assert _winner(route("aaa", same) + route("zzz", same)) == ("default/aaa", 0)
     # equal timestamps: namespace/name alphabetical
     t = "creationTimestamp: '2020-09-08T01:02:03Z'"
-    assert _winner(route("zzz", same, extra_meta=t) + route("aaa", same, extra_meta=t)) == ("default/aaa", 0)
+    assert _winner(route("zzz", same, extra_meta=t) + route("aaa", same, extra_meta=t)) == (
+        "default/aaa",
+        0,
+    )
     # within a route the first rule wins
     d = decide(model(route("r", same)))
     assert (d.rule, d.backends[0].name) == (0, "v1")
@@ -415,7 +507,12 @@ def test_loser_explanations_name_the_criterion() -> None:
 
 
 def test_weights_and_zero_weight_and_all_zero() -> None:
-    m = model(route("r", "[{backendRefs: [{name: v1, port: 8080, weight: 70}, {name: v2, port: 8080, weight: 30}, {name: v3, port: 8080, weight: 0}]}]"))
+    m = model(
+        route(
+            "r",
+            "[{backendRefs: [{name: v1, port: 8080, weight: 70}, {name: v2, port: 8080, weight: 30}, {name: v3, port: 8080, weight: 0}]}]",
+        )
+    )
     d = decide(m)
     assert d.status == 200
     assert d.backend_shares() == {"default/v1": 0.7, "default/v2": 0.3}
@@ -461,17 +558,28 @@ spec:
   from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default}]
   to: [{group: "", kind: Service, name: web}]
 ---"""
-    d = decide(model(other + route("r", "[{backendRefs: [{name: web, namespace: other, port: 8080}]}]")))
+    d = decide(
+        model(other + route("r", "[{backendRefs: [{name: web, namespace: other, port: 8080}]}]"))
+    )
     assert d.status == 200 and d.backends[0].valid
     wrong = other.replace("name: web}]", "name: not-web}]")
-    assert decide(model(wrong + route("r", "[{backendRefs: [{name: web, namespace: other, port: 8080}]}]"))).status == 500
+    assert (
+        decide(
+            model(
+                wrong + route("r", "[{backendRefs: [{name: web, namespace: other, port: 8080}]}]")
+            )
+        ).status
+        == 500
+    )
 
 
 def test_service_without_pods_is_503_unless_workloads_are_unknown() -> None:
     # v3 selects no Deployment: "no ready endpoints" -> 503 (SHOULD, backendRefs doc)
     d = decide(model(route("r", f"[{to('v3')}}}]")))
     assert d.status == 503 and not d.backends[0].endpoints
-    d = decide(model(route("r", "[{backendRefs: [{name: v3, port: 8080}, {name: v1, port: 8080}]}]")))
+    d = decide(
+        model(route("r", "[{backendRefs: [{name: v3, port: 8080}, {name: v1, port: 8080}]}]"))
+    )
     assert d.status == 200 and d.backend_shares() == {"503": 0.5, "default/v1": 0.5}
     # with a workload kind the model does not read, pods are not modelled at all
     pod = "\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {app: v3}}\n---"
@@ -519,7 +627,12 @@ def test_request_redirect_through_the_model() -> None:
     rules = """[{filters: [{type: RequestRedirect, requestRedirect: {hostname: example.org, statusCode: 301}}]}]"""
     d = decide(model(route("r", rules)), "/a?b=c", host="www.example.com")
     assert d.status == 301 and d.redirect is not None
-    assert (d.redirect.scheme, d.redirect.host, d.redirect.port, d.redirect.path) == ("http", "example.org", None, "/a")
+    assert (d.redirect.scheme, d.redirect.host, d.redirect.port, d.redirect.path) == (
+        "http",
+        "example.org",
+        None,
+        "/a",
+    )
     assert d.redirect.location == "http://example.org/a?b=c"
     assert d.response_headers == {"Location": "http://example.org/a?b=c"}
     d = decide(model(route("r", "[{filters: [{type: RequestRedirect, requestRedirect: {}}]}]")))
@@ -564,10 +677,15 @@ def test_grpc_service_method_precedence_and_headers() -> None:
     d = m.decide_grpc("default/gw", 80, "grpc.example.com", "pkg.Echo", "Echo", {})
     assert (d.status, d.rule, d.grpc_status, d.request.path) == (200, 0, 0, "/pkg.Echo/Echo")
     assert m.decide_grpc("default/gw", 80, "grpc.example.com", "pkg.Echo", "Other", {}).rule == 1
-    assert m.decide_grpc("default/gw", 80, "grpc.example.com", "pkg.Other", "Echo2", {"X-V": "3"}).rule == 2
+    assert (
+        m.decide_grpc("default/gw", 80, "grpc.example.com", "pkg.Other", "Echo2", {"X-V": "3"}).rule
+        == 2
+    )
     d = m.decide_grpc("default/gw", 80, "grpc.example.com", "x.Y", "Z", {})
     assert (d.status, d.grpc_status) == (404, 12)
-    assert m.decide_grpc("default/gw", 80, "other.example.com", "pkg.Echo", "Echo", {}).status == 404
+    assert (
+        m.decide_grpc("default/gw", 80, "other.example.com", "pkg.Echo", "Echo", {}).status == 404
+    )
 
 
 def test_http_and_grpc_routes_are_not_merged_and_overlap_rejects_the_newer() -> None:
@@ -599,7 +717,9 @@ def test_invalid_routes_are_input_errors_naming_object_and_field(bad: str, field
 
 
 def test_input_error_carries_the_source_file_and_line() -> None:
-    objs = [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": "x"}}]
+    objs = [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": "x"}}
+    ]
     with pytest.raises(InputError) as e:
         Model.from_objects(objs, ["apps.yaml:12"])
     assert (e.value.file, e.value.line, e.value.field) == ("apps.yaml", 12, "spec.ports")

@@ -14,7 +14,10 @@ GATEWAY: dict[str, Any] = {
     "apiVersion": "gateway.networking.k8s.io/v1",
     "kind": "Gateway",
     "metadata": {"name": "gw"},
-    "spec": {"gatewayClassName": "eg", "listeners": [{"name": "http", "protocol": "HTTP", "port": 80}]},
+    "spec": {
+        "gatewayClassName": "eg",
+        "listeners": [{"name": "http", "protocol": "HTTP", "port": 80}],
+    },
 }
 SERVICE: dict[str, Any] = {
     "apiVersion": "v1",
@@ -33,7 +36,9 @@ match_st = st.fixed_dictionaries(
     optional={
         "method": st.sampled_from(["GET", "POST"]),
         "headers": st.lists(
-            st.fixed_dictionaries({"name": st.sampled_from(["h1", "h2", "h3"]), "value": st.just("1")}),
+            st.fixed_dictionaries(
+                {"name": st.sampled_from(["h1", "h2", "h3"]), "value": st.just("1")}
+            ),
             max_size=3,
             unique_by=lambda h: h["name"],
         ),
@@ -52,7 +57,11 @@ rule_st = st.lists(match_st, min_size=1, max_size=3).map(
 @st.composite
 def routes(draw: st.DrawFn) -> list[dict[str, Any]]:
     n = draw(st.integers(1, 5))
-    names = draw(st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f"]), min_size=n, max_size=n, unique=True))
+    names = draw(
+        st.lists(
+            st.sampled_from(["a", "b", "c", "d", "e", "f"]), min_size=n, max_size=n, unique=True
+        )
+    )
     out = []
     for name in names:
         meta: dict[str, Any] = {"name": name}
@@ -91,11 +100,20 @@ def test_winner_does_not_depend_on_input_order(
     method, path, query, hdrs, host = req
     target = path + (f"?{query}" if query else "")
     headers = {h: "1" for h in hdrs}
-    base = Model.from_objects([GATEWAY, SERVICE, *rs]).decide("default/gw", 80, method, host, target, headers)
+    base = Model.from_objects([GATEWAY, SERVICE, *rs]).decide(
+        "default/gw", 80, method, host, target, headers
+    )
     shuffled = list(rs)
     rnd.shuffle(shuffled)
-    again = Model.from_objects([SERVICE, *shuffled, GATEWAY]).decide("default/gw", 80, method, host, target, headers)
-    assert (again.status, again.route, again.rule, again.match) == (base.status, base.route, base.rule, base.match)
+    again = Model.from_objects([SERVICE, *shuffled, GATEWAY]).decide(
+        "default/gw", 80, method, host, target, headers
+    )
+    assert (again.status, again.route, again.rule, again.match) == (
+        base.status,
+        base.route,
+        base.rule,
+        base.match,
+    )
 
 
 @settings(max_examples=150, deadline=None)
@@ -122,7 +140,14 @@ def test_winner_matches_and_nothing_that_matches_ranks_higher(
         for rule in r.rules:
             for m in rule.http_matches:
                 if mt.http_match_failure(m, method, path, query, headers) is None:
-                    matching.append((mt.hostname_rank(hn or None), mt.http_match_rank(m), r.meta.key, rule.index))
+                    matching.append(
+                        (
+                            mt.hostname_rank(hn or None),
+                            mt.http_match_rank(m),
+                            r.meta.key,
+                            rule.index,
+                        )
+                    )
     if not matching:
         assert d.status == 404
         return

@@ -54,7 +54,9 @@ spec:
 
 def scenario(*checks: Check) -> Scenario:
     objects: list[dict[str, Any]] = [
-        o for o in yaml.safe_load_all((DATA / "quickstart.yaml").read_text() + "\n---\n" + EXTRA) if o
+        o
+        for o in yaml.safe_load_all((DATA / "quickstart.yaml").read_text() + "\n---\n" + EXTRA)
+        if o
     ]
     for i, c in enumerate(checks):
         c.line = 10 + i
@@ -83,32 +85,55 @@ def test_agreeing_checks_give_no_messages() -> None:
                 status=[200],
                 backend="backend",
                 namespace="default",
-                request=ExpectedRequest(path="/get?x=1", host="www.example.com", method="GET", headers={"x-a": "b", "X-Forwarded-Proto": "http"}),
+                request=ExpectedRequest(
+                    path="/get?x=1",
+                    host="www.example.com",
+                    method="GET",
+                    headers={"x-a": "b", "X-Forwarded-Proto": "http"},
+                ),
             ),
         ),
         check("404", Request(host="nope.example.com"), Expect(status=[404])),
         check(
             "split",
             Request(host="extra.example.com", path="/split"),
-            Expect(status=[200], backends={"backend": 0.5, "backend-v2": 0.375, "backend-v2b": 0.125}),
+            Expect(
+                status=[200], backends={"backend": 0.5, "backend-v2": 0.375, "backend-v2b": 0.125}
+            ),
         ),
         check(
             "redirect",
             Request(host="extra.example.com", path="/redirect"),
-            Expect(status=[302], redirect=ExpectedRedirect(scheme="https", host="example.org", path="/redirect")),
+            Expect(
+                status=[302],
+                redirect=ExpectedRedirect(scheme="https", host="example.org", path="/redirect"),
+            ),
         ),
         check(
             "headers",
-            Request(host="extra.example.com", path="/headers", headers={"X-Gone": "1"}, backend_response_headers={"X-Resp": "orig"}),
+            Request(
+                host="extra.example.com",
+                path="/headers",
+                headers={"X-Gone": "1"},
+                backend_response_headers={"X-Resp": "orig"},
+            ),
             Expect(
                 status=[200],
                 request=ExpectedRequest(headers={"X-Set": "s"}, absent_headers=["X-Gone"]),
                 headers={"X-Resp": "orig,added", "Content-Type": "application/json"},
             ),
         ),
-        check("slow", Request(host="extra.example.com", path="/slow?delay=1s"), Expect(status=[504])),
-        check("fast", Request(host="extra.example.com", path="/slow?delay=100ms"), Expect(status=[200])),
-        check("broken", Request(host="extra.example.com", path="/broken"), Expect(status=[200, 500])),
+        check(
+            "slow", Request(host="extra.example.com", path="/slow?delay=1s"), Expect(status=[504])
+        ),
+        check(
+            "fast",
+            Request(host="extra.example.com", path="/slow?delay=100ms"),
+            Expect(status=[200]),
+        ),
+        check(
+            "broken", Request(host="extra.example.com", path="/broken"), Expect(status=[200, 500])
+        ),
     )
     assert verify_scenario(s) == []
 
@@ -116,8 +141,16 @@ def test_agreeing_checks_give_no_messages() -> None:
 def test_each_disagreement_is_reported_with_file_line_field_and_both_values() -> None:
     s = scenario(
         check("wrong status", Request(host="www.example.com"), Expect(status=[404])),
-        check("wrong backend", Request(host="www.example.com"), Expect(status=[200], backend="infra-backend-v1")),
-        check("wrong namespace", Request(host="www.example.com"), Expect(status=[200], namespace="other")),
+        check(
+            "wrong backend",
+            Request(host="www.example.com"),
+            Expect(status=[200], backend="infra-backend-v1"),
+        ),
+        check(
+            "wrong namespace",
+            Request(host="www.example.com"),
+            Expect(status=[200], namespace="other"),
+        ),
         check(
             "wrong path",
             Request(host="www.example.com", path="/a"),
@@ -127,8 +160,13 @@ def test_each_disagreement_is_reported_with_file_line_field_and_both_values() ->
     s.checks[3].request.headers = {"X-A": "1"}
     msgs = verify_scenario(s)
     assert len(msgs) == 5, msgs
-    assert msgs[0].startswith("scenarios/t/scenario.yaml:10: check 'wrong status': status: model says 200, expected 404")
-    assert "scenario.yaml:11: check 'wrong backend': backend: model says 'backend', expected 'infra-backend-v1'" in msgs[1]
+    assert msgs[0].startswith(
+        "scenarios/t/scenario.yaml:10: check 'wrong status': status: model says 200, expected 404"
+    )
+    assert (
+        "scenario.yaml:11: check 'wrong backend': backend: model says 'backend', expected 'infra-backend-v1'"
+        in msgs[1]
+    )
     assert "namespace: model says 'default', expected 'other'" in msgs[2]
     assert "request.path: model says '/a', expected '/b'" in msgs[3]
     assert "request.absent_headers.X-A: model says '1', expected 'absent'" in msgs[4]
@@ -136,14 +174,22 @@ def test_each_disagreement_is_reported_with_file_line_field_and_both_values() ->
 
 def test_shares_redirect_and_partial_500_disagreements() -> None:
     s = scenario(
-        check("shares", Request(host="extra.example.com", path="/split"), Expect(status=[200], backends={"backend": 0.7, "backend-v2": 0.3})),
+        check(
+            "shares",
+            Request(host="extra.example.com", path="/split"),
+            Expect(status=[200], backends={"backend": 0.7, "backend-v2": 0.3}),
+        ),
         check(
             "redirect",
             Request(host="extra.example.com", path="/redirect"),
             Expect(status=[302], redirect=ExpectedRedirect(scheme="http", port=8443)),
         ),
         check("flaky", Request(host="extra.example.com", path="/broken"), Expect(status=[200])),
-        check("timeout", Request(host="extra.example.com", path="/slow?delay=2s"), Expect(status=[200])),
+        check(
+            "timeout",
+            Request(host="extra.example.com", path="/slow?delay=2s"),
+            Expect(status=[200]),
+        ),
     )
     msgs = verify_scenario(s)
     fields = [m.split(": ")[2] for m in msgs]
@@ -172,8 +218,16 @@ def test_grpc_checks_go_through_decide_grpc() -> None:
     from sandbox.scenario import GrpcRequest
 
     s = scenario(
-        check("no grpc route", Request(host="www.example.com", grpc=GrpcRequest(service="pkg.Echo", method="Echo")), Expect(status=[404])),
-        check("wrong", Request(host="www.example.com", grpc=GrpcRequest(service="pkg.Echo", method="Echo")), Expect(status=[200])),
+        check(
+            "no grpc route",
+            Request(host="www.example.com", grpc=GrpcRequest(service="pkg.Echo", method="Echo")),
+            Expect(status=[404]),
+        ),
+        check(
+            "wrong",
+            Request(host="www.example.com", grpc=GrpcRequest(service="pkg.Echo", method="Echo")),
+            Expect(status=[200]),
+        ),
     )
     msgs = verify_scenario(s)
     assert len(msgs) == 1 and "check 'wrong': status: model says 404, expected 200" in msgs[0]

@@ -21,12 +21,24 @@ from sandbox.targets import Address
 
 def make_scenario(name: str, *checks: tuple[str, int]) -> Scenario:
     return Scenario(
-        name=name, path=Path(f"scenarios/{name}"), file=Path(f"scenarios/{name}/scenario.yaml"),
-        description="d", gateway="eg", manifests=[], objects=[],
-        checks=[Check(name=n, request=Request(host=f"{n}.example.com"),
-                      expect=Expect(status=[s], backend="backend" if s == 200 else None),
-                      line=10 + i, timeout=0.05, consecutive=1)
-                for i, (n, s) in enumerate(checks)],
+        name=name,
+        path=Path(f"scenarios/{name}"),
+        file=Path(f"scenarios/{name}/scenario.yaml"),
+        description="d",
+        gateway="eg",
+        manifests=[],
+        objects=[],
+        checks=[
+            Check(
+                name=n,
+                request=Request(host=f"{n}.example.com"),
+                expect=Expect(status=[s], backend="backend" if s == 200 else None),
+                line=10 + i,
+                timeout=0.05,
+                consecutive=1,
+            )
+            for i, (n, s) in enumerate(checks)
+        ],
     )
 
 
@@ -51,8 +63,9 @@ class FakeDeployment:
 class FakeTarget:
     name = "fake"
 
-    def __init__(self, *, fail_deploy: bool = False, fail_cleanup: bool = False,
-                 no_address: bool = False) -> None:
+    def __init__(
+        self, *, fail_deploy: bool = False, fail_cleanup: bool = False, no_address: bool = False
+    ) -> None:
         self.keep = False
         self.fail_deploy = fail_deploy
         self.fail_cleanup = fail_cleanup
@@ -79,8 +92,12 @@ class FakeTarget:
 
 
 def always_200(req: ProbeRequest) -> Observed:
-    return Observed(status=200, pod="backend-5d9-abcde", namespace="sbx-test-abcde",
-                    request=SeenRequest(req.path, req.host or "", req.method, {}))
+    return Observed(
+        status=200,
+        pod="backend-5d9-abcde",
+        namespace="sbx-test-abcde",
+        request=SeenRequest(req.path, req.host or "", req.method, {}),
+    )
 
 
 def prober() -> Prober:
@@ -104,8 +121,9 @@ def test_run_reports_pass_and_fail_with_diagnostics() -> None:
     assert "status  404       200" in text
     assert "last response: 200; from pod backend-5d9-abcde in namespace sbx-test-abcde" in text
     assert "diagnostics for demo (namespace sbx-test-abcde):\n  Gateway eg: Programmed" in text
-    assert text.rstrip().endswith("2 executed, 1 passed, 1 failed, 0 skipped in "
-                                  f"{rr.duration:.1f}s")
+    assert text.rstrip().endswith(
+        f"2 executed, 1 passed, 1 failed, 0 skipped in {rr.duration:.1f}s"
+    )
 
 
 def test_collapse_repeats() -> None:
@@ -161,7 +179,8 @@ def test_pattern_selects_checks_and_no_match_is_input_error() -> None:
 
 def test_deploy_error_marks_checks_and_exits_3() -> None:
     rr = Runner(FakeTarget(fail_deploy=True), prober=prober()).run(
-        [make_scenario("demo", ("a", 200))])
+        [make_scenario("demo", ("a", 200))]
+    )
     assert rr.exit_code == 3
     assert rr.results()[0].status == "failed"
     assert "not run: Gateway eg not Programmed" in (rr.results()[0].error or "")
@@ -171,11 +190,13 @@ def test_deploy_error_marks_checks_and_exits_3() -> None:
 
 def test_cleanup_failure_fails_the_run_even_when_checks_pass() -> None:
     rr = Runner(FakeTarget(fail_cleanup=True), prober=prober()).run(
-        [make_scenario("demo", ("a", 200))])
+        [make_scenario("demo", ("a", 200))]
+    )
     assert rr.failed == 0 and rr.passed == 1
     assert rr.exit_code == 3
-    assert "CLEANUP FAILED demo: namespace sbx-test-abcde still Terminating" in \
-        report.render_text(rr)
+    assert "CLEANUP FAILED demo: namespace sbx-test-abcde still Terminating" in report.render_text(
+        rr
+    )
     assert report.to_json(rr)["scenarios"][0]["cleanup_error"].startswith("namespace")
 
 
@@ -184,7 +205,8 @@ def test_a_deferred_cleanup_that_fails_at_finish_fails_its_scenario() -> None:
     target.deferred_failures = {"sbx-test-abcde": ClusterError("namespace still Terminating")}
     lines: list[str] = []
     rr = Runner(target, prober=prober(), progress=lines.append).run(
-        [make_scenario("demo", ("a", 200))])
+        [make_scenario("demo", ("a", 200))]
+    )
     assert target.finished == 1
     assert rr.scenarios[0].cleanup_error is target.deferred_failures["sbx-test-abcde"]
     assert rr.exit_code == 3
@@ -196,7 +218,8 @@ def test_a_deferred_cleanup_that_fails_at_finish_fails_its_scenario() -> None:
 
 def test_lost_address_fails_that_check_only() -> None:
     rr = Runner(FakeTarget(no_address=True), prober=prober()).run(
-        [make_scenario("demo", ("a", 200))])
+        [make_scenario("demo", ("a", 200))]
+    )
     result = rr.results()[0]
     assert result.status == "failed" and "port-forward" in (result.error or "")
 
@@ -226,13 +249,16 @@ def test_ctrl_c_says_it_cleans_up_and_stops_even_when_cleanup_fails() -> None:
                 if self.fail_cleanup:
                     raise ClusterError("namespace sbx-test-abcde still Terminating after 60s")
 
-    for fail_cleanup, last in ((False, "demo: cleaned up"),
-                               (True, "demo: cleanup failed: namespace sbx-test-abcde still")):
+    for fail_cleanup, last in (
+        (False, "demo: cleaned up"),
+        (True, "demo: cleanup failed: namespace sbx-test-abcde still"),
+    ):
         target = CleanupFailsEvenOnError(fail_cleanup=fail_cleanup)
         lines: list[str] = []
         with pytest.raises(KeyboardInterrupt):  # never the next scenario after Ctrl-C
             Runner(target, prober=Prober(send=interrupted), progress=lines.append).run(
-                [make_scenario("demo", ("a", 200)), make_scenario("next", ("b", 200))])
+                [make_scenario("demo", ("a", 200)), make_scenario("next", ("b", 200))]
+            )
         assert target.cleaned == ["demo"]
         assert lines[-2] == "demo: interrupted; cleaning up (Ctrl-C again leaves it behind)"
         assert lines[-1].startswith(last)
@@ -240,20 +266,53 @@ def test_ctrl_c_says_it_cleans_up_and_stops_even_when_cleanup_fails() -> None:
 
 def test_json_shape_is_stable() -> None:
     rr = Runner(FakeTarget(), prober=prober()).run(
-        [make_scenario("demo", ("routed", 200), ("not-routed", 404))])
+        [make_scenario("demo", ("routed", 200), ("not-routed", 404))]
+    )
     doc = json.loads(json.dumps(report.to_json(rr)))
-    assert list(doc) == ["version", "target", "started", "duration", "exit_code", "summary",
-                         "scenarios"]
+    assert list(doc) == [
+        "version",
+        "target",
+        "started",
+        "duration",
+        "exit_code",
+        "summary",
+        "scenarios",
+    ]
     assert doc["version"] == 1 and doc["target"] == "fake" and doc["exit_code"] == 1
-    assert doc["summary"] == {"executed": 2, "passed": 1, "failed": 1, "skipped": 0,
-                              "errors": 0}
+    assert doc["summary"] == {"executed": 2, "passed": 1, "failed": 1, "skipped": 0, "errors": 0}
     sc = doc["scenarios"][0]
-    assert list(sc) == ["name", "file", "description", "features", "namespace", "duration",
-                        "passed", "error", "cleanup_error", "diagnostics", "checks"]
+    assert list(sc) == [
+        "name",
+        "file",
+        "description",
+        "features",
+        "namespace",
+        "duration",
+        "passed",
+        "error",
+        "cleanup_error",
+        "diagnostics",
+        "checks",
+    ]
     failed = sc["checks"][1]
-    assert list(failed) == ["name", "location", "line", "status", "attempts", "elapsed",
-                            "consecutive_matches", "needed", "timeout", "features", "curl",
-                            "mismatches", "observed", "shares", "skipped", "error"]
+    assert list(failed) == [
+        "name",
+        "location",
+        "line",
+        "status",
+        "attempts",
+        "elapsed",
+        "consecutive_matches",
+        "needed",
+        "timeout",
+        "features",
+        "curl",
+        "mismatches",
+        "observed",
+        "shares",
+        "skipped",
+        "error",
+    ]
     assert failed["location"] == "scenarios/demo/scenario.yaml:11"
     assert failed["mismatches"] == [{"field": "status", "expected": "404", "observed": "200"}]
     assert failed["observed"]["status"] == 200
@@ -319,7 +378,8 @@ def test_a_second_ctrl_c_during_cleanup_says_what_is_left_behind() -> None:
     lines: list[str] = []
     with pytest.raises(KeyboardInterrupt):
         Runner(SlowCleanup(), prober=Prober(send=interrupted), progress=lines.append).run(
-            [make_scenario("demo", ("a", 200))])
+            [make_scenario("demo", ("a", 200))]
+        )
     assert lines[-1] == "demo: cleanup interrupted; left behind (namespace sbx-test-abcde)"
 
 
@@ -338,7 +398,9 @@ def test_address_target_rule_for_refusals() -> None:
     assert "`sandbox echo --port 1`" in (error.hint or "")
     assert dep.unreachable(Refusals(addr, 1, 0.4, False, True)) is not None  # the check is over
     v6 = parse_address("[::1]:8080")
-    assert "at [::1]:8080" in str(AddressDeployment(v6).unreachable(Refusals(v6, 3, 2, False, False)))
+    assert "at [::1]:8080" in str(
+        AddressDeployment(v6).unreachable(Refusals(v6, 3, 2, False, False))
+    )
 
 
 def test_runner_timeout_replaces_each_checks_own() -> None:

@@ -16,8 +16,10 @@ CRDS = os.environ.get(schema.ENV_CRDS) or ""
 @pytest.fixture(scope="module")
 def crds() -> schema.CRDSet:
     if not CRDS or not Path(CRDS).is_dir():
-        pytest.skip(f"{schema.ENV_CRDS} is not set to a folder of Gateway API CRDs "
-                    "(CI sets it to shared/upstream/gateway-api/crd/experimental)")
+        pytest.skip(
+            f"{schema.ENV_CRDS} is not set to a folder of Gateway API CRDs "
+            "(CI sets it to shared/upstream/gateway-api/crd/experimental)"
+        )
     return schema.load_crds(CRDS)
 
 
@@ -126,62 +128,86 @@ def test_upstream_base_manifests_are_valid(crds: schema.CRDSet) -> None:
     assert result.validated > 20
 
 
-def test_wrong_field_type_names_file_line_object_field(crds: schema.CRDSet,
-                                                       tmp_path: Path) -> None:
-    bad = VALID.replace("      port: 8080\n      weight: 1", "      port: \"8080\"\n      weight: 1")
+def test_wrong_field_type_names_file_line_object_field(crds: schema.CRDSet, tmp_path: Path) -> None:
+    bad = VALID.replace("      port: 8080\n      weight: 1", '      port: "8080"\n      weight: 1')
     errors = _errors(crds, tmp_path, bad)
     assert len(errors) == 1
     line = bad.splitlines().index('      port: "8080"') + 1
-    assert errors[0] == (f"app.yaml:{line}: HTTPRoute/backend: spec.rules[0].backendRefs[0].port: "
-                         "must be integer, got string '8080'")
+    assert errors[0] == (
+        f"app.yaml:{line}: HTTPRoute/backend: spec.rules[0].backendRefs[0].port: "
+        "must be integer, got string '8080'"
+    )
 
 
 def test_unknown_enum_value(crds: schema.CRDSet, tmp_path: Path) -> None:
     bad = VALID.replace("type: PathPrefix", "type: Prefix")
     errors = _errors(crds, tmp_path, bad)
     assert len(errors) == 1
-    assert "HTTPRoute/backend: spec.rules[0].matches[0].path.type: unsupported value 'Prefix'" \
+    assert (
+        "HTTPRoute/backend: spec.rules[0].matches[0].path.type: unsupported value 'Prefix'"
         in errors[0]
+    )
     assert "'PathPrefix'" in errors[0]
     assert errors[0].startswith(f"app.yaml:{_line(bad, 'type: Prefix')}: ")
 
 
 def test_missing_required_field(crds: schema.CRDSet, tmp_path: Path) -> None:
     errors = _errors(crds, tmp_path, VALID.replace("    protocol: HTTP\n", ""))
-    assert errors == ["app.yaml:8: Gateway/eg: spec.listeners[0].protocol: required field is missing"]
+    assert errors == [
+        "app.yaml:8: Gateway/eg: spec.listeners[0].protocol: required field is missing"
+    ]
 
 
 def test_unknown_field_with_suggestion(crds: schema.CRDSet, tmp_path: Path) -> None:
     errors = _errors(crds, tmp_path, VALID.replace("  hostnames:", "  hostname:"))
     assert len(errors) == 1
-    assert "HTTPRoute/backend: spec.hostname: unknown field (did you mean 'hostnames'?)" in errors[0]
+    assert (
+        "HTTPRoute/backend: spec.hostname: unknown field (did you mean 'hostnames'?)" in errors[0]
+    )
 
 
 def test_unknown_kind_and_version(crds: schema.CRDSet, tmp_path: Path) -> None:
     bad = VALID.replace("kind: GRPCRoute", "kind: GrpcRoute")
     errors = _errors(crds, tmp_path, bad)
-    assert errors == [f"app.yaml:{_line(bad, 'kind: GrpcRoute')}: GrpcRoute/grpc: kind: unknown kind 'GrpcRoute' in "
-                      "gateway.networking.k8s.io v1.6.1 (experimental channel) "
-                      "(did you mean 'GRPCRoute'?)"]
-    errors = _errors(crds, tmp_path, VALID.replace("gateway.networking.k8s.io/v1\nkind: Gateway\n",
-                                                   "gateway.networking.k8s.io/v9\nkind: Gateway\n"))
+    assert errors == [
+        f"app.yaml:{_line(bad, 'kind: GrpcRoute')}: GrpcRoute/grpc: kind: unknown kind 'GrpcRoute' in "
+        "gateway.networking.k8s.io v1.6.1 (experimental channel) "
+        "(did you mean 'GRPCRoute'?)"
+    ]
+    errors = _errors(
+        crds,
+        tmp_path,
+        VALID.replace(
+            "gateway.networking.k8s.io/v1\nkind: Gateway\n",
+            "gateway.networking.k8s.io/v9\nkind: Gateway\n",
+        ),
+    )
     assert len(errors) == 1 and "Gateway is not served as gateway.networking.k8s.io/v9" in errors[0]
 
 
 def test_core_kinds_minimal(crds: schema.CRDSet, tmp_path: Path) -> None:
-    errors = _errors(crds, tmp_path, VALID.replace("ports: [{port: 8080, targetPort: 3000}]",
-                                                   "ports: [{port: 70000, targetPort: http}]"))
+    errors = _errors(
+        crds,
+        tmp_path,
+        VALID.replace(
+            "ports: [{port: 8080, targetPort: 3000}]", "ports: [{port: 70000, targetPort: http}]"
+        ),
+    )
     assert len(errors) == 1
-    assert "Service/infra-backend-v1: spec.ports[0].port: 70000 is greater than the maximum" \
+    assert (
+        "Service/infra-backend-v1: spec.ports[0].port: 70000 is greater than the maximum"
         in errors[0]
-    errors = _errors(crds, tmp_path, VALID.replace(
-        "  selector: {matchLabels: {app: infra-backend-v1}}\n", ""))
+    )
+    errors = _errors(
+        crds, tmp_path, VALID.replace("  selector: {matchLabels: {app: infra-backend-v1}}\n", "")
+    )
     assert len(errors) == 1 and "Deployment/infra-backend-v1: spec.selector: required" in errors[0]
 
 
 def test_list_map_keys_reject_duplicates(crds: schema.CRDSet, tmp_path: Path) -> None:
-    dup = VALID.replace("    port: 80\n", "    port: 80\n  - name: http\n    protocol: HTTP\n"
-                                         "    port: 8080\n")
+    dup = VALID.replace(
+        "    port: 80\n", "    port: 80\n  - name: http\n    protocol: HTTP\n    port: 8080\n"
+    )
     errors = _errors(crds, tmp_path, dup)
     assert len(errors) == 1
     assert "Gateway/eg: spec.listeners[1]: duplicate entry with name='http'" in errors[0]
@@ -190,10 +216,14 @@ def test_list_map_keys_reject_duplicates(crds: schema.CRDSet, tmp_path: Path) ->
 def test_metadata_name_required_and_not_a_mapping(crds: schema.CRDSet, tmp_path: Path) -> None:
     bad = VALID.replace("metadata: {name: grpc}", "metadata: {}")
     errors = _errors(crds, tmp_path, bad)
-    assert errors == [f"app.yaml:{_line(bad, 'metadata: {}')}: GRPCRoute/<unnamed>: metadata.name: required field is missing"]
+    assert errors == [
+        f"app.yaml:{_line(bad, 'metadata: {}')}: GRPCRoute/<unnamed>: metadata.name: required field is missing"
+    ]
     errors = schema.validate_objects([("x.yaml", ["a"]), ("x.yaml", {"kind": "Gateway"})], crds)
-    assert errors == ["x.yaml: <not an object>: a manifest document must be a mapping",
-                      "x.yaml: Gateway/<unnamed>: apiVersion: required field is missing"]
+    assert errors == [
+        "x.yaml: <not an object>: a manifest document must be a mapping",
+        "x.yaml: Gateway/<unnamed>: apiVersion: required field is missing",
+    ]
 
 
 def test_metadata_name_is_a_dns_subdomain(crds: schema.CRDSet, tmp_path: Path) -> None:
@@ -207,13 +237,15 @@ def test_metadata_name_is_a_dns_subdomain(crds: schema.CRDSet, tmp_path: Path) -
 
 
 def test_check_objects_raises_input_error(crds: schema.CRDSet, tmp_path: Path) -> None:
-    objs = schema.load_manifest_file(_write(tmp_path, VALID.replace("port: 80\n", "port: 0\n")),
-                                     display="s/app.yaml")
+    objs = schema.load_manifest_file(
+        _write(tmp_path, VALID.replace("port: 80\n", "port: 0\n")), display="s/app.yaml"
+    )
     with pytest.raises(InputError) as info:
         schema.check_objects(objs, crds)
     assert info.value.exit_code == 2
-    assert "s/app.yaml:10: Gateway/eg: spec.listeners[0].port: 0 is less than the minimum" \
-        in str(info.value)
+    assert "s/app.yaml:10: Gateway/eg: spec.listeners[0].port: 0 is less than the minimum" in str(
+        info.value
+    )
 
 
 def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
@@ -225,15 +257,20 @@ def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
 
 
 def test_int_or_string_nullable_preserve_unknown() -> None:
-    converted = schema.k8s_to_jsonschema({
-        "type": "object",
-        "properties": {
-            "a": {"type": "string", "x-kubernetes-int-or-string": True},
-            "b": {"type": "string", "nullable": True},
-            "c": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
-                  "properties": {"d": {"type": "integer"}}},
-        },
-    })
+    converted = schema.k8s_to_jsonschema(
+        {
+            "type": "object",
+            "properties": {
+                "a": {"type": "string", "x-kubernetes-int-or-string": True},
+                "b": {"type": "string", "nullable": True},
+                "c": {
+                    "type": "object",
+                    "x-kubernetes-preserve-unknown-fields": True,
+                    "properties": {"d": {"type": "integer"}},
+                },
+            },
+        }
+    )
     from jsonschema import Draft4Validator
 
     v = Draft4Validator(converted)

@@ -18,7 +18,11 @@ def test_flags_override_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SANDBOX_CLUSTER_NAME", "from-env")
     monkeypatch.setenv("SANDBOX_K3S_IMAGE", "rancher/k3s:v1.34.0-k3s1")
     s = settings_from(name=None, k3s_image=None, k3d_version="v5.9.1")
-    assert (s.cluster_name, s.k3s_image, s.k3d_version) == ("from-env", "rancher/k3s:v1.34.0-k3s1", "v5.9.1")
+    assert (s.cluster_name, s.k3s_image, s.k3d_version) == (
+        "from-env",
+        "rancher/k3s:v1.34.0-k3s1",
+        "v5.9.1",
+    )
     assert settings_from(name="flag").cluster_name == "flag"
     assert settings_from(name="flag").kube_context == "k3d-flag"
 
@@ -70,10 +74,19 @@ def test_phases_record_durations_and_report_interrupts() -> None:
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        ("('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))", "no such socket"),
-        ("HTTPConnectionPool: Max retries exceeded (Caused by NewConnectionError: [Errno 111] Connection refused)", "connection refused"),
+        (
+            "('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))",
+            "no such socket",
+        ),
+        (
+            "HTTPConnectionPool: Max retries exceeded (Caused by NewConnectionError: [Errno 111] Connection refused)",
+            "connection refused",
+        ),
         ("('Connection aborted.', PermissionError(13, 'Permission denied'))", "permission denied"),
-        ("UnixHTTPConnectionPool(host='localhost', port=None): Read timed out. (read timeout=4)", "no answer within 4s"),
+        (
+            "UnixHTTPConnectionPool(host='localhost', port=None): Read timed out. (read timeout=4)",
+            "no answer within 4s",
+        ),
     ],
 )
 def test_docker_reasons(raw: str, reason: str) -> None:
@@ -94,13 +107,21 @@ def _docker_config(tmp_path: Path, current: str | None, contexts: dict[str, str]
     for name, host in contexts.items():
         meta = root / "contexts" / "meta" / hashlib.sha256(name.encode()).hexdigest()
         meta.mkdir(parents=True)
-        (meta / "meta.json").write_text(json.dumps(
-            {"Name": name, "Metadata": {}, "Endpoints": {"docker": {"Host": host, "SkipTLSVerify": False}}}
-        ))
+        (meta / "meta.json").write_text(
+            json.dumps(
+                {
+                    "Name": name,
+                    "Metadata": {},
+                    "Endpoints": {"docker": {"Host": host, "SkipTLSVerify": False}},
+                }
+            )
+        )
     return root
 
 
-def test_engine_is_chosen_as_the_docker_cli_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engine_is_chosen_as_the_docker_cli_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     desktop = "unix:///Users/me/.docker/run/docker.sock"
     colima = "unix:///Users/me/.colima/default/docker.sock"
     config = _docker_config(tmp_path, "desktop-linux", {"desktop-linux": desktop, "colima": colima})
@@ -109,14 +130,18 @@ def test_engine_is_chosen_as_the_docker_cli_does(tmp_path: Path, monkeypatch: py
     monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
     # the current context wins over the default socket, existing or not (Docker Desktop, macOS)
     assert docker_engine.engine_host() == desktop
-    assert docker_engine.Engine(docker_engine.engine_host(), "27", "1.47", "linux").env() == {"DOCKER_HOST": desktop}
+    assert docker_engine.Engine(docker_engine.engine_host(), "27", "1.47", "linux").env() == {
+        "DOCKER_HOST": desktop
+    }
     monkeypatch.setenv("DOCKER_CONTEXT", "colima")  # DOCKER_CONTEXT over currentContext
     assert docker_engine.engine_host() == colima
     monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:2375")  # DOCKER_HOST over everything
     assert docker_engine.engine_host() == "tcp://127.0.0.1:2375"
 
 
-def test_default_context_means_the_default_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_context_means_the_default_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
     monkeypatch.setenv("DOCKER_CONFIG", str(_docker_config(tmp_path, None, {})))

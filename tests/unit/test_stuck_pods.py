@@ -12,57 +12,109 @@ from typing import Any
 from sandbox.kube import image_hint, last_events, stuck_pods
 
 
-def _pod(name: str, *, waiting: str | None = None, message: str = "", init: bool = False,
-         unschedulable: str | None = None, restarts: int = 0) -> dict[str, Any]:
+def _pod(
+    name: str,
+    *,
+    waiting: str | None = None,
+    message: str = "",
+    init: bool = False,
+    unschedulable: str | None = None,
+    restarts: int = 0,
+) -> dict[str, Any]:
     status: dict[str, Any] = {"phase": "Pending", "conditions": []}
     if waiting:
         key = "initContainerStatuses" if init else "containerStatuses"
-        status[key] = [{"name": "c", "image": "registry.k8s.io/gateway-api/echo-basic:v9",
-                        "ready": False, "restartCount": restarts,
-                        "state": {"waiting": {"reason": waiting, "message": message}}}]
+        status[key] = [
+            {
+                "name": "c",
+                "image": "registry.k8s.io/gateway-api/echo-basic:v9",
+                "ready": False,
+                "restartCount": restarts,
+                "state": {"waiting": {"reason": waiting, "message": message}},
+            }
+        ]
     if unschedulable:
-        status["conditions"].append({"type": "PodScheduled", "status": "False",
-                                     "reason": "Unschedulable", "message": unschedulable})
+        status["conditions"].append(
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": unschedulable,
+            }
+        )
     return {"metadata": {"name": name}, "status": status}
 
 
 def test_image_pull_and_crash_loops_and_unschedulable_are_stuck() -> None:
-    pods = {"items": [
-        _pod("a", waiting="ErrImagePull", message='failed to pull "x": not found'),
-        _pod("b", waiting="CrashLoopBackOff", message="back-off 20s restarting failed container",
-             restarts=2),
-        # retried by the kubelet, and seen to succeed on a cgroup v1 host: not stuck (yet)
-        _pod("b1", waiting="CrashLoopBackOff", restarts=1),
-        _pod("b2", waiting="RunContainerError", message="runc create failed: unable to freeze"),
-        _pod("c", waiting="ContainerCreating"),  # on its way: not stuck
-        _pod("d", unschedulable="0/1 nodes are available: 1 Insufficient cpu."),
-        _pod("e", waiting="ImagePullBackOff", init=True),
-        {"metadata": {"name": "f"}, "status": {"phase": "Running"}},
-    ]}
+    pods = {
+        "items": [
+            _pod("a", waiting="ErrImagePull", message='failed to pull "x": not found'),
+            _pod(
+                "b",
+                waiting="CrashLoopBackOff",
+                message="back-off 20s restarting failed container",
+                restarts=2,
+            ),
+            # retried by the kubelet, and seen to succeed on a cgroup v1 host: not stuck (yet)
+            _pod("b1", waiting="CrashLoopBackOff", restarts=1),
+            _pod("b2", waiting="RunContainerError", message="runc create failed: unable to freeze"),
+            _pod("c", waiting="ContainerCreating"),  # on its way: not stuck
+            _pod("d", unschedulable="0/1 nodes are available: 1 Insufficient cpu."),
+            _pod("e", waiting="ImagePullBackOff", init=True),
+            {"metadata": {"name": "f"}, "status": {"phase": "Running"}},
+        ]
+    }
     stuck = stuck_pods(pods)
     assert set(stuck) == {"a", "b", "d", "e"}
-    assert stuck["a"] == ('container c (registry.k8s.io/gateway-api/echo-basic:v9): ErrImagePull: '
-                          'failed to pull "x": not found')
+    assert stuck["a"] == (
+        "container c (registry.k8s.io/gateway-api/echo-basic:v9): ErrImagePull: "
+        'failed to pull "x": not found'
+    )
     assert stuck["d"].startswith("Unschedulable: 0/1 nodes")
     assert "ImagePullBackOff" in stuck["e"]
     assert stuck_pods(None) == {}
 
 
 def test_last_events_are_the_objects_own_newest_first_deduplicated() -> None:
-    events = {"items": [
-        {"involvedObject": {"name": "a"}, "reason": "Pulling", "message": "Pulling image x",
-         "lastTimestamp": "2026-12-02T10:00:01Z"},
-        {"involvedObject": {"name": "other"}, "reason": "Started", "message": "no",
-         "lastTimestamp": "2026-12-02T10:00:02Z"},
-        {"involvedObject": {"name": "a"}, "reason": "Failed", "message": "Error: ErrImagePull",
-         "lastTimestamp": "2026-12-02T10:00:03Z"},
-        {"involvedObject": {"name": "a"}, "reason": "Failed", "message": "Error: ErrImagePull",
-         "lastTimestamp": "2026-12-02T10:00:04Z"},
-        {"involvedObject": {"name": "a"}, "reason": "BackOff", "message": "Back-off pulling image x",
-         "eventTime": "2026-12-02T10:00:05.000000Z"},
-    ]}
-    assert last_events(events, "a") == ["Pulling: Pulling image x", "Failed: Error: ErrImagePull",
-                                        "BackOff: Back-off pulling image x"]
+    events = {
+        "items": [
+            {
+                "involvedObject": {"name": "a"},
+                "reason": "Pulling",
+                "message": "Pulling image x",
+                "lastTimestamp": "2026-12-02T10:00:01Z",
+            },
+            {
+                "involvedObject": {"name": "other"},
+                "reason": "Started",
+                "message": "no",
+                "lastTimestamp": "2026-12-02T10:00:02Z",
+            },
+            {
+                "involvedObject": {"name": "a"},
+                "reason": "Failed",
+                "message": "Error: ErrImagePull",
+                "lastTimestamp": "2026-12-02T10:00:03Z",
+            },
+            {
+                "involvedObject": {"name": "a"},
+                "reason": "Failed",
+                "message": "Error: ErrImagePull",
+                "lastTimestamp": "2026-12-02T10:00:04Z",
+            },
+            {
+                "involvedObject": {"name": "a"},
+                "reason": "BackOff",
+                "message": "Back-off pulling image x",
+                "eventTime": "2026-12-02T10:00:05.000000Z",
+            },
+        ]
+    }
+    assert last_events(events, "a") == [
+        "Pulling: Pulling image x",
+        "Failed: Error: ErrImagePull",
+        "BackOff: Back-off pulling image x",
+    ]
     assert last_events(events, "a", count=1) == ["BackOff: Back-off pulling image x"]
     assert last_events(events, "nobody") == []
 

@@ -75,7 +75,9 @@ def test_asset_urls_follow_the_release_layout(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("SANDBOX_KUBECTL_URL", raising=False)
     k3d = tools.k3d_asset("v5.9.0", "linux", "arm64")
     assert k3d.url == "https://github.com/k3d-io/k3d/releases/download/v5.9.0/k3d-linux-arm64"
-    assert k3d.checksum_url == "https://github.com/k3d-io/k3d/releases/download/v5.9.0/checksums.txt"
+    assert (
+        k3d.checksum_url == "https://github.com/k3d-io/k3d/releases/download/v5.9.0/checksums.txt"
+    )
     assert k3d.checksum_name == "k3d-linux-arm64"
     kubectl = tools.kubectl_asset("v1.36.1", "darwin", "amd64")
     assert kubectl.url == "https://dl.k8s.io/release/v1.36.1/bin/darwin/amd64/kubectl"
