@@ -19,7 +19,9 @@ import click
 
 from sandbox.cli_common import err, handle_errors, out, output_option, print_json
 from sandbox.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError, SandboxError
-from sandbox.scenario import Scenario, load_scenario, resolve_scenario
+from sandbox.scenario.library import resolve_scenario
+from sandbox.scenario.load import load_scenario
+from sandbox.scenario.model import Scenario
 
 
 def _model_route(decision: Any) -> str:

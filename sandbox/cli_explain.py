@@ -72,13 +72,13 @@ def parse_header(text: str) -> tuple[str, str]:
 
 
 _SCENARIO_FILES = ("scenario.yaml", "scenario.yml")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a scenario name (sandbox.scenario)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a scenario name (sandbox.scenario.load)
 _HOST = re.compile(r"^(\[[^\]]*\]|[^:\[\]]+)(?::\d+)?$")  # host[:port], [v6][:port]
 
 
 def _scenario_folder(arg: str) -> Path | None:
     """The scenario folder ``arg`` names (folder, its scenario.yaml, or a name), else None."""
-    from sandbox.scenario import resolve_scenario
+    from sandbox.scenario.library import resolve_scenario
 
     p = Path(arg)
     if p.is_file():
@@ -97,7 +97,8 @@ def _scenario_folder(arg: str) -> Path | None:
 
 def load_sources(args: list[str]) -> tuple[list[dict[str, Any]], list[str], list[str]]:
     """(objects, "file:line" sources, the scenarios' Gateways) of ``-f`` arguments."""
-    from sandbox.scenario import ScenarioInvalid, display_path, load_scenario
+    from sandbox.manifests import display_path
+    from sandbox.scenario.load import ScenarioInvalid, load_scenario
 
     objects: list[dict[str, Any]] = []
     sources: list[str] = []

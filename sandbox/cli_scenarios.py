@@ -1,6 +1,6 @@
 """Scenario commands: ``sandbox list``, ``check``, ``run`` and the ``echo`` backend.
 
-Thin: loading and validation live in :mod:`sandbox.scenario`, running in :mod:`sandbox.runner`,
+Thin: loading and validation live in :mod:`sandbox.scenario.load`, running in :mod:`sandbox.runner`,
 rendering in :mod:`sandbox.report`. Targets are imported lazily so that ``list``/``check``/``echo``
 work without any cluster tooling.
 """
@@ -25,15 +25,10 @@ from sandbox.errors import (
     InputError,
     SandboxError,
 )
-from sandbox.scenario import (
-    Scenario,
-    ScenarioInvalid,
-    display_path,
-    find_scenarios,
-    list_scenarios,
-    load_scenario,
-    resolve_scenario,
-)
+from sandbox.manifests import display_path
+from sandbox.scenario.library import find_scenarios, list_scenarios, resolve_scenario
+from sandbox.scenario.load import ScenarioInvalid, load_scenario
+from sandbox.scenario.model import Scenario
 from sandbox.settings import DEFAULT_GATEWAY_CLASS
 
 # where `run` sends scenarios: the sandbox's own cluster made by k3d or kind, the reference
@@ -236,9 +231,9 @@ def _check_command() -> click.Command:
                 file=display_path(scenario.file),
             )
             # the manifests against the Gateway API CRD schemas when at hand, else the reference
-            # model's field check (sandbox.schema); a download only when nothing is cached,
+            # model's field check (sandbox.scenario.crds); a download only when nothing is cached,
             # tried once per command and bounded
-            from sandbox import schema as schema_mod
+            from sandbox.scenario import crds as schema_mod
 
             checked = schema_mod.check_scenario_manifests(scenario, download=not tried_download)
             tried_download = True
@@ -481,7 +476,7 @@ def make_target(
 def _manifest_errors(scenarios: list[Scenario]) -> list[SandboxError]:
     """The manifests checked as ``sandbox check`` does (the CRD schemas when at hand, else the
     reference model's field check; never a download): one InputError per invalid scenario."""
-    from sandbox import schema
+    from sandbox.scenario import crds as schema
 
     errors: list[SandboxError] = []
     for scenario in scenarios:
@@ -667,7 +662,8 @@ def _run_command() -> click.Command:
         if junit is not None:
             report_mod.write_junit(run_report, junit)
         if conformance_report is not None:
-            from sandbox import conformance, features
+            from sandbox import conformance
+            from sandbox.scenario import features
 
             supported, exempt = features.default_support(
                 target.name, gateway_class in (None, "", DEFAULT_GATEWAY_CLASS)

@@ -307,7 +307,8 @@ def images(scenarios: tuple[str, ...], output: str, **flags: str | None) -> None
     """
     from sandbox import images as images_mod
     from sandbox.controllers.envoy_gateway import EnvoyGateway
-    from sandbox.scenario import list_scenarios, load_scenario, resolve_scenario
+    from sandbox.scenario.library import list_scenarios, resolve_scenario
+    from sandbox.scenario.load import load_scenario
 
     settings = settings_from(**flags)
     stack.preflight()

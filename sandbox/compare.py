@@ -19,13 +19,13 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sandbox import features as features_mod
 from sandbox.probe import Observed
 from sandbox.reference.decision import Decision
 from sandbox.reference.filters import DEFAULT_PORTS, apply_header_ops
 from sandbox.reference.model import Model
 from sandbox.reference.verify import PROXY_HEADERS, _possible_statuses, decide_check
-from sandbox.scenario import Check, Scenario
+from sandbox.scenario import features as features_mod
+from sandbox.scenario.model import Check, Scenario
 
 
 @dataclass

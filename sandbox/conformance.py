@@ -41,8 +41,8 @@ from typing import Any, Literal
 
 import yaml
 
-from sandbox import features as F
 from sandbox.errors import InputError
+from sandbox.scenario import features as F
 
 API_VERSION = "gateway.networking.k8s.io/v1"
 KIND = "ConformanceReport"
@@ -336,8 +336,8 @@ def crd_version_and_channel() -> tuple[str, str]:
     or the cache: writing a report never downloads) or disagree (as upstream does with
     ``--allow-crds-mismatch``).
     """
-    from sandbox import schema
     from sandbox.errors import SandboxError
+    from sandbox.scenario import crds as schema
 
     try:
         crds = schema.load_crds(download=False)
@@ -352,8 +352,8 @@ def cluster_version_and_channel(kubectl: Any) -> tuple[str, str] | None:
     CRDs without either annotation are ignored; partial annotations or several versions or
     channels give ``UNDEFINED`` (upstream's ``--allow-crds-mismatch`` outcome). None when the
     cluster cannot be asked or has no annotated Gateway API CRD."""
-    from sandbox import schema
     from sandbox.errors import SandboxError
+    from sandbox.scenario import crds as schema
 
     try:
         listing = kubectl.get_json("customresourcedefinitions")

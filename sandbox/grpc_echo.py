@@ -57,7 +57,7 @@ from typing import Any
 import grpc
 
 from sandbox.probe import Observed, SeenRequest
-from sandbox.scenario import Check
+from sandbox.scenario.model import Check
 from sandbox.targets import Address
 
 PACKAGE = "gateway_api_conformance.echo_basic.grpcecho"

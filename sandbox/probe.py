@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 
 from sandbox import __version__
 from sandbox.errors import TargetUnreachable
-from sandbox.scenario import DEFAULT_REQUEST_TIMEOUT, Check, ExpectedRequest
+from sandbox.scenario.model import DEFAULT_REQUEST_TIMEOUT, Check, ExpectedRequest
 from sandbox.targets import Address
 
 BACKOFF = 1.0  # s after a miss (upstream AwaitConvergence)

@@ -51,7 +51,7 @@ from _pytest._code.code import TerminalRepr  # the type pytest's repr_failure re
 
 if TYPE_CHECKING:
     from sandbox.conformance import TestResult
-    from sandbox.scenario import Check, Scenario
+    from sandbox.scenario.model import Check, Scenario
     from sandbox.targets import Deployment, Target
 
 SCENARIO_FILE = "scenario.yaml"
@@ -343,8 +343,8 @@ class SandboxState:
     def supported(self) -> frozenset[str]:
         """Supported features after --supported-features / --exempt-features (upstream rules)."""
         if self._supported is None:
-            from sandbox import features as F
             from sandbox.errors import InputError
+            from sandbox.scenario import features as F
 
             try:
                 sup_text = self.config.getoption("supported_features")
@@ -360,7 +360,7 @@ class SandboxState:
             gateway_class = self.config.getoption("sandbox_gateway_class")
             if not sup_text and not exempt_text:
                 # the reference gateway claims what it models; Envoy Gateway leaves out what its
-                # own conformance run skips (sandbox.features.default_support)
+                # own conformance run skips (sandbox.scenario.features.default_support)
                 supported, exempt = F.default_support(
                     self.provider, gateway_class in (None, "", DEFAULT_GATEWAY_CLASS)
                 )
@@ -421,7 +421,7 @@ def make_target(state: SandboxState) -> Target:
     """The provider's Target, built exactly as ``sandbox run --provider ...`` builds it."""
     from sandbox.cli_scenarios import make_target as cli_make_target
     from sandbox.errors import InputError
-    from sandbox.scenario import load_scenario
+    from sandbox.scenario.load import load_scenario
 
     scenarios = []  # their images are loaded into the sandbox's cluster with the stack's
     for path in state.scenario_files:
@@ -483,7 +483,7 @@ class ScenarioFile(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item]:
         from sandbox.errors import SandboxError
-        from sandbox.scenario import load_scenario
+        from sandbox.scenario.load import load_scenario
 
         state = _state(self.config)
         try:
@@ -491,7 +491,7 @@ class ScenarioFile(pytest.File):
             # the Gateway API CRD schemas when at hand (never downloaded here), else the
             # reference model's field check: a manifest a cluster would reject, or a typo the
             # model would ignore, is an error for every provider
-            from sandbox import schema
+            from sandbox.scenario import crds as schema
 
             checked = schema.check_scenario_manifests(scenario, download=False)
         except SandboxError as e:
@@ -824,7 +824,7 @@ class ResultsPlugin:
         deselected). The xdist controller collects nothing: there, the scenario files the
         command line names are looked up the way collection would find them."""
         from sandbox.errors import SandboxError
-        from sandbox.scenario import load_scenario
+        from sandbox.scenario.load import load_scenario
 
         if state is None:
             return None
@@ -950,7 +950,9 @@ class Gateway:
 
     @contextlib.contextmanager
     def deploy(self, scenario: str | Path | Scenario) -> Iterator[Deployment]:
-        from sandbox.scenario import Scenario, load_scenario, resolve_scenario
+        from sandbox.scenario.library import resolve_scenario
+        from sandbox.scenario.load import load_scenario
+        from sandbox.scenario.model import Scenario
 
         sc = (
             scenario
@@ -962,7 +964,9 @@ class Gateway:
 
     def run(self, scenario: str | Path | Scenario) -> list[Any]:
         """Deploy a scenario, run every check, clean up; returns the probe CheckResults."""
-        from sandbox.scenario import Scenario, load_scenario, resolve_scenario
+        from sandbox.scenario.library import resolve_scenario
+        from sandbox.scenario.load import load_scenario
+        from sandbox.scenario.model import Scenario
 
         sc = (
             scenario

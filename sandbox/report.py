@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.errors import InputError
+from sandbox.manifests import display_path as _display
 from sandbox.probe import CheckResult, Mismatch, Observed
 from sandbox.runner import RunReport, ScenarioReport
-from sandbox.scenario import Scenario
-from sandbox.scenario import display_path as _display
+from sandbox.scenario.model import Scenario
 
 JSON_VERSION = 1
 

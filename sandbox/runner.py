@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from sandbox.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError, SandboxError, TargetUnreachable
 from sandbox.probe import CheckResult, Prober
-from sandbox.scenario import Check, Scenario
+from sandbox.scenario.model import Check, Scenario
 from sandbox.targets import Deployment, Target
 
 Progress = Callable[[str], None]

@@ -162,3 +162,6 @@ class Settings:
     def node_image(self) -> str:
         """The image of the cluster's node containers."""
         return self.k3s_image if self.cluster == "k3d" else self.kind_node_image
+
+
+INSTALL_ENV = "SANDBOX_ENVOY_GATEWAY_INSTALL_YAML"

@@ -33,10 +33,10 @@ from sandbox.controllers import DataPlaneService, Progress
 from sandbox.errors import ClusterError, ToolError, WaitTimeout
 from sandbox.kube import Kubectl, describe_stuck_pods, image_hint, summarize_status
 from sandbox.providers.kubeconfig import write_private
+from sandbox.settings import INSTALL_ENV
 
 log = logging.getLogger(__name__)
 
-INSTALL_ENV = "SANDBOX_ENVOY_GATEWAY_INSTALL_YAML"
 DEPLOYMENT = "envoy-gateway"
 OWNING_GATEWAY_NAME = "gateway.envoyproxy.io/owning-gateway-name"
 OWNING_GATEWAY_NAMESPACE = "gateway.envoyproxy.io/owning-gateway-namespace"

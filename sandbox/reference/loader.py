@@ -1,15 +1,20 @@
 """Manifests for the reference model (``sandbox explain -f``): read by :mod:`sandbox.manifests`
 (the one loader: file:line of every object, ``kind: List`` expanded, one error wording, the
-alias limit) and checked by the model's field check (:mod:`sandbox.reference.fields`)."""
+alias limit) and checked by the model's field check (:mod:`sandbox.scenario.fields`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from sandbox.manifests import InvalidInput, Manifest, Problem, field_name, load_paths
-from sandbox.manifests import manifest_files as manifest_files
-from sandbox.reference import fields
+from sandbox.manifests import (
+    InvalidInput,
+    Manifest,
+    Problem,
+    field_name,
+    load_paths,
+)
+from sandbox.scenario import fields
 
 
 def field_problems(found: list[Manifest]) -> list[Problem]:

@@ -22,7 +22,7 @@ from sandbox.reference import matching as mt
 from sandbox.reference.decision import Decision
 from sandbox.reference.filters import DEFAULT_PORTS, apply_header_ops
 from sandbox.reference.model import Model
-from sandbox.scenario import Check, Scenario
+from sandbox.scenario.model import Check, Scenario
 
 # headers a proxy may add on its way to the backend; unknown to the model
 PROXY_HEADERS = ("x-forwarded-", "x-envoy-", "x-request-id", "via", "forwarded", "x-real-ip")
@@ -39,7 +39,7 @@ def unattached_lines(model: Model) -> list[str]:
     """One line per route attached to no listener, with why: ``file:line: HTTPRoute ns/name
     is attached to no listener: parentRef Gateway ns/gw sectionName=https: not accepted
     (sectionName https names no listener of Gateway ns/gw (listeners: http:80))``."""
-    from sandbox.scenario import display_path
+    from sandbox.manifests import display_path
 
     lines = []
     for u in model.unattached():

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sandbox.errors import SandboxError
-from sandbox.scenario import Scenario
+from sandbox.scenario.model import Scenario
 
 
 @dataclass(frozen=True)

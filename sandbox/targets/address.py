@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from sandbox.errors import InputError, SandboxError, TargetUnreachable
 from sandbox.probe import Refusals
-from sandbox.scenario import Scenario
+from sandbox.scenario.model import Scenario
 from sandbox.targets import Address
 
 REFUSED_ATTEMPTS = 3  # refused requests in a row, from a check's first one

@@ -73,7 +73,7 @@ from sandbox.namespaces import (
 )
 from sandbox.portforward import PortForward
 from sandbox.probe import Refusals
-from sandbox.scenario import Scenario
+from sandbox.scenario.model import Scenario
 from sandbox.targets import Address
 
 log = logging.getLogger(__name__)

@@ -56,7 +56,7 @@ from sandbox.errors import EnvironmentProblem, InputError, SandboxError, WaitTim
 from sandbox.reference.decision import BackendChoice, Decision, ModelRequest
 from sandbox.reference.filters import apply_header_ops
 from sandbox.reference.model import DeploymentInfo, ListenerInfo, Model
-from sandbox.scenario import Scenario
+from sandbox.scenario.model import Scenario
 from sandbox.targets import Address
 
 PROVIDER = "local"

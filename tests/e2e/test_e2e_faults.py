@@ -85,7 +85,8 @@ def test_envoy_pod_deleted_mid_run_the_run_recovers(
     from sandbox.cli_scenarios import make_target
     from sandbox.probe import Prober
     from sandbox.runner import Runner
-    from sandbox.scenario import load_scenario, resolve_scenario
+    from sandbox.scenario.library import resolve_scenario
+    from sandbox.scenario.load import load_scenario
 
     scenario = load_scenario(resolve_scenario("quickstart"))
     target = make_target(

@@ -22,7 +22,8 @@ from sandbox.echo import EchoServer
 from sandbox.errors import ClusterError, InputError, TargetUnreachable, WaitTimeout
 from sandbox.kube import APIServerUnreachable, Kubectl, KubectlError
 from sandbox.runner import Runner
-from sandbox.scenario import Scenario, TlsSecret, load_scenario
+from sandbox.scenario.load import load_scenario
+from sandbox.scenario.model import Scenario, TlsSecret
 from sandbox.targets.cluster import ClusterTarget, Timeouts
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))

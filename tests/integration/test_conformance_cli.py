@@ -16,8 +16,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from sandbox import schema, settings
+from sandbox import settings
 from sandbox.cli import main
+from sandbox.scenario import crds as schema
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = os.environ.get(schema.ENV_CRDS) or ""

@@ -24,7 +24,7 @@ from sandbox.grpc_echo import (
     http_status_for,
     split_method,
 )
-from sandbox.scenario import Check, Expect, GrpcRequest, Request
+from sandbox.scenario.model import Check, Expect, GrpcRequest, Request
 from sandbox.targets import Address
 
 POD = "grpc-backend-v1-7d9c8b6f5-abcde"

@@ -14,7 +14,7 @@ import pytest
 from sandbox.grpc_echo import SERVICE, grpc_probe, grpc_send
 from sandbox.probe import Prober
 from sandbox.runner import Runner
-from sandbox.scenario import load_scenario
+from sandbox.scenario.load import load_scenario
 from sandbox.targets import Address
 from sandbox.targets.local import LocalDeployment, LocalTarget
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from sandbox.cli import main
-from sandbox.scenario import load_scenario
+from sandbox.scenario.load import load_scenario
 from sandbox.targets.local import LocalTarget, is_echo_image
 
 ROOT = Path(__file__).resolve().parents[2]

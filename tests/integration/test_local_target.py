@@ -37,7 +37,7 @@ from sandbox.reference.model import (
     ServicePort,
 )
 from sandbox.reference.objects import HeaderOps
-from sandbox.scenario import Scenario, TlsSecret
+from sandbox.scenario.model import Scenario, TlsSecret
 from sandbox.targets.local import LocalDeployment, LocalTarget, deployment_of_pod
 
 POD_RE = re.compile(

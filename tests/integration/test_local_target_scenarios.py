@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from sandbox.probe import Prober
-from sandbox.scenario import Scenario, load_scenario
+from sandbox.scenario.load import load_scenario
+from sandbox.scenario.model import Scenario
 from sandbox.targets.local import LocalTarget
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"

@@ -15,7 +15,7 @@ import pytest
 
 from sandbox.echo import EchoServer
 from sandbox.probe import Prober
-from sandbox.scenario import Check, Expect, ExpectedRedirect, ExpectedRequest, Request
+from sandbox.scenario.model import Check, Expect, ExpectedRedirect, ExpectedRequest, Request
 from sandbox.targets import Address
 
 FAST = {"backoff": 0.02}  # the 1 s upstream back-off, shortened for tests

@@ -20,10 +20,10 @@ import yaml
 import sandbox
 import sandbox.conformance
 import sandbox.errors
-import sandbox.features
 import sandbox.probe
 import sandbox.runner
-import sandbox.scenario
+import sandbox.scenario.features
+import sandbox.scenario.load
 import sandbox.targets.local
 
 pytest_plugins = ["pytester"]
@@ -463,7 +463,7 @@ def test_plugin_does_not_slow_ordinary_runs() -> None:
         "import sys, pytest\n"
         "pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', "
         "'tests/unit/test_features.py'])\n"
-        "heavy = [m for m in ('sandbox.schema', 'sandbox.targets.local', 'sandbox.runner', "
+        "heavy = [m for m in ('sandbox.scenario.crds', 'sandbox.targets.local', 'sandbox.runner', "
         "'jsonschema', 'docker') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from sandbox import conformance as C
-from sandbox import features as F
 from sandbox.errors import InputError
+from sandbox.scenario import features as F
 
 IMPL = C.envoy_gateway_implementation("v1.9.0")
 HTTP = ("Gateway", "HTTPRoute")
@@ -323,7 +323,7 @@ def test_implementation_fields_are_known_or_undefined(monkeypatch: pytest.Monkey
 def test_writing_a_report_never_downloads_the_crds(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from sandbox import schema
+    from sandbox.scenario import crds as schema
 
     monkeypatch.delenv("SANDBOX_GATEWAY_API_CRDS", raising=False)
     monkeypatch.delenv("SANDBOX_ENVOY_GATEWAY_INSTALL_YAML", raising=False)  # realstack's env

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from sandbox.cli import main
 from sandbox.echo import EchoServer
-from sandbox.scenario import scenario_schema
+from sandbox.scenario.load import scenario_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "scenario-format.md"

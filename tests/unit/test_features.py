@@ -1,11 +1,11 @@
-"""Upstream feature names and conformance profiles (sandbox.features, gateway-api v1.6.1)."""
+"""Upstream feature names and conformance profiles (sandbox.scenario.features, gateway-api v1.6.1)."""
 
 from __future__ import annotations
 
 import pytest
 
-from sandbox import features as F
 from sandbox.errors import InputError
+from sandbox.scenario import features as F
 
 
 def test_counts_match_upstream_sets() -> None:
@@ -110,7 +110,7 @@ def test_envoy_gateway_exemptions() -> None:
 
 
 def test_default_support_by_target() -> None:
-    from sandbox import features as F
+    from sandbox.scenario import features as F
 
     supported, exempt = F.default_support("local")
     assert supported == F.LOCAL_SUPPORTED and not exempt
@@ -124,8 +124,8 @@ def test_every_library_feature_runs_on_the_local_provider() -> None:
     """CI runs the library on the local provider: no scenario may be skipped there unseen."""
     from pathlib import Path
 
-    from sandbox import features as F
-    from sandbox.scenario import load_scenario
+    from sandbox.scenario import features as F
+    from sandbox.scenario.load import load_scenario
 
     supported = F.effective_supported(*F.default_support("local"))
     root = Path(__file__).resolve().parents[2] / "scenarios"

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from sandbox import features
 from sandbox.reference import matching as mt
 from sandbox.reference.verify import build_model, verify_scenario
-from sandbox.scenario import Scenario, load_scenario
+from sandbox.scenario import features
+from sandbox.scenario.load import load_scenario
+from sandbox.scenario.model import Scenario
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
 FOLDERS = sorted(p for p in LIBRARY.iterdir() if p.is_dir()) if LIBRARY.is_dir() else []

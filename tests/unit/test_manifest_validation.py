@@ -1,6 +1,6 @@
 """Which validation `sandbox check` does on manifests, and with what: the Gateway API CRD
 schemas when at hand ($SANDBOX_GATEWAY_API_CRDS, Envoy Gateway's install.yaml, the cache),
-else the reference model's field check (sandbox.reference.fields); a download never hangs."""
+else the reference model's field check (sandbox.scenario.fields); a download never hangs."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sandbox import schema, settings
+from sandbox import settings
 from sandbox.cli import main
-from sandbox.controllers.envoy_gateway import INSTALL_ENV
 from sandbox.manifests import Problem, load_manifest_file
-from sandbox.reference import fields
-from sandbox.scenario import load_scenario
+from sandbox.scenario import crds as schema
+from sandbox.scenario import fields
+from sandbox.scenario.load import load_scenario
+from sandbox.settings import INSTALL_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "scenarios" / "quickstart"

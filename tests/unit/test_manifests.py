@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sandbox import manifests, schema
+from sandbox import manifests
 from sandbox.cli import main
 from sandbox.errors import EXIT_USAGE, InputError
 from sandbox.manifests import Problem, allowed_alias_ratio, load_manifest_file, load_paths
 from sandbox.reference.loader import load_manifests
-from sandbox.scenario import ScenarioInvalid, load_scenario
+from sandbox.scenario import crds as schema
+from sandbox.scenario.load import ScenarioInvalid, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "scenarios" / "quickstart"

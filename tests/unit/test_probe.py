@@ -17,7 +17,7 @@ from sandbox.probe import (
     compare_shares,
     parse_echo,
 )
-from sandbox.scenario import (
+from sandbox.scenario.model import (
     Check,
     Expect,
     ExpectedRedirect,

@@ -8,7 +8,14 @@ from typing import Any
 import yaml
 
 from sandbox.reference.verify import echo_delay, verify_scenario
-from sandbox.scenario import Check, Expect, ExpectedRedirect, ExpectedRequest, Request, Scenario
+from sandbox.scenario.model import (
+    Check,
+    Expect,
+    ExpectedRedirect,
+    ExpectedRequest,
+    Request,
+    Scenario,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "reference"
 
@@ -215,7 +222,7 @@ def test_echo_delay_parses_go_durations() -> None:
 
 
 def test_grpc_checks_go_through_decide_grpc() -> None:
-    from sandbox.scenario import GrpcRequest
+    from sandbox.scenario.model import GrpcRequest
 
     s = scenario(
         check(

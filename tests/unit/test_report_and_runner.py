@@ -15,7 +15,7 @@ from sandbox import report
 from sandbox.errors import ClusterError, InputError, SandboxError
 from sandbox.probe import Observed, Prober, ProbeRequest, SeenRequest
 from sandbox.runner import Runner, select
-from sandbox.scenario import Check, Expect, Request, Scenario
+from sandbox.scenario.model import Check, Expect, Request, Scenario
 from sandbox.targets import Address
 
 

@@ -12,13 +12,9 @@ from click.testing import CliRunner
 
 from sandbox.cli import main
 from sandbox.errors import EXIT_USAGE, InputError
-from sandbox.scenario import (
-    DEFAULT_CONSECUTIVE,
-    ScenarioInvalid,
-    find_scenarios,
-    load_scenario,
-    resolve_scenario,
-)
+from sandbox.scenario.library import find_scenarios, resolve_scenario
+from sandbox.scenario.load import ScenarioInvalid, load_scenario
+from sandbox.scenario.model import DEFAULT_CONSECUTIVE
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = ROOT / "tests" / "data" / "broken"
@@ -213,7 +209,7 @@ CASES: dict[str, list[str]] = {
         "at line 7, column 1"
     ],
 }
-# cases whose problems the manifest check finds (sandbox.schema.check_scenario_manifests), not
+# cases whose problems the manifest check finds (sandbox.scenario.crds.check_scenario_manifests), not
 # the loading of the scenario
 MANIFEST_CHECKED = {
     "manifest-field-typo",
@@ -282,7 +278,7 @@ def test_every_problem_has_file_and_line(case: str) -> None:
 
 @pytest.mark.parametrize("case", sorted(MANIFEST_CHECKED))
 def test_every_manifest_problem_has_file_line_and_field(case: str, schema_mode: str) -> None:
-    from sandbox import schema
+    from sandbox.scenario import crds as schema
 
     checked = schema.check_scenario_manifests(load_scenario(BROKEN / case), download=False)
     assert checked.method == schema_mode

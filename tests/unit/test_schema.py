@@ -1,4 +1,4 @@
-"""Offline schema validation against the Gateway API v1.6.1 CRDs (sandbox.schema)."""
+"""Offline schema validation against the Gateway API v1.6.1 CRDs (sandbox.scenario.crds)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import schema
 from sandbox.errors import InputError
+from sandbox.scenario import crds as schema
 
 CRDS = os.environ.get(schema.ENV_CRDS) or ""
 

@@ -2,11 +2,11 @@
 
 The reference model reads the fields it models and ignores the rest, so a typo (``hostname:``
 for ``hostnames:``, ``backendRef:``, a ``backendRefs`` indented into a match) would silently
-change what it answers. Without the CRD schemas at hand (:mod:`sandbox.schema` validates with
+change what it answers. Without the CRD schemas at hand (:mod:`sandbox.scenario.crds` validates with
 them when they are), every object of the Gateway API groups is checked here against the field
 table of the pinned release, ``sandbox/data/gateway-api-fields.json``: every kind, version and
 field of the Gateway API v1.6.1 experimental CRDs, generated from them by
-``python -m sandbox.reference.fields CRD_DIR > sandbox/data/gateway-api-fields.json`` (a test
+``python -m sandbox.scenario.fields_table CRD_DIR > sandbox/data/gateway-api-fields.json`` (a test
 regenerates it from the upstream CRDs and compares, when they are at hand).
 
 A field table node is ``null`` (a value, or an object whose fields are open), ``{"[]": node}``
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -79,7 +78,7 @@ def build_table(
     schemas: Mapping[tuple[str, str], Mapping[str, Any]], bundle_version: str, channel: str
 ) -> dict[str, Any]:
     """The field table of CRD schemas: ``(group, kind) -> {version: openAPIV3Schema}`` (as
-    ``sandbox.schema.CRDSet.schemas``), for the Gateway API groups only."""
+    ``sandbox.scenario.crds.CRDSet.schemas``), for the Gateway API groups only."""
     groups: dict[str, dict[str, dict[str, Any]]] = {}
     for (group, kind), versions in sorted(schemas.items()):
         if group not in GATEWAY_API_GROUPS:
@@ -248,21 +247,3 @@ def check_manifest(m: Manifest) -> list[FieldProblem]:
 def check_manifests(manifests: Iterable[Manifest]) -> list[FieldProblem]:
     """``check_manifest`` of each object, in order."""
     return [p for m in manifests for p in check_manifest(m)]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m sandbox.reference.fields CRD_DIR_OR_INSTALL_YAML``: the table as JSON."""
-    from sandbox import schema
-
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        sys.stderr.write("usage: python -m sandbox.reference.fields CRD_DIR_OR_INSTALL_YAML\n")
-        return 2
-    crds = schema.load_crds(args[0], download=False)
-    data = build_table(crds.schemas, crds.bundle_version, crds.channel)
-    sys.stdout.write(json.dumps(data, sort_keys=True, indent=1) + "\n")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover - the generator's entry point
-    sys.exit(main())

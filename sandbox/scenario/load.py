@@ -12,10 +12,6 @@ namespace ``default`` are the run's namespace; any other namespace N is mapped b
 from __future__ import annotations
 
 import json
-import os
-import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -27,135 +23,37 @@ from sandbox.manifests import (
     InvalidInput,
     Located,
     Manifest,
+    Problem,
     describe_value,
     did_you_mean,
+    display_path,
     folder_manifests,
     load_manifests,
     load_yaml_document,
 )
-
-# re-exported: scenario problems are manifest-loader problems
-from sandbox.manifests import Problem as Problem
-from sandbox.manifests import describe_decode_error as describe_decode_error
-from sandbox.manifests import display_path as display_path
-
-DEFAULT_CONSECUTIVE = 3  # gateway-api conformance RequiredConsecutiveSuccesses
-DEFAULT_CONVERGENCE_TIMEOUT = 30.0  # gateway-api conformance MaxTimeToConsistency (s)
-DEFAULT_REQUEST_TIMEOUT = 10.0  # gateway-api conformance RequestTimeout (s)
-DEFAULT_SAMPLES = 200  # requests sent for a traffic-share (weights) check
-DEFAULT_TOLERANCE = 0.05  # gateway-api conformance weight tolerance
-
-
-@dataclass
-class Request:
-    """The request a check sends. ``host`` is the Host header (and TLS SNI for https)."""
-
-    host: str | None = None
-    path: str = "/"  # path plus query string, sent as is
-    method: str = "GET"
-    headers: dict[str, str] = field(default_factory=dict)
-    scheme: str = "http"  # http | https
-    port: int | None = None  # the Gateway listener port; default 80 (http) / 443 (https)
-    gateway: str | None = None  # send through another Gateway of the scenario (default: scenario's)
-    # headers the echo backend is asked to set on its response (upstream X-Echo-Set-Header)
-    backend_response_headers: dict[str, str] = field(default_factory=dict)
-    grpc: GrpcRequest | None = None  # set for a gRPC check (GRPCRoute)
-
-
-@dataclass
-class GrpcRequest:
-    service: str = "gateway_api_conformance.echo_basic.grpcecho.GrpcEcho"
-    method: str = "Echo"
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class ExpectedRequest:
-    """What the echo backend must have seen."""
-
-    path: str | None = None  # exact, including the query string
-    host: str | None = None
-    method: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)  # name (any case) -> value (joined ",")
-    absent_headers: list[str] = field(default_factory=list)
-
-
-@dataclass
-class ExpectedRedirect:
-    scheme: str | None = None
-    host: str | None = None
-    port: int | None = None  # None: default port of the scheme (empty, 80 for http, 443 https)
-    path: str | None = None
-
-
-@dataclass
-class Expect:
-    status: list[int] = field(default_factory=lambda: [200])
-    backend: str | None = None  # the answering pod's name starts with this
-    namespace: str | None = None  # logical namespace of the answering pod
-    request: ExpectedRequest | None = None
-    headers: dict[str, str] = field(default_factory=dict)  # response headers present (exact)
-    absent_headers: list[str] = field(default_factory=list)  # response headers absent
-    redirect: ExpectedRedirect | None = None
-    backends: dict[str, float] | None = None  # traffic shares by backend name, summing to 1
-
-
-@dataclass
-class Check:
-    name: str
-    request: Request
-    expect: Expect
-    line: int = 0  # line of the check in scenario.yaml, for messages
-    consecutive: int = DEFAULT_CONSECUTIVE
-    timeout: float = DEFAULT_CONVERGENCE_TIMEOUT
-    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
-    samples: int = DEFAULT_SAMPLES  # for expect.backends
-    tolerance: float = DEFAULT_TOLERANCE  # for expect.backends
-    features: list[str] = field(default_factory=list)  # upstream feature names, beyond scenario's
-
-
-@dataclass
-class TlsSecret:
-    """A kubernetes.io/tls Secret the runner generates (self-signed) for ``hosts``."""
-
-    secret: str
-    hosts: list[str]
-    namespace: str | None = None  # logical namespace; None: the run's
-
-
-@dataclass
-class Scenario:
-    name: str  # folder name
-    path: Path  # folder
-    file: Path  # scenario.yaml
-    description: str
-    gateway: str  # name of the Gateway (in the manifests) whose data plane takes the traffic
-    manifests: list[Path]
-    objects: list[dict[str, Any]]  # every manifest object, in file order, as parsed
-    checks: list[Check]
-    features: list[str] = field(default_factory=list)  # upstream feature names it exercises
-    consecutive: int = DEFAULT_CONSECUTIVE
-    timeout: float = DEFAULT_CONVERGENCE_TIMEOUT
-    tls: list[TlsSecret] = field(default_factory=list)
-    # routes meant not to be accepted (``name`` or ``namespace/name``, logical): a cluster run
-    # does not wait for them to become Accepted
-    unaccepted_routes: list[str] = field(default_factory=list)
-    # (file, line) of each object in ``objects``, same order, for messages
-    object_sources: list[tuple[Path, int]] = field(default_factory=list)
-    # the same objects with the line of every field (sandbox.manifests), for validation
-    manifest_objects: list[Manifest] = field(default_factory=list)
-
-    def check_location(self, check: Check) -> str:
-        """``file:line`` of a check, for messages."""
-        return f"{_display(self.file)}:{check.line}"
-
+from sandbox.scenario import features as upstream
+from sandbox.scenario.model import (
+    DEFAULT_CONSECUTIVE,
+    DEFAULT_CONVERGENCE_TIMEOUT,
+    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SAMPLES,
+    DEFAULT_TOLERANCE,
+    GATEWAY_API_GROUP,
+    ROUTE_KINDS,
+    SCENARIO_FILE,
+    Check,
+    Expect,
+    ExpectedRedirect,
+    ExpectedRequest,
+    GrpcRequest,
+    Request,
+    Scenario,
+    TlsSecret,
+)
 
 # --------------------------------------------------------------------------------------------
 # Loading and validation
 # --------------------------------------------------------------------------------------------
-
-SCENARIO_FILE = "scenario.yaml"
-GATEWAY_API_GROUP = "gateway.networking.k8s.io"
 
 
 def _display(path: Path) -> str:
@@ -432,9 +330,6 @@ def _semantic_problems(
                 )
 
 
-ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute")
-
-
 def _unaccepted_problems(
     entries: Any, loc: Located, objects: list[dict[str, Any]], manifests_ok: bool
 ) -> None:
@@ -473,10 +368,6 @@ def _unaccepted_problems(
 
 def _feature_problems(features: Any, path: FieldPath, loc: Located) -> None:
     if not isinstance(features, list):
-        return
-    try:
-        from sandbox import features as upstream
-    except ImportError:  # pragma: no cover - module of another part
         return
     for i, name in enumerate(features):
         if isinstance(name, str) and not upstream.is_known(name):
@@ -636,77 +527,3 @@ def load_scenario(path: str | Path) -> Scenario:
 # --------------------------------------------------------------------------------------------
 # Finding scenarios by name
 # --------------------------------------------------------------------------------------------
-
-
-def scenario_roots() -> list[Path]:
-    """Where scenario names are looked up, in order: ``$SANDBOX_SCENARIOS`` (os.pathsep-separated
-    folders), ``./scenarios``, and the library that comes with the package."""
-    roots: list[Path] = []
-    env = os.environ.get("SANDBOX_SCENARIOS")
-    if env:
-        roots.extend(Path(p) for p in env.split(os.pathsep) if p)
-    roots.append(Path.cwd() / "scenarios")
-    # the library: shipped in the wheel as sandbox/library; in a clone (or an editable install)
-    # the scenarios/ folder beside the package
-    roots.append(Path(__file__).resolve().parent / "library")
-    roots.append(Path(__file__).resolve().parent.parent / "scenarios")
-    out: list[Path] = []
-    for r in roots:
-        if r.is_dir() and all(r.resolve() != o.resolve() for o in out):
-            out.append(r)
-    return out
-
-
-def find_scenarios(root: str | Path) -> list[Path]:
-    """Scenario folders (holding scenario.yaml) under ``root``, at any depth, sorted by path."""
-    base = Path(root)
-    if (base / SCENARIO_FILE).is_file():
-        return [base]
-    if not base.is_dir():
-        return []
-    return sorted(p.parent for p in base.rglob(SCENARIO_FILE) if p.is_file())
-
-
-def _iter_named() -> Iterator[tuple[str, Path]]:
-    for root in scenario_roots():
-        for folder in find_scenarios(root):
-            yield folder.name, folder
-
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def resolve_scenario(arg: str) -> Path:
-    """A scenario folder from a path (folder or scenario.yaml) or a name under the roots."""
-    p = Path(arg)
-    if p.is_dir() and (p / SCENARIO_FILE).is_file():
-        return p
-    if p.is_file() and p.name in (SCENARIO_FILE, "scenario.yml"):
-        return p.parent
-    if p.is_dir():
-        raise InputError(
-            f"no {SCENARIO_FILE} in {_display(p)}",
-            hint="a scenario is a folder holding scenario.yaml and its manifests",
-        )
-    if _NAME_RE.match(arg):
-        named = dict(reversed(list(_iter_named())))  # the first root wins
-        if arg in named:
-            return named[arg]
-        hint = _did_you_mean(arg, sorted(named))
-        roots = ", ".join(_display(r) for r in scenario_roots()) or "(no scenarios folder found)"
-        raise InputError(
-            f"no scenario named {arg!r}{hint}",
-            hint=f"looked in {roots}; `sandbox list` shows the names",
-        )
-    raise InputError(
-        f"scenario not found: {arg}",
-        hint="give a scenario name (see `sandbox list`) or a folder path",
-    )
-
-
-def list_scenarios() -> list[Path]:
-    """Every scenario folder under the roots (first root wins for a name), sorted by name."""
-    named: dict[str, Path] = {}
-    for name, folder in _iter_named():
-        named.setdefault(name, folder)
-    return [named[n] for n in sorted(named)]

@@ -46,8 +46,11 @@ from typing import Any
 import yaml
 
 from sandbox import manifests, settings
-from sandbox.errors import EnvironmentProblem, InputError
+from sandbox.errors import EnvironmentProblem, InputError, SandboxError
 from sandbox.manifests import InvalidInput, Manifest, Problem, display_path
+from sandbox.scenario import fields
+from sandbox.scenario.fields import object_tree, schema_tree, unknown_field_message
+from sandbox.settings import INSTALL_ENV
 
 GATEWAY_API_GROUPS = ("gateway.networking.k8s.io", "gateway.networking.x-k8s.io")
 # pkg/consts/consts.go (gateway-api v1.6.1): BundleVersionAnnotation, ChannelAnnotation
@@ -224,7 +227,6 @@ def envoy_gateway_install_yaml() -> Path | None:
     """The pinned Envoy Gateway install.yaml when it is at hand (it bundles the Gateway API
     CRDs): ``$SANDBOX_ENVOY_GATEWAY_INSTALL_YAML``, else the copy ``sandbox up`` cached
     (``<cache_dir>/manifests/envoy-gateway/<version>/install.yaml``). Never downloads."""
-    from sandbox.controllers.envoy_gateway import INSTALL_ENV
 
     override = os.environ.get(INSTALL_ENV)
     if override:
@@ -252,7 +254,6 @@ def crds_at_hand() -> Path | None:
 
 def not_at_hand_reason() -> str:
     """Why ``crds_at_hand`` found nothing, and how to change that."""
-    from sandbox.controllers.envoy_gateway import INSTALL_ENV
 
     return (
         f"{ENV_CRDS} and {INSTALL_ENV} unset, none cached in {settings.cache_dir()}; "
@@ -631,7 +632,7 @@ def format_path(path: Iterable[str | int]) -> str:
 
 def _describe(error: Any, root: Any = None) -> tuple[Path_, str]:
     """(field path, message) for one jsonschema error, in Kubernetes-like words. ``root``: the
-    object's field table (``sandbox.reference.fields``), to say where a misplaced field goes."""
+    object's field table (``sandbox.scenario.fields``), to say where a misplaced field goes."""
     path: Path_ = tuple(error.absolute_path)
     v = error.validator
     if v == "required":
@@ -643,8 +644,6 @@ def _describe(error: Any, root: Any = None) -> tuple[Path_, str]:
         extras = [k for k in error.instance if k not in allowed]
         name = extras[0] if extras else "?"
         if root is not None:
-            from sandbox.reference.fields import unknown_field_message
-
             return (*path, name), unknown_field_message(str(name), allowed, root, path)
         close = difflib.get_close_matches(str(name), allowed, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -726,8 +725,6 @@ class SchemaValidator:
         """The kind's field table, built from its CRD schema (for misplaced-field hints)."""
         key = (group, version, kind)
         if key not in self._trees:
-            from sandbox.reference.fields import object_tree, schema_tree
-
             self._trees[key] = object_tree(schema_tree(raw))
         return self._trees[key]
 
@@ -842,7 +839,7 @@ def validate_files(
 def validate_scenario(
     scenario: Any, crds: CRDSet | None = None, *, base: str | Path | None = None
 ) -> ValidationResult:
-    """Validate the manifest files of a loaded ``sandbox.scenario.Scenario``."""
+    """Validate the manifest files of a loaded ``sandbox.scenario.model.Scenario``."""
     return validate_files(list(scenario.manifests), crds, base=base)
 
 
@@ -852,7 +849,7 @@ def validate_scenario(
 
 CHECK_DOWNLOAD_TIMEOUT = 8.0  # s, for the whole download `sandbox check` may try
 CRDS = "crds"  # ManifestCheck.method: validated against the CRD schemas
-MODEL = "model"  # the reference model's field check (sandbox.reference.fields)
+MODEL = "model"  # the reference model's field check (sandbox.scenario.fields)
 
 
 @dataclass
@@ -896,9 +893,8 @@ def _scenario_manifests(scenario: Any) -> list[Manifest]:
 
 
 def model_field_problems(objects: Iterable[Manifest]) -> list[SchemaProblem]:
-    """The reference model's field check (``sandbox.reference.fields``) as schema problems,
+    """The reference model's field check (``sandbox.scenario.fields``) as schema problems,
     worded as the CRD validation words them."""
-    from sandbox.reference import fields
 
     return [
         SchemaProblem(
@@ -918,7 +914,6 @@ def check_scenario_manifests(
     """Check a loaded scenario's manifests against the Gateway API CRD schemas when they are
     at hand (``crds_at_hand``; downloaded first only when ``download`` and nothing is cached,
     within ``timeout``, default ``CHECK_DOWNLOAD_TIMEOUT``), else with the reference model's field check."""
-    from sandbox.errors import SandboxError
 
     objects = _scenario_manifests(scenario)
     notes: list[str] = []
