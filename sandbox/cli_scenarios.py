@@ -351,8 +351,8 @@ def _cluster_target(
             )
         import dataclasses
 
-        from sandbox import images, stack
-        from sandbox.kube import APIServerUnreachable
+        from sandbox.infra import images, stack
+        from sandbox.infra.kube import APIServerUnreachable
 
         settings = dataclasses.replace(settings, cluster=provider)
         try:
@@ -388,9 +388,9 @@ def _cluster_target(
             field="--context",
             hint="kubectl config get-contexts lists them",
         )
-    from sandbox import tools
-    from sandbox.controllers.envoy_gateway import EnvoyGateway
-    from sandbox.kube import Kubectl
+    from sandbox.infra import tools
+    from sandbox.infra.controllers.envoy_gateway import EnvoyGateway
+    from sandbox.infra.kube import Kubectl
 
     kubeconfig = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] or str(
         Path.home() / ".kube" / "config"

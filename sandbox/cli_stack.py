@@ -1,4 +1,4 @@
-"""``sandbox up / down / status / doctor``: thin shells over :mod:`sandbox.stack`."""
+"""``sandbox up / down / status / doctor``: thin shells over :mod:`sandbox.infra.stack`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 import click
 
 from sandbox import settings as settings_mod
-from sandbox import stack
 from sandbox.cli_common import err, handle_errors, output_option, print_json
 from sandbox.errors import CheckFailed, DockerUnavailable, EnvironmentProblem, InputError
+from sandbox.infra import stack
 from sandbox.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -305,8 +305,8 @@ def images(scenarios: tuple[str, ...], output: str, **flags: str | None) -> None
     Exit 0 when each image is in the engine or the cluster, 1 when one is in neither (the
     cluster would pull it), 3 without a Docker engine.
     """
-    from sandbox import images as images_mod
-    from sandbox.controllers.envoy_gateway import EnvoyGateway
+    from sandbox.infra import images as images_mod
+    from sandbox.infra.controllers.envoy_gateway import EnvoyGateway
     from sandbox.scenario.library import list_scenarios, resolve_scenario
     from sandbox.scenario.load import load_scenario
 

@@ -376,7 +376,7 @@ class SandboxState:
 
         try:
             if self.provider in ("k3d", "kind"):
-                from sandbox import docker_engine
+                from sandbox.infra import docker_engine
 
                 docker_engine.ping()
             elif self.provider == "existing" and not self.config.getoption("sandbox_context"):

@@ -74,10 +74,10 @@ def tutorial(env: dict[str, str], cluster: str) -> dict[str, Any]:
     """scripts/tutorial.sh on a cluster config with the sandbox's host tweaks and nothing else."""
     import yaml
 
-    from sandbox import docker_engine
-    from sandbox.providers import kind as kind_mod
+    from sandbox.infra import docker_engine
+    from sandbox.infra.providers import kind as kind_mod
+    from sandbox.infra.stack import tweaks_for
     from sandbox.settings import Settings
-    from sandbox.stack import tweaks_for
 
     settings = Settings(cluster="kind")
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,9 +3,9 @@
 ``ClusterTarget(kubectl, controller, gateway_class).deploy(scenario)``:
 
 1. picks the run namespace ``sbx-<scenario>-<random>`` and maps the scenario's logical
-   namespaces onto it (:mod:`sandbox.namespaces`);
+   namespaces onto it (:mod:`sandbox.infra.namespaces`);
 2. creates the namespaces, generates a self-signed certificate Secret for each ``tls:`` entry
-   (:mod:`sandbox.certs`), and server-side applies the rewritten manifests in kind order;
+   (:mod:`sandbox.infra.certs`), and server-side applies the rewritten manifests in kind order;
 3. waits, bounded and polling ``kubectl get -o json``, until every Gateway is ``Programmed``,
    every route's ``status.parents[]`` entry written by the controller for each of its
    ``parentRefs`` says ``Accepted`` and ``ResolvedRefs`` True (at the object's current
@@ -55,11 +55,17 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox import certs
-from sandbox.controllers import Controller, DataPlaneService
 from sandbox.errors import ClusterError, InputError, SandboxError, TargetUnreachable, WaitTimeout
-from sandbox.kube import Kubectl, KubectlError, describe_stuck_pods, image_hint, summarize_status
-from sandbox.namespaces import (
+from sandbox.infra import certs
+from sandbox.infra.controllers import Controller, DataPlaneService
+from sandbox.infra.kube import (
+    Kubectl,
+    KubectlError,
+    describe_stuck_pods,
+    image_hint,
+    summarize_status,
+)
+from sandbox.infra.namespaces import (
     ROUTE_KINDS,
     RUN_LABEL,
     NamespaceMap,
@@ -71,7 +77,7 @@ from sandbox.namespaces import (
     rewrite_objects,
     run_namespace,
 )
-from sandbox.portforward import PortForward
+from sandbox.infra.portforward import PortForward
 from sandbox.probe import Refusals
 from sandbox.scenario.model import Scenario
 from sandbox.targets import Address
@@ -839,7 +845,7 @@ class ClusterTarget:
 
         - a pod of the run's namespaces, or of a Gateway's data plane, that cannot start
           (ErrImagePull, ImagePullBackOff, CrashLoopBackOff, Unschedulable, ...: named with
-          its reason and last events, :func:`sandbox.kube.describe_stuck_pods`);
+          its reason and last events, :func:`sandbox.infra.kube.describe_stuck_pods`);
         - the controller down (its Deployment gone, scaled to 0, no available pod) while
           Gateways or routes wait for its status;
         - a Gateway whose data-plane Service is a LoadBalancer that nothing gives an address

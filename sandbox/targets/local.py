@@ -50,9 +50,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
-from sandbox.certs import self_signed
 from sandbox.echo import EchoServer
 from sandbox.errors import EnvironmentProblem, InputError, SandboxError, WaitTimeout
+from sandbox.infra.certs import self_signed
 from sandbox.reference.decision import BackendChoice, Decision, ModelRequest
 from sandbox.reference.filters import apply_header_ops
 from sandbox.reference.model import DeploymentInfo, ListenerInfo, Model

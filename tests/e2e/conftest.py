@@ -18,7 +18,7 @@ from sandbox.errors import DockerUnavailable
 @functools.lru_cache(maxsize=1)
 def docker_problem() -> str | None:
     """None when a Docker engine answers, else why not."""
-    from sandbox import docker_engine
+    from sandbox.infra import docker_engine
 
     try:
         docker_engine.ping()

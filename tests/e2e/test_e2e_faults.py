@@ -65,7 +65,7 @@ def stack(e2e_cluster: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
 def _kubectl(
     stack: dict[str, Any], *args: str, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    from sandbox import tools
+    from sandbox.infra import tools
 
     found = tools.describe_tool("kubectl", Settings().kubectl_version)["use"] or "kubectl"
     result = subprocess.run(

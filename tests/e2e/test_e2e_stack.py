@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import tools
-from sandbox.kube import Kubectl
+from sandbox.infra import tools
+from sandbox.infra.kube import Kubectl
 from sandbox.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -59,7 +59,7 @@ def test_up_builds_a_ready_stack(e2e_cluster: str, e2e_provider: str, reports_di
     }
     assert _user_kubeconfig_digest() == before  # ~/.kube/config untouched
     # the engine's own report decides whether the kubelet is told to accept cgroup v1
-    from sandbox import docker_engine
+    from sandbox.infra import docker_engine
 
     v1 = docker_engine.ping().cgroup_version == "1"
     said = any("cgroup v1" in n for n in summary["notes"])
@@ -69,7 +69,7 @@ def test_up_builds_a_ready_stack(e2e_cluster: str, e2e_provider: str, reports_di
 
 
 def test_doctor_names_the_host_tweaks(e2e_cluster: str) -> None:
-    from sandbox import docker_engine
+    from sandbox.infra import docker_engine
 
     result = sandbox("doctor", "--name", e2e_cluster, "-o", "json", timeout=120)
     checks = json.loads(result.stdout)["checks"]
@@ -183,9 +183,9 @@ def test_a_cluster_made_by_hand_is_refused_and_left_alone(
     if e2e_provider == "kind":
         import yaml
 
-        from sandbox import docker_engine
-        from sandbox.providers import kind as kind_mod
-        from sandbox.stack import tweaks_for
+        from sandbox.infra import docker_engine
+        from sandbox.infra.providers import kind as kind_mod
+        from sandbox.infra.stack import tweaks_for
 
         tool = tools.ensure_tool("kind", settings.kind_version).path
         # what a user's own config for this host holds (on a cgroup v1 host without

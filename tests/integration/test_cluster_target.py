@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from sandbox.controllers.envoy_gateway import EnvoyGateway
 from sandbox.echo import EchoServer
 from sandbox.errors import ClusterError, InputError, TargetUnreachable, WaitTimeout
-from sandbox.kube import APIServerUnreachable, Kubectl, KubectlError
+from sandbox.infra.controllers.envoy_gateway import EnvoyGateway
+from sandbox.infra.kube import APIServerUnreachable, Kubectl, KubectlError
 from sandbox.runner import Runner
 from sandbox.scenario.load import load_scenario
 from sandbox.scenario.model import Scenario, TlsSecret

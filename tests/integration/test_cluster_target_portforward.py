@@ -15,7 +15,7 @@ import requests
 
 from sandbox.echo import EchoServer
 from sandbox.errors import WaitTimeout
-from sandbox.portforward import PortForward, PortForwardError
+from sandbox.infra.portforward import PortForward, PortForwardError
 
 FAKE = Path(__file__).resolve().parents[1] / "fakes" / "kubectl_pf.py"
 KUBECTL = [sys.executable, str(FAKE), "--kubeconfig", "/nonexistent", "--context", "k3d-test"]

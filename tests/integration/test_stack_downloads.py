@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import settings, tools
+from sandbox import settings
 from sandbox.errors import ChecksumMismatch, ToolError
+from sandbox.infra import tools
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.controllers.envoy_gateway import EnvoyGateway
 from sandbox.errors import WaitTimeout
-from sandbox.kube import APIServerUnreachable, Kubectl, KubectlError, NotFound
+from sandbox.infra.controllers.envoy_gateway import EnvoyGateway
+from sandbox.infra.kube import APIServerUnreachable, Kubectl, KubectlError, NotFound
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 

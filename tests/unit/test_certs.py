@@ -10,8 +10,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from sandbox.certs import self_signed, tls_secret
 from sandbox.errors import InputError
+from sandbox.infra.certs import self_signed, tls_secret
 
 
 def test_self_signed_names_every_host() -> None:

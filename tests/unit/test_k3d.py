@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import tools
-from sandbox.docker_engine import Container
 from sandbox.errors import ClusterError, ToolError
-from sandbox.providers import HostTweaks
-from sandbox.providers.k3d import (
+from sandbox.infra import tools
+from sandbox.infra.docker_engine import Container
+from sandbox.infra.providers import HostTweaks
+from sandbox.infra.providers.k3d import (
     K3dProvider,
     create_args,
     owned_by_sandbox,

@@ -1,4 +1,4 @@
-"""Pure parts of sandbox.kube."""
+"""Pure parts of sandbox.infra.kube."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.kube import Kubectl, summarize_status, unreachable
+from sandbox.infra.kube import Kubectl, summarize_status, unreachable
 
 
 def test_argv_always_pins_kubeconfig_and_context() -> None:
@@ -46,7 +46,7 @@ def test_summarize_conditions() -> None:
 
 
 def test_klog_lines_are_dropped_from_messages() -> None:
-    from sandbox.kube import _without_klog
+    from sandbox.infra.kube import _without_klog
 
     stderr = (
         'E1126 22:35:09.854057   17913 memcache.go:265] "Unhandled Error" err="connection refused"\n'

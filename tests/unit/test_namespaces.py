@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.namespaces import (
+from sandbox.infra.namespaces import (
     RUN_LABEL,
     NamespaceMap,
     apply_order,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.portforward import FORWARDING_RE, HANDLING_RE, PortForward
+from sandbox.infra.portforward import FORWARDING_RE, HANDLING_RE, PortForward
 
 
 # Lines as client-go prints them: "Forwarding from %s -> %d" with net.JoinHostPort(addr, port)

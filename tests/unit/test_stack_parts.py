@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from sandbox import docker_engine, stack
 from sandbox.cli_stack import settings_from
 from sandbox.errors import InputError
+from sandbox.infra import docker_engine, stack
 
 
 def test_flags_override_env(monkeypatch: pytest.MonkeyPatch) -> None:

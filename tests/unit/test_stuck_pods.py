@@ -1,4 +1,4 @@
-"""Pods that cannot become ready are named with their reason and last events (sandbox.kube).
+"""Pods that cannot become ready are named with their reason and last events (sandbox.infra.kube).
 
 Shapes follow the Pod and Event objects kubectl prints with -o json (k8s.io/api core/v1
 ContainerStateWaiting reason/message, PodCondition PodScheduled/Unschedulable, Event
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.kube import image_hint, last_events, stuck_pods
+from sandbox.infra.kube import image_hint, last_events, stuck_pods
 
 
 def _pod(

@@ -1,11 +1,11 @@
-"""Pure parts of sandbox.tools: checksum parsing, version fitting, asset URLs."""
+"""Pure parts of sandbox.infra.tools: checksum parsing, version fitting, asset URLs."""
 
 from __future__ import annotations
 
 import pytest
 
-from sandbox import tools
 from sandbox.errors import ChecksumMismatch
+from sandbox.infra import tools
 
 A = "a" * 64
 B = "b" * 64

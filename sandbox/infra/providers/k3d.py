@@ -38,10 +38,10 @@ from typing import Any
 
 import yaml
 
-from sandbox import docker_engine, tools
 from sandbox.errors import ClusterError, ToolError
-from sandbox.providers import ClusterInfo, HostTweaks, Progress
-from sandbox.providers.kubeconfig import parse_kubeconfig, write_private
+from sandbox.infra import docker_engine, tools
+from sandbox.infra.providers import ClusterInfo, HostTweaks, Progress
+from sandbox.infra.providers.kubeconfig import parse_kubeconfig, write_private
 from sandbox.settings import OWNER_LABEL
 
 OWNER_VALUE = "gateway-sandbox"

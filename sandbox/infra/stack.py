@@ -10,14 +10,14 @@ ready stack is confirmed in seconds and an interrupted ``up`` is finished by the
     cluster     exists and is ours (owner mark) / is created / is started
     kubeconfig  a private kubeconfig in the state dir (the user's is never touched)
     node        every node Ready and the default ServiceAccount exists (k3d --wait is not enough)
-    preload     images the engine has and the cluster lacks are loaded (sandbox.images)
+    preload     images the engine has and the cluster lacks are loaded (sandbox.infra.images)
     controller  Envoy Gateway installed and Available
     class       EnvoyProxy (ClusterIP Services) and GatewayClass, Accepted
 
 Ownership: k3d copies ``--runtime-label`` onto the server containers; Docker's container list
 shows it (``k3d cluster list -o json`` does not: it keeps only labels starting with ``k3d``,
-see :mod:`sandbox.providers.k3d`). kind sets no label but its own, so its nodes carry a
-read-only mount of the state dir's owner file instead (:mod:`sandbox.providers.kind`). Either
+see :mod:`sandbox.infra.providers.k3d`). kind sets no label but its own, so its nodes carry a
+read-only mount of the state dir's owner file instead (:mod:`sandbox.infra.providers.kind`). Either
 mark travels with the containers, so it stays right when a cluster is deleted or re-created
 outside the sandbox; a marker file alone could not tell a foreign cluster of the same name from
 ours. The state file (``stack.json``) records what was installed, for ``status``.
@@ -42,10 +42,7 @@ from typing import Any
 
 import yaml
 
-from sandbox import docker_engine, tools
-from sandbox import images as images_mod
 from sandbox import settings as settings_mod
-from sandbox.controllers.envoy_gateway import EnvoyGateway
 from sandbox.errors import (
     ClusterError,
     DockerUnavailable,
@@ -53,11 +50,14 @@ from sandbox.errors import (
     InputError,
     SandboxError,
 )
-from sandbox.kube import Kubectl, KubectlError
-from sandbox.providers import ClusterInfo, HostTweaks, Provider, host_tweaks
-from sandbox.providers import kind as kind_mod
-from sandbox.providers.k3d import K3dProvider, owned_by_sandbox
-from sandbox.providers.kind import KindProvider
+from sandbox.infra import docker_engine, tools
+from sandbox.infra import images as images_mod
+from sandbox.infra.controllers.envoy_gateway import EnvoyGateway
+from sandbox.infra.kube import Kubectl, KubectlError
+from sandbox.infra.providers import ClusterInfo, HostTweaks, Provider, host_tweaks
+from sandbox.infra.providers import kind as kind_mod
+from sandbox.infra.providers.k3d import K3dProvider, owned_by_sandbox
+from sandbox.infra.providers.kind import KindProvider
 from sandbox.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -760,7 +760,7 @@ def _kubectl_for_status(settings: Settings) -> Kubectl | None:
 def cluster_from_docker(settings: Settings) -> ClusterInfo | None:
     """The cluster as the Docker engine sees it (no k3d or kind needed). k3d: containers
     labelled ``k3d.cluster=NAME`` with ``k3d.role`` server/agent (k3d pkg/types LabelRole);
-    kind: ``io.x-k8s.kind.cluster=NAME`` (:func:`sandbox.providers.kind.info_from_containers`)."""
+    kind: ``io.x-k8s.kind.cluster=NAME`` (:func:`sandbox.infra.providers.kind.info_from_containers`)."""
     if settings.cluster == "kind":
         return kind_mod.info_from_containers(
             settings.cluster_name, kind_mod.cluster_containers(settings.cluster_name)

@@ -1,6 +1,6 @@
 """Gateway controllers: install one into a cluster and find what it creates.
 
-Only Envoy Gateway exists today (``sandbox.controllers.envoy_gateway.EnvoyGateway``). The runner
+Only Envoy Gateway exists today (``sandbox.infra.controllers.envoy_gateway.EnvoyGateway``). The runner
 and the cluster target use a controller only through :class:`Controller`.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
-from sandbox.kube import Kubectl
+from sandbox.infra.kube import Kubectl
 
 Progress = Callable[[str], None]
 

@@ -49,8 +49,8 @@ from typing import Any
 
 import yaml
 
-from sandbox import tools
 from sandbox.errors import ClusterError, ToolError, WaitTimeout
+from sandbox.infra import tools
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ def _filenames(manifests: Sequence[Manifest] | Manifest) -> tuple[list[str], str
 class Kubectl:
     """kubectl bound to ``kubeconfig`` + ``context`` (both always passed explicitly).
 
-    :param binary: path to the kubectl executable (see :func:`sandbox.tools.ensure_tool`).
+    :param binary: path to the kubectl executable (see :func:`sandbox.infra.tools.ensure_tool`).
     :param kubeconfig: the private kubeconfig file (never the user's default).
     :param context: the context in that file to use (``k3d-<cluster>`` for the sandbox).
     :param timeout: default timeout in seconds of calls that are not waits.

@@ -1,7 +1,7 @@
 """Cluster providers: one class per way of making the sandbox's cluster, behind one protocol.
 
-``k3d`` (default, :class:`sandbox.providers.k3d.K3dProvider`) and ``kind``
-(:class:`sandbox.providers.kind.KindProvider`). A provider never touches the user's default
+``k3d`` (default, :class:`sandbox.infra.providers.k3d.K3dProvider`) and ``kind``
+(:class:`sandbox.infra.providers.kind.KindProvider`). A provider never touches the user's default
 kubeconfig: it writes a private one to the path it is given. Both run their nodes as Docker
 containers, so what exists, whether it runs and whether the sandbox made it is read from Docker's
 container list (:meth:`Provider.get`), without the provider's binary.

@@ -3,7 +3,7 @@ cluster's nodes, neither.
 
 What ``kind load docker-image`` gives kind users, built in for both cluster providers: before
 anything waits on an image, each needed image that the engine has and the cluster lacks is copied
-in (:meth:`sandbox.providers.Provider.load_images`), so a re-created cluster never pulls what the
+in (:meth:`sandbox.infra.providers.Provider.load_images`), so a re-created cluster never pulls what the
 machine already holds. ``--pull`` pulls on the host first what neither has; ``--offline`` never
 pulls and fails at once naming what is missing.
 
@@ -23,9 +23,9 @@ from typing import Any
 
 import yaml
 
-from sandbox import docker_engine
 from sandbox import settings as settings_mod
 from sandbox.errors import DockerUnavailable
+from sandbox.infra import docker_engine
 
 POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
 _KIND_LINE = re.compile(r"^kind:\s*(\w+)\s*$", re.M)

@@ -29,10 +29,10 @@ import requests
 import yaml
 
 from sandbox import settings as settings_mod
-from sandbox.controllers import DataPlaneService, Progress
 from sandbox.errors import ClusterError, ToolError, WaitTimeout
-from sandbox.kube import Kubectl, describe_stuck_pods, image_hint, summarize_status
-from sandbox.providers.kubeconfig import write_private
+from sandbox.infra.controllers import DataPlaneService, Progress
+from sandbox.infra.kube import Kubectl, describe_stuck_pods, image_hint, summarize_status
+from sandbox.infra.providers.kubeconfig import write_private
 from sandbox.settings import INSTALL_ENV
 
 log = logging.getLogger(__name__)

@@ -45,10 +45,10 @@ from typing import Any
 
 import yaml
 
-from sandbox import docker_engine, tools
 from sandbox.errors import ClusterError, ToolError
-from sandbox.providers import ClusterInfo, HostTweaks, Progress
-from sandbox.providers.kubeconfig import (
+from sandbox.infra import docker_engine, tools
+from sandbox.infra.providers import ClusterInfo, HostTweaks, Progress
+from sandbox.infra.providers.kubeconfig import (
     merge_kubeconfig_into_default,
     parse_kubeconfig,
     write_private,
