@@ -1,4 +1,4 @@
-from sandbox.cli import main
+from sandbox.cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,7 @@
 """Run scenarios on a target: deploy, probe every check, collect diagnostics, clean up.
 
 The CLI and the pytest plugin both drive this; nothing here prints except through the
-``progress`` callback (stderr in the CLI). Reports are data (``RunReport``); ``sandbox.report``
+``progress`` callback (stderr in the CLI). Reports are data (``RunReport``); ``sandbox.report.text``
 renders them.
 """
 
@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sandbox.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError, SandboxError, TargetUnreachable
-from sandbox.probe import CheckResult, Prober
+from sandbox.probe.prober import Prober
+from sandbox.probe.types import CheckResult
 from sandbox.scenario.model import Check, Scenario
 from sandbox.targets import Deployment, Target
 

@@ -34,7 +34,7 @@ import re
 import shutil
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -83,7 +83,8 @@ class PhaseResult:
 
 
 class Reporter:
-    """Progress of phases. The default prints nothing; the CLI passes a rich one (stderr)."""
+    """Progress of phases. The default prints nothing; the CLI passes a rich one (stderr,
+    ``sandbox.cli.common.ConsoleReporter``), the pytest plugin ``LineReporter``."""
 
     def start(self, phase: str, title: str) -> None:
         pass
@@ -98,33 +99,26 @@ class Reporter:
         pass
 
 
-class ConsoleReporter(Reporter):
-    """Phase lines with durations on a rich Console (stderr)."""
+class LineReporter(Reporter):
+    """Phase lines with durations as plain text, one ``write`` call per line."""
 
-    def __init__(self, console: Any, *, quiet: bool = False) -> None:
-        self.console = console
-        self.quiet = quiet
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
 
     def start(self, phase: str, title: str) -> None:
-        if not self.quiet:
-            self.console.print(f"[bold]▶[/] {title} ...", highlight=False)
+        self.write(f"▶ {title} ...")
 
     def note(self, message: str) -> None:
-        if not self.quiet:
-            self.console.print(f"  {message}", highlight=False, markup=False)
+        self.write(f"  {message}")
 
     def done(self, result: PhaseResult) -> None:
-        if not self.quiet:
-            self.console.print(
-                f"[green]✓[/] {result.name}: {result.action} [dim]({result.seconds:.1f}s)[/]",
-                highlight=False,
-            )
+        self.write(f"✓ {result.name}: {result.action} ({result.seconds:.1f}s)")
 
     def failed(self, phase: str, seconds: float, error: BaseException) -> None:
         what = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-        self.console.print(f"[red]✗[/] {phase}: {what} [dim]({seconds:.1f}s)[/]", highlight=False)
+        self.write(f"✗ {phase}: {what} ({seconds:.1f}s)")
         if isinstance(error, KeyboardInterrupt):
-            self.console.print("  run `sandbox up` again: it resumes where this one stopped")
+            self.write("  run `sandbox up` again: it resumes where this one stopped")
 
 
 @dataclass

@@ -327,7 +327,7 @@ ENVOY_GATEWAY_EXEMPT: frozenset[str] = frozenset(
 
 
 #: What the reference gateway of ``--provider local`` implements (sandbox.reference and
-#: sandbox.targets.local): the core features of GATEWAY-HTTP and GATEWAY-GRPC and the extended
+#: sandbox.targets.local.target): the core features of GATEWAY-HTTP and GATEWAY-GRPC and the extended
 #: features whose behaviour the model carries out. Everything else (BackendTLSPolicy, CORS,
 #: retries, client certificates, ListenerSet, WebSocket/H2C backends, static addresses, ...) is
 #: not modelled and is reported as unsupported rather than claimed.

@@ -5,7 +5,7 @@ A *target* deploys a scenario somewhere and gives addresses to send its requests
 - ``cluster``  (``sandbox.targets.cluster``): apply the manifests into a fresh namespace of the
   sandbox's k3d cluster (or a named kubeconfig context), wait for the Gateway and routes, and
   port-forward the Gateway's data-plane Service;
-- ``local``    (``sandbox.targets.local``): the reference gateway of ``sandbox.reference`` served
+- ``local``    (``sandbox.targets.local.target``): the reference gateway of ``sandbox.reference`` served
   on loopback with echo backends standing in for the pods;
 - ``address``  (``sandbox.targets.address``): a gateway someone already runs at HOST:PORT; no
   deployment at all.
@@ -16,17 +16,11 @@ The Runner only ever calls ``deploy`` and the methods of what it yields.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Protocol
 
 from sandbox.errors import SandboxError
+from sandbox.probe.types import Address
 from sandbox.scenario.model import Scenario
-
-
-@dataclass(frozen=True)
-class Address:
-    host: str
-    port: int
 
 
 class Deployment(Protocol):

@@ -16,9 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sandbox.errors import InputError, SandboxError, TargetUnreachable
-from sandbox.probe import Refusals
+from sandbox.probe.types import Address, Refusals
 from sandbox.scenario.model import Scenario
-from sandbox.targets import Address
 
 REFUSED_ATTEMPTS = 3  # refused requests in a row, from a check's first one
 REFUSED_SECONDS = 2.0  # over at least this long

@@ -78,9 +78,8 @@ from sandbox.infra.namespaces import (
     run_namespace,
 )
 from sandbox.infra.portforward import PortForward
-from sandbox.probe import Refusals
+from sandbox.probe.types import Address, Refusals
 from sandbox.scenario.model import Scenario
-from sandbox.targets import Address
 
 log = logging.getLogger(__name__)
 

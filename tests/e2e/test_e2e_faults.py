@@ -82,8 +82,8 @@ def _kubectl(
 def test_envoy_pod_deleted_mid_run_the_run_recovers(
     stack: dict[str, Any], e2e_provider: str
 ) -> None:
-    from sandbox.cli_scenarios import make_target
-    from sandbox.probe import Prober
+    from sandbox.cli.scenarios import make_target
+    from sandbox.probe.prober import Prober
     from sandbox.runner import Runner
     from sandbox.scenario.library import resolve_scenario
     from sandbox.scenario.load import load_scenario

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.echo import EchoServer
+from sandbox.echo.http import EchoServer
 from sandbox.errors import ClusterError, InputError, TargetUnreachable, WaitTimeout
 from sandbox.infra.controllers.envoy_gateway import EnvoyGateway
 from sandbox.infra.kube import APIServerUnreachable, Kubectl, KubectlError

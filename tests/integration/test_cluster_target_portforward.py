@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from sandbox.echo import EchoServer
+from sandbox.echo.http import EchoServer
 from sandbox.errors import WaitTimeout
 from sandbox.infra.portforward import PortForward, PortForwardError
 

@@ -17,7 +17,7 @@ import yaml
 from click.testing import CliRunner
 
 from sandbox import settings
-from sandbox.cli import main
+from sandbox.cli.main import main
 from sandbox.scenario import crds as schema
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from sandbox.echo import EchoServer, canonical_header_key, parse_go_duration
+from sandbox.echo.http import EchoServer, canonical_header_key, parse_go_duration
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""The gRPC echo client and server (sandbox.grpc_echo) over real loopback sockets.
+"""The gRPC echo client and server (sandbox.echo.grpc) over real loopback sockets.
 
 The wire-format vectors are written from the upstream proto (kubernetes-sigs/gateway-api
 conformance/echo-basic/grpcecho.proto): EchoResponse{assertions=1{fully_qualified_method=1,
@@ -13,19 +13,18 @@ import threading
 import grpc
 import pytest
 
-from sandbox.grpc_echo import (
+from sandbox.echo.grpc import GrpcEchoServer
+from sandbox.echo.wire import (
     SERVICE,
     EchoContext,
     EchoResponse,
-    GrpcEchoServer,
     grpc_code_for_http,
-    grpc_probe,
-    grpc_send,
     http_status_for,
     split_method,
 )
+from sandbox.probe.grpc import grpc_probe, grpc_send
+from sandbox.probe.types import Address
 from sandbox.scenario.model import Check, Expect, GrpcRequest, Request
-from sandbox.targets import Address
 
 POD = "grpc-backend-v1-7d9c8b6f5-abcde"
 

@@ -1,4 +1,4 @@
-"""gRPC through the local reference gateway (sandbox.targets.local_grpc) on loopback sockets:
+"""gRPC through the local reference gateway (sandbox.targets.local.grpc) on loopback sockets:
 the gateway's HTTP/2 hand-off, the model's GRPCRoute decisions, forwarding raw bytes to gRPC
 echo pods, and the library's GRPCRoute scenarios end to end."""
 
@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.grpc_echo import SERVICE, grpc_probe, grpc_send
-from sandbox.probe import Prober
+from sandbox.echo.wire import SERVICE
+from sandbox.probe.grpc import grpc_probe, grpc_send
+from sandbox.probe.prober import Prober
+from sandbox.probe.types import Address
 from sandbox.runner import Runner
 from sandbox.scenario.load import load_scenario
-from sandbox.targets import Address
-from sandbox.targets.local import LocalDeployment, LocalTarget
+from sandbox.targets.local.target import LocalDeployment, LocalTarget
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
 

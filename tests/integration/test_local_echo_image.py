@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sandbox.cli import main
+from sandbox.cli.main import main
 from sandbox.scenario.load import load_scenario
-from sandbox.targets.local import LocalTarget, is_echo_image
+from sandbox.targets.local.pods import is_echo_image
+from sandbox.targets.local.target import LocalTarget
 
 ROOT = Path(__file__).resolve().parents[2]
 ECHO = "registry.k8s.io/gateway-api/echo-basic:v1.5.1"

@@ -38,7 +38,8 @@ from sandbox.reference.model import (
 )
 from sandbox.reference.objects import HeaderOps
 from sandbox.scenario.model import Scenario, TlsSecret
-from sandbox.targets.local import LocalDeployment, LocalTarget, deployment_of_pod
+from sandbox.targets.local.pods import deployment_of_pod
+from sandbox.targets.local.target import LocalDeployment, LocalTarget
 
 POD_RE = re.compile(
     r"^(?P<dep>.+)-[bcdfghjklmnpqrstvwxz2456789]{1,10}-[bcdfghjklmnpqrstvwxz2456789]{5}$"
@@ -485,12 +486,10 @@ H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 def test_http2_preface_goes_to_the_grpc_hook(
     deploy: Callable[..., LocalDeployment], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """sandbox.targets.local_grpc.handle_connection receives connections that open with the
+    """sandbox.targets.local.grpc.handle_connection receives connections that open with the
     HTTP/2 preface (gRPC over h2c), with everything it needs to route them."""
-    import sys
-    import types
-
-    from sandbox.targets.local import GrpcConnection
+    from sandbox.targets.local import grpc as local_grpc
+    from sandbox.targets.local.grpc import GrpcConnection
 
     handed: list[GrpcConnection] = []
 
@@ -501,9 +500,7 @@ def test_http2_preface_goes_to_the_grpc_hook(
         conn.record(f"grpc hook saw {conn.preface + rest!r}")
         conn.sock.sendall(f"{conn.gateway} {conn.port} {conn.scheme} {pod and pod.name}".encode())
 
-    fake = types.ModuleType("sandbox.targets.local_grpc")
-    fake.handle_connection = handle_connection  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "sandbox.targets.local_grpc", fake)
+    monkeypatch.setattr(local_grpc, "handle_connection", handle_connection)
     dep = deploy(ScriptedModel(passthrough([svc("v1")]), services={"default/v1": 1}))
     addr = dep.address("eg", 80)
     with socket.create_connection((addr.host, addr.port), timeout=5) as s:
@@ -514,20 +511,6 @@ def test_http2_preface_goes_to_the_grpc_hook(
     assert repr(H2_PREFACE) in dep.diagnostics()
     # plain HTTP/1.1 on the same port is unaffected
     assert send(dep)[0] == 200
-
-
-def test_http2_without_grpc_hook_is_closed_and_explained(
-    deploy: Callable[..., LocalDeployment], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import sys
-
-    monkeypatch.setitem(sys.modules, "sandbox.targets.local_grpc", None)  # import fails
-    dep = deploy(ScriptedModel(passthrough([svc("v1")]), services={"default/v1": 1}))
-    addr = dep.address("eg", 80)
-    with socket.create_connection((addr.host, addr.port), timeout=5) as s:
-        s.sendall(H2_PREFACE)
-        assert s.recv(100) == b""  # closed
-    assert "HTTP/1.1 only" in dep.diagnostics()
 
 
 def test_client_that_hangs_up_leaves_no_traceback(
@@ -550,7 +533,7 @@ def test_client_that_hangs_up_leaves_no_traceback(
 def test_startup_wait_is_bounded_and_cleans_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sandbox.echo import EchoServer
+    from sandbox.echo.http import EchoServer
     from sandbox.errors import WaitTimeout
 
     model = ScriptedModel(passthrough([svc("v1")]), services={"default/v1": 1})
@@ -564,8 +547,8 @@ def test_startup_wait_is_bounded_and_cleans_up(
     def refuse(address: tuple[str, int], timeout: float = 0) -> socket.socket:
         raise ConnectionRefusedError("refused (test)")
 
-    monkeypatch.setattr("sandbox.targets.local.EchoServer", echo)
-    monkeypatch.setattr("sandbox.targets.local.socket.create_connection", refuse)
+    monkeypatch.setattr("sandbox.targets.local.target.EchoServer", echo)
+    monkeypatch.setattr("sandbox.targets.local.target.socket.create_connection", refuse)
     t0 = time.monotonic()
     with (
         pytest.raises(WaitTimeout, match="refused"),

@@ -89,7 +89,7 @@ def test_a_wrong_expectation_fails_in_seconds_not_its_30s(tmp_path: Path) -> Non
 def test_timeout_option_and_env_replace_the_checks_own(tmp_path: Path) -> None:
     import os
 
-    from sandbox.echo import EchoServer
+    from sandbox.echo.http import EchoServer
 
     folder = tmp_path / "quickstart-wrong"
     shutil.copytree(QUICKSTART, folder)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.probe import Prober
+from sandbox.probe.prober import Prober
 from sandbox.scenario.load import load_scenario
 from sandbox.scenario.model import Scenario
-from sandbox.targets.local import LocalTarget
+from sandbox.targets.local.target import LocalTarget
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 

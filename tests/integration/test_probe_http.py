@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from sandbox.echo import EchoServer
-from sandbox.probe import Prober
+from sandbox.echo.http import EchoServer
+from sandbox.probe.prober import Prober
+from sandbox.probe.types import Address
 from sandbox.scenario.model import Check, Expect, ExpectedRedirect, ExpectedRequest, Request
-from sandbox.targets import Address
 
 FAST = {"backoff": 0.02}  # the 1 s upstream back-off, shortened for tests
 

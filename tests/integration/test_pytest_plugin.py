@@ -1,4 +1,4 @@
-"""The pytest plugin (sandbox.pytest_plugin) driven through pytester, with the local provider.
+"""The pytest plugin (sandbox.pytest_plugin.plugin) driven through pytester, with the local provider.
 
 Each run is a real pytest session in a temporary folder: scenario folders are collected as one
 item per check, run against the reference gateway on loopback (``--sandbox-provider local``),
@@ -18,13 +18,13 @@ import yaml
 # inside them, while the ``sandbox`` package keeps its attributes, which would mix two copies of
 # e.g. sandbox.errors across runs. Modules loaded beforehand are shared by every run.
 import sandbox
-import sandbox.conformance
 import sandbox.errors
-import sandbox.probe
+import sandbox.probe.prober
+import sandbox.report.conformance
 import sandbox.runner
 import sandbox.scenario.features
 import sandbox.scenario.load
-import sandbox.targets.local
+import sandbox.targets.local.target
 
 pytest_plugins = ["pytester"]
 
@@ -309,7 +309,7 @@ def test_unsupported_features_skip_with_reason_and_report(suite: pytest.Pytester
     }
     result.stdout.fnmatch_lines(
         [
-            "*implementation organization, url, contact UNDEFINED; give "
+            "*implementation organization, url, contact UNDEFINED in the report; give "
             "them with --conformance-implementation*"
         ]
     )
@@ -463,7 +463,7 @@ def test_plugin_does_not_slow_ordinary_runs() -> None:
         "import sys, pytest\n"
         "pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', "
         "'tests/unit/test_features.py'])\n"
-        "heavy = [m for m in ('sandbox.scenario.crds', 'sandbox.targets.local', 'sandbox.runner', "
+        "heavy = [m for m in ('sandbox.scenario.crds', 'sandbox.targets.local.target', 'sandbox.runner', "
         "'jsonschema', 'docker') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
@@ -483,7 +483,7 @@ CONFTEST_FAILING_TARGET = """
 import contextlib
 
 from sandbox.errors import ClusterError, WaitTimeout
-from sandbox.targets.local import LocalTarget
+from sandbox.targets.local.target import LocalTarget
 
 MODE = {mode!r}
 
@@ -564,7 +564,7 @@ def test_rootdir_as_argument_does_not_collect_scenarios(suite: pytest.Pytester) 
 
 
 CONFTEST_CLUSTER_CRDS = """
-from sandbox.targets.local import LocalTarget
+from sandbox.targets.local.target import LocalTarget
 
 
 class FakeKubectl:
@@ -644,13 +644,14 @@ def test_manifests_failing_the_crd_schemas_are_collection_errors(
 
 
 def test_default_gateway_class_matches_settings() -> None:
-    from sandbox import pytest_plugin, settings
+    from sandbox import settings
+    from sandbox.pytest_plugin import plugin as pytest_plugin
 
     assert pytest_plugin.DEFAULT_GATEWAY_CLASS == settings.DEFAULT_GATEWAY_CLASS
 
 
 CONFTEST_STACK_DOWN = """
-import sandbox.pytest_plugin as plugin
+import sandbox.pytest_plugin.plugin as plugin
 from sandbox.errors import ClusterError
 
 CALLS = []
@@ -731,8 +732,8 @@ def test_x_stops_after_the_first_failure_and_collect_only_lists_checks(
 CONFTEST_INTERRUPT = """
 import contextlib
 
-import sandbox.pytest_plugin as plugin
-from sandbox.targets.local import LocalTarget
+import sandbox.pytest_plugin.plugin as plugin
+from sandbox.targets.local.target import LocalTarget
 
 EVENTS = []
 ORIGINAL_DEPLOY = LocalTarget.deploy

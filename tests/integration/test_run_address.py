@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.echo import EchoServer
+from sandbox.echo.http import EchoServer
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.echo import EchoServer
+from sandbox.echo.http import EchoServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 

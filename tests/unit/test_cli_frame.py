@@ -3,8 +3,8 @@ from __future__ import annotations
 import click
 from click.testing import CliRunner
 
-from sandbox.cli import main
-from sandbox.cli_common import handle_errors
+from sandbox.cli.common import handle_errors
+from sandbox.cli.main import main
 from sandbox.errors import EXIT_ENVIRONMENT, EXIT_USAGE, DockerUnavailable, InputError
 
 

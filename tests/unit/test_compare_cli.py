@@ -8,7 +8,7 @@ import json
 
 from click.testing import CliRunner
 
-from sandbox.cli import main
+from sandbox.cli.main import main
 from sandbox.infra.controllers.envoy_gateway import parse_route_name, route_from_access_log
 
 # One line of Envoy Gateway v1.9.0's default JSON access log (the keys of

@@ -1,4 +1,4 @@
-"""The upstream ConformanceReport shape (sandbox.conformance; gateway-api v1.6.1 apis/v1)."""
+"""The upstream ConformanceReport shape (sandbox.report.conformance; gateway-api v1.6.1 apis/v1)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from sandbox import conformance as C
 from sandbox.errors import InputError
+from sandbox.report import conformance as C
 from sandbox.scenario import features as F
 
 IMPL = C.envoy_gateway_implementation("v1.9.0")

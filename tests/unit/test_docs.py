@@ -11,8 +11,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from sandbox.cli import main
-from sandbox.echo import EchoServer
+from sandbox.cli.main import main
+from sandbox.echo.http import EchoServer
 from sandbox.scenario.load import scenario_schema
 
 ROOT = Path(__file__).resolve().parents[2]

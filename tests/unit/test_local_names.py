@@ -16,16 +16,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sandbox.reference.model import DeploymentInfo, ListenerInfo
-from sandbox.targets.local import (
+from sandbox.targets.local.pods import (
     K8S_ALPHANUMS,
     deployment_of_pod,
     fnv32a,
     generate_name,
-    hostname_matches,
     pod_names,
     pod_template_hash,
     safe_encode_string,
 )
+from sandbox.targets.local.tls import hostname_matches
 
 DNS_LABEL = st.from_regex(r"\A[a-z]([a-z0-9-]{0,40}[a-z0-9])?\Z")
 

@@ -11,12 +11,8 @@ import pytest
 from sandbox.reference.decision import BackendChoice, Decision, ModelRequest
 from sandbox.reference.model import Model
 from sandbox.reference.objects import HeaderOps
-from sandbox.targets.local import (
-    _backend_request,
-    _modify_response_headers,
-    _PrefixedReader,
-    _Router,
-)
+from sandbox.targets.local.http import _PrefixedReader
+from sandbox.targets.local.router import _backend_request, _modify_response_headers, _Router
 
 
 def router(seed: int = 0) -> _Router:
@@ -118,7 +114,7 @@ def test_prefixed_reader_readline_limit_inside_the_prefix() -> None:
 
 
 def test_weighted_choice_follows_the_weights_for_http_and_grpc() -> None:
-    from sandbox.targets.local import weighted_choice
+    from sandbox.targets.local.router import weighted_choice
 
     def name_at(fraction: float) -> str | None:
         picked = weighted_choice(backends, lambda: fraction)

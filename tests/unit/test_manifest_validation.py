@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from sandbox import settings
-from sandbox.cli import main
+from sandbox.cli.main import main
 from sandbox.manifests import Problem, load_manifest_file
 from sandbox.scenario import crds as schema
 from sandbox.scenario import fields

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from sandbox import manifests
-from sandbox.cli import main
+from sandbox.cli.main import main
 from sandbox.errors import EXIT_USAGE, InputError
 from sandbox.manifests import Problem, allowed_alias_ratio, load_manifest_file, load_paths
 from sandbox.reference.loader import load_manifests

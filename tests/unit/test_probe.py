@@ -5,18 +5,10 @@ from __future__ import annotations
 import pytest
 
 from sandbox.errors import TargetUnreachable
-from sandbox.probe import (
-    SETTLED_ROUNDS,
-    Observed,
-    Prober,
-    ProbeRequest,
-    Refusals,
-    SeenRequest,
-    backend_name,
-    compare,
-    compare_shares,
-    parse_echo,
-)
+from sandbox.probe.expect import backend_name, compare, compare_shares
+from sandbox.probe.http import parse_echo
+from sandbox.probe.prober import SETTLED_ROUNDS, Prober
+from sandbox.probe.types import Address, Observed, ProbeRequest, Refusals, SeenRequest
 from sandbox.scenario.model import (
     Check,
     Expect,
@@ -25,7 +17,6 @@ from sandbox.scenario.model import (
     GrpcRequest,
     Request,
 )
-from sandbox.targets import Address
 
 ADDR = Address("127.0.0.1", 8080)
 
@@ -293,7 +284,7 @@ REFUSED = Observed(status=None, error="ConnectionError: Connection refused")
 
 def test_refused_is_a_refused_connection_over_http_or_grpc() -> None:
     assert REFUSED.refused
-    # grpcio's details for a closed port (sandbox.grpc_echo.grpc_send keeps them as the error)
+    # grpcio's details for a closed port (sandbox.probe.grpc.grpc_send keeps them as the error)
     assert Observed(
         status=None,
         protocol="grpc",
@@ -408,7 +399,7 @@ def test_grpc_check_goes_through_the_grpc_sender() -> None:
 
 
 def test_default_grpc_sender_is_the_grpc_echo_client() -> None:
-    from sandbox.grpc_echo import grpc_send
+    from sandbox.probe.grpc import grpc_send
 
     assert Prober().grpc_send is grpc_send
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sandbox.cli import main
-from sandbox.cli_explain import parse_url
+from sandbox.cli.explain import parse_url
+from sandbox.cli.main import main
 from sandbox.errors import EXIT_USAGE, InputError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "reference"

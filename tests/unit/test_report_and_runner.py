@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import report
 from sandbox.errors import ClusterError, InputError, SandboxError
-from sandbox.probe import Observed, Prober, ProbeRequest, SeenRequest
+from sandbox.probe.prober import Prober
+from sandbox.probe.types import Address, Observed, ProbeRequest, SeenRequest
+from sandbox.report import text as report
 from sandbox.runner import Runner, select
 from sandbox.scenario.model import Check, Expect, Request, Scenario
-from sandbox.targets import Address
 
 
 def make_scenario(name: str, *checks: tuple[str, int]) -> Scenario:
@@ -384,7 +384,7 @@ def test_a_second_ctrl_c_during_cleanup_says_what_is_left_behind() -> None:
 
 
 def test_address_target_rule_for_refusals() -> None:
-    from sandbox.probe import Refusals
+    from sandbox.probe.types import Refusals
     from sandbox.targets.address import AddressDeployment, parse_address
 
     addr = parse_address("127.0.0.1:1")

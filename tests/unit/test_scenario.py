@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sandbox.cli import main
+from sandbox.cli.main import main
 from sandbox.errors import EXIT_USAGE, InputError
 from sandbox.scenario.library import find_scenarios, resolve_scenario
 from sandbox.scenario.load import ScenarioInvalid, load_scenario

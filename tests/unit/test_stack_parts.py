@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from sandbox.cli_stack import settings_from
+from sandbox.cli.common import ConsoleReporter
+from sandbox.cli.stack import settings_from
 from sandbox.errors import InputError
 from sandbox.infra import docker_engine, stack
 
@@ -57,7 +58,7 @@ def test_kubeconfig_port(tmp_path: Path) -> None:
 
 def test_phases_record_durations_and_report_interrupts() -> None:
     console = Console(record=True, width=200)
-    phases = stack.Phases(stack.ConsoleReporter(console))
+    phases = stack.Phases(ConsoleReporter(console))
     with phases.phase("one", "first") as act:
         act.append("done it")
     assert [(r.name, r.action) for r in phases.results] == [("one", "done it")]

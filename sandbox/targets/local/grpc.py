@@ -1,8 +1,8 @@
 """gRPC for the ``local`` provider: the reference gateway's gRPC front and gRPC echo backends.
 
-``sandbox.targets.local`` calls two hooks of this module (see its module docstring):
+``sandbox.targets.local.target`` calls two hooks of this module (see its module docstring):
 
-- ``echo_server(pod=, namespace=, service=)``: a started :class:`~sandbox.grpc_echo.GrpcEchoServer`
+- ``echo_server(pod=, namespace=, service=)``: a started :class:`~sandbox.echo.grpc.GrpcEchoServer`
   standing in for a pod of a Deployment whose env sets ``GRPC_ECHO_SERVER``;
 - ``handle_connection(conn)``: a connection to a gateway listener that opened with the HTTP/2
   preface. Its bytes are piped to this module's *front*: a grpcio server on 127.0.0.1 (one per
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import io
 import random
 import selectors
 import socket
@@ -35,19 +36,40 @@ import threading
 import weakref
 from collections.abc import Callable
 from concurrent import futures
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
-from sandbox.grpc_echo import (
-    GrpcEchoServer,
-    call_authority,
-    grpc_code_for_http,
-    split_method,
-)
+from sandbox.echo.grpc import GrpcEchoServer, call_authority
+from sandbox.echo.wire import grpc_code_for_http, split_method
 from sandbox.reference.decision import BackendChoice, Decision
 from sandbox.reference.model import Model
-from sandbox.targets.local import GrpcConnection, LocalPod, weighted_choice
+from sandbox.targets.local.pods import LocalPod
+from sandbox.targets.local.router import weighted_choice
+
+
+@dataclass
+class GrpcConnection:
+    """A connection that opened with the HTTP/2 preface, for ``sandbox.targets.local.grpc``.
+
+    ``preface`` holds the bytes already read from ``sock``; nothing more has been read, so
+    read and write through ``sock`` alone (a TLS socket on HTTPS listeners, ALPN ``h2`` offered;
+    its timeout is 30 s until changed), from one thread at a time: an ``ssl.SSLSocket`` must not
+    be read and written concurrently. ``rfile`` is the handler's reader over the same socket.
+    Return when the connection is done.
+    """
+
+    sock: socket.socket
+    rfile: io.BufferedIOBase
+    preface: bytes
+    gateway: str  # "ns/name"
+    port: int  # listener port
+    scheme: str  # http | https
+    model: Model
+    pick_pod: Callable[[str, str], LocalPod | None]  # (namespace, service) -> a pod, round robin
+    record: Callable[[str], None]  # adds a line to diagnostics()
+
 
 FRONT_WORKERS = 32
 PIPE_CHUNK = 65536

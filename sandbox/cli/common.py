@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from sandbox.errors import EXIT_USAGE, SandboxError
+from sandbox.infra import stack
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -67,3 +68,32 @@ def handle_errors(func: F) -> F:
 def usage_error(message: str) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}")
     sys.exit(EXIT_USAGE)
+
+
+class ConsoleReporter(stack.Reporter):
+    """Phase lines with durations on a rich Console (stderr)."""
+
+    def __init__(self, console: Any, *, quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+
+    def start(self, phase: str, title: str) -> None:
+        if not self.quiet:
+            self.console.print(f"[bold]▶[/] {title} ...", highlight=False)
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(f"  {message}", highlight=False, markup=False)
+
+    def done(self, result: stack.PhaseResult) -> None:
+        if not self.quiet:
+            self.console.print(
+                f"[green]✓[/] {result.name}: {result.action} [dim]({result.seconds:.1f}s)[/]",
+                highlight=False,
+            )
+
+    def failed(self, phase: str, seconds: float, error: BaseException) -> None:
+        what = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        self.console.print(f"[red]✗[/] {phase}: {what} [dim]({seconds:.1f}s)[/]", highlight=False)
+        if isinstance(error, KeyboardInterrupt):
+            self.console.print("  run `sandbox up` again: it resumes where this one stopped")

@@ -50,7 +50,7 @@ import pytest
 from _pytest._code.code import TerminalRepr  # the type pytest's repr_failure returns
 
 if TYPE_CHECKING:
-    from sandbox.conformance import TestResult
+    from sandbox.report.conformance import TestResult
     from sandbox.scenario.model import Check, Scenario
     from sandbox.targets import Deployment, Target
 
@@ -311,7 +311,7 @@ class SandboxState:
 
     @property
     def provider(self) -> str:
-        from sandbox.cli_scenarios import choose_provider
+        from sandbox.cli.scenarios import choose_provider
         from sandbox.errors import InputError
 
         try:
@@ -394,7 +394,7 @@ class SandboxState:
             self._bundle = ""
             kubectl = getattr(target, "kubectl", None)
             if kubectl is not None:
-                from sandbox.conformance import cluster_version_and_channel
+                from sandbox.report.conformance import cluster_version_and_channel
 
                 found = cluster_version_and_channel(kubectl)
                 if found is not None:
@@ -419,7 +419,7 @@ class SandboxState:
 
 def make_target(state: SandboxState) -> Target:
     """The provider's Target, built exactly as ``sandbox run --provider ...`` builds it."""
-    from sandbox.cli_scenarios import make_target as cli_make_target
+    from sandbox.cli.scenarios import make_target as cli_make_target
     from sandbox.errors import InputError
     from sandbox.scenario.load import load_scenario
 
@@ -588,9 +588,9 @@ class CheckItem(pytest.Item):
 
     def _compare_with_model(self, parent: ScenarioFile) -> None:
         """On the real gateway: hold the last response against the reference model's whole
-        prediction (:mod:`sandbox.compare`); where the model claims to know and they differ,
+        prediction (:mod:`sandbox.probe.compare`); where the model claims to know and they differ,
         the check fails. The verdict goes to the JUnit report as property ``model``."""
-        from sandbox.compare import compare_check
+        from sandbox.probe.compare import compare_check
         from sandbox.reference.verify import build_model
 
         assert parent.scenario is not None and parent.deployment is not None
@@ -741,7 +741,7 @@ class _NoTarget:
 def failure_text(scenario: Scenario | None, result: Any, deployment: Deployment | None) -> str:
     """What a failed check says: the runner's failure report (as ``sandbox run`` prints it:
     location, request as curl, expected vs observed) and the deployment's diagnostics."""
-    from sandbox.report import format_diagnostics, format_failure
+    from sandbox.report.text import format_diagnostics, format_failure
 
     lines = [headline(result)]  # pytest's -r summary shows the first line
     lines.append(format_failure(scenario, result) if scenario is not None else str(result))
@@ -840,7 +840,7 @@ class ResultsPlugin:
         return out
 
     def results(self) -> list[TestResult]:
-        from sandbox.conformance import TestResult
+        from sandbox.report.conformance import TestResult
 
         return [
             TestResult(name, feats, outcome)  # type: ignore[arg-type]
@@ -849,8 +849,8 @@ class ResultsPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        from sandbox import conformance
         from sandbox.errors import SandboxError
+        from sandbox.report.write import write_reports
 
         config = self.config
         state = config.stash.get(_STATE, None)
@@ -859,15 +859,14 @@ class ResultsPlugin:
         )
         tr = config.pluginmanager.get_plugin("terminalreporter")
         try:
-            impl = conformance.implementation_for(
-                provider, config.getoption("conformance_implementation")
-            )
             supported = state.supported if state is not None else None
             version, _, channel = (self.bundle or "").partition("/")
-            conformance.write_conformance_report(
+            notes = write_reports(
                 self.results(),
-                self.path,
-                implementation=impl,
+                provider=provider,
+                conformance_report=self.path,
+                implementation=config.getoption("conformance_implementation"),
+                implementation_hint="--conformance-implementation",
                 supported_features=supported,
                 gateway_api_version=version or None,
                 gateway_api_channel=channel or None,
@@ -881,14 +880,8 @@ class ResultsPlugin:
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
             return
         if tr is not None:
-            tr.write_line(f"gateway-sandbox: ConformanceReport written to {self.path}")
-            unknown = conformance.undefined_fields(impl)
-            if unknown:
-                tr.write_line(
-                    f"gateway-sandbox: implementation {', '.join(unknown)} UNDEFINED; "
-                    "give them with --conformance-implementation",
-                    yellow=True,
-                )
+            for note in notes:
+                tr.write_line(f"gateway-sandbox: {note}", yellow="UNDEFINED" in note)
 
 
 def discover_scenario_files(state: SandboxState) -> list[Path]:

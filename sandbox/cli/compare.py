@@ -2,7 +2,7 @@
 
 Each scenario is deployed on the sandbox's cluster (or ``--provider existing``); each check's
 request is sent to the real gateway as ``sandbox run`` sends it (converging the same way), and
-its last response is held against the model's whole prediction (:mod:`sandbox.compare`). The
+its last response is held against the model's whole prediction (:mod:`sandbox.probe.compare`). The
 route and rule each side chose are shown: the model's from its decision, the real gateway's from
 the data plane's access log (Envoy Gateway logs the xDS route name of every request). Exit 0
 when they agree wherever the model claims to know, 1 when they differ, 2/3 as usual.
@@ -17,11 +17,18 @@ from typing import Any
 
 import click
 
-from sandbox.cli_common import err, handle_errors, out, output_option, print_json
+from sandbox.cli.common import err, handle_errors, out, output_option, print_json
+from sandbox.cli.scenarios import expand_args, make_target
 from sandbox.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError, SandboxError
+from sandbox.probe.compare import compare_check
+from sandbox.probe.http import send_http
+from sandbox.probe.prober import Prober
+from sandbox.reference.verify import build_model
+from sandbox.runner import Runner
 from sandbox.scenario.library import resolve_scenario
 from sandbox.scenario.load import load_scenario
 from sandbox.scenario.model import Scenario
+from sandbox.targets.cluster import ClusterDeployment
 
 
 def _model_route(decision: Any) -> str:
@@ -33,10 +40,6 @@ def _model_route(decision: Any) -> str:
 
 def compare_scenario(scenario: Scenario, target: Any, runner: Any) -> list[dict[str, Any]]:
     """Deploy, run every check, compare each with the model; one row per check."""
-    from sandbox.compare import compare_check
-    from sandbox.probe import send_http
-    from sandbox.reference.verify import build_model
-    from sandbox.targets.cluster import ClusterDeployment
 
     model = build_model(scenario)
     rows: list[dict[str, Any]] = []
@@ -131,9 +134,6 @@ def _compare_command() -> click.Command:
 
         Exit 0 when they agree wherever the model claims to know the answer, 1 when not.
         """
-        from sandbox.cli_scenarios import expand_args, make_target
-        from sandbox.probe import Prober
-        from sandbox.runner import Runner
 
         quiet = bool((ctx.obj or {}).get("quiet"))
         loaded = []

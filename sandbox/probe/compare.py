@@ -19,7 +19,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sandbox.probe import Observed
+from sandbox.probe.types import Observed
 from sandbox.reference.decision import Decision
 from sandbox.reference.filters import DEFAULT_PORTS, apply_header_ops
 from sandbox.reference.model import Model

@@ -11,7 +11,11 @@ from typing import Any
 
 import click
 
-from sandbox import __version__, cli_compare, cli_explain, cli_scenarios, cli_stack
+from sandbox import __version__
+from sandbox.cli import compare as cli_compare
+from sandbox.cli import explain as cli_explain
+from sandbox.cli import scenarios as cli_scenarios
+from sandbox.cli import stack as cli_stack
 
 EPILOG = """\b
 Exit codes:

@@ -27,13 +27,15 @@ from urllib.parse import urlsplit
 
 import click
 
-from sandbox.cli_common import err, handle_errors, out, output_option, print_json
+from sandbox.cli.common import err, handle_errors, out, output_option, print_json
 from sandbox.errors import InputError
-from sandbox.manifests import InvalidInput
+from sandbox.manifests import InvalidInput, display_path
 from sandbox.reference.decision import Decision
 from sandbox.reference.filters import DEFAULT_PORTS
 from sandbox.reference.loader import field_problems, load_manifests
 from sandbox.reference.model import Model
+from sandbox.scenario.library import resolve_scenario
+from sandbox.scenario.load import ScenarioInvalid, load_scenario
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 7230 token (method, header name)
 
@@ -78,7 +80,6 @@ _HOST = re.compile(r"^(\[[^\]]*\]|[^:\[\]]+)(?::\d+)?$")  # host[:port], [v6][:p
 
 def _scenario_folder(arg: str) -> Path | None:
     """The scenario folder ``arg`` names (folder, its scenario.yaml, or a name), else None."""
-    from sandbox.scenario.library import resolve_scenario
 
     p = Path(arg)
     if p.is_file():
@@ -97,8 +98,6 @@ def _scenario_folder(arg: str) -> Path | None:
 
 def load_sources(args: list[str]) -> tuple[list[dict[str, Any]], list[str], list[str]]:
     """(objects, "file:line" sources, the scenarios' Gateways) of ``-f`` arguments."""
-    from sandbox.manifests import display_path
-    from sandbox.scenario.load import ScenarioInvalid, load_scenario
 
     objects: list[dict[str, Any]] = []
     sources: list[str] = []

@@ -1,7 +1,7 @@
 """Scenario commands: ``sandbox list``, ``check``, ``run`` and the ``echo`` backend.
 
 Thin: loading and validation live in :mod:`sandbox.scenario.load`, running in :mod:`sandbox.runner`,
-rendering in :mod:`sandbox.report`. Targets are imported lazily so that ``list``/``check``/``echo``
+rendering in :mod:`sandbox.report.text`. Targets are imported lazily so that ``list``/``check``/``echo``
 work without any cluster tooling.
 """
 
@@ -16,35 +16,35 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from sandbox.cli_common import err, handle_errors, out, output_option, print_json
+from sandbox.cli.common import ConsoleReporter, err, handle_errors, out, output_option, print_json
+from sandbox.echo.http import EchoServer
 from sandbox.errors import (
     EXIT_CHECK_FAILED,
     EXIT_OK,
     EXIT_USAGE,
-    DockerUnavailable,
     InputError,
     SandboxError,
 )
 from sandbox.manifests import display_path
+from sandbox.probe.prober import Prober
+from sandbox.reference.verify import build_model, unattached_lines, verify_scenario
+from sandbox.report import json as report_json
+from sandbox.report import text as report_mod
+from sandbox.report.write import write_reports
+from sandbox.runner import Runner
+from sandbox.scenario import crds as schema
+from sandbox.scenario import crds as schema_mod
+from sandbox.scenario import features
 from sandbox.scenario.library import find_scenarios, list_scenarios, resolve_scenario
 from sandbox.scenario.load import ScenarioInvalid, load_scenario
 from sandbox.scenario.model import Scenario
-from sandbox.settings import DEFAULT_GATEWAY_CLASS
+from sandbox.settings import CLUSTER_PROVIDERS, DEFAULT_GATEWAY_CLASS
+from sandbox.targets import Target, factory
+from sandbox.targets.cluster import ClusterTarget
+from sandbox.targets.factory import PROVIDERS, sandbox_api_hint
 
 # where `run` sends scenarios: the sandbox's own cluster made by k3d or kind, the reference
 # gateway on loopback, or an existing kubeconfig context
-PROVIDERS = ("k3d", "kind", "local", "existing")
-CLUSTER_PROVIDERS = ("k3d", "kind")
-
-
-def sandbox_api_hint(provider: str = "k3d") -> str:
-    """What to do when the API server of the sandbox's own cluster cannot be reached."""
-    flag = "" if provider == "k3d" else f" --cluster {provider}"
-    return (
-        f"the sandbox's cluster: `sandbox up{flag}` starts it (`sandbox status{flag}` shows "
-        f"its state); if it stays unreachable, `sandbox down{flag}` then `sandbox up{flag}` "
-        "recreates it"
-    )
 
 
 SANDBOX_API_HINT = sandbox_api_hint()
@@ -160,7 +160,6 @@ def problem_dicts(error: InputError) -> list[dict[str, Any]]:
 def _verify(scenario: Scenario) -> tuple[list[str] | None, str | None]:
     """The reference model's disagreements with the scenario's expectations (no note); when
     there are some, also each route attached to no listener, and why."""
-    from sandbox.reference.verify import build_model, unattached_lines, verify_scenario
 
     model = build_model(scenario)
     messages = list(verify_scenario(scenario, model))
@@ -233,7 +232,6 @@ def _check_command() -> click.Command:
             # the manifests against the Gateway API CRD schemas when at hand, else the reference
             # model's field check (sandbox.scenario.crds); a download only when nothing is cached,
             # tried once per command and bounded
-            from sandbox.scenario import crds as schema_mod
 
             checked = schema_mod.check_scenario_manifests(scenario, download=not tried_download)
             tried_download = True
@@ -322,122 +320,6 @@ def _check_command() -> click.Command:
 # --------------------------------------------------------------------------------------------
 
 
-def _cluster_target(
-    provider: str,
-    gateway_class: str | None,
-    context: str | None,
-    keep: bool,
-    quiet: bool,
-    scenarios: list[Scenario] | None = None,
-) -> Any:
-    """ClusterTarget for k3d or kind (the sandbox's own stack, brought up if needed; the
-    scenarios' images are loaded from the Docker engine with the stack's) or an existing
-    kubeconfig context."""
-    from sandbox.targets.cluster import ClusterTarget
-
-    def progress(line: str) -> None:
-        if not quiet:
-            err.print(f"  {line}", markup=False, highlight=False, style="dim")
-
-    from sandbox.settings import Settings
-
-    settings = Settings()
-    if provider in CLUSTER_PROVIDERS:
-        if context:
-            raise InputError(
-                "--context names a cluster of --provider existing",
-                field="--context",
-                hint="add --provider existing",
-            )
-        import dataclasses
-
-        from sandbox.infra import images, stack
-        from sandbox.infra.kube import APIServerUnreachable
-
-        settings = dataclasses.replace(settings, cluster=provider)
-        try:
-            st = stack.ensure_up(
-                settings,
-                stack.ConsoleReporter(err, quiet=quiet),
-                extra_images=images.scenario_needs(scenarios or []),
-            )
-        except DockerUnavailable as e:
-            # the scenario's checks can still run, against the reference gateway
-            raise DockerUnavailable(
-                e.message,
-                hint=f"{e.hint}; or, without Docker: add --provider local "
-                "(the reference gateway on loopback)",
-            ) from None
-        except APIServerUnreachable as e:
-            e.hint = sandbox_api_hint(provider)
-            raise
-        st.kubectl.unreachable_hint = sandbox_api_hint(provider)
-        return ClusterTarget(
-            st.kubectl,
-            st.controller,
-            gateway_class or st.gateway_class,
-            keep=keep,
-            name=provider,
-            progress=progress,
-            defer_cleanup_wait=True,
-        )
-    # existing: a context of the user's kubeconfig, never changed by us
-    if not context:
-        raise InputError(
-            "--provider existing needs --context NAME",
-            field="--context",
-            hint="kubectl config get-contexts lists them",
-        )
-    from sandbox.infra import tools
-    from sandbox.infra.controllers.envoy_gateway import EnvoyGateway
-    from sandbox.infra.kube import Kubectl
-
-    kubeconfig = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] or str(
-        Path.home() / ".kube" / "config"
-    )
-    # your cluster, your kubectl: the one on PATH when there is one, else the pinned download
-    import shutil
-
-    kubectl_path = shutil.which("kubectl") or str(
-        tools.ensure_tool("kubectl", settings.kubectl_version).path
-    )
-    cls = gateway_class or settings.gateway_class
-    hint = (
-        f"check that the cluster of context {context} is running and reachable: "
-        f"`kubectl --context {context} cluster-info`"
-    )
-    return ClusterTarget(
-        Kubectl(kubectl_path, kubeconfig, context, unreachable_hint=hint),
-        EnvoyGateway(settings.envoy_gateway_version, gateway_class=cls),
-        cls,
-        keep=keep,
-        name="existing",
-        progress=progress,
-        defer_cleanup_wait=True,
-    )
-
-
-def choose_provider(provider: str | None, cluster: str | None) -> str:
-    """``--provider`` with ``--cluster`` (env SANDBOX_CLUSTER) folded in: ``--cluster kind``
-    alone means the sandbox's kind cluster; both given must agree."""
-    from sandbox import settings as settings_mod
-
-    if cluster is not None and cluster not in CLUSTER_PROVIDERS:
-        raise InputError(
-            f"unknown cluster provider {cluster!r}; expected k3d or kind", field="--cluster"
-        )
-    if provider is None:
-        return cluster or settings_mod.DEFAULT_CLUSTER_PROVIDER
-    if cluster is not None and provider in CLUSTER_PROVIDERS and provider != cluster:
-        raise InputError(
-            f"--provider {provider} and --cluster {cluster} disagree",
-            field="--cluster",
-            hint=f"give one of them (--cluster {cluster} alone "
-            "runs on the sandbox's cluster of that kind)",
-        )
-    return provider
-
-
 def make_target(
     *,
     address: str | None,
@@ -448,35 +330,34 @@ def make_target(
     quiet: bool,
     cluster: str | None = None,
     scenarios: list[Scenario] | None = None,
-) -> Any:
-    if address:
-        if provider:
-            raise InputError(
-                "--address runs the checks against a gateway already listening; "
-                "it cannot be combined with --provider",
-                field="--address",
-            )
-        from sandbox.targets.address import AddressTarget, parse_address
+) -> Target:
+    """``sandbox.targets.factory.make_target`` with the CLI's progress: the stack's phases and
+    the cluster target's lines on stderr (none with --quiet), the local target's warnings."""
 
-        return AddressTarget(parse_address(address))
-    provider = choose_provider(provider, cluster)
-    if provider == "local":
-        if context:
-            raise InputError("--context is for --provider existing", field="--context")
-        from sandbox.targets.local import LocalTarget
+    def progress(line: str) -> None:
+        if not quiet:
+            err.print(f"  {line}", markup=False, highlight=False, style="dim")
 
-        return LocalTarget(
-            warn=lambda line: err.print(
-                f"[bold yellow]warning:[/] {escape(line)}", markup=True, highlight=False
-            )
-        )
-    return _cluster_target(provider, gateway_class, context, keep, quiet, scenarios)
+    def warn(line: str) -> None:
+        err.print(f"[bold yellow]warning:[/] {escape(line)}", markup=True, highlight=False)
+
+    return factory.make_target(
+        address=address,
+        provider=provider,
+        gateway_class=gateway_class,
+        context=context,
+        keep=keep,
+        cluster=cluster,
+        scenarios=scenarios or [],
+        reporter=ConsoleReporter(err, quiet=quiet),
+        progress=progress,
+        warn=warn,
+    )
 
 
 def _manifest_errors(scenarios: list[Scenario]) -> list[SandboxError]:
     """The manifests checked as ``sandbox check`` does (the CRD schemas when at hand, else the
     reference model's field check; never a download): one InputError per invalid scenario."""
-    from sandbox.scenario import crds as schema
 
     errors: list[SandboxError] = []
     for scenario in scenarios:
@@ -579,8 +460,6 @@ def _run_command() -> click.Command:
         Exit 0 when every check passed, 1 when one failed, 2 for bad input, 3 when the
         environment (Docker, cluster, cleanup) failed.
         """
-        from sandbox import report as report_mod
-        from sandbox.runner import Runner
 
         quiet = bool((ctx.obj or {}).get("quiet"))
         loaded: list[Scenario] = []
@@ -643,8 +522,6 @@ def _run_command() -> click.Command:
                 style="dim",
             )
 
-        from sandbox.probe import Prober
-
         runner = Runner(
             target,
             progress=progress,
@@ -659,42 +536,28 @@ def _run_command() -> click.Command:
             for r in sr.checks:
                 if r.status == "skipped" or (r.error and not r.attempts):
                     on_result(sr.scenario, r)
-        if junit is not None:
-            report_mod.write_junit(run_report, junit)
-        if conformance_report is not None:
-            from sandbox import conformance
-            from sandbox.scenario import features
-
-            supported, exempt = features.default_support(
-                target.name, gateway_class in (None, "", DEFAULT_GATEWAY_CLASS)
-            )
-            impl = conformance.implementation_for(target.name)
-            conformance.write_conformance_report(
-                [run_report],
-                conformance_report,
-                implementation=impl,
-                target=target,
-                scenarios=loaded,
-                supported_features=supported,
-                exempt_features=exempt,
-            )
-            if not quiet:
-                err.print(f"ConformanceReport: {conformance_report}", markup=False, highlight=False)
-            unknown = conformance.undefined_fields(impl)
-            if unknown:
-                err.print(
-                    f"note: implementation {', '.join(unknown)} UNDEFINED in the report; "
-                    f"give them with {conformance.ENV_IMPLEMENTATION}="
-                    "organization=O,project=P,url=U,version=V,contact=C",
-                    markup=False,
-                    highlight=False,
-                )
+        supported, exempt = features.default_support(
+            target.name, gateway_class in (None, "", DEFAULT_GATEWAY_CLASS)
+        )
+        notes = write_reports(
+            [run_report],
+            provider=target.name,
+            junit=junit,
+            conformance_report=conformance_report,
+            kubectl=target.kubectl if isinstance(target, ClusterTarget) else None,
+            scenarios=loaded,
+            supported_features=supported,
+            exempt_features=exempt,
+        )
+        for note in notes:
+            if not quiet or "UNDEFINED" in note:
+                err.print(f"note: {note}", markup=False, highlight=False)
         summary = report_mod.format_summary(run_report)
         if output == "json":
             if details:
                 err.print("\n" + details, markup=False, highlight=False)
             err.print(summary, markup=False, highlight=False)
-            print_json(report_mod.to_json(run_report))
+            print_json(report_json.to_json(run_report))
         else:
             if details:
                 out.print("\n" + details, markup=False, highlight=False)
@@ -748,7 +611,6 @@ def _echo_command() -> click.Command:
         ingress, service, pod; X-Echo-Set-Header sets response headers; /status/NNN;
         ?delay=1s; /health. Foreground; Ctrl-C stops it; -v logs each request on stderr.
         """
-        from sandbox.echo import EchoServer
 
         try:
             server = EchoServer(

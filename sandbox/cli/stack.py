@@ -9,9 +9,13 @@ from typing import Any, TypeVar
 import click
 
 from sandbox import settings as settings_mod
-from sandbox.cli_common import err, handle_errors, output_option, print_json
+from sandbox.cli.common import ConsoleReporter, err, handle_errors, output_option, print_json
 from sandbox.errors import CheckFailed, DockerUnavailable, EnvironmentProblem, InputError
+from sandbox.infra import images as images_mod
 from sandbox.infra import stack
+from sandbox.infra.controllers.envoy_gateway import EnvoyGateway
+from sandbox.scenario.library import list_scenarios, resolve_scenario
+from sandbox.scenario.load import load_scenario
 from sandbox.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -99,9 +103,9 @@ def settings_from(**flags: str | None) -> Settings:
     return settings
 
 
-def _reporter(ctx: click.Context) -> stack.ConsoleReporter:
+def _reporter(ctx: click.Context) -> ConsoleReporter:
     quiet = bool((ctx.obj or {}).get("quiet"))
-    return stack.ConsoleReporter(err, quiet=quiet)
+    return ConsoleReporter(err, quiet=quiet)
 
 
 timeout_option = click.option(
@@ -305,10 +309,6 @@ def images(scenarios: tuple[str, ...], output: str, **flags: str | None) -> None
     Exit 0 when each image is in the engine or the cluster, 1 when one is in neither (the
     cluster would pull it), 3 without a Docker engine.
     """
-    from sandbox.infra import images as images_mod
-    from sandbox.infra.controllers.envoy_gateway import EnvoyGateway
-    from sandbox.scenario.library import list_scenarios, resolve_scenario
-    from sandbox.scenario.load import load_scenario
 
     settings = settings_from(**flags)
     stack.preflight()

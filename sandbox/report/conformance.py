@@ -37,18 +37,30 @@ import datetime as _dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import yaml
 
-from sandbox.errors import InputError
+from sandbox import __version__, settings
+from sandbox.errors import InputError, SandboxError
+from sandbox.runner import RunReport, ScenarioReport
+from sandbox.scenario import crds as schema
 from sandbox.scenario import features as F
+from sandbox.scenario.model import Scenario
 
 API_VERSION = "gateway.networking.k8s.io/v1"
 KIND = "ConformanceReport"
 DEFAULT_MODE = "default"
 
 Outcome = Literal["passed", "failed", "skipped", "not-supported"]
+
+
+class CrdReader(Protocol):
+    """What reading a cluster's CRDs needs: ``sandbox.infra.kube.Kubectl.get_json``."""
+
+    def get_json(self, kind: str) -> Any: ...
+
+
 OUTCOMES: tuple[Outcome, ...] = ("passed", "failed", "skipped", "not-supported")
 
 
@@ -93,7 +105,6 @@ class Implementation:
 def envoy_gateway_implementation(version: str | None = None) -> Implementation:
     """Envoy Gateway as it names itself in its upstream reports
     (gateway-api conformance/reports/v1.4.1/envoy-gateway/*-report.yaml)."""
-    from sandbox import settings
 
     return Implementation(
         organization="envoyproxy",
@@ -117,8 +128,6 @@ def reference_implementation() -> Implementation:
     ``--conformance-implementation`` or env SANDBOX_CONFORMANCE_IMPLEMENTATION.
     """
     from importlib import metadata
-
-    from sandbox import __version__
 
     project, version, url, contact = "gateway-sandbox", __version__, "", ""
     try:
@@ -336,9 +345,6 @@ def crd_version_and_channel() -> tuple[str, str]:
     or the cache: writing a report never downloads) or disagree (as upstream does with
     ``--allow-crds-mismatch``).
     """
-    from sandbox.errors import SandboxError
-    from sandbox.scenario import crds as schema
-
     try:
         crds = schema.load_crds(download=False)
     except SandboxError:
@@ -346,15 +352,12 @@ def crd_version_and_channel() -> tuple[str, str]:
     return crds.bundle_version, crds.channel
 
 
-def cluster_version_and_channel(kubectl: Any) -> tuple[str, str] | None:
+def cluster_version_and_channel(kubectl: CrdReader) -> tuple[str, str] | None:
     """(bundle-version, channel) from the Gateway API CRDs installed in a cluster, the way the
     upstream suite reads them (conformance/utils/suite/suite.go ``getAPIVersionAndChannel``):
     CRDs without either annotation are ignored; partial annotations or several versions or
     channels give ``UNDEFINED`` (upstream's ``--allow-crds-mismatch`` outcome). None when the
     cluster cannot be asked or has no annotated Gateway API CRD."""
-    from sandbox.errors import SandboxError
-    from sandbox.scenario import crds as schema
-
     try:
         listing = kubectl.get_json("customresourcedefinitions")
     except SandboxError:
@@ -389,7 +392,7 @@ def render(report: Mapping[str, Any]) -> str:
 
 
 def write_conformance_report(
-    results: Iterable[TestResult | Any],
+    results: Iterable[TestResult | RunReport | ScenarioReport],
     path: str | Path,
     *,
     implementation: Implementation,
@@ -400,8 +403,8 @@ def write_conformance_report(
     gateway_api_channel: str | None = None,
     mode: str = DEFAULT_MODE,
     date: str | None = None,
-    target: object | None = None,
-    scenarios: Iterable[Any] | None = None,
+    kubectl: CrdReader | None = None,
+    scenarios: Iterable[Scenario] | None = None,
 ) -> dict[str, Any]:
     """Write the ConformanceReport YAML to ``path`` and return it.
 
@@ -410,13 +413,11 @@ def write_conformance_report(
     ``scenarios``: every scenario the run was given; their checks without a result (not
     selected, e.g. by ``-k``) count as Skipped, as upstream counts tests left out by
     ``--run-test`` (or as not supported when they need unsupported features).
-    ``target``: when it reaches a cluster (has ``kubectl``), version and channel are read from
-    the CRDs installed there, as upstream does; otherwise from the project's CRDs.
+    ``kubectl``: the cluster the run reached, if any: version and channel are read from the CRDs
+    installed there, as upstream does; otherwise from the project's CRDs.
     """
-    if (gateway_api_version is None or gateway_api_channel is None) and getattr(
-        target, "kubectl", None
-    ) is not None:
-        found = cluster_version_and_channel(target.kubectl)  # type: ignore[union-attr]
+    if (gateway_api_version is None or gateway_api_channel is None) and kubectl is not None:
+        found = cluster_version_and_channel(kubectl)
         if found is not None:
             gateway_api_version = gateway_api_version or found[0]
             gateway_api_channel = gateway_api_channel or found[1]
@@ -452,7 +453,7 @@ def write_conformance_report(
 
 
 def not_run(
-    scenarios: Iterable[Any], results: Iterable[TestResult], supported: frozenset[str]
+    scenarios: Iterable[Scenario], results: Iterable[TestResult], supported: frozenset[str]
 ) -> list[TestResult]:
     """TestResults for the checks of ``scenarios`` that have no result: Skipped (upstream
     ``--run-test``/``--skip-tests``), or not supported when they need unsupported features."""
@@ -469,52 +470,17 @@ def not_run(
     return out
 
 
-def results_from_run(run: Any) -> list[TestResult]:
-    """TestResults from a ``sandbox.runner`` report: a RunReport (``.scenarios``) or one
-    ScenarioReport (``.scenario`` and ``.checks`` of ``probe.CheckResult``).
-
-    Duck-typed so that this module does not import the runner. A scenario whose cleanup failed
-    fails all its checks (upstream: a test fails when its cleanup fails).
+def results_from_run(run: RunReport | ScenarioReport) -> list[TestResult]:
+    """TestResults from a ``sandbox.runner`` report: a whole run, or one scenario's. A scenario
+    whose cleanup failed fails all its checks (upstream: a test fails when its cleanup fails).
     """
-    if hasattr(run, "scenarios"):
+    if isinstance(run, RunReport):
         return [t for sr in run.scenarios for t in results_from_run(sr)]
     scenario = run.scenario
-    cleanup_failed = getattr(run, "cleanup_error", None) is not None
     out: list[TestResult] = []
     for result in run.checks:
         check = result.check
         feats = tuple(dict.fromkeys([*scenario.features, *check.features]))
-        outcome = "failed" if cleanup_failed else _outcome_of(result)
+        outcome: Outcome = "failed" if run.cleanup_error is not None else result.status
         out.append(TestResult(f"{scenario.name}/{check.name}", feats, outcome))
     return out
-
-
-def _outcome_of(item: Any) -> Outcome:
-    for attr in ("outcome", "status", "result", "verdict"):
-        value = getattr(item, attr, None)
-        if value is None:
-            continue
-        text = str(getattr(value, "value", value)).lower().replace("_", "-")
-        aliases: dict[str, Outcome] = {
-            "passed": "passed",
-            "pass": "passed",
-            "ok": "passed",
-            "success": "passed",
-            "failed": "failed",
-            "fail": "failed",
-            "failure": "failed",
-            "error": "failed",
-            "skipped": "skipped",
-            "skip": "skipped",
-            "not-supported": "not-supported",
-            "unsupported": "not-supported",
-        }
-        if text in aliases:
-            return aliases[text]
-    passed = getattr(item, "passed", None)
-    if isinstance(passed, bool):
-        return "passed" if passed else "failed"
-    ok = getattr(item, "ok", None)
-    if isinstance(ok, bool):
-        return "passed" if ok else "failed"
-    raise ValueError(f"cannot tell the outcome of {item!r}")
