@@ -11,6 +11,8 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox.errors import InputError, ToolError
+
 # k3d v5.9.0 (k3d-io/k3d tag v5.9.0, 2026-06-02). Release assets are bare binaries
 # `k3d-<os>-<arch>` plus one `checksums.txt` whose lines read `<sha256>  _dist/k3d-<os>-<arch>`
 # (Makefile target gen-checksum: `sha256sum _dist/* > _dist/checksums.txt`).
@@ -90,8 +92,6 @@ def host_platform() -> tuple[str, str]:
     machine = platform.machine().lower()
     arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine)
     if system not in ("linux", "darwin") or arch is None:
-        from sandbox.errors import ToolError
-
         raise ToolError(
             f"unsupported platform {system}/{machine}",
             hint="gateway-sandbox supports linux and macOS on amd64 and arm64",
@@ -165,3 +165,25 @@ class Settings:
 
 
 INSTALL_ENV = "SANDBOX_ENVOY_GATEWAY_INSTALL_YAML"
+
+
+PROVIDERS = ("k3d", "kind", "local", "existing")
+
+
+def choose_provider(provider: str | None, cluster: str | None) -> str:
+    """``--provider`` with ``--cluster`` (env SANDBOX_CLUSTER) folded in: ``--cluster kind``
+    alone means the sandbox's kind cluster; both given must agree."""
+    if cluster is not None and cluster not in CLUSTER_PROVIDERS:
+        raise InputError(
+            f"unknown cluster provider {cluster!r}; expected k3d or kind", field="--cluster"
+        )
+    if provider is None:
+        return cluster or DEFAULT_CLUSTER_PROVIDER
+    if cluster is not None and provider in CLUSTER_PROVIDERS and provider != cluster:
+        raise InputError(
+            f"--provider {provider} and --cluster {cluster} disagree",
+            field="--cluster",
+            hint=f"give one of them (--cluster {cluster} alone "
+            "runs on the sandbox's cluster of that kind)",
+        )
+    return provider

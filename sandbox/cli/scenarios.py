@@ -38,10 +38,10 @@ from sandbox.scenario import features
 from sandbox.scenario.library import find_scenarios, list_scenarios, resolve_scenario
 from sandbox.scenario.load import ScenarioInvalid, load_scenario
 from sandbox.scenario.model import Scenario
-from sandbox.settings import CLUSTER_PROVIDERS, DEFAULT_GATEWAY_CLASS
+from sandbox.settings import CLUSTER_PROVIDERS, DEFAULT_GATEWAY_CLASS, PROVIDERS
 from sandbox.targets import Target, factory
 from sandbox.targets.cluster import ClusterTarget
-from sandbox.targets.factory import PROVIDERS, sandbox_api_hint
+from sandbox.targets.factory import sandbox_api_hint
 
 # where `run` sends scenarios: the sandbox's own cluster made by k3d or kind, the reference
 # gateway on loopback, or an existing kubeconfig context

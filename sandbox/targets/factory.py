@@ -17,19 +17,17 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from sandbox import settings as settings_mod
 from sandbox.errors import DockerUnavailable, InputError
 from sandbox.infra import images, stack, tools
 from sandbox.infra.controllers.envoy_gateway import EnvoyGateway
 from sandbox.infra.kube import APIServerUnreachable, Kubectl
 from sandbox.scenario.model import Scenario
-from sandbox.settings import CLUSTER_PROVIDERS, Settings
+from sandbox.settings import CLUSTER_PROVIDERS, Settings, choose_provider
 from sandbox.targets import Target
 from sandbox.targets.address import AddressTarget, parse_address
 from sandbox.targets.cluster import ClusterTarget
 from sandbox.targets.local.target import LocalTarget
 
-PROVIDERS = ("k3d", "kind", "local", "existing")
 Lines = Callable[[str], None]
 
 
@@ -45,25 +43,6 @@ def sandbox_api_hint(provider: str = "k3d") -> str:
         f"its state); if it stays unreachable, `sandbox down{flag}` then `sandbox up{flag}` "
         "recreates it"
     )
-
-
-def choose_provider(provider: str | None, cluster: str | None) -> str:
-    """``--provider`` with ``--cluster`` (env SANDBOX_CLUSTER) folded in: ``--cluster kind``
-    alone means the sandbox's kind cluster; both given must agree."""
-    if cluster is not None and cluster not in CLUSTER_PROVIDERS:
-        raise InputError(
-            f"unknown cluster provider {cluster!r}; expected k3d or kind", field="--cluster"
-        )
-    if provider is None:
-        return cluster or settings_mod.DEFAULT_CLUSTER_PROVIDER
-    if cluster is not None and provider in CLUSTER_PROVIDERS and provider != cluster:
-        raise InputError(
-            f"--provider {provider} and --cluster {cluster} disagree",
-            field="--cluster",
-            hint=f"give one of them (--cluster {cluster} alone "
-            "runs on the sandbox's cluster of that kind)",
-        )
-    return provider
 
 
 def make_target(

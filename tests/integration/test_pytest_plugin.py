@@ -643,15 +643,8 @@ def test_manifests_failing_the_crd_schemas_are_collection_errors(
     assert "Traceback" not in text
 
 
-def test_default_gateway_class_matches_settings() -> None:
-    from sandbox import settings
-    from sandbox.pytest_plugin import plugin as pytest_plugin
-
-    assert pytest_plugin.DEFAULT_GATEWAY_CLASS == settings.DEFAULT_GATEWAY_CLASS
-
-
 CONFTEST_STACK_DOWN = """
-import sandbox.pytest_plugin.plugin as plugin
+import sandbox.pytest_plugin.state as plugin
 from sandbox.errors import ClusterError
 
 CALLS = []
@@ -732,7 +725,7 @@ def test_x_stops_after_the_first_failure_and_collect_only_lists_checks(
 CONFTEST_INTERRUPT = """
 import contextlib
 
-import sandbox.pytest_plugin.plugin as plugin
+import sandbox.pytest_plugin.items as plugin
 from sandbox.targets.local.target import LocalTarget
 
 EVENTS = []
