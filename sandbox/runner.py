@@ -18,7 +18,7 @@ from sandbox.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError, SandboxError,
 from sandbox.probe.prober import Prober
 from sandbox.probe.types import CheckResult
 from sandbox.scenario.model import Check, Scenario
-from sandbox.targets import Deployment, Target
+from sandbox.targets import DeployedScenario, Target
 
 Progress = Callable[[str], None]
 OnResult = Callable[[Scenario, CheckResult], None]
@@ -110,7 +110,7 @@ def select(checks: Sequence[Check], scenario: Scenario, pattern: str | None) -> 
 
 class Runner:
     """Runs scenarios on one target. ``keep`` is passed to the target as ``target.keep`` when
-    the target has that attribute (the address target has nothing to keep). ``timeout``
+    it deploys anything (the address target has nothing to keep). ``timeout``
     (seconds) replaces every check's own convergence timeout (``sandbox run --timeout``)."""
 
     def __init__(
@@ -136,7 +136,7 @@ class Runner:
         fail_fast: bool = False,
         pattern: str | None = None,
     ) -> RunReport:
-        if keep and hasattr(self.target, "keep"):
+        if keep and self.target.deploys:
             self.target.keep = True
         selected = [(s, select(s.checks, s, pattern)) for s in scenarios]
         if pattern and not any(checks for _, checks in selected):
@@ -183,7 +183,7 @@ class Runner:
         start = time.monotonic()
         body_done = False
         interrupted: KeyboardInterrupt | None = None
-        deploys = getattr(self.target, "deploys", True)  # the address target deploys nothing
+        deploys = self.target.deploys  # the address target deploys nothing
         if deploys:
             self.progress(f"{scenario.name}: deploying on {self.target.name}")
         try:
@@ -264,9 +264,11 @@ class Runner:
         sr.duration = time.monotonic() - start
 
     def _keep(self) -> bool:
-        return bool(getattr(self.target, "keep", False))
+        return self.target.keep
 
-    def run_check(self, scenario: Scenario, check: Check, deployment: Deployment) -> CheckResult:
+    def run_check(
+        self, scenario: Scenario, check: Check, deployment: DeployedScenario
+    ) -> CheckResult:
         """One check against a deployed scenario (the pytest plugin's per-item path).
 
         Raises :class:`~sandbox.errors.TargetUnreachable` when the deployment's optional
@@ -297,8 +299,8 @@ class Runner:
                 check,
                 address,
                 namespace_of=dep.namespace_of,
-                unreachable=getattr(dep, "unreachable", None),
-                settled=bool(getattr(dep, "settled", False)),
+                unreachable=dep.unreachable,
+                settled=dep.settled,
             )
         except TargetUnreachable:
             raise  # not this check's failure: nothing listens there (the caller decides)

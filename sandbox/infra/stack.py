@@ -861,7 +861,7 @@ def status(settings: Settings | None = None) -> dict[str, Any]:
 
 
 @dataclass
-class Check:
+class DoctorCheck:
     name: str
     ok: bool
     detail: str
@@ -880,11 +880,13 @@ def _port_free(port: int) -> bool:
 DOWNLOAD_PROBE_TIMEOUT = 5.0
 
 
-def _downloads_check(downloads: list[tuple[str, str]]) -> Check:
+def _downloads_check(downloads: list[tuple[str, str]]) -> DoctorCheck:
     """Whether the hosts of what ``up`` would download answer (a HEAD request each, a few
     seconds at most); nothing to download is fine offline."""
     if not downloads:
-        return Check("downloads", True, "nothing to download (tools and install.yaml at hand)")
+        return DoctorCheck(
+            "downloads", True, "nothing to download (tools and install.yaml at hand)"
+        )
     import requests
 
     failed = []
@@ -896,8 +898,10 @@ def _downloads_check(downloads: list[tuple[str, str]]) -> Check:
             failed.append(f"{what} from {url.split('/')[2]} ({reason})")
     if not failed:
         hosts = sorted({url.split("/")[2] for _, url in downloads})
-        return Check("downloads", True, f"{', '.join(hosts)} answer ({len(downloads)} to fetch)")
-    return Check(
+        return DoctorCheck(
+            "downloads", True, f"{', '.join(hosts)} answer ({len(downloads)} to fetch)"
+        )
+    return DoctorCheck(
         "downloads",
         False,
         "cannot reach: " + "; ".join(failed),
@@ -907,28 +911,28 @@ def _downloads_check(downloads: list[tuple[str, str]]) -> Check:
     )
 
 
-def doctor(settings: Settings | None = None) -> list[Check]:
+def doctor(settings: Settings | None = None) -> list[DoctorCheck]:
     """Everything ``up`` needs, each with the fix when it is missing. Changes nothing."""
     settings = settings or Settings()
     validate_cluster_provider(settings)
-    checks: list[Check] = []
+    checks: list[DoctorCheck] = []
     try:
         engine = preflight()
         checks.append(
-            Check(
+            DoctorCheck(
                 "Docker engine",
                 True,
                 f"{engine.version} (API {engine.api_version}, {engine.os}) at {engine.host or 'the default socket'}",
             )
         )
     except DockerUnavailable as e:
-        checks.append(Check("Docker engine", False, e.message, e.hint))
+        checks.append(DoctorCheck("Docker engine", False, e.message, e.hint))
         engine = None
     try:
         os_name, arch = settings_mod.host_platform()
-        checks.append(Check("platform", True, f"{os_name}/{arch}"))
+        checks.append(DoctorCheck("platform", True, f"{os_name}/{arch}"))
     except EnvironmentProblem as e:
-        checks.append(Check("platform", False, e.message, e.hint))
+        checks.append(DoctorCheck("platform", False, e.message, e.hint))
         return checks
     downloads: list[tuple[str, str]] = []  # (what, url) that `up` would fetch
     for tool, pinned in (
@@ -937,11 +941,11 @@ def doctor(settings: Settings | None = None) -> list[Check]:
     ):
         info = tools.describe_tool(tool, pinned)
         if info["use"]:
-            checks.append(Check(tool, True, f"{info['use']} (pin {pinned})"))
+            checks.append(DoctorCheck(tool, True, f"{info['use']} (pin {pinned})"))
         else:
             found = f"{info['path']} is {info['path_version']}; " if info["path"] else ""
             checks.append(
-                Check(
+                DoctorCheck(
                     tool,
                     True,
                     f"{found}pinned {pinned} will be downloaded and verified on `sandbox up`",
@@ -958,7 +962,7 @@ def doctor(settings: Settings | None = None) -> list[Check]:
         # kind drives the engine through the docker CLI (pkg/exec; `docker run`, `docker save`)
         docker_cli = shutil.which("docker")
         checks.append(
-            Check(
+            DoctorCheck(
                 "docker CLI",
                 bool(docker_cli),
                 docker_cli or "not on PATH (kind runs the docker command)",
@@ -967,14 +971,14 @@ def doctor(settings: Settings | None = None) -> list[Check]:
         )
     if engine is not None:
         for line in tweaks_for(engine).notes():
-            checks.append(Check("host", True, line))
+            checks.append(DoctorCheck("host", True, line))
     cache = settings_mod.cache_dir()
     probe = cache if cache.exists() else next((p for p in cache.parents if p.exists()), Path("/"))
     if os.access(probe, os.W_OK):
-        checks.append(Check("cache dir", True, str(cache)))
+        checks.append(DoctorCheck("cache dir", True, str(cache)))
     else:
         checks.append(
-            Check(
+            DoctorCheck(
                 "cache dir",
                 False,
                 f"{probe} is not writable",
@@ -989,7 +993,7 @@ def doctor(settings: Settings | None = None) -> list[Check]:
             info_c = cluster_from_docker(settings)
             cluster_up = info_c is not None and info_c.api_port == port
         checks.append(
-            Check(
+            DoctorCheck(
                 f"API port 127.0.0.1:{port}",
                 free or cluster_up,
                 "free" if free else ("used by the sandbox's cluster" if cluster_up else "in use"),
@@ -1000,10 +1004,12 @@ def doctor(settings: Settings | None = None) -> list[Check]:
         )
     else:
         checks.append(
-            Check("API port", True, f"127.0.0.1:random ({settings.cluster} picks a free port)")
+            DoctorCheck(
+                "API port", True, f"127.0.0.1:random ({settings.cluster} picks a free port)"
+            )
         )
     checks.append(
-        Check(
+        DoctorCheck(
             "loopback port for port-forward",
             _port_free(0),
             "127.0.0.1 can bind a free port",
@@ -1014,14 +1020,20 @@ def doctor(settings: Settings | None = None) -> list[Check]:
         info_d = cluster_from_docker(settings)
         if info_d is None:
             checks.append(
-                Check(f"cluster {settings.cluster_name}", True, "absent (`sandbox up` creates it)")
+                DoctorCheck(
+                    f"cluster {settings.cluster_name}", True, "absent (`sandbox up` creates it)"
+                )
             )
         elif not info_d.owned:
             err = _foreign(settings)
-            checks.append(Check(f"cluster {settings.cluster_name}", False, err.message, err.hint))
+            checks.append(
+                DoctorCheck(f"cluster {settings.cluster_name}", False, err.message, err.hint)
+            )
         else:
             state = "running" if info_d.running else "stopped (`sandbox up` starts it)"
             checks.append(
-                Check(f"cluster {settings.cluster_name}", True, f"created by the sandbox, {state}")
+                DoctorCheck(
+                    f"cluster {settings.cluster_name}", True, f"created by the sandbox, {state}"
+                )
             )
     return checks

@@ -13,12 +13,14 @@ from _pytest._code.code import TerminalRepr  # the type pytest's repr_failure re
 
 from sandbox.errors import SandboxError
 from sandbox.probe.compare import compare_check
+from sandbox.probe.types import CheckResult
 from sandbox.pytest_plugin.state import (
     BUNDLE_PROPERTY,
     FEATURES_PROPERTY,
     UNSUPPORTED_PROPERTY,
     _state,
 )
+from sandbox.reference.model import Model
 from sandbox.reference.verify import build_model
 from sandbox.report.text import format_diagnostics, format_failure
 from sandbox.runner import Runner
@@ -27,7 +29,7 @@ from sandbox.scenario.library import resolve_scenario
 from sandbox.scenario.load import load_scenario
 from sandbox.scenario.model import Check, Scenario
 from sandbox.settings import CLUSTER_PROVIDERS
-from sandbox.targets import Deployment, Target
+from sandbox.targets import DeployedScenario, Target
 
 
 class ScenarioError(Exception):
@@ -40,8 +42,8 @@ class ScenarioFile(pytest.File):
     scenario: Scenario | None = None
     items: list[CheckItem]
     _deploy_cm: contextlib.AbstractContextManager[Any] | None = None
-    deployment: Deployment | None = None
-    model: Any = None  # the reference model of the scenario, built on first comparison
+    deployment: DeployedScenario | None = None
+    model: Model | None = None  # the reference model of the scenario, built on first comparison
 
     def collect(self) -> Iterator[pytest.Item]:
 
@@ -119,7 +121,7 @@ class CheckItem(pytest.Item):
         super().__init__(**kwargs)
         self.check = check
         self.features = features
-        self.result: Any = None
+        self.result: CheckResult | None = None
 
     @property
     def scenario_file(self) -> ScenarioFile:
@@ -136,10 +138,10 @@ class CheckItem(pytest.Item):
             _state(self.config).target(),
             timeout=self.config.getoption("sandbox_timeout"),
         )
-        if getattr(self.result, "skipped", None):
+        if self.result.skipped:
             # reported at the check's line in scenario.yaml, not at this line
             raise pytest.skip.Exception(str(self.result.skipped), _use_item_location=True)
-        if not getattr(self.result, "passed", False):
+        if not self.result.passed:
             raise CheckFailure(self.result)
         state = _state(self.config)
         if state.compare_model:
@@ -151,6 +153,7 @@ class CheckItem(pytest.Item):
         the check fails. The verdict goes to the JUnit report as property ``model``."""
 
         assert parent.scenario is not None and parent.deployment is not None
+        assert self.result is not None
         if parent.model is None:
             parent.model = build_model(parent.scenario)
         comparison = compare_check(
@@ -242,8 +245,8 @@ class ModelDisagrees(Exception):
 class CheckFailure(Exception):
     """A check did not converge; carries the runner's result."""
 
-    def __init__(self, result: Any) -> None:
-        super().__init__(getattr(result, "check", None))
+    def __init__(self, result: CheckResult) -> None:
+        super().__init__(result.check)
         self.result = result
 
 
@@ -265,7 +268,7 @@ def _domain_failure(item: CheckItem, excinfo: pytest.ExceptionInfo[BaseException
 def run_check(
     scenario: Scenario,
     check: Check,
-    deployment: Deployment,
+    deployment: DeployedScenario,
     target: Target | None = None,
     *,
     timeout: float | None = None,
@@ -280,6 +283,8 @@ def run_check(
 
 class _NoTarget:
     name = "deployed"
+    deploys = True
+    keep = False
 
     def deploy(self, scenario: Scenario) -> Any:  # pragma: no cover - never called
         raise NotImplementedError
@@ -288,7 +293,9 @@ class _NoTarget:
         return {}
 
 
-def failure_text(scenario: Scenario | None, result: Any, deployment: Deployment | None) -> str:
+def failure_text(
+    scenario: Scenario | None, result: CheckResult, deployment: DeployedScenario | None
+) -> str:
     """What a failed check says: the runner's failure report (as ``sandbox run`` prints it:
     location, request as curl, expected vs observed) and the deployment's diagnostics."""
 
@@ -305,17 +312,17 @@ def failure_text(scenario: Scenario | None, result: Any, deployment: Deployment 
     return "\n".join(lines)
 
 
-def headline(result: Any) -> str:
+def headline(result: CheckResult) -> str:
     """One line: what did not match, or why the check could not run."""
-    if getattr(result, "error", None):
+    if result.error:
         return str(result.error)
-    mismatches = list(getattr(result, "mismatches", None) or [])
+    mismatches = list(result.mismatches)
     if mismatches:
         text = "; ".join(
             f"{m.field}: expected {m.expected}, observed {m.observed}" for m in mismatches[:2]
         )
         return text + (f" (+{len(mismatches) - 2} more)" if len(mismatches) > 2 else "")
-    return f"did not converge: {getattr(result, 'matches', 0)} consecutive match(es)"
+    return f"did not converge: {result.matches} consecutive match(es)"
 
 
 def conformance_test_name(nodeid: str) -> str:
@@ -344,7 +351,7 @@ class GatewayFixture:
     sandbox: Sandbox
 
     @contextlib.contextmanager
-    def deploy(self, scenario: str | Path | Scenario) -> Iterator[Deployment]:
+    def deploy(self, scenario: str | Path | Scenario) -> Iterator[DeployedScenario]:
 
         sc = (
             scenario

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from sandbox.manifests import display_path
 from sandbox.reference import matching as mt
 from sandbox.reference.decision import Decision
 from sandbox.reference.filters import DEFAULT_PORTS, apply_header_ops
@@ -31,7 +32,7 @@ NO_PODS_SHARE = "(503: Service without pods)"
 
 
 def build_model(scenario: Scenario) -> Model:
-    sources = [f"{f}:{line}" for f, line in getattr(scenario, "object_sources", [])]
+    sources = [f"{f}:{line}" for f, line in scenario.object_sources]
     return Model.from_objects(scenario.objects, sources or None)
 
 
@@ -39,8 +40,6 @@ def unattached_lines(model: Model) -> list[str]:
     """One line per route attached to no listener, with why: ``file:line: HTTPRoute ns/name
     is attached to no listener: parentRef Gateway ns/gw sectionName=https: not accepted
     (sectionName https names no listener of Gateway ns/gw (listeners: http:80))``."""
-    from sandbox.manifests import display_path
-
     lines = []
     for u in model.unattached():
         where = ""
@@ -67,9 +66,7 @@ def verify_scenario(scenario: Scenario, model: Model | None = None) -> list[str]
 
 
 def _where(scenario: Scenario, check: Check) -> str:
-    loc = getattr(scenario, "check_location", None)
-    text = loc(check) if callable(loc) else f"{scenario.file}:{check.line}"
-    return f"{text}: check '{check.name}'"
+    return f"{scenario.check_location(check)}: check '{check.name}'"
 
 
 def decide_check(scenario: Scenario, model: Model, check: Check) -> Decision:

@@ -86,8 +86,14 @@ class Implementation:
 
     def validate(self) -> None:
         """Upstream Implementation.Validate: every field is required."""
-        for name in ("organization", "project", "url", "version"):
-            if not getattr(self, name):
+        required = {
+            "organization": self.organization,
+            "project": self.project,
+            "url": self.url,
+            "version": self.version,
+        }
+        for name, value in required.items():
+            if not value:
                 raise InputError(f"implementation's {name} cannot be empty", field="implementation")
         if not self.contact:
             raise InputError("implementation's contact cannot be empty", field="implementation")

@@ -50,6 +50,7 @@ from sandbox.errors import EnvironmentProblem, InputError, SandboxError
 from sandbox.manifests import InvalidInput, Manifest, Problem, display_path
 from sandbox.scenario import fields
 from sandbox.scenario.fields import object_tree, schema_tree, unknown_field_message
+from sandbox.scenario.model import Scenario
 from sandbox.settings import INSTALL_ENV
 
 GATEWAY_API_GROUPS = ("gateway.networking.k8s.io", "gateway.networking.x-k8s.io")
@@ -881,8 +882,8 @@ class ManifestCheck:
         return "CRDs not at hand, manifests pass the reference model's field check"
 
 
-def _scenario_manifests(scenario: Any) -> list[Manifest]:
-    found: list[Manifest] = list(getattr(scenario, "manifest_objects", None) or [])
+def _scenario_manifests(scenario: Scenario) -> list[Manifest]:
+    found: list[Manifest] = list(scenario.manifest_objects)
     if found or not scenario.objects:
         return found
     problems: list[Problem] = []  # a Scenario built by hand: read its files
@@ -909,7 +910,7 @@ def model_field_problems(objects: Iterable[Manifest]) -> list[SchemaProblem]:
 
 
 def check_scenario_manifests(
-    scenario: Any, *, download: bool = False, timeout: float | None = None
+    scenario: Scenario, *, download: bool = False, timeout: float | None = None
 ) -> ManifestCheck:
     """Check a loaded scenario's manifests against the Gateway API CRD schemas when they are
     at hand (``crds_at_hand``; downloaded first only when ``download`` and nothing is cached,

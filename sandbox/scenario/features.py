@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sandbox.errors import InputError
+from sandbox.scenario.model import Scenario
 
 Level = Literal["core", "extended"]
 Channel = Literal["standard", "experimental"]
@@ -290,15 +291,14 @@ def missing(needed: Iterable[str], supported: frozenset[str]) -> list[str]:
     return seen
 
 
-def coverage(scenarios: Iterable[object]) -> list[tuple[str, list[str], int]]:
+def coverage(scenarios: Iterable[Scenario]) -> list[tuple[str, list[str], int]]:
     """Feature coverage of loaded scenarios: (feature, scenario names, checks needing it),
     sorted by feature name. A check needs its scenario's features plus its own."""
     by_feature: dict[str, tuple[list[str], int]] = {}
     for sc in scenarios:
-        name = str(getattr(sc, "name", "?"))
-        base = list(getattr(sc, "features", []) or [])
-        for check in getattr(sc, "checks", []) or []:
-            for feat in dict.fromkeys([*base, *(getattr(check, "features", []) or [])]):
+        name = sc.name
+        for check in sc.checks:
+            for feat in dict.fromkeys([*sc.features, *check.features]):
                 names, count = by_feature.get(feat, ([], 0))
                 if name not in names:
                     names.append(name)
@@ -306,7 +306,7 @@ def coverage(scenarios: Iterable[object]) -> list[tuple[str, list[str], int]]:
     return [(f, names, count) for f, (names, count) in sorted(by_feature.items())]
 
 
-def coverage_markdown(scenarios: Iterable[object]) -> str:
+def coverage_markdown(scenarios: Iterable[Scenario]) -> str:
     """The coverage as a Markdown table: feature | level | scenarios | checks."""
     lines = ["| feature | level | scenarios | checks |", "| --- | --- | --- | --- |"]
     for feat, names, count in coverage(scenarios):

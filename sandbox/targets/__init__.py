@@ -18,15 +18,16 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from sandbox.errors import SandboxError
-from sandbox.probe.types import Address
+from sandbox.errors import SandboxError, TargetUnreachable
+from sandbox.probe.types import Address, Refusals
 from sandbox.scenario.model import Scenario
 
 
-class Deployment(Protocol):
+class DeployedScenario(Protocol):
     """A scenario deployed and reachable. Valid only inside ``Target.deploy``'s context."""
 
     namespace: str  # the run's namespace ("" when the target has none)
+    settled: bool  # its answers never change (the local reference gateway): see probe.prober
 
     def address(self, gateway: str, port: int) -> Address:
         """Local address that reaches listener ``port`` of Gateway ``gateway`` (logical name)."""
@@ -40,11 +41,18 @@ class Deployment(Protocol):
         """Text for a failure report: Gateway and route conditions, controller log tail."""
         ...
 
+    def unreachable(self, refusals: Refusals) -> TargetUnreachable | None:
+        """Asked after each refused request of a check: the environment error that ends it
+        (nothing will ever listen there), or None to go on converging."""
+        ...
+
 
 class Target(Protocol):
     name: str  # "k3d", "existing", "local", "address": shown in reports
+    deploys: bool  # False: nothing is deployed or cleaned up (the address target)
+    keep: bool  # leave what a deploy made for inspection (``--keep``) instead of removing it
 
-    def deploy(self, scenario: Scenario) -> AbstractContextManager[Deployment]:
+    def deploy(self, scenario: Scenario) -> AbstractContextManager[DeployedScenario]:
         """Deploy, wait until ready, yield; on exit clean up (raising if cleanup failed)."""
         ...
 

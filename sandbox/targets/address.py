@@ -67,6 +67,7 @@ class AddressDeployment:
     def __init__(self, address: Address) -> None:
         self._address = address
         self.namespace = ""
+        self.settled = False
 
     def address(self, gateway: str, port: int) -> Address:
         return self._address
@@ -102,6 +103,7 @@ class AddressDeployment:
 class AddressTarget:
     name = "address"
     deploys = False  # nothing to deploy or clean up: the Runner says nothing about it
+    keep = False  # nothing to keep
 
     def __init__(self, address: Address) -> None:
         self.address = address

@@ -360,6 +360,7 @@ class ClusterDeployment:
     """A scenario applied to the cluster. See the module docstring."""
 
     host = "127.0.0.1"
+    settled = False  # a real gateway converges: its answers change until it has
 
     def __init__(self, target: ClusterTarget, scenario: Scenario, nsmap: NamespaceMap) -> None:
         self.target = target
@@ -566,6 +567,7 @@ class ClusterTarget:
         namespace_suffix: str | None = None,
         defer_cleanup_wait: bool = False,
     ) -> None:
+        self.deploys = True
         self.kubectl = kubectl
         self.controller = controller
         self.gateway_class = gateway_class

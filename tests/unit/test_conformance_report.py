@@ -8,9 +8,12 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from sandbox.errors import InputError
+from sandbox.errors import ClusterError, InputError
+from sandbox.probe.types import CheckResult
 from sandbox.report import conformance as C
+from sandbox.runner import RunReport, ScenarioReport
 from sandbox.scenario import features as F
+from sandbox.scenario.model import Check, Expect, Request, Scenario
 
 IMPL = C.envoy_gateway_implementation("v1.9.0")
 HTTP = ("Gateway", "HTTPRoute")
@@ -172,23 +175,32 @@ def test_version_and_channel_from_crds(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 
 def test_results_from_a_runner_report() -> None:
-    scenario = SimpleNamespace(
+    check = Check(
+        name="by query",
+        request=Request(),
+        expect=Expect(),
+        features=["HTTPRouteQueryParamMatching"],
+    )
+    scenario = Scenario(
         name="query",
+        path=Path("query"),
+        file=Path("query/scenario.yaml"),
+        description="",
+        gateway="eg",
+        manifests=[],
+        objects=[],
+        checks=[check],
         features=["Gateway", "HTTPRoute"],
-        checks=[SimpleNamespace(name="by query", features=["HTTPRouteQueryParamMatching"])],
     )
-    sr = SimpleNamespace(
-        scenario=scenario,
-        cleanup_error=None,
-        checks=[SimpleNamespace(check=scenario.checks[0], status="passed")],
-    )
-    run = SimpleNamespace(scenarios=[sr])
+    result = CheckResult(check, True, 1, 0.1, None, [])
+    sr = ScenarioReport(scenario, "local", checks=[result])
+    run = RunReport([sr], "local", 0.0)
     assert C.results_from_run(run) == [
         C.TestResult(
             "query/by query", ("Gateway", "HTTPRoute", "HTTPRouteQueryParamMatching"), "passed"
         )
     ]
-    sr.cleanup_error = RuntimeError("namespace stuck")
+    sr.cleanup_error = ClusterError("namespace stuck")
     assert C.results_from_run(sr)[0].outcome == "failed"
 
 
@@ -232,8 +244,10 @@ def test_cluster_version_and_channel_like_upstream() -> None:
 
 
 def test_write_reads_the_targets_cluster(tmp_path: Path) -> None:
-    target = SimpleNamespace(kubectl=_FakeKubectl([{V: "v1.5.1", CH: "standard"}]))
-    report = C.write_conformance_report([], tmp_path / "r.yaml", implementation=IMPL, target=target)
+    kubectl = _FakeKubectl([{V: "v1.5.1", CH: "standard"}])
+    report = C.write_conformance_report(
+        [], tmp_path / "r.yaml", implementation=IMPL, kubectl=kubectl
+    )
     assert (report["gatewayAPIVersion"], report["gatewayAPIChannel"]) == ("v1.5.1", "standard")
 
 

@@ -16,7 +16,7 @@ from sandbox.targets.local.router import _backend_request, _modify_response_head
 
 
 def router(seed: int = 0) -> _Router:
-    return _Router(Model(), random.Random(seed), None)
+    return _Router(Model(), random.Random(seed))
 
 
 def choice(name: str, weight: int, valid: bool = True) -> BackendChoice:

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.errors import ClusterError, InputError, SandboxError
+from sandbox.errors import ClusterError, InputError, SandboxError, TargetUnreachable
 from sandbox.probe.prober import Prober
-from sandbox.probe.types import Address, Observed, ProbeRequest, SeenRequest
+from sandbox.probe.types import Address, Observed, ProbeRequest, Refusals, SeenRequest
+from sandbox.report import json as report_json
+from sandbox.report import junit as report_junit
 from sandbox.report import text as report
 from sandbox.runner import Runner, select
 from sandbox.scenario.model import Check, Expect, Request, Scenario
@@ -44,6 +46,7 @@ def make_scenario(name: str, *checks: tuple[str, int]) -> Scenario:
 
 class FakeDeployment:
     namespace = "sbx-test-abcde"
+    settled = False
 
     def __init__(self, target: FakeTarget) -> None:
         self.target = target
@@ -59,9 +62,13 @@ class FakeDeployment:
     def diagnostics(self) -> str:
         return "Gateway eg: Programmed=True\nHTTPRoute backend: Accepted=True"
 
+    def unreachable(self, refusals: Refusals) -> TargetUnreachable | None:
+        return None
+
 
 class FakeTarget:
     name = "fake"
+    deploys = True
 
     def __init__(
         self, *, fail_deploy: bool = False, fail_cleanup: bool = False, no_address: bool = False
@@ -145,7 +152,7 @@ def test_repeated_diagnostic_lines_are_folded_in_text_and_junit(tmp_path: Path) 
     text = report.render_text(rr)
     assert "    GET /get -> 404 no route  (x30)\n" in text
     assert text.count("GET /get -> 404") == 1
-    report.write_junit(rr, tmp_path / "j.xml")
+    report_junit.write_junit(rr, tmp_path / "j.xml")
     failure = next(ET.parse(tmp_path / "j.xml").iter("failure"))
     assert "  GET /get -> 404 no route  (x30)" in (failure.text or "")
     assert (failure.text or "").count("GET /get -> 404") == 1
@@ -197,7 +204,7 @@ def test_cleanup_failure_fails_the_run_even_when_checks_pass() -> None:
     assert "CLEANUP FAILED demo: namespace sbx-test-abcde still Terminating" in report.render_text(
         rr
     )
-    assert report.to_json(rr)["scenarios"][0]["cleanup_error"].startswith("namespace")
+    assert report_json.to_json(rr)["scenarios"][0]["cleanup_error"].startswith("namespace")
 
 
 def test_a_deferred_cleanup_that_fails_at_finish_fails_its_scenario() -> None:
@@ -268,7 +275,7 @@ def test_json_shape_is_stable() -> None:
     rr = Runner(FakeTarget(), prober=prober()).run(
         [make_scenario("demo", ("routed", 200), ("not-routed", 404))]
     )
-    doc = json.loads(json.dumps(report.to_json(rr)))
+    doc = json.loads(json.dumps(report_json.to_json(rr)))
     assert list(doc) == [
         "version",
         "target",
@@ -325,7 +332,7 @@ def test_junit(tmp_path: Path) -> None:
     b = make_scenario("b", ("x", 200))
     rr = Runner(target, prober=prober()).run([a, b], fail_fast=True)
     path = tmp_path / "out" / "junit.xml"
-    report.write_junit(rr, path)
+    report_junit.write_junit(rr, path)
     root = ET.parse(path).getroot()
     assert root.tag == "testsuites"
     assert (root.get("tests"), root.get("failures"), root.get("skipped")) == ("3", "1", "1")
@@ -347,7 +354,7 @@ def test_junit_unwritable_is_input_error(tmp_path: Path) -> None:
     rr = Runner(FakeTarget(), prober=prober()).run([make_scenario("a", ("x", 200))])
     (tmp_path / "file").write_text("")
     with pytest.raises(InputError, match="cannot write the JUnit report"):
-        report.write_junit(rr, tmp_path / "file" / "junit.xml")
+        report_junit.write_junit(rr, tmp_path / "file" / "junit.xml")
 
 
 def test_one_request_is_singular() -> None:

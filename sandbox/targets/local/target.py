@@ -44,8 +44,14 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.echo.http import EchoServer
-from sandbox.errors import EnvironmentProblem, InputError, SandboxError, WaitTimeout
-from sandbox.probe.types import Address
+from sandbox.errors import (
+    EnvironmentProblem,
+    InputError,
+    SandboxError,
+    TargetUnreachable,
+    WaitTimeout,
+)
+from sandbox.probe.types import Address, Refusals
 from sandbox.reference.model import ListenerInfo, Model
 from sandbox.scenario.model import Scenario
 from sandbox.targets.local import grpc as local_grpc
@@ -170,6 +176,10 @@ class LocalDeployment:
         for t in list(self._router.mirror_threads):
             t.join(max(0.0, deadline - time.monotonic()))
 
+    def unreachable(self, refusals: Refusals) -> TargetUnreachable | None:
+        """Never: the servers listen until the deployment ends (deploy waited for them)."""
+        return None
+
     def diagnostics(self) -> str:
         lines = [f"provider {PROVIDER}: reference model gateway on loopback (sandbox.reference)"]
         lines.extend(f"  warning: {w}" for w in self.warnings)
@@ -210,6 +220,8 @@ class LocalTarget:
     """
 
     name = PROVIDER
+    deploys = True
+    keep = False  # nothing outlives a deploy here: --keep has nothing to keep
 
     def __init__(
         self,
