@@ -308,9 +308,6 @@ class Runner:
             return CheckResult(check, False, 0, time.monotonic() - start, None, [], error=str(e))
 
 
-Runner._run_check = Runner.run_check  # type: ignore[attr-defined]  # older name, kept
-
-
 def _skipped(check: Check, why: str) -> CheckResult:
     return CheckResult(check, False, 0, 0.0, None, [], skipped=why)
 

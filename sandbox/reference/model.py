@@ -489,13 +489,6 @@ class Model:
                 ]
         return []
 
-    def attached_routes(self, gateway: str, listener: str) -> list[str]:
-        gw = self.resolve_gateway(gateway)
-        return [
-            f"{a.route.kind} {a.route.meta.key}"
-            for a in self._attached.get((gw.meta.key, listener), [])
-        ]
-
     # ------------------------------------------------------------ decisions
 
     def _select_listener(

@@ -837,13 +837,6 @@ def validate_files(
     return SchemaValidator(crds or load_crds()).validate(objects)
 
 
-def validate_scenario(
-    scenario: Any, crds: CRDSet | None = None, *, base: str | Path | None = None
-) -> ValidationResult:
-    """Validate the manifest files of a loaded ``sandbox.scenario.model.Scenario``."""
-    return validate_files(list(scenario.manifests), crds, base=base)
-
-
 # --------------------------------------------------------------------------------------------
 # the check of a scenario's manifests: the CRD schemas when at hand, else the model's fields
 # --------------------------------------------------------------------------------------------

@@ -79,6 +79,7 @@ from sandbox.infra.namespaces import (
 )
 from sandbox.infra.portforward import PortForward
 from sandbox.probe.types import Address, Refusals
+from sandbox.reference.verify import build_model, unattached_lines
 from sandbox.scenario.model import Scenario
 
 log = logging.getLogger(__name__)
@@ -474,7 +475,6 @@ class ClusterDeployment:
     def _unattached(self) -> list[str]:
         """The reference model's word on routes of the scenario attached to no listener (logical
         names, as written), so a failure says why a route is not attached."""
-        from sandbox.reference.verify import build_model, unattached_lines
 
         try:
             found = unattached_lines(build_model(self.scenario))

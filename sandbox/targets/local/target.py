@@ -53,6 +53,7 @@ from sandbox.errors import (
 )
 from sandbox.probe.types import Address, Refusals
 from sandbox.reference.model import ListenerInfo, Model
+from sandbox.reference.verify import unattached_lines
 from sandbox.scenario.model import Scenario
 from sandbox.targets.local import grpc as local_grpc
 from sandbox.targets.local.http import _ProxyServer
@@ -197,7 +198,6 @@ class LocalDeployment:
             lines.append(
                 f"  pod {pod.namespace}/{pod.name} (service {pod.service}) at {HOST}:{pod.port}"
             )
-        from sandbox.reference.verify import unattached_lines
 
         lines.extend(f"  not attached: {line}" for line in unattached_lines(self.model))
         with self._router._lock:
