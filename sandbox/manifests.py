@@ -20,6 +20,9 @@ thing about the same mistake:
 
 Problems are collected, never raised one by one: each is a :class:`Problem` (file, line, field,
 message) and :class:`InvalidInput` (exit 2) carries all of them.
+
+Long on purpose: every way a manifest file can be wrong (encoding, YAML, aliases, ``kind: List``,
+missing keys) is worded here, once, for every reader; split, the wording would drift apart again.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from sandbox.errors import EXIT_USAGE, SandboxError
-from sandbox.infra import stack
+from sandbox.infra.progress import PhaseResult, Reporter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,7 +70,7 @@ def usage_error(message: str) -> None:
     sys.exit(EXIT_USAGE)
 
 
-class ConsoleReporter(stack.Reporter):
+class ConsoleReporter(Reporter):
     """Phase lines with durations on a rich Console (stderr)."""
 
     def __init__(self, console: Any, *, quiet: bool = False) -> None:
@@ -85,7 +85,7 @@ class ConsoleReporter(stack.Reporter):
         if not self.quiet:
             self.console.print(f"  {message}", highlight=False, markup=False)
 
-    def done(self, result: stack.PhaseResult) -> None:
+    def done(self, result: PhaseResult) -> None:
         if not self.quiet:
             self.console.print(
                 f"[green]✓[/] {result.name}: {result.action} [dim]({result.seconds:.1f}s)[/]",

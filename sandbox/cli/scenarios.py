@@ -3,6 +3,9 @@
 Thin: loading and validation live in :mod:`sandbox.scenario.load`, running in :mod:`sandbox.runner`,
 rendering in :mod:`sandbox.report.text`. Targets are imported lazily so that ``list``/``check``/``echo``
 work without any cluster tooling.
+
+Long on purpose: the scenario commands (list, check, run, echo) share their options, error
+reporting and target building; each command is a few short functions.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import click
 from sandbox import settings as settings_mod
 from sandbox.cli.common import ConsoleReporter, err, handle_errors, output_option, print_json
 from sandbox.errors import CheckFailed, DockerUnavailable, EnvironmentProblem, InputError
+from sandbox.infra import doctor as doctor_mod
 from sandbox.infra import images as images_mod
 from sandbox.infra import stack
 from sandbox.infra.controllers.envoy_gateway import EnvoyGateway
@@ -282,7 +283,7 @@ def doctor(output: str, **flags: str | None) -> None:
     Exit 0 when nothing is wrong, 3 when something is.
     """
     settings = settings_from(**flags)
-    checks = stack.doctor(settings)
+    checks = doctor_mod.doctor(settings)
     problems = [c for c in checks if not c.ok]
     if output == "json":
         print_json({"ok": not problems, "checks": [dataclasses.asdict(c) for c in checks]})

@@ -35,6 +35,9 @@ Usage::
     k.wait("deployment/envoy-gateway", "condition=Available", namespace="envoy-gateway-system",
            timeout=300)
     obj = k.get_json("gatewayclass", "eg")          # None when it does not exist
+
+Long on purpose: one class, kubectl pinned to one kubeconfig and context, with the readers of its
+output (status conditions, stuck pods, image hints) that its waits need.
 """
 
 from __future__ import annotations

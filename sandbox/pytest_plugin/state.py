@@ -203,7 +203,7 @@ def make_target(state: SandboxState) -> Target:
     import sys
 
     # heavy: the whole library below the shells
-    from sandbox.infra.stack import LineReporter
+    from sandbox.infra.progress import LineReporter
     from sandbox.scenario.load import load_scenario
     from sandbox.targets import factory
 

@@ -46,6 +46,9 @@ Choices where the spec leaves room, and known differences from Envoy Gateway:
   (answered 500, as for an unresolvable custom filter), retries, session persistence,
   BackendTLSPolicy, ListenerSets, TLS/TCP/UDP routes, Service (mesh) parents, 421 Misdirected
   Request, Gateway addresses and GatewayClass acceptance.
+
+Long on purpose: the routing decision is one algorithm (listener, route, rule, filters, backends)
+over state built once; its steps read each other's tables.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ Field names, defaults and enum values follow the Gateway API v1.6.1 CRDs
 
 Anything the API server would refuse (schema or CEL validation) is an InputError naming the
 object and field, because such a manifest never reaches a cluster.
+
+Long on purpose: one parser per Gateway API kind and field group, each next to the spec rule it
+follows; they share the validation helpers and the error wording.
 """
 
 from __future__ import annotations

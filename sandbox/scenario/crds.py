@@ -28,6 +28,9 @@ How the Kubernetes schema dialect is handled (apiextensions-apiserver structural
 ``metadata`` is checked against a small ObjectMeta schema (``name`` required, labels and
 annotations are strings). Core kinds: ``Service`` (ports) and ``Deployment`` (selector, template)
 get a minimal schema; other kinds outside Gateway API are not validated and are listed as notes.
+
+Long on purpose: loading the pinned CRDs (offline copy, cache, download with checksum) and
+validating against them share the CRD set and its version rules.
 """
 
 from __future__ import annotations

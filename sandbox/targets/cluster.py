@@ -42,6 +42,9 @@ assigned to the Gateway, %d/%d envoy Deployment replicas available"), or False w
 ``gateway.envoyproxy.io/gatewayclass-controller``, ``Accepted`` True reason ``Accepted``
 ("Route is accepted") and ``ResolvedRefs`` True reason ``ResolvedRefs`` ("Resolved all the Object
 references for the Route").
+
+Long on purpose: one deployment's life (namespaces, apply, readiness, port-forward, diagnostics,
+cleanup) is one state machine; its steps share the namespace map and the timeouts.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from sandbox.errors import DockerUnavailable, InputError
 from sandbox.infra import images, stack, tools
 from sandbox.infra.controllers.envoy_gateway import EnvoyGateway
 from sandbox.infra.kube import APIServerUnreachable, Kubectl
+from sandbox.infra.progress import Reporter
 from sandbox.scenario.model import Scenario
 from sandbox.settings import CLUSTER_PROVIDERS, Settings, choose_provider
 from sandbox.targets import Target
@@ -54,7 +55,7 @@ def make_target(
     keep: bool = False,
     cluster: str | None = None,
     scenarios: Sequence[Scenario] = (),
-    reporter: stack.Reporter | None = None,
+    reporter: Reporter | None = None,
     progress: Lines = _silent,
     warn: Lines = _silent,
 ) -> Target:
@@ -81,7 +82,7 @@ def make_target(
                 hint="add --provider existing",
             )
         return _sandbox_cluster(
-            provider, gateway_class, keep, scenarios, reporter or stack.Reporter(), progress
+            provider, gateway_class, keep, scenarios, reporter or Reporter(), progress
         )
     return _existing_cluster(context, gateway_class, keep, progress)
 
@@ -91,7 +92,7 @@ def _sandbox_cluster(
     gateway_class: str | None,
     keep: bool,
     scenarios: Sequence[Scenario],
-    reporter: stack.Reporter,
+    reporter: Reporter,
     progress: Lines,
 ) -> ClusterTarget:
     """The sandbox's own k3d or kind stack, brought up if needed; the scenarios' images are

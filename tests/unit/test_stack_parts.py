@@ -13,6 +13,7 @@ from sandbox.cli.common import ConsoleReporter
 from sandbox.cli.stack import settings_from
 from sandbox.errors import InputError
 from sandbox.infra import docker_engine, stack
+from sandbox.infra.progress import Phases
 
 
 def test_flags_override_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,7 +59,7 @@ def test_kubeconfig_port(tmp_path: Path) -> None:
 
 def test_phases_record_durations_and_report_interrupts() -> None:
     console = Console(record=True, width=200)
-    phases = stack.Phases(ConsoleReporter(console))
+    phases = Phases(ConsoleReporter(console))
     with phases.phase("one", "first") as act:
         act.append("done it")
     assert [(r.name, r.action) for r in phases.results] == [("one", "done it")]
