@@ -43,7 +43,6 @@ from sandbox.scenario.load import ScenarioInvalid, load_scenario
 from sandbox.scenario.model import Scenario
 from sandbox.settings import CLUSTER_PROVIDERS, DEFAULT_GATEWAY_CLASS, PROVIDERS
 from sandbox.targets import Target, factory
-from sandbox.targets.cluster import ClusterTarget
 from sandbox.targets.factory import sandbox_api_hint
 
 # where `run` sends scenarios: the sandbox's own cluster made by k3d or kind, the reference
@@ -547,7 +546,7 @@ def _run_command() -> click.Command:
             provider=target.name,
             junit=junit,
             conformance_report=conformance_report,
-            kubectl=target.kubectl if isinstance(target, ClusterTarget) else None,
+            kubectl=target.kubectl,
             scenarios=loaded,
             supported_features=supported,
             exempt_features=exempt,

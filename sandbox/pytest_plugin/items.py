@@ -285,6 +285,7 @@ class _NoTarget:
     name = "deployed"
     deploys = True
     keep = False
+    kubectl = None
 
     def deploy(self, scenario: Scenario) -> Any:  # pragma: no cover - never called
         raise NotImplementedError

@@ -172,11 +172,10 @@ class SandboxState:
         deploys (asked once per process; None without a cluster)."""
         if self._bundle is None:
             self._bundle = ""
-            # heavy, and loaded by now: the target was built
-            from sandbox.report.conformance import cluster_version_and_channel
-            from sandbox.targets.cluster import ClusterTarget
+            if target.kubectl is not None:
+                # heavy, and loaded by now: the target was built
+                from sandbox.report.conformance import cluster_version_and_channel
 
-            if isinstance(target, ClusterTarget):
                 found = cluster_version_and_channel(target.kubectl)
                 if found is not None:
                     self._bundle = "/".join(found)

@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from sandbox.errors import SandboxError, TargetUnreachable
+from sandbox.infra.kube import Kubectl
 from sandbox.probe.types import Address, Refusals
 from sandbox.scenario.model import Scenario
 
@@ -51,6 +52,11 @@ class Target(Protocol):
     name: str  # "k3d", "existing", "local", "address": shown in reports
     deploys: bool  # False: nothing is deployed or cleaned up (the address target)
     keep: bool  # leave what a deploy made for inspection (``--keep``) instead of removing it
+
+    @property
+    def kubectl(self) -> Kubectl | None:
+        """kubectl of the cluster it deploys to (None: no cluster, e.g. local, address)."""
+        ...
 
     def deploy(self, scenario: Scenario) -> AbstractContextManager[DeployedScenario]:
         """Deploy, wait until ready, yield; on exit clean up (raising if cleanup failed)."""

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sandbox.errors import InputError, SandboxError, TargetUnreachable
+from sandbox.infra.kube import Kubectl
 from sandbox.probe.types import Address, Refusals
 from sandbox.scenario.model import Scenario
 
@@ -104,6 +105,7 @@ class AddressTarget:
     name = "address"
     deploys = False  # nothing to deploy or clean up: the Runner says nothing about it
     keep = False  # nothing to keep
+    kubectl: Kubectl | None = None  # no cluster
 
     def __init__(self, address: Address) -> None:
         self.address = address

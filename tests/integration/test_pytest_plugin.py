@@ -577,11 +577,12 @@ class FakeKubectl:
             "spec": {"group": "gateway.networking.k8s.io"}}]}
 
 
+ORIGINAL = LocalTarget.kubectl  # None: the local target reaches no cluster
 LocalTarget.kubectl = FakeKubectl()
 
 
 def pytest_unconfigure(config):
-    del LocalTarget.kubectl
+    LocalTarget.kubectl = ORIGINAL
 """
 
 

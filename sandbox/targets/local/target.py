@@ -51,6 +51,7 @@ from sandbox.errors import (
     TargetUnreachable,
     WaitTimeout,
 )
+from sandbox.infra.kube import Kubectl
 from sandbox.probe.types import Address, Refusals
 from sandbox.reference.model import ListenerInfo, Model
 from sandbox.reference.verify import unattached_lines
@@ -222,6 +223,7 @@ class LocalTarget:
     name = PROVIDER
     deploys = True
     keep = False  # nothing outlives a deploy here: --keep has nothing to keep
+    kubectl: Kubectl | None = None  # no cluster
 
     def __init__(
         self,
