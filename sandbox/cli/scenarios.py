@@ -10,11 +10,13 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
 from rich.markup import escape
 
 from sandbox.cli.common import ConsoleReporter, err, handle_errors, out, output_option, print_json
@@ -32,7 +34,7 @@ from sandbox.reference.verify import build_model, unattached_lines, verify_scena
 from sandbox.report import json as report_json
 from sandbox.report import text as report_mod
 from sandbox.report.write import write_reports
-from sandbox.runner import Runner
+from sandbox.runner import Runner, RunReport
 from sandbox.scenario import crds as schema
 from sandbox.scenario import crds as schema_mod
 from sandbox.scenario import features
@@ -425,6 +427,90 @@ def _manifest_errors(scenarios: list[Scenario]) -> list[SandboxError]:
     return errors
 
 
+def _load_run_scenarios(
+    args: tuple[str, ...], *, provider: str | None, address: str | None
+) -> list[Scenario]:
+    """The scenarios ``run`` was given, loaded; every problem is said and the last raised.
+    The local target's manifests are checked too (the reference gateway ignores typos)."""
+    loaded: list[Scenario] = []
+    problems: list[SandboxError] = []
+    for arg in expand_args(args):
+        try:
+            loaded.append(load_scenario(resolve_scenario(arg)))
+        except InputError as e:
+            problems.append(e)
+    if provider == "local" and not address:
+        problems.extend(_manifest_errors(loaded))  # the reference gateway ignores typos
+    if problems:
+        for problem in problems[:-1]:
+            err.print(f"[bold red]error:[/] {problem}", markup=True, highlight=False)
+        raise problems[-1]
+    return loaded
+
+
+class _ResultLines:
+    """``run``'s live line per check result on ``live``; ``shown`` counts the lines printed
+    (before the summary)."""
+
+    def __init__(self, live: Console, quiet: bool) -> None:
+        self.live = live
+        self.quiet = quiet
+        self.shown = 0
+
+    def __call__(self, scenario: Scenario, result: Any) -> None:
+        if self.quiet and result.status == "passed":
+            return  # -q: failures, skips and the summary only
+        self.shown += 1
+        style = {"passed": "green", "failed": "bold red", "skipped": "yellow"}[result.status]
+        self.live.print(
+            report_mod.check_line(scenario, result), markup=False, highlight=False, style=style
+        )
+
+
+def _slow_check_lines(quiet: bool) -> Callable[[Any, int, float, Any, list[Any]], None]:
+    """The prober's ``on_miss`` for ``run``: what a slow check is still seeing."""
+    waiting: dict[int, float] = {}  # check -> elapsed when last said
+
+    def on_miss(
+        check: Any, attempts: int, elapsed: float, observed: Any, mismatches: list[Any]
+    ) -> None:
+        # on a terminal only, every 5 s: what a slow check is still seeing
+        if quiet or not err.is_terminal or elapsed - waiting.get(id(check), 0.0) < 5:
+            return
+        waiting[id(check)] = elapsed
+        first = mismatches[0] if mismatches else None
+        seen = f"{first.field} {first.observed}, want {first.expected}" if first else "no match"
+        err.print(
+            f"  {check.name}: {seen} ({attempts} requests, {elapsed:.0f}s of {check.timeout:g}s)",
+            markup=False,
+            highlight=False,
+            style="dim",
+        )
+
+    return on_miss
+
+
+def _print_run_summary(run_report: RunReport, details: str, output: str, *, shown: int) -> None:
+    """The details of failures and the summary line (stderr and JSON on stdout with
+    --output json)."""
+    summary = report_mod.format_summary(run_report)
+    if output == "json":
+        if details:
+            err.print("\n" + details, markup=False, highlight=False)
+        err.print(summary, markup=False, highlight=False)
+        print_json(report_json.to_json(run_report))
+    else:
+        if details:
+            out.print("\n" + details, markup=False, highlight=False)
+        style = "green" if run_report.exit_code == EXIT_OK else "bold red"
+        out.print(
+            ("\n" if shown or details else "") + summary,
+            markup=False,
+            highlight=False,
+            style=style,
+        )
+
+
 def _run_command() -> click.Command:
     @click.command("run")
     @click.argument("scenarios", nargs=-1, required=True)
@@ -514,19 +600,7 @@ def _run_command() -> click.Command:
         """
 
         quiet = bool((ctx.obj or {}).get("quiet"))
-        loaded: list[Scenario] = []
-        problems: list[SandboxError] = []
-        for arg in expand_args(scenarios):
-            try:
-                loaded.append(load_scenario(resolve_scenario(arg)))
-            except InputError as e:
-                problems.append(e)
-        if provider == "local" and not address:
-            problems.extend(_manifest_errors(loaded))  # the reference gateway ignores typos
-        if problems:
-            for problem in problems[:-1]:
-                err.print(f"[bold red]error:[/] {problem}", markup=True, highlight=False)
-            raise problems[-1]
+        loaded = _load_run_scenarios(scenarios, provider=provider, address=address)
 
         target = make_target(
             address=address,
@@ -538,47 +612,17 @@ def _run_command() -> click.Command:
             cluster=None if address else cluster,
             scenarios=loaded,
         )
-        live = out if output == "text" else err
 
         def progress(line: str) -> None:
             if not quiet:
                 err.print(line, markup=False, highlight=False, style="dim")
 
-        shown = [0]  # lines printed before the summary
-
-        def on_result(scenario: Scenario, result: Any) -> None:
-            if quiet and result.status == "passed":
-                return  # -q: failures, skips and the summary only
-            shown[0] += 1
-            style = {"passed": "green", "failed": "bold red", "skipped": "yellow"}[result.status]
-            live.print(
-                report_mod.check_line(scenario, result), markup=False, highlight=False, style=style
-            )
-
-        waiting: dict[int, float] = {}  # check -> elapsed when last said
-
-        def on_miss(
-            check: Any, attempts: int, elapsed: float, observed: Any, mismatches: list[Any]
-        ) -> None:
-            # on a terminal only, every 5 s: what a slow check is still seeing
-            if quiet or not err.is_terminal or elapsed - waiting.get(id(check), 0.0) < 5:
-                return
-            waiting[id(check)] = elapsed
-            first = mismatches[0] if mismatches else None
-            seen = f"{first.field} {first.observed}, want {first.expected}" if first else "no match"
-            err.print(
-                f"  {check.name}: {seen} ({attempts} requests, {elapsed:.0f}s of "
-                f"{check.timeout:g}s)",
-                markup=False,
-                highlight=False,
-                style="dim",
-            )
-
+        on_result = _ResultLines(out if output == "text" else err, quiet)
         runner = Runner(
             target,
             progress=progress,
             on_result=on_result,
-            prober=Prober(on_miss=on_miss),
+            prober=Prober(on_miss=_slow_check_lines(quiet)),
             timeout=check_timeout,
         )
         run_report = runner.run(loaded, keep=keep, fail_fast=fail_fast, pattern=pattern)
@@ -604,22 +648,7 @@ def _run_command() -> click.Command:
         for note in notes:
             if not quiet or "UNDEFINED" in note:
                 err.print(f"note: {note}", markup=False, highlight=False)
-        summary = report_mod.format_summary(run_report)
-        if output == "json":
-            if details:
-                err.print("\n" + details, markup=False, highlight=False)
-            err.print(summary, markup=False, highlight=False)
-            print_json(report_json.to_json(run_report))
-        else:
-            if details:
-                out.print("\n" + details, markup=False, highlight=False)
-            style = "green" if run_report.exit_code == EXIT_OK else "bold red"
-            out.print(
-                ("\n" if shown[0] or details else "") + summary,
-                markup=False,
-                highlight=False,
-                style=style,
-            )
+        _print_run_summary(run_report, details, output, shown=on_result.shown)
         if junit is not None and not quiet:
             err.print(f"JUnit report: {junit}", markup=False, highlight=False)
         sys.exit(run_report.exit_code)
