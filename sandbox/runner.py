@@ -191,35 +191,8 @@ class Runner:
                 sr.namespace = deployment.namespace
                 if deployment.namespace:
                     self.progress(f"{scenario.name}: ready in namespace {deployment.namespace}")
-                failed = False
                 try:
-                    for check in checks:
-                        if failed and fail_fast:
-                            sr.checks.append(
-                                _skipped(check, "not run: --fail-fast after a failure")
-                            )
-                            continue
-                        try:
-                            result = self.run_check(scenario, check, deployment)
-                        except TargetUnreachable as e:
-                            # nothing listens where the checks go: the rest would only wait
-                            # for the same refusals; the run exits 3 (sr.error)
-                            sr.error = e
-                            self.progress(f"{scenario.name}: {e}")
-                            unreached = e.check_result
-                            if not isinstance(unreached, CheckResult):
-                                unreached = _errored(check, str(e))
-                            sr.checks.append(unreached)
-                            self.on_result(scenario, unreached)
-                            done = {r.check.name for r in sr.checks}
-                            sr.checks.extend(
-                                _skipped(c, f"not run: {e}") for c in checks if c.name not in done
-                            )
-                            failed = True
-                            break
-                        sr.checks.append(result)
-                        self.on_result(scenario, result)
-                        failed = failed or result.status == "failed"
+                    failed = self._run_checks(sr, checks, fail_fast, deployment)
                 except KeyboardInterrupt as e:
                     interrupted = e
                     if deploys and not self._keep():
@@ -229,12 +202,7 @@ class Runner:
                         )
                     raise
                 if failed:
-                    try:
-                        sr.diagnostics = deployment.diagnostics()
-                    except SandboxError as e:
-                        sr.diagnostics = f"(diagnostics unavailable: {e})"
-                    except Exception as e:  # diagnostics must never hide the failure itself
-                        sr.diagnostics = f"(diagnostics unavailable: {type(e).__name__}: {e})"
+                    sr.diagnostics = _diagnostics(deployment)
                 body_done = True
                 if deploys and not self._keep():
                     self.progress(f"{scenario.name}: cleaning up")
@@ -247,21 +215,70 @@ class Runner:
                     self.progress(f"{scenario.name}: cleanup interrupted; left behind{where}")
             raise
         except SandboxError as e:
-            if (
-                interrupted is not None
-            ):  # the cleanup after Ctrl-C failed: say so, and stop all the same
-                sr.cleanup_error = e
-                self.progress(f"{scenario.name}: cleanup failed: {e}")
-                raise KeyboardInterrupt from e
-            if body_done:
-                sr.cleanup_error = e
-                self.progress(f"{scenario.name}: cleanup failed: {e}")
-            else:
+            self._deploy_failed(
+                sr, checks, e, interrupted=interrupted is not None, body_done=body_done
+            )
+        sr.duration = time.monotonic() - start
+
+    def _run_checks(
+        self,
+        sr: ScenarioReport,
+        checks: list[Check],
+        fail_fast: bool,
+        deployment: DeployedScenario,
+    ) -> bool:
+        """Run the scenario's checks on its deployment, results into ``sr``; True when one
+        failed (or nothing listened where the checks go)."""
+        scenario = sr.scenario
+        failed = False
+        for check in checks:
+            if failed and fail_fast:
+                sr.checks.append(_skipped(check, "not run: --fail-fast after a failure"))
+                continue
+            try:
+                result = self.run_check(scenario, check, deployment)
+            except TargetUnreachable as e:
+                # nothing listens where the checks go: the rest would only wait
+                # for the same refusals; the run exits 3 (sr.error)
                 sr.error = e
                 self.progress(f"{scenario.name}: {e}")
+                unreached = e.check_result
+                if not isinstance(unreached, CheckResult):
+                    unreached = _errored(check, str(e))
+                sr.checks.append(unreached)
+                self.on_result(scenario, unreached)
                 done = {r.check.name for r in sr.checks}
-                sr.checks.extend(_errored(c, f"not run: {e}") for c in checks if c.name not in done)
-        sr.duration = time.monotonic() - start
+                sr.checks.extend(_skipped(c, f"not run: {e}") for c in checks if c.name not in done)
+                failed = True
+                break
+            sr.checks.append(result)
+            self.on_result(scenario, result)
+            failed = failed or result.status == "failed"
+        return failed
+
+    def _deploy_failed(
+        self,
+        sr: ScenarioReport,
+        checks: list[Check],
+        e: SandboxError,
+        *,
+        interrupted: bool,
+        body_done: bool,
+    ) -> None:
+        """The deploy or the cleanup of a scenario failed: which one, into ``sr``."""
+        scenario = sr.scenario
+        if interrupted:  # the cleanup after Ctrl-C failed: say so, and stop all the same
+            sr.cleanup_error = e
+            self.progress(f"{scenario.name}: cleanup failed: {e}")
+            raise KeyboardInterrupt from e
+        if body_done:
+            sr.cleanup_error = e
+            self.progress(f"{scenario.name}: cleanup failed: {e}")
+        else:
+            sr.error = e
+            self.progress(f"{scenario.name}: {e}")
+            done = {r.check.name for r in sr.checks}
+            sr.checks.extend(_errored(c, f"not run: {e}") for c in checks if c.name not in done)
 
     def _keep(self) -> bool:
         return self.target.keep
@@ -314,6 +331,16 @@ def _skipped(check: Check, why: str) -> CheckResult:
 
 def _errored(check: Check, why: str) -> CheckResult:
     return CheckResult(check, False, 0, 0.0, None, [], error=why)
+
+
+def _diagnostics(deployment: DeployedScenario) -> str:
+    """The deployment's diagnostics for a failed check, or why there are none."""
+    try:
+        return deployment.diagnostics()
+    except SandboxError as e:
+        return f"(diagnostics unavailable: {e})"
+    except Exception as e:  # diagnostics must never hide the failure itself
+        return f"(diagnostics unavailable: {type(e).__name__}: {e})"
 
 
 __all__ = ["RunReport", "Runner", "ScenarioReport", "select"]

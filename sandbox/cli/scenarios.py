@@ -13,10 +13,13 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
 from rich.markup import escape
 
 from sandbox.cli.common import ConsoleReporter, err, handle_errors, out, output_option, print_json
@@ -34,7 +37,7 @@ from sandbox.reference.verify import build_model, unattached_lines, verify_scena
 from sandbox.report import json as report_json
 from sandbox.report import text as report_mod
 from sandbox.report.write import write_reports
-from sandbox.runner import Runner
+from sandbox.runner import Runner, RunReport
 from sandbox.scenario import crds as schema
 from sandbox.scenario import crds as schema_mod
 from sandbox.scenario import features
@@ -170,6 +173,173 @@ def _verify(scenario: Scenario) -> tuple[list[str] | None, str | None]:
     return messages, None
 
 
+@dataclass
+class _CheckRun:
+    """What ``sandbox check`` carries from one scenario to the next."""
+
+    quiet: bool
+    output: str
+    no_model: bool
+    invalid: bool = False
+    disagree: bool = False
+    tried_download: bool = False
+    said_schema: str = ""
+
+
+def _check_entry(arg: str) -> dict[str, Any]:
+    """The JSON result of one ``check`` argument, before it is checked."""
+    return {
+        "arg": arg,
+        "name": None,
+        "path": None,
+        "file": None,
+        "valid": False,
+        "problems": [],
+        "schema_note": None,
+        "schema": None,
+        "model": None,
+        "model_note": None,
+    }
+
+
+def _check_one(arg: str, entry: dict[str, Any], run: _CheckRun) -> None:
+    """Check one scenario argument: load it, check its manifests, ask the reference model;
+    fill ``entry`` and say what was found (not with --output json)."""
+    scenario = _check_load(arg, entry, run)
+    if scenario is None:
+        return
+    checked = _check_manifests(scenario, entry, run)
+    if checked.problems:
+        return
+    entry["valid"] = True
+    note = None
+    messages: list[str] | None = None
+    if run.no_model:
+        note = "model not consulted (--no-model)"
+    else:
+        try:
+            messages, note = _verify(scenario)
+        except InputError as e:
+            run.invalid = True
+            entry["valid"] = False
+            entry["problems"] = problem_dicts(e)
+            if run.output != "json":
+                err.print(f"[bold red]invalid:[/] {e}", markup=True, highlight=False)
+            return
+    entry["model"] = messages
+    entry["model_note"] = note
+    if messages:
+        run.disagree = True
+    if run.output == "json":
+        return
+    _print_check_outcome(scenario, checked, messages, note, run.quiet)
+
+
+def _check_load(arg: str, entry: dict[str, Any], run: _CheckRun) -> Scenario | None:
+    """The scenario ``arg`` names, or None (and its problems in ``entry``) when invalid."""
+    try:
+        folder = resolve_scenario(arg)
+        entry.update(path=display_path(folder), file=display_path(folder / "scenario.yaml"))
+        scenario = load_scenario(folder)
+    except ScenarioInvalid as e:
+        run.invalid = True
+        entry["problems"] = problem_dicts(e)
+        if run.output != "json":
+            err.print(f"[bold red]invalid:[/] {e}", markup=True, highlight=False)
+        return None
+    except InputError as e:
+        run.invalid = True
+        entry["problems"] = problem_dicts(e)
+        if run.output != "json":
+            err.print(f"[bold red]invalid:[/] {e}", markup=True, highlight=False)
+            if e.hint:
+                err.print(f"  hint: {e.hint}", markup=False, highlight=False)
+        return None
+    entry.update(
+        name=scenario.name,
+        path=display_path(scenario.path),
+        file=display_path(scenario.file),
+    )
+    return scenario
+
+
+def _check_manifests(
+    scenario: Scenario, entry: dict[str, Any], run: _CheckRun
+) -> schema_mod.ManifestCheck:
+    """The manifests against the Gateway API CRD schemas when at hand, else the reference
+    model's field check (sandbox.scenario.crds); a download only when nothing is cached,
+    tried once per command and bounded. Problems go to ``entry`` and are listed."""
+    checked = schema_mod.check_scenario_manifests(scenario, download=not run.tried_download)
+    run.tried_download = True
+    entry["schema_note"], entry["schema"] = checked.note, checked.method
+    if run.output != "json" and not run.quiet and checked.method != run.said_schema:
+        err.print(checked.headline, markup=False, highlight=False)  # once
+        run.said_schema = checked.method
+    if checked.problems:
+        run.invalid = True
+        entry["problems"] = [
+            {
+                "file": p.file,
+                "line": p.line,
+                "field": p.field,
+                "message": f"{p.object}: {p.message}",
+                "text": str(p),
+            }
+            for p in checked.problems
+        ]
+        if run.output != "json":
+            what = (
+                "CRD schema"
+                if checked.method == schema_mod.CRDS
+                else "field (the reference model's check; CRDs not at hand)"
+            )
+            err.print(
+                f"[bold red]invalid:[/] {scenario.name}: "
+                f"{len(checked.problems)} manifest {what} error(s)",
+                markup=True,
+                highlight=False,
+            )
+            for p in checked.problems:
+                err.print(f"  {p}", markup=False, highlight=False)
+    return checked
+
+
+def _print_check_outcome(
+    scenario: Scenario,
+    checked: schema_mod.ManifestCheck,
+    messages: list[str] | None,
+    note: str | None,
+    quiet: bool,
+) -> None:
+    """The model's disagreements with a valid scenario, or its ``ok`` line (not with -q)."""
+    if messages:
+        err.print(f"[bold red]model disagrees:[/] {scenario.name}", markup=True)
+        for m in messages:
+            err.print(f"  {m}", markup=False, highlight=False)
+    elif not quiet:  # -q: problems and disagreements only
+        suffix = f"; {note}" if note else "; the reference model agrees"
+        n = len(scenario.checks)
+        out.print(
+            f"ok {scenario.name}: {n} check{'' if n == 1 else 's'}; {checked.summary}{suffix}",
+            markup=False,
+        )
+
+
+def _print_check_summary(results: list[dict[str, Any]], output: str) -> None:
+    """The JSON results, or a count line when several scenarios were checked."""
+    if output == "json":
+        print_json(results)
+    elif len(results) > 1:
+        bad = sum(1 for r in results if not r["valid"])
+        differ = sum(1 for r in results if r["model"])
+        out.print(
+            f"{len(results)} scenarios: {len(results) - bad - differ} ok, {bad} invalid, "
+            f"{differ} where the reference model disagrees",
+            markup=False,
+            highlight=False,
+        )
+
+
 def _check_command() -> click.Command:
     @click.command("check")
     @click.argument("paths", nargs=-1, required=True)
@@ -189,130 +359,14 @@ def _check_command() -> click.Command:
         Exit 0 when valid, 2 when a scenario is invalid (every problem is listed with file,
         line and field), 1 when the reference model disagrees with an expectation.
         """
-        quiet = bool((ctx.obj or {}).get("quiet"))
+        run = _CheckRun(quiet=bool((ctx.obj or {}).get("quiet")), output=output, no_model=no_model)
         results: list[dict[str, Any]] = []
-        invalid = disagree = False
-        tried_download = False
-        said_schema = ""
         for arg in expand_args(paths):
-            entry: dict[str, Any] = {
-                "arg": arg,
-                "name": None,
-                "path": None,
-                "file": None,
-                "valid": False,
-                "problems": [],
-                "schema_note": None,
-                "schema": None,
-                "model": None,
-                "model_note": None,
-            }
+            entry = _check_entry(arg)
             results.append(entry)
-            try:
-                folder = resolve_scenario(arg)
-                entry.update(path=display_path(folder), file=display_path(folder / "scenario.yaml"))
-                scenario = load_scenario(folder)
-            except ScenarioInvalid as e:
-                invalid = True
-                entry["problems"] = problem_dicts(e)
-                if output != "json":
-                    err.print(f"[bold red]invalid:[/] {e}", markup=True, highlight=False)
-                continue
-            except InputError as e:
-                invalid = True
-                entry["problems"] = problem_dicts(e)
-                if output != "json":
-                    err.print(f"[bold red]invalid:[/] {e}", markup=True, highlight=False)
-                    if e.hint:
-                        err.print(f"  hint: {e.hint}", markup=False, highlight=False)
-                continue
-            entry.update(
-                name=scenario.name,
-                path=display_path(scenario.path),
-                file=display_path(scenario.file),
-            )
-            # the manifests against the Gateway API CRD schemas when at hand, else the reference
-            # model's field check (sandbox.scenario.crds); a download only when nothing is cached,
-            # tried once per command and bounded
-
-            checked = schema_mod.check_scenario_manifests(scenario, download=not tried_download)
-            tried_download = True
-            entry["schema_note"], entry["schema"] = checked.note, checked.method
-            if output != "json" and not quiet and checked.method != said_schema:
-                err.print(checked.headline, markup=False, highlight=False)  # once
-                said_schema = checked.method
-            if checked.problems:
-                invalid = True
-                entry["problems"] = [
-                    {
-                        "file": p.file,
-                        "line": p.line,
-                        "field": p.field,
-                        "message": f"{p.object}: {p.message}",
-                        "text": str(p),
-                    }
-                    for p in checked.problems
-                ]
-                if output != "json":
-                    what = (
-                        "CRD schema"
-                        if checked.method == schema_mod.CRDS
-                        else "field (the reference model's check; CRDs not at hand)"
-                    )
-                    err.print(
-                        f"[bold red]invalid:[/] {scenario.name}: "
-                        f"{len(checked.problems)} manifest {what} error(s)",
-                        markup=True,
-                        highlight=False,
-                    )
-                    for p in checked.problems:
-                        err.print(f"  {p}", markup=False, highlight=False)
-                continue
-            entry["valid"] = True
-            note = None
-            messages: list[str] | None = None
-            if no_model:
-                note = "model not consulted (--no-model)"
-            else:
-                try:
-                    messages, note = _verify(scenario)
-                except InputError as e:
-                    invalid = True
-                    entry["valid"] = False
-                    entry["problems"] = problem_dicts(e)
-                    if output != "json":
-                        err.print(f"[bold red]invalid:[/] {e}", markup=True, highlight=False)
-                    continue
-            entry["model"] = messages
-            entry["model_note"] = note
-            if messages:
-                disagree = True
-            if output == "json":
-                continue
-            if messages:
-                err.print(f"[bold red]model disagrees:[/] {scenario.name}", markup=True)
-                for m in messages:
-                    err.print(f"  {m}", markup=False, highlight=False)
-            elif not quiet:  # -q: problems and disagreements only
-                suffix = f"; {note}" if note else "; the reference model agrees"
-                n = len(scenario.checks)
-                out.print(
-                    f"ok {scenario.name}: {n} check{'' if n == 1 else 's'}; "
-                    f"{checked.summary}{suffix}",
-                    markup=False,
-                )
-        if output == "json":
-            print_json(results)
-        elif len(results) > 1:
-            bad = sum(1 for r in results if not r["valid"])
-            differ = sum(1 for r in results if r["model"])
-            out.print(
-                f"{len(results)} scenarios: {len(results) - bad - differ} ok, {bad} invalid, "
-                f"{differ} where the reference model disagrees",
-                markup=False,
-                highlight=False,
-            )
-        sys.exit(EXIT_USAGE if invalid else EXIT_CHECK_FAILED if disagree else EXIT_OK)
+            _check_one(arg, entry, run)
+        _print_check_summary(results, output)
+        sys.exit(EXIT_USAGE if run.invalid else EXIT_CHECK_FAILED if run.disagree else EXIT_OK)
 
     return check
 
@@ -373,6 +427,90 @@ def _manifest_errors(scenarios: list[Scenario]) -> list[SandboxError]:
                 )
             )
     return errors
+
+
+def _load_run_scenarios(
+    args: tuple[str, ...], *, provider: str | None, address: str | None
+) -> list[Scenario]:
+    """The scenarios ``run`` was given, loaded; every problem is said and the last raised.
+    The local target's manifests are checked too (the reference gateway ignores typos)."""
+    loaded: list[Scenario] = []
+    problems: list[SandboxError] = []
+    for arg in expand_args(args):
+        try:
+            loaded.append(load_scenario(resolve_scenario(arg)))
+        except InputError as e:
+            problems.append(e)
+    if provider == "local" and not address:
+        problems.extend(_manifest_errors(loaded))  # the reference gateway ignores typos
+    if problems:
+        for problem in problems[:-1]:
+            err.print(f"[bold red]error:[/] {problem}", markup=True, highlight=False)
+        raise problems[-1]
+    return loaded
+
+
+class _ResultLines:
+    """``run``'s live line per check result on ``live``; ``shown`` counts the lines printed
+    (before the summary)."""
+
+    def __init__(self, live: Console, quiet: bool) -> None:
+        self.live = live
+        self.quiet = quiet
+        self.shown = 0
+
+    def __call__(self, scenario: Scenario, result: Any) -> None:
+        if self.quiet and result.status == "passed":
+            return  # -q: failures, skips and the summary only
+        self.shown += 1
+        style = {"passed": "green", "failed": "bold red", "skipped": "yellow"}[result.status]
+        self.live.print(
+            report_mod.check_line(scenario, result), markup=False, highlight=False, style=style
+        )
+
+
+def _slow_check_lines(quiet: bool) -> Callable[[Any, int, float, Any, list[Any]], None]:
+    """The prober's ``on_miss`` for ``run``: what a slow check is still seeing."""
+    waiting: dict[int, float] = {}  # check -> elapsed when last said
+
+    def on_miss(
+        check: Any, attempts: int, elapsed: float, observed: Any, mismatches: list[Any]
+    ) -> None:
+        # on a terminal only, every 5 s: what a slow check is still seeing
+        if quiet or not err.is_terminal or elapsed - waiting.get(id(check), 0.0) < 5:
+            return
+        waiting[id(check)] = elapsed
+        first = mismatches[0] if mismatches else None
+        seen = f"{first.field} {first.observed}, want {first.expected}" if first else "no match"
+        err.print(
+            f"  {check.name}: {seen} ({attempts} requests, {elapsed:.0f}s of {check.timeout:g}s)",
+            markup=False,
+            highlight=False,
+            style="dim",
+        )
+
+    return on_miss
+
+
+def _print_run_summary(run_report: RunReport, details: str, output: str, *, shown: int) -> None:
+    """The details of failures and the summary line (stderr and JSON on stdout with
+    --output json)."""
+    summary = report_mod.format_summary(run_report)
+    if output == "json":
+        if details:
+            err.print("\n" + details, markup=False, highlight=False)
+        err.print(summary, markup=False, highlight=False)
+        print_json(report_json.to_json(run_report))
+    else:
+        if details:
+            out.print("\n" + details, markup=False, highlight=False)
+        style = "green" if run_report.exit_code == EXIT_OK else "bold red"
+        out.print(
+            ("\n" if shown or details else "") + summary,
+            markup=False,
+            highlight=False,
+            style=style,
+        )
 
 
 def _run_command() -> click.Command:
@@ -464,19 +602,7 @@ def _run_command() -> click.Command:
         """
 
         quiet = bool((ctx.obj or {}).get("quiet"))
-        loaded: list[Scenario] = []
-        problems: list[SandboxError] = []
-        for arg in expand_args(scenarios):
-            try:
-                loaded.append(load_scenario(resolve_scenario(arg)))
-            except InputError as e:
-                problems.append(e)
-        if provider == "local" and not address:
-            problems.extend(_manifest_errors(loaded))  # the reference gateway ignores typos
-        if problems:
-            for problem in problems[:-1]:
-                err.print(f"[bold red]error:[/] {problem}", markup=True, highlight=False)
-            raise problems[-1]
+        loaded = _load_run_scenarios(scenarios, provider=provider, address=address)
 
         target = make_target(
             address=address,
@@ -488,47 +614,17 @@ def _run_command() -> click.Command:
             cluster=None if address else cluster,
             scenarios=loaded,
         )
-        live = out if output == "text" else err
 
         def progress(line: str) -> None:
             if not quiet:
                 err.print(line, markup=False, highlight=False, style="dim")
 
-        shown = [0]  # lines printed before the summary
-
-        def on_result(scenario: Scenario, result: Any) -> None:
-            if quiet and result.status == "passed":
-                return  # -q: failures, skips and the summary only
-            shown[0] += 1
-            style = {"passed": "green", "failed": "bold red", "skipped": "yellow"}[result.status]
-            live.print(
-                report_mod.check_line(scenario, result), markup=False, highlight=False, style=style
-            )
-
-        waiting: dict[int, float] = {}  # check -> elapsed when last said
-
-        def on_miss(
-            check: Any, attempts: int, elapsed: float, observed: Any, mismatches: list[Any]
-        ) -> None:
-            # on a terminal only, every 5 s: what a slow check is still seeing
-            if quiet or not err.is_terminal or elapsed - waiting.get(id(check), 0.0) < 5:
-                return
-            waiting[id(check)] = elapsed
-            first = mismatches[0] if mismatches else None
-            seen = f"{first.field} {first.observed}, want {first.expected}" if first else "no match"
-            err.print(
-                f"  {check.name}: {seen} ({attempts} requests, {elapsed:.0f}s of "
-                f"{check.timeout:g}s)",
-                markup=False,
-                highlight=False,
-                style="dim",
-            )
-
+        on_result = _ResultLines(out if output == "text" else err, quiet)
         runner = Runner(
             target,
             progress=progress,
             on_result=on_result,
-            prober=Prober(on_miss=on_miss),
+            prober=Prober(on_miss=_slow_check_lines(quiet)),
             timeout=check_timeout,
         )
         run_report = runner.run(loaded, keep=keep, fail_fast=fail_fast, pattern=pattern)
@@ -554,22 +650,7 @@ def _run_command() -> click.Command:
         for note in notes:
             if not quiet or "UNDEFINED" in note:
                 err.print(f"note: {note}", markup=False, highlight=False)
-        summary = report_mod.format_summary(run_report)
-        if output == "json":
-            if details:
-                err.print("\n" + details, markup=False, highlight=False)
-            err.print(summary, markup=False, highlight=False)
-            print_json(report_json.to_json(run_report))
-        else:
-            if details:
-                out.print("\n" + details, markup=False, highlight=False)
-            style = "green" if run_report.exit_code == EXIT_OK else "bold red"
-            out.print(
-                ("\n" if shown[0] or details else "") + summary,
-                markup=False,
-                highlight=False,
-                style=style,
-            )
+        _print_run_summary(run_report, details, output, shown=on_result.shown)
         if junit is not None and not quiet:
             err.print(f"JUnit report: {junit}", markup=False, highlight=False)
         sys.exit(run_report.exit_code)

@@ -739,6 +739,61 @@ class Model:
         grpc: bool,
     ) -> Decision:
         route, rule = win.route, win.rule
+        fo = self._apply_filters(ls, scheme, win, request, req_path, query)
+        headers, host, path, redirect = fo.headers, fo.host, fo.path, fo.redirect
+        status, notes, resp_ops = fo.status, fo.notes, fo.resp_ops
+        target = path + (f"?{query}" if query else "")
+        out_request = ModelRequest(request.method, host, target, headers)
+        backends = [self._backend_choice(route, ref) for ref in rule.backend_refs]
+        _backend_requests(backends, rule.backend_refs, fo, request.method, query, win.prefix)
+        live = [b for b in backends if b.weight > 0]
+        if status is None:
+            status = _rule_status(rule, live, notes)
+        for b in backends:
+            if not b.valid:
+                notes.append(b.invalid_reason)
+            elif not b.endpoints and redirect is None:
+                notes.append(f"Service {b.namespace}/{b.name} has no pods in the manifests")
+        if len(live) == 1 and live[0].request is not None:
+            out_request = live[0].request
+        response_headers = _response_headers(redirect, resp_ops)
+        grpc_status = None
+        if grpc:
+            grpc_status = GRPC_OK if status == 200 else GRPC_UNAVAILABLE
+        reason = _rule_reason(ls, win, redirect, status, live, notes)
+        return Decision(
+            status=status,
+            gateway=gw.meta.key,
+            listener=ls.name,
+            route=route.meta.key,
+            rule=rule.index,
+            backends=backends if redirect is None else [],
+            request=out_request,
+            response_headers=response_headers,
+            redirect=redirect,
+            reason=reason,
+            mirrors=fo.mirrors if redirect is None else [],
+            request_timeout=rule.request_timeout,
+            backend_timeout=rule.backend_timeout,
+            match=win.match_text,
+            losers=losers,
+            listener_port=ls.port,
+            grpc_status=grpc_status,
+            response_header_ops=resp_ops,
+            summary=reason,
+        )
+
+    def _apply_filters(
+        self,
+        ls: Listener,
+        scheme: str,
+        win: _Candidate,
+        request: ModelRequest,
+        req_path: str,
+        query: str,
+    ) -> _FilterOutcome:
+        """The winning rule's filters applied, in order, to the request."""
+        route, rule = win.route, win.rule
         headers = dict(request.headers)
         host = request.host
         path = req_path
@@ -777,101 +832,118 @@ class Model:
                 )
             else:
                 notes.append(f"{f.type} filter is not modelled and was ignored")
-        target = path + (f"?{query}" if query else "")
-        out_request = ModelRequest(request.method, host, target, headers)
-        backends = [self._backend_choice(route, ref) for ref in rule.backend_refs]
-        for b, ref in zip(backends, rule.backend_refs, strict=True):
-            b_headers, b_host, b_path = dict(headers), host, path
-            b_ops = list(resp_ops)
-            for f in ref.filters:
-                if f.type == "RequestHeaderModifier" and f.headers:
-                    b_headers = apply_header_ops(f.headers, b_headers)
-                elif f.type == "ResponseHeaderModifier" and f.headers:
-                    b_ops.append(f.headers)
-                elif f.type == "URLRewrite" and f.rewrite:
-                    b_host = f.rewrite.hostname or b_host
-                    if f.rewrite.path:
-                        b_path = modify_path(f.rewrite.path, b_path, win.prefix)
-            b.request = ModelRequest(
-                request.method, b_host, b_path + (f"?{query}" if query else ""), b_headers
-            )
-            b.response_header_ops = b_ops
-        live = [b for b in backends if b.weight > 0]
-        if status is None:
-            if not rule.backend_refs:
-                status = 500
-                notes.append("the rule has no backendRefs (500)")
-            elif not live:
-                status = 500
-                notes.append("every backendRef has weight 0 (500)")
-            elif any(b.valid and b.endpoints for b in live):
-                status = 200
-                total = sum(b.weight for b in live)
-                bad = sum(b.weight for b in live if not b.valid)
-                empty = sum(b.weight for b in live if b.valid and not b.endpoints)
-                if bad:
-                    notes.append(f"{bad / total:.0%} of requests get 500: invalid backendRefs")
-                if empty:
-                    notes.append(f"{empty / total:.0%} of requests get 503: Services without pods")
-            elif any(b.valid for b in live):
-                status = 503
-                notes.append("no pod backs the chosen Services (503: no ready endpoints)")
-            else:
-                status = 500
-                notes.append("every backendRef with weight > 0 is invalid (500)")
-        for b in backends:
-            if not b.valid:
-                notes.append(b.invalid_reason)
-            elif not b.endpoints and redirect is None:
-                notes.append(f"Service {b.namespace}/{b.name} has no pods in the manifests")
-        if len(live) == 1 and live[0].request is not None:
-            out_request = live[0].request
-        response_headers: dict[str, str] = {}
-        if redirect is not None:
-            response_headers["Location"] = redirect.location
-        else:
-            for ops in resp_ops:
-                response_headers = apply_header_ops(ops, response_headers)
-        grpc_status = None
-        if grpc:
-            grpc_status = GRPC_OK if status == 200 else GRPC_UNAVAILABLE
-        host_text = f"hostname {win.hostname}" if win.hostname else "any hostname"
-        reason = (
-            f"listener {ls.name} (port {ls.port}, {ls.protocol}, hostname {ls.hostname or '(any)'}); "
-            f"{route.kind} {route.meta.key} ({host_text}) rule {rule.index} match {win.match_index}: "
-            f"{win.match_text}"
+        return _FilterOutcome(headers, host, path, redirect, status, notes, resp_ops, mirrors)
+
+
+@dataclass
+class _FilterOutcome:
+    """A rule's filters applied to a request: the request as forwarded (headers, host, path),
+    the redirect and the status they decide, notes, response header ops and mirrors."""
+
+    headers: dict[str, str]
+    host: str
+    path: str
+    redirect: ModelRedirect | None
+    status: int | None
+    notes: list[str]
+    resp_ops: list[HeaderOps]
+    mirrors: list[Mirror]
+
+
+def _backend_requests(
+    backends: list[BackendChoice],
+    refs: list[BackendRef],
+    fo: _FilterOutcome,
+    method: str,
+    query: str,
+    prefix: str | None,
+) -> None:
+    """Each backend's request and response header ops: the rule's, then its backendRef's
+    filters."""
+    headers, host, path, resp_ops = fo.headers, fo.host, fo.path, fo.resp_ops
+    for b, ref in zip(backends, refs, strict=True):
+        b_headers, b_host, b_path = dict(headers), host, path
+        b_ops = list(resp_ops)
+        for f in ref.filters:
+            if f.type == "RequestHeaderModifier" and f.headers:
+                b_headers = apply_header_ops(f.headers, b_headers)
+            elif f.type == "ResponseHeaderModifier" and f.headers:
+                b_ops.append(f.headers)
+            elif f.type == "URLRewrite" and f.rewrite:
+                b_host = f.rewrite.hostname or b_host
+                if f.rewrite.path:
+                    b_path = modify_path(f.rewrite.path, b_path, prefix)
+        b.request = ModelRequest(method, b_host, b_path + (f"?{query}" if query else ""), b_headers)
+        b.response_header_ops = b_ops
+
+
+def _rule_status(rule: Rule, live: list[BackendChoice], notes: list[str]) -> int:
+    """The status of a rule that no filter decided, from its backends (with weight > 0);
+    why, in ``notes``."""
+    if not rule.backend_refs:
+        status = 500
+        notes.append("the rule has no backendRefs (500)")
+    elif not live:
+        status = 500
+        notes.append("every backendRef has weight 0 (500)")
+    elif any(b.valid and b.endpoints for b in live):
+        status = 200
+        total = sum(b.weight for b in live)
+        bad = sum(b.weight for b in live if not b.valid)
+        empty = sum(b.weight for b in live if b.valid and not b.endpoints)
+        if bad:
+            notes.append(f"{bad / total:.0%} of requests get 500: invalid backendRefs")
+        if empty:
+            notes.append(f"{empty / total:.0%} of requests get 503: Services without pods")
+    elif any(b.valid for b in live):
+        status = 503
+        notes.append("no pod backs the chosen Services (503: no ready endpoints)")
+    else:
+        status = 500
+        notes.append("every backendRef with weight > 0 is invalid (500)")
+    return status
+
+
+def _response_headers(redirect: ModelRedirect | None, resp_ops: list[HeaderOps]) -> dict[str, str]:
+    """The response headers the gateway sets: Location for a redirect, else the rule's
+    ResponseHeaderModifier ops."""
+    response_headers: dict[str, str] = {}
+    if redirect is not None:
+        response_headers["Location"] = redirect.location
+    else:
+        for ops in resp_ops:
+            response_headers = apply_header_ops(ops, response_headers)
+    return response_headers
+
+
+def _rule_reason(
+    ls: Listener,
+    win: _Candidate,
+    redirect: ModelRedirect | None,
+    status: int,
+    live: list[BackendChoice],
+    notes: list[str],
+) -> str:
+    """Why the decision: the listener, route, rule and match, then the redirect or the
+    backends, then the notes."""
+    route, rule = win.route, win.rule
+    host_text = f"hostname {win.hostname}" if win.hostname else "any hostname"
+    reason = (
+        f"listener {ls.name} (port {ls.port}, {ls.protocol}, hostname {ls.hostname or '(any)'}); "
+        f"{route.kind} {route.meta.key} ({host_text}) rule {rule.index} match {win.match_index}: "
+        f"{win.match_text}"
+    )
+    if redirect is not None:
+        reason += f"; redirect {status} to {redirect.location}"
+    elif status == 200:
+        reason += "; backends " + ", ".join(
+            f"{b.namespace}/{b.name}:{b.port} weight {b.weight}"
+            for b in live
+            if b.valid and b.endpoints
         )
-        if redirect is not None:
-            reason += f"; redirect {status} to {redirect.location}"
-        elif status == 200:
-            reason += "; backends " + ", ".join(
-                f"{b.namespace}/{b.name}:{b.port} weight {b.weight}"
-                for b in live
-                if b.valid and b.endpoints
-            )
-        if notes:
-            reason += "; " + "; ".join(notes)
-        return Decision(
-            status=status,
-            gateway=gw.meta.key,
-            listener=ls.name,
-            route=route.meta.key,
-            rule=rule.index,
-            backends=backends if redirect is None else [],
-            request=out_request,
-            response_headers=response_headers,
-            redirect=redirect,
-            reason=reason,
-            mirrors=mirrors if redirect is None else [],
-            request_timeout=rule.request_timeout,
-            backend_timeout=rule.backend_timeout,
-            match=win.match_text,
-            losers=losers,
-            listener_port=ls.port,
-            grpc_status=grpc_status,
-            response_header_ops=resp_ops,
-            summary=reason,
-        )
+    if notes:
+        reason += "; " + "; ".join(notes)
+    return reason
 
 
 def _host_key(hostname: str | None, att: Attached) -> tuple[int, ...]:

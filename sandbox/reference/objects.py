@@ -657,6 +657,51 @@ def _header_ops(d: dict[str, Any], w: Where, p: str) -> HeaderOps:
     return HeaderOps(pairs("set"), pairs("add"), [str(x) for x in _list(d, "remove", w, p)])
 
 
+def _redirect(body: dict[str, Any], w: Where, fp: str) -> Redirect:
+    """A RequestRedirect filter's ``requestRedirect`` (at ``fp``)."""
+    scheme = _opt_str(body, "scheme", w, fp)
+    if scheme is not None:
+        _enum(scheme, ("http", "https"), w, fp + ".scheme")
+    code = _opt_int(body, "statusCode", w, fp)
+    code = 302 if code is None else code
+    if code not in REDIRECT_CODES:
+        raise w.error(
+            fp + ".statusCode", f"unsupported value {code}; one of 301, 302, 303, 307, 308"
+        )
+    hostname = _opt_str(body, "hostname", w, fp)
+    if hostname is not None and hostname.startswith("*."):
+        raise w.error(fp + ".hostname", "must be a precise hostname")
+    return Redirect(
+        scheme, hostname, _opt_int(body, "port", w, fp), _path_modifier(body, w, fp), code
+    )
+
+
+def _mirror(body: dict[str, Any], meta: Meta, fp: str) -> MirrorSpec:
+    """A RequestMirror filter's ``requestMirror`` (at ``fp``): its backendRef and the percent
+    of requests mirrored (``percent`` or ``fraction``; 100 without either)."""
+    w = meta.where
+    if "backendRef" not in body:
+        raise w.error(fp + ".backendRef", "required")
+    ref = _backend_ref(_dict(body, "backendRef", w, fp), meta, fp + ".backendRef", False)
+    percent = 100.0
+    if "percent" in body and "fraction" in body:
+        raise w.error(fp, "Only one of percent or fraction may be specified")
+    if "percent" in body:
+        pv = _opt_int(body, "percent", w, fp)
+        if pv is None or not 0 <= pv <= 100:
+            raise w.error(fp + ".percent", "must be 0..100")
+        percent = float(pv)
+    elif "fraction" in body:
+        fr = _dict(body, "fraction", w, fp)
+        num = _opt_int(fr, "numerator", w, fp + ".fraction")
+        den = _opt_int(fr, "denominator", w, fp + ".fraction")
+        den = 100 if den is None else den
+        if num is None or num < 0 or den <= 0 or num > den:
+            raise w.error(fp + ".fraction", "numerator must be less than or equal to denominator")
+        percent = 100.0 * num / den
+    return MirrorSpec(ref, percent)
+
+
 def _filters(d: dict[str, Any], meta: Meta, path: str, allowed: tuple[str, ...]) -> list[Filter]:
     w = meta.where
     out = []
@@ -684,46 +729,11 @@ def _filters(d: dict[str, Any], meta: Meta, path: str, allowed: tuple[str, ...])
         if ftype in ("RequestHeaderModifier", "ResponseHeaderModifier"):
             flt.headers = _header_ops(body, w, fp)
         elif ftype == "RequestRedirect":
-            scheme = _opt_str(body, "scheme", w, fp)
-            if scheme is not None:
-                _enum(scheme, ("http", "https"), w, fp + ".scheme")
-            code = _opt_int(body, "statusCode", w, fp)
-            code = 302 if code is None else code
-            if code not in REDIRECT_CODES:
-                raise w.error(
-                    fp + ".statusCode", f"unsupported value {code}; one of 301, 302, 303, 307, 308"
-                )
-            hostname = _opt_str(body, "hostname", w, fp)
-            if hostname is not None and hostname.startswith("*."):
-                raise w.error(fp + ".hostname", "must be a precise hostname")
-            flt.redirect = Redirect(
-                scheme, hostname, _opt_int(body, "port", w, fp), _path_modifier(body, w, fp), code
-            )
+            flt.redirect = _redirect(body, w, fp)
         elif ftype == "URLRewrite":
             flt.rewrite = Rewrite(_opt_str(body, "hostname", w, fp), _path_modifier(body, w, fp))
         elif ftype == "RequestMirror":
-            if "backendRef" not in body:
-                raise w.error(fp + ".backendRef", "required")
-            ref = _backend_ref(_dict(body, "backendRef", w, fp), meta, fp + ".backendRef", False)
-            percent = 100.0
-            if "percent" in body and "fraction" in body:
-                raise w.error(fp, "Only one of percent or fraction may be specified")
-            if "percent" in body:
-                pv = _opt_int(body, "percent", w, fp)
-                if pv is None or not 0 <= pv <= 100:
-                    raise w.error(fp + ".percent", "must be 0..100")
-                percent = float(pv)
-            elif "fraction" in body:
-                fr = _dict(body, "fraction", w, fp)
-                num = _opt_int(fr, "numerator", w, fp + ".fraction")
-                den = _opt_int(fr, "denominator", w, fp + ".fraction")
-                den = 100 if den is None else den
-                if num is None or num < 0 or den <= 0 or num > den:
-                    raise w.error(
-                        fp + ".fraction", "numerator must be less than or equal to denominator"
-                    )
-                percent = 100.0 * num / den
-            flt.mirror = MirrorSpec(ref, percent)
+            flt.mirror = _mirror(body, meta, fp)
         else:
             flt.extension = ftype + (
                 f" {body.get('kind', '?')}/{body.get('name', '?')}"

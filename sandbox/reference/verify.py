@@ -16,14 +16,15 @@ passes only sometimes is flaky.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from sandbox.manifests import display_path
 from sandbox.reference import matching as mt
-from sandbox.reference.decision import Decision
+from sandbox.reference.decision import Decision, ModelRedirect
 from sandbox.reference.filters import DEFAULT_PORTS, apply_header_ops
 from sandbox.reference.model import Model
-from sandbox.scenario.model import Check, Scenario
+from sandbox.scenario.model import Check, Expect, ExpectedRedirect, ExpectedRequest, Scenario
 
 # headers a proxy may add on its way to the backend; unknown to the model
 PROXY_HEADERS = ("x-forwarded-", "x-envoy-", "x-request-id", "via", "forwarded", "x-real-ip")
@@ -165,6 +166,10 @@ def _get_ci(headers: dict[str, str], name: str) -> str | None:
     return None
 
 
+# one disagreement: bad(field, what the model says, what the check expects)
+_Bad = Callable[[str, object, object], None]
+
+
 def verify_check(scenario: Scenario, model: Model, check: Check) -> list[str]:
     where = _where(scenario, check)
     exp = check.expect
@@ -188,99 +193,129 @@ def verify_check(scenario: Scenario, model: Model, check: Check) -> list[str]:
     ok = 200 in statuses
     answering = _answering(model, d) if ok else []
 
-    if exp.backend is not None and ok:
+    if ok:
+        _verify_answering(exp, answering, bad)
+    if exp.request is not None and ok:
+        _verify_request(exp.request, d, bad)
+    if exp.headers or exp.absent_headers:
+        _verify_response_headers(check, d, ok, bad)
+    if exp.redirect is not None:
+        _verify_redirect(exp.redirect, d.redirect, bad)
+    if exp.backends is not None:
+        shares = deployment_shares(model, d) if ok or 500 in statuses else {}
+        _verify_shares(exp.backends, shares, check.tolerance, bad)
+    return msgs
+
+
+def _verify_answering(exp: Expect, answering: list[tuple[str, str]], bad: _Bad) -> None:
+    """``expect.backend`` and ``expect.namespace`` against every Deployment that may answer."""
+    if exp.backend is not None:
         if not answering:
             bad("backend", "no Deployment behind the chosen Service", exp.backend)
         for _ns, dep in answering:
             pod = f"{dep}-"
             if not (pod.startswith(exp.backend) or exp.backend.startswith(pod)):
                 bad("backend", dep, exp.backend)
-    if exp.namespace is not None and ok:
+    if exp.namespace is not None:
         for ns, _dep in answering:
             if ns != exp.namespace:
                 bad("namespace", ns, exp.namespace)
 
-    if exp.request is not None and ok:
-        seen = [b.request for b in d.backends if b.valid and b.weight > 0 and b.request] or [
-            d.request
-        ]
-        er = exp.request
-        for r in seen:
-            if er.path is not None and r.path != er.path:
-                bad("request.path", r.path, er.path)
-            if er.host is not None and r.host != er.host:
-                bad("request.host", r.host, er.host)
-            if er.method is not None and r.method != er.method.upper():
-                bad("request.method", r.method, er.method)
-            for name, value in er.headers.items():
-                got = _get_ci(r.headers, name)
-                if got is None and name.lower().startswith(PROXY_HEADERS):
-                    continue
-                if got != value:
-                    bad(f"request.headers.{name}", got, value)
-            for name in er.absent_headers:
-                got = _get_ci(r.headers, name)
-                if got is not None:
-                    bad(f"request.absent_headers.{name}", got, "absent")
 
-    if exp.headers or exp.absent_headers:
-        if d.redirect is not None or not ok:
-            variants = [dict(d.response_headers)]
-        else:
-            base = dict(check.request.backend_response_headers)
-            variants = []
-            for b in d.backends:
-                if b.valid and b.weight > 0:
-                    hdrs = dict(base)
-                    for ops in b.response_header_ops:
-                        hdrs = apply_header_ops(ops, hdrs)
-                    variants.append(hdrs)
-            variants = variants or [base]
-        touched = {n.lower() for n in check.request.backend_response_headers}
-        for b in d.backends:
+def _verify_request(er: ExpectedRequest, d: Decision, bad: _Bad) -> None:
+    """``expect.request`` against the request every backend that may answer gets."""
+    seen = [b.request for b in d.backends if b.valid and b.weight > 0 and b.request] or [d.request]
+    for r in seen:
+        if er.path is not None and r.path != er.path:
+            bad("request.path", r.path, er.path)
+        if er.host is not None and r.host != er.host:
+            bad("request.host", r.host, er.host)
+        if er.method is not None and r.method != er.method.upper():
+            bad("request.method", r.method, er.method)
+        for name, value in er.headers.items():
+            got = _get_ci(r.headers, name)
+            if got is None and name.lower().startswith(PROXY_HEADERS):
+                continue
+            if got != value:
+                bad(f"request.headers.{name}", got, value)
+        for name in er.absent_headers:
+            got = _get_ci(r.headers, name)
+            if got is not None:
+                bad(f"request.absent_headers.{name}", got, "absent")
+
+
+def _response_variants(check: Check, d: Decision, ok: bool) -> list[dict[str, str]]:
+    """The response headers the client may get: one set per backend that may answer (the
+    backend's own headers, then the filters'), or the gateway's own answer."""
+    if d.redirect is not None or not ok:
+        return [dict(d.response_headers)]
+    base = dict(check.request.backend_response_headers)
+    variants = []
+    for b in d.backends:
+        if b.valid and b.weight > 0:
+            hdrs = dict(base)
             for ops in b.response_header_ops:
-                touched |= {n.lower() for n, _ in ops.set + ops.add} | {
-                    n.lower() for n in ops.remove
-                }
-        touched |= {n.lower() for n in d.response_headers}
-        for hdrs in variants:
-            for name, value in exp.headers.items():
-                got = _get_ci(hdrs, name)
-                if got is None and name.lower() not in touched:
-                    continue  # set by the backend or the proxy: unknown to the model
-                if got != value:
-                    bad(f"headers.{name}", got, value)
-            for name in exp.absent_headers:
-                got = _get_ci(hdrs, name)
-                if got is not None:
-                    bad(f"absent_headers.{name}", got, "absent")
+                hdrs = apply_header_ops(ops, hdrs)
+            variants.append(hdrs)
+    return variants or [base]
 
-    if exp.redirect is not None:
-        rd = d.redirect
-        if rd is None:
-            bad("redirect", None, "a redirect")
-        else:
-            er2 = exp.redirect
-            if er2.scheme is not None and rd.scheme != er2.scheme:
-                bad("redirect.scheme", rd.scheme, er2.scheme)
-            if er2.host is not None and rd.host != er2.host:
-                bad("redirect.host", rd.host, er2.host)
-            if er2.path is not None and rd.path != er2.path:
-                bad("redirect.path", rd.path, er2.path)
-            want_port = er2.port
-            got_port = rd.port if rd.port is not None else DEFAULT_PORTS.get(rd.scheme)
-            if want_port is None:
-                if rd.port is not None and rd.port != DEFAULT_PORTS.get(rd.scheme):
-                    bad("redirect.port", rd.port, f"the default port of {rd.scheme}")
-            elif got_port != want_port:
-                bad("redirect.port", got_port, want_port)
 
-    if exp.backends is not None:
-        shares = deployment_shares(model, d) if ok or 500 in statuses else {}
-        names = set(shares) | set(exp.backends)
-        for name in sorted(names):
-            got_share = shares.get(name, 0.0)
-            want_share = exp.backends.get(name, 0.0)
-            if abs(got_share - want_share) > check.tolerance + 1e-9:
-                bad(f"backends.{name}", round(got_share, 4), want_share)
-    return msgs
+def _touched_headers(check: Check, d: Decision) -> set[str]:
+    """Response header names (lower case) the model knows about: the backend's, the filters'
+    and the gateway's own."""
+    touched = {n.lower() for n in check.request.backend_response_headers}
+    for b in d.backends:
+        for ops in b.response_header_ops:
+            touched |= {n.lower() for n, _ in ops.set + ops.add} | {n.lower() for n in ops.remove}
+    touched |= {n.lower() for n in d.response_headers}
+    return touched
+
+
+def _verify_response_headers(check: Check, d: Decision, ok: bool, bad: _Bad) -> None:
+    """``expect.headers`` and ``expect.absent_headers`` against every possible response."""
+    exp = check.expect
+    variants = _response_variants(check, d, ok)
+    touched = _touched_headers(check, d)
+    for hdrs in variants:
+        for name, value in exp.headers.items():
+            got = _get_ci(hdrs, name)
+            if got is None and name.lower() not in touched:
+                continue  # set by the backend or the proxy: unknown to the model
+            if got != value:
+                bad(f"headers.{name}", got, value)
+        for name in exp.absent_headers:
+            got = _get_ci(hdrs, name)
+            if got is not None:
+                bad(f"absent_headers.{name}", got, "absent")
+
+
+def _verify_redirect(er2: ExpectedRedirect, rd: ModelRedirect | None, bad: _Bad) -> None:
+    """``expect.redirect`` against the model's redirect."""
+    if rd is None:
+        bad("redirect", None, "a redirect")
+        return
+    if er2.scheme is not None and rd.scheme != er2.scheme:
+        bad("redirect.scheme", rd.scheme, er2.scheme)
+    if er2.host is not None and rd.host != er2.host:
+        bad("redirect.host", rd.host, er2.host)
+    if er2.path is not None and rd.path != er2.path:
+        bad("redirect.path", rd.path, er2.path)
+    want_port = er2.port
+    got_port = rd.port if rd.port is not None else DEFAULT_PORTS.get(rd.scheme)
+    if want_port is None:
+        if rd.port is not None and rd.port != DEFAULT_PORTS.get(rd.scheme):
+            bad("redirect.port", rd.port, f"the default port of {rd.scheme}")
+    elif got_port != want_port:
+        bad("redirect.port", got_port, want_port)
+
+
+def _verify_shares(
+    want: dict[str, float], shares: dict[str, float], tolerance: float, bad: _Bad
+) -> None:
+    """``expect.backends`` against the model's traffic share per Deployment."""
+    names = set(shares) | set(want)
+    for name in sorted(names):
+        got_share = shares.get(name, 0.0)
+        want_share = want.get(name, 0.0)
+        if abs(got_share - want_share) > tolerance + 1e-9:
+            bad(f"backends.{name}", round(got_share, 4), want_share)

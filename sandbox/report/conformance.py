@@ -259,6 +259,65 @@ class _Status:
         return out
 
 
+def _tally(
+    results: Iterable[TestResult], profiles: Sequence[str]
+) -> tuple[dict[str, _Status], dict[str, _Status], set[str]]:
+    """The core and extended statistics per profile (every profile a test belongs to has
+    core statistics), and the provisional tests that passed."""
+    core: dict[str, _Status] = {}
+    extended: dict[str, _Status] = {}
+    succeeded_provisional: set[str] = set()
+    for r in sorted(results, key=lambda r: r.name):
+        if r.outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {r.outcome!r}")
+        if r.outcome == "passed" and r.provisional:
+            succeeded_provisional.add(r.name)
+        for profile, is_ext in F.profiles_for(r.features, profiles):
+            core.setdefault(profile.name, _Status())
+            if r.outcome == "not-supported":
+                continue  # reports.go addTestResults: NOT_SUPPORTED counts nowhere
+            status = extended.setdefault(profile.name, _Status()) if is_ext else core[profile.name]
+            if r.outcome == "passed":
+                status.passed += 1
+            elif r.outcome == "failed":
+                status.failed += 1
+                status.failed_tests.append(r.name)
+            else:
+                status.skipped += 1
+                status.skipped_tests.append(r.name)
+    return core, extended, succeeded_provisional
+
+
+def _profile_reports(
+    core: dict[str, _Status],
+    extended: dict[str, _Status],
+    profiles: Sequence[str],
+    supported: frozenset[str],
+) -> list[dict[str, Any]]:
+    """One profile report per profile with results, in the order of ``profiles``."""
+    profile_reports: list[dict[str, Any]] = []
+    for pname in profiles:
+        if pname not in core:
+            continue
+        profile = F.PROFILES[pname]
+        summary = f"Core tests {core[pname].summary()}"
+        entry: dict[str, Any] = {"name": pname, "core": core[pname].as_dict()}
+        if pname in extended:
+            ext = extended[pname]
+            summary += f". Extended tests {ext.summary()}"
+            ext_d = ext.as_dict()
+            sup = sorted(profile.extended & supported)
+            unsup = sorted(profile.extended - supported)
+            if sup:
+                ext_d["supportedFeatures"] = sup
+            if unsup:
+                ext_d["unsupportedFeatures"] = unsup
+            entry["extended"] = ext_d
+        entry["summary"] = summary + "."
+        profile_reports.append(entry)
+    return profile_reports
+
+
 def build_report(
     results: Iterable[TestResult],
     *,
@@ -286,48 +345,8 @@ def build_report(
         gateway_api_version = gateway_api_version or version
         gateway_api_channel = gateway_api_channel or channel
 
-    core: dict[str, _Status] = {}
-    extended: dict[str, _Status] = {}
-    succeeded_provisional: set[str] = set()
-    for r in sorted(results, key=lambda r: r.name):
-        if r.outcome not in OUTCOMES:
-            raise ValueError(f"unknown outcome {r.outcome!r}")
-        if r.outcome == "passed" and r.provisional:
-            succeeded_provisional.add(r.name)
-        for profile, is_ext in F.profiles_for(r.features, profiles):
-            core.setdefault(profile.name, _Status())
-            if r.outcome == "not-supported":
-                continue  # reports.go addTestResults: NOT_SUPPORTED counts nowhere
-            status = extended.setdefault(profile.name, _Status()) if is_ext else core[profile.name]
-            if r.outcome == "passed":
-                status.passed += 1
-            elif r.outcome == "failed":
-                status.failed += 1
-                status.failed_tests.append(r.name)
-            else:
-                status.skipped += 1
-                status.skipped_tests.append(r.name)
-
-    profile_reports: list[dict[str, Any]] = []
-    for pname in profiles:
-        if pname not in core:
-            continue
-        profile = F.PROFILES[pname]
-        summary = f"Core tests {core[pname].summary()}"
-        entry: dict[str, Any] = {"name": pname, "core": core[pname].as_dict()}
-        if pname in extended:
-            ext = extended[pname]
-            summary += f". Extended tests {ext.summary()}"
-            ext_d = ext.as_dict()
-            sup = sorted(profile.extended & supported)
-            unsup = sorted(profile.extended - supported)
-            if sup:
-                ext_d["supportedFeatures"] = sup
-            if unsup:
-                ext_d["unsupportedFeatures"] = unsup
-            entry["extended"] = ext_d
-        entry["summary"] = summary + "."
-        profile_reports.append(entry)
+    core, extended, succeeded_provisional = _tally(results, profiles)
+    profile_reports = _profile_reports(core, extended, profiles, supported)
 
     report: dict[str, Any] = {
         "apiVersion": API_VERSION,

@@ -12,10 +12,11 @@ namespace ``default`` are the run's namespace; any other namespace N is mapped b
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.errors import InputError
 from sandbox.manifests import (
@@ -50,6 +51,9 @@ from sandbox.scenario.model import (
     Scenario,
     TlsSecret,
 )
+
+if TYPE_CHECKING:
+    import jsonschema
 
 # --------------------------------------------------------------------------------------------
 # Loading and validation
@@ -105,14 +109,7 @@ def _schema_problems(data: Any, loc: Located) -> None:
         inst = error.instance
         kind = error.validator
         if kind == "additionalProperties" and isinstance(inst, dict):
-            allowed = sorted(schema.get("properties", {}))
-            for key in inst:
-                if key in allowed:
-                    continue
-                hint = _did_you_mean(key, allowed)
-                if not hint:
-                    hint = " (allowed: " + ", ".join(allowed) + ")"
-                loc.problem((*path, key), "unknown key" + hint)
+            _unknown_keys(inst, schema, path, loc)
         elif kind == "required":
             missing = error.validator_value
             for name in missing if isinstance(missing, list) else []:
@@ -135,20 +132,7 @@ def _schema_problems(data: Any, loc: Located) -> None:
             hint = _did_you_mean(str(inst), options) if isinstance(inst, str) else ""
             loc.problem(path, f"must be one of {', '.join(options)}; got {_describe(inst)}{hint}")
         elif kind in ("anyOf", "oneOf", "pattern"):
-            expected = schema.get("x-expected", "a valid value")
-            # a list where a list is allowed: name the items that are wrong (status: [200, 99])
-            items = sorted(
-                {
-                    e.relative_path[0]
-                    for e in error.context or []
-                    if len(e.relative_path) == 1 and isinstance(e.relative_path[0], int)
-                }
-            )
-            if isinstance(inst, list) and items and inst:
-                for i in items:
-                    loc.problem((*path, i), f"expected {expected}, got {_describe(inst[i])}")
-            else:
-                loc.problem(path, f"expected {expected}, got {_describe(inst)}")
+            _not_expected(error, schema, path, loc)
         elif kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
             op = {
                 "minimum": ">=",
@@ -161,6 +145,42 @@ def _schema_problems(data: Any, loc: Located) -> None:
             loc.problem(path, "must not be empty")
         else:  # pragma: no cover - schema keywords not used today
             loc.problem(path, error.message)
+
+
+def _unknown_keys(
+    inst: dict[str, Any], schema: dict[str, Any], path: FieldPath, loc: Located
+) -> None:
+    """additionalProperties: one problem per key the schema does not allow, with a hint."""
+    allowed = sorted(schema.get("properties", {}))
+    for key in inst:
+        if key in allowed:
+            continue
+        hint = _did_you_mean(key, allowed)
+        if not hint:
+            hint = " (allowed: " + ", ".join(allowed) + ")"
+        loc.problem((*path, key), "unknown key" + hint)
+
+
+def _not_expected(
+    error: jsonschema.ValidationError, schema: dict[str, Any], path: FieldPath, loc: Located
+) -> None:
+    """anyOf, oneOf, pattern: what was expected (the schema's ``x-expected``), per wrong item
+    of a list where a list is allowed."""
+    inst = error.instance
+    expected = schema.get("x-expected", "a valid value")
+    # a list where a list is allowed: name the items that are wrong (status: [200, 99])
+    items = sorted(
+        {
+            e.relative_path[0]
+            for e in error.context or []
+            if len(e.relative_path) == 1 and isinstance(e.relative_path[0], int)
+        }
+    )
+    if isinstance(inst, list) and items and inst:
+        for i in items:
+            loc.problem((*path, i), f"expected {expected}, got {_describe(inst[i])}")
+    else:
+        loc.problem(path, f"expected {expected}, got {_describe(inst)}")
 
 
 def _is_gateway(obj: dict[str, Any]) -> bool:
@@ -241,20 +261,7 @@ def _semantic_problems(
 
     _feature_problems(data.get("features"), ("features",), loc)
 
-    tls = data.get("tls")
-    if isinstance(tls, list):
-        secrets = {_name(o) for o in objects if o.get("kind") == "Secret"}
-        for i, entry in enumerate(tls):
-            if (
-                isinstance(entry, dict)
-                and isinstance(entry.get("secret"), str)
-                and (entry["secret"] in secrets)
-            ):
-                loc.problem(
-                    ("tls", i, "secret"),
-                    f"Secret {entry['secret']!r} is also in the manifests; "
-                    "the runner generates it: remove one",
-                )
+    _tls_problems(data.get("tls"), loc, objects)
 
     _unaccepted_problems(data.get("unaccepted_routes"), loc, objects, manifests_ok)
 
@@ -277,57 +284,92 @@ def _semantic_problems(
         _feature_problems(check.get("features"), ("checks", i, "features"), loc)
         request = check.get("request")
         if isinstance(request, dict):
-            gw_name = request.get("gateway")
-            if isinstance(gw_name, str) and gw_name and gw_name not in gateways:
-                gateway_problem(("checks", i, "request", "gateway"), gw_name)
-            target = gateways.get(gw_name if isinstance(gw_name, str) else gateway)
-            port = request.get("port")
-            scheme = request.get("scheme", "http")
-            if port is None and scheme in ("http", "https"):
-                port = 443 if scheme == "https" else 80
-            ports = _listener_ports(target, objects) if target is not None else set()
-            if isinstance(port, int) and ports and port not in ports:
-                where = ("checks", i, "request", "port" if "port" in request else "scheme")
-                loc.problem(
-                    where,
-                    f"Gateway {_name(target or {})!r} has no listener on port "
-                    f"{port} (its ports: {', '.join(map(str, sorted(ports)))})",
-                )
+            _request_problems(
+                request, ("checks", i, "request"), loc, gateways, gateway, objects, gateway_problem
+            )
         expect = check.get("expect")
-        if not isinstance(expect, dict):
-            continue
-        status = expect.get("status", 200)
-        statuses = status if isinstance(status, list) else [status]
-        statuses = [s for s in statuses if isinstance(s, int)]
-        if not statuses:
-            continue
-        if expect.get("redirect") is not None and not any(300 <= s < 400 for s in statuses):
-            loc.problem(
-                ("checks", i, "expect", "redirect"),
-                "is compared only on a 3xx response, and expect.status has none "
-                "(add e.g. status: 302)",
-            )
-        if not any(s in (200, 204) for s in statuses):
-            for key in ("backend", "namespace", "request", "backends"):
-                if expect.get(key) is not None:
-                    loc.problem(
-                        ("checks", i, "expect", key),
-                        f"is compared only on a 200 or 204 response, and expect.status is {status}",
-                    )
-        backends = expect.get("backends")
-        if (
-            isinstance(backends, dict)
-            and backends
-            and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in backends.values()
-            )
-        ):
-            total = sum(float(v) for v in backends.values())
-            if abs(total - 1.0) > 0.001:
+        if isinstance(expect, dict):
+            _expect_problems(expect, ("checks", i, "expect"), loc)
+
+
+def _tls_problems(tls: Any, loc: Located, objects: list[dict[str, Any]]) -> None:
+    """A ``tls`` Secret the runner generates must not be in the manifests too."""
+    if isinstance(tls, list):
+        secrets = {_name(o) for o in objects if o.get("kind") == "Secret"}
+        for i, entry in enumerate(tls):
+            if (
+                isinstance(entry, dict)
+                and isinstance(entry.get("secret"), str)
+                and (entry["secret"] in secrets)
+            ):
                 loc.problem(
-                    ("checks", i, "expect", "backends"),
-                    f"shares add up to {total:g}; they must add up to 1",
+                    ("tls", i, "secret"),
+                    f"Secret {entry['secret']!r} is also in the manifests; "
+                    "the runner generates it: remove one",
                 )
+
+
+def _request_problems(
+    request: dict[str, Any],
+    at: FieldPath,
+    loc: Located,
+    gateways: dict[str | None, dict[str, Any]],
+    gateway: Any,
+    objects: list[dict[str, Any]],
+    gateway_problem: Callable[[FieldPath, str], None],
+) -> None:
+    """A check's ``request`` (at ``at``): its Gateway is in the manifests and has a listener
+    on its port."""
+    gw_name = request.get("gateway")
+    if isinstance(gw_name, str) and gw_name and gw_name not in gateways:
+        gateway_problem((*at, "gateway"), gw_name)
+    target = gateways.get(gw_name if isinstance(gw_name, str) else gateway)
+    port = request.get("port")
+    scheme = request.get("scheme", "http")
+    if port is None and scheme in ("http", "https"):
+        port = 443 if scheme == "https" else 80
+    ports = _listener_ports(target, objects) if target is not None else set()
+    if isinstance(port, int) and ports and port not in ports:
+        where = (*at, "port" if "port" in request else "scheme")
+        loc.problem(
+            where,
+            f"Gateway {_name(target or {})!r} has no listener on port "
+            f"{port} (its ports: {', '.join(map(str, sorted(ports)))})",
+        )
+
+
+def _expect_problems(expect: dict[str, Any], at: FieldPath, loc: Located) -> None:
+    """A check's ``expect`` (at ``at``): fields compared only on statuses it does not expect,
+    backend shares that do not add up to 1."""
+    status = expect.get("status", 200)
+    statuses = status if isinstance(status, list) else [status]
+    statuses = [s for s in statuses if isinstance(s, int)]
+    if not statuses:
+        return
+    if expect.get("redirect") is not None and not any(300 <= s < 400 for s in statuses):
+        loc.problem(
+            (*at, "redirect"),
+            "is compared only on a 3xx response, and expect.status has none (add e.g. status: 302)",
+        )
+    if not any(s in (200, 204) for s in statuses):
+        for key in ("backend", "namespace", "request", "backends"):
+            if expect.get(key) is not None:
+                loc.problem(
+                    (*at, key),
+                    f"is compared only on a 200 or 204 response, and expect.status is {status}",
+                )
+    backends = expect.get("backends")
+    if (
+        isinstance(backends, dict)
+        and backends
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in backends.values())
+    ):
+        total = sum(float(v) for v in backends.values())
+        if abs(total - 1.0) > 0.001:
+            loc.problem(
+                (*at, "backends"),
+                f"shares add up to {total:g}; they must add up to 1",
+            )
 
 
 def _unaccepted_problems(

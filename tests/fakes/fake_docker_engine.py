@@ -172,106 +172,126 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/_ping":
             self._send(200, b"OK", "text/plain; charset=utf-8")
         elif path == "/version":
-            body = {
-                "Platform": {"Name": "Docker Engine - Community"},
-                "Version": "27.3.1",
-                "ApiVersion": API_VERSION,
-                "MinAPIVersion": "1.24",
-                "Os": "linux",
-                "Arch": "amd64",
-                "KernelVersion": "6.8.0",
-                "GitCommit": "41ca978",
-                "GoVersion": "go1.22.7",
-            }
-            self._send(200, json.dumps(body).encode())
+            self._get_version()
         elif path == "/info":
-            engine = self._state().get("engine") or {}
-            body = {
-                "ID": "fake",
-                "OperatingSystem": "Debian GNU/Linux 13 (trixie)",
-                "OSType": "linux",
-                "CgroupDriver": "systemd"
-                if engine.get("cgroupVersion", "2") == "2"
-                else "cgroupfs",
-                "CgroupVersion": engine.get("cgroupVersion", "2"),
-                "SecurityOptions": ["name=seccomp,profile=builtin"]
-                + (["name=cgroupns"] if engine.get("cgroupVersion", "2") == "2" else []),
-                "ServerVersion": "27.3.1",
-            }
-            self._send(200, json.dumps(body).encode())
+            self._get_info()
         elif path.startswith("/images/") and path.endswith("/json"):
-            name = urllib.parse.unquote(path[len("/images/") : -len("/json")])
-            have = set((self._state().get("engine") or {}).get("images") or [])
-            if name in have or _familiar(name) in {_familiar(i) for i in have}:
-                self._send(
-                    200,
-                    json.dumps(
-                        {
-                            "Id": "sha256:" + hashlib.sha256(name.encode()).hexdigest(),
-                            "RepoTags": [name],
-                        }
-                    ).encode(),
-                )
-            else:
-                self._send(404, json.dumps({"message": f"No such image: {name}"}).encode())
+            self._get_image(path)
         elif (
             path.startswith("/containers/")
             and path.endswith("/json")
             and path != "/containers/json"
         ):
-            found = self._container(path[len("/containers/") : -len("/json")])
-            if found is None:
-                return self._no_such(path.split("/")[2])
-            c, _ = found
-            body = {
-                "Id": c["Id"],
-                "Name": c["Names"][0],
-                "Image": c["Image"],
-                "State": {"Status": c["State"], "Running": c["State"] == "running"},
-                "Config": {"Labels": c["Labels"], "Image": c["Image"]},
-                "Mounts": c["Mounts"],
-            }
-            self._send(200, json.dumps(body).encode())
+            self._get_container(path)
         elif path.startswith("/exec/") and path.endswith("/json"):
-            ex = self.server.execs.get(path.split("/")[2])
-            if ex is None:
-                return self._send(404, json.dumps({"message": "No such exec instance"}).encode())
+            self._get_exec(path)
+        elif path == "/networks":
+            self._get_networks(url.query)
+        elif path.startswith("/networks/"):
+            self._get_network(path)
+        elif path == "/containers/json":
+            self._get_containers(url.query)
+        else:
+            self._send(404, json.dumps({"message": f"page not found: {self.path}"}).encode())
+
+    def _get_version(self) -> None:
+        body = {
+            "Platform": {"Name": "Docker Engine - Community"},
+            "Version": "27.3.1",
+            "ApiVersion": API_VERSION,
+            "MinAPIVersion": "1.24",
+            "Os": "linux",
+            "Arch": "amd64",
+            "KernelVersion": "6.8.0",
+            "GitCommit": "41ca978",
+            "GoVersion": "go1.22.7",
+        }
+        self._send(200, json.dumps(body).encode())
+
+    def _get_info(self) -> None:
+        engine = self._state().get("engine") or {}
+        body = {
+            "ID": "fake",
+            "OperatingSystem": "Debian GNU/Linux 13 (trixie)",
+            "OSType": "linux",
+            "CgroupDriver": "systemd" if engine.get("cgroupVersion", "2") == "2" else "cgroupfs",
+            "CgroupVersion": engine.get("cgroupVersion", "2"),
+            "SecurityOptions": ["name=seccomp,profile=builtin"]
+            + (["name=cgroupns"] if engine.get("cgroupVersion", "2") == "2" else []),
+            "ServerVersion": "27.3.1",
+        }
+        self._send(200, json.dumps(body).encode())
+
+    def _get_image(self, path: str) -> None:
+        name = urllib.parse.unquote(path[len("/images/") : -len("/json")])
+        have = set((self._state().get("engine") or {}).get("images") or [])
+        if name in have or _familiar(name) in {_familiar(i) for i in have}:
             self._send(
                 200,
                 json.dumps(
-                    {"ID": path.split("/")[2], "Running": False, "ExitCode": ex["exit"]}
+                    {
+                        "Id": "sha256:" + hashlib.sha256(name.encode()).hexdigest(),
+                        "RepoTags": [name],
+                    }
                 ).encode(),
             )
-        elif path == "/networks":
-            query = urllib.parse.parse_qs(url.query)
-            filters = json.loads(query.get("filters", ["{}"])[0] or "{}")
-            names = filters.get("name") or []
-            if isinstance(names, dict):  # the older map form {"name": {"kind": true}}
-                names = list(names)
-            listed = [
-                self._network(n)
-                for n in self._state().get("networks") or []
-                if not names or any(want in n for want in names)
-            ]
-            self._send(200, json.dumps(listed).encode())
-        elif path.startswith("/networks/"):
-            name = urllib.parse.unquote(path[len("/networks/") :])
-            if name not in (self._state().get("networks") or []):
-                return self._send(
-                    404, json.dumps({"message": f"network {name} not found"}).encode()
-                )
-            self._send(200, json.dumps(self._network(name)).encode())
-        elif path == "/containers/json":
-            query = urllib.parse.parse_qs(url.query)
-            filters = json.loads(query.get("filters", ["{}"])[0] or "{}")
-            state_file = self.server.state_dir / "state.json"
-            state = json.loads(state_file.read_text()) if state_file.exists() else {}
-            listed = [c for c in containers(state) if _matches(c, filters)]
-            if query.get("all", ["0"])[0] in ("0", "false"):
-                listed = [c for c in listed if c["State"] == "running"]
-            self._send(200, json.dumps(listed).encode())
         else:
-            self._send(404, json.dumps({"message": f"page not found: {self.path}"}).encode())
+            self._send(404, json.dumps({"message": f"No such image: {name}"}).encode())
+
+    def _get_container(self, path: str) -> None:
+        found = self._container(path[len("/containers/") : -len("/json")])
+        if found is None:
+            return self._no_such(path.split("/")[2])
+        c, _ = found
+        body = {
+            "Id": c["Id"],
+            "Name": c["Names"][0],
+            "Image": c["Image"],
+            "State": {"Status": c["State"], "Running": c["State"] == "running"},
+            "Config": {"Labels": c["Labels"], "Image": c["Image"]},
+            "Mounts": c["Mounts"],
+        }
+        self._send(200, json.dumps(body).encode())
+
+    def _get_exec(self, path: str) -> None:
+        ex = self.server.execs.get(path.split("/")[2])
+        if ex is None:
+            return self._send(404, json.dumps({"message": "No such exec instance"}).encode())
+        self._send(
+            200,
+            json.dumps(
+                {"ID": path.split("/")[2], "Running": False, "ExitCode": ex["exit"]}
+            ).encode(),
+        )
+
+    def _get_networks(self, query_text: str) -> None:
+        query = urllib.parse.parse_qs(query_text)
+        filters = json.loads(query.get("filters", ["{}"])[0] or "{}")
+        names = filters.get("name") or []
+        if isinstance(names, dict):  # the older map form {"name": {"kind": true}}
+            names = list(names)
+        listed = [
+            self._network(n)
+            for n in self._state().get("networks") or []
+            if not names or any(want in n for want in names)
+        ]
+        self._send(200, json.dumps(listed).encode())
+
+    def _get_network(self, path: str) -> None:
+        name = urllib.parse.unquote(path[len("/networks/") :])
+        if name not in (self._state().get("networks") or []):
+            return self._send(404, json.dumps({"message": f"network {name} not found"}).encode())
+        self._send(200, json.dumps(self._network(name)).encode())
+
+    def _get_containers(self, query_text: str) -> None:
+        query = urllib.parse.parse_qs(query_text)
+        filters = json.loads(query.get("filters", ["{}"])[0] or "{}")
+        state_file = self.server.state_dir / "state.json"
+        state = json.loads(state_file.read_text()) if state_file.exists() else {}
+        listed = [c for c in containers(state) if _matches(c, filters)]
+        if query.get("all", ["0"])[0] in ("0", "false"):
+            listed = [c for c in listed if c["State"] == "running"]
+        self._send(200, json.dumps(listed).encode())
 
     def _container(self, ref: str) -> tuple[dict[str, Any], str] | None:
         state = self._state()
