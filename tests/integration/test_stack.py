@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import FakeWorld, closed_port
+from harness import SANDBOX_TIMEOUT, FakeWorld, closed_port
 
 OWNER = "dev.gateway-sandbox.owner"
 
@@ -36,7 +36,7 @@ def world(tmp_path: Path) -> Iterator[FakeWorld]:
 
 
 def _up(world: FakeWorld, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    result = world.sandbox("up", *args, **env)
+    result = world.sandbox("up", *args, timeout=SANDBOX_TIMEOUT, **env)
     assert result.returncode == 0, result.stderr
     return result
 
