@@ -7,6 +7,7 @@ spec.listeners[].hostname, rules[].matches) and apis/v1/httproute_types.go (Path
 from __future__ import annotations
 
 import re
+from typing import Literal
 from urllib.parse import parse_qsl
 
 from sandbox.reference.objects import GRPCMatch, HTTPMatch, StringMatch
@@ -79,7 +80,7 @@ def hostname_rank(hostname: str | None) -> tuple[int, int]:
     return (len(hostname), len(hostname))
 
 
-def best_hostname(hostnames: list[str], host: str) -> str | bool | None:
+def best_hostname(hostnames: list[str], host: str) -> str | Literal[False] | None:
     """The most specific of ``hostnames`` matching ``host``: None when the list is empty (any
     host), False when none matches."""
     if not hostnames:

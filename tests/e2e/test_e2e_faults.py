@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -84,9 +84,11 @@ def test_envoy_pod_deleted_mid_run_the_run_recovers(
 ) -> None:
     from sandbox.cli.scenarios import make_target
     from sandbox.probe.prober import Prober
+    from sandbox.report.text import format_failure
     from sandbox.runner import Runner
     from sandbox.scenario.library import resolve_scenario
     from sandbox.scenario.load import load_scenario
+    from sandbox.targets.cluster import ClusterDeployment
 
     scenario = load_scenario(resolve_scenario("quickstart"))
     target = make_target(
@@ -100,9 +102,11 @@ def test_envoy_pod_deleted_mid_run_the_run_recovers(
     )
     runner = Runner(target, prober=Prober())
     try:
-        with target.deploy(scenario) as dep:
+        with target.deploy(scenario) as deployed:
+            # the k3d and kind providers' target is a ClusterTarget: its deployments have gateways()
+            dep = cast(ClusterDeployment, deployed)
             first = runner.run_check(scenario, scenario.checks[0], dep)
-            assert first.status == "passed", first.message
+            assert first.status == "passed", format_failure(scenario, first)
             [(ns, name)] = dep.gateways()
             selector = (
                 f"gateway.envoyproxy.io/owning-gateway-name={name},"
@@ -117,7 +121,7 @@ def test_envoy_pod_deleted_mid_run_the_run_recovers(
             # while the old pod drains (the sandbox's EnvoyProxy: drainTimeout 5s)...
             during = [runner.run_check(scenario, check, dep) for check in scenario.checks]
             assert [r.status for r in during] == ["passed"] * len(during), [
-                r.message for r in during
+                format_failure(scenario, r) for r in during
             ]
             # ...and once it is gone: the port-forward lost its pod and must find the new one
             _kubectl(
@@ -125,7 +129,9 @@ def test_envoy_pod_deleted_mid_run_the_run_recovers(
             )
             after = [runner.run_check(scenario, check, dep) for check in scenario.checks]
             took = time.monotonic() - started
-            assert [r.status for r in after] == ["passed"] * len(after), [r.message for r in after]
+            assert [r.status for r in after] == ["passed"] * len(after), [
+                format_failure(scenario, r) for r in after
+            ]
             now = _kubectl(
                 stack, "get", "pods", "-n", "envoy-gateway-system", "-l", selector, "-o", "name"
             ).stdout.split()

@@ -215,8 +215,16 @@ def test_a_cluster_made_by_hand_is_refused_and_left_alone(
             timeout=300,
             env=env,
         )
-        listing = [tool, "get", "clusters"]
-        delete = [tool, "delete", "cluster", "--name", name, "--kubeconfig", env["KUBECONFIG"]]
+        listing: list[str | Path] = [tool, "get", "clusters"]
+        delete: list[str | Path] = [
+            tool,
+            "delete",
+            "cluster",
+            "--name",
+            name,
+            "--kubeconfig",
+            env["KUBECONFIG"],
+        ]
     else:
         tool = tools.ensure_tool("k3d", settings.k3d_version).path
         tools.run(

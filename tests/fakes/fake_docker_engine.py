@@ -395,7 +395,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(404, json.dumps({"message": "No such exec instance"}).encode())
             out = b""
             if ex["cmd"][:3] == ["crictl", "images", "-o"]:
-                cluster = (self._state().get("clusters") or {}).get(ex["cluster"]) or {}
+                cluster_state = (self._state().get("clusters") or {}).get(ex["cluster"]) or {}
                 out = json.dumps(
                     {
                         "images": [
@@ -409,7 +409,7 @@ class _Handler(BaseHTTPRequestHandler):
                                 "spec": None,
                                 "pinned": False,
                             }
-                            for ref in cluster.get("images") or []
+                            for ref in cluster_state.get("images") or []
                         ]
                     },
                     indent=2,
@@ -463,6 +463,7 @@ class FakeDockerEngine:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server's address: (host, port)
         return f"tcp://{host}:{port}"
 
     def __enter__(self) -> FakeDockerEngine:

@@ -21,6 +21,7 @@ from fake_docker_engine import FakeDockerEngine
 
 FAKES = Path(__file__).resolve().parent
 INSTALL_YAML = FAKES / "envoy-gateway-install.yaml"
+SANDBOX_TIMEOUT = 60.0  # seconds a `sandbox` command may take
 
 
 def closed_port() -> int:
@@ -88,7 +89,7 @@ class FakeWorld:
         return [sys.executable, "-m", "sandbox", *args]
 
     def sandbox(
-        self, *args: str, timeout: float = 60, **env: str
+        self, *args: str, timeout: float = SANDBOX_TIMEOUT, **env: str
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.sandbox_argv(*args),

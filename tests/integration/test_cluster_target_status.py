@@ -223,7 +223,7 @@ def test_negative_route_is_ready_once_the_controller_has_spoken() -> None:
 
 
 def test_deployment_available() -> None:
-    dep = {
+    dep: dict[str, Any] = {
         "kind": "Deployment",
         "metadata": {"name": "backend", "generation": 1},
         "status": {

@@ -11,6 +11,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -115,6 +116,11 @@ def test_run_counts_checks_left_out_by_k_as_skipped(tmp_path: Path) -> None:
     assert len(core["skippedTests"]) == 2
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 @pytest.fixture
 def crd_server(tmp_path: Path) -> Iterator[str]:
     """config/crd/experimental/ served on 127.0.0.1: kustomization.yaml plus one CRD."""
@@ -132,9 +138,8 @@ def crd_server(tmp_path: Path) -> Iterator[str]:
         "        type: object\n        properties:\n          spec:\n            type: object\n"
         "            properties: {size: {type: integer}}\n"
     )
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler = functools.partial(_QuietHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.RequestHandlerClass.log_message = lambda *a: None  # type: ignore[method-assign]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -201,7 +206,12 @@ def test_check_without_crds_says_so_once_and_tries_the_download_once(
     monkeypatch.setattr(settings, "GATEWAY_API_CRDS_URL", "http://127.0.0.1:9/{version}/")
     tries: list[str] = []
     real = schema._download
-    monkeypatch.setattr(schema, "_download", lambda *a, **kw: (tries.append("x"), real(*a, **kw)))
+
+    def download(*a: Any, **kw: Any) -> None:
+        tries.append("x")
+        real(*a, **kw)
+
+    monkeypatch.setattr(schema, "_download", download)
     names = ["quickstart", "host-matching", "traffic-weights"]
     result = CliRunner().invoke(main, ["check", *(str(ROOT / "scenarios" / n) for n in names)])
     assert result.exit_code == 0, result.output

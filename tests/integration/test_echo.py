@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -12,9 +13,9 @@ from sandbox.echo.http import EchoServer, canonical_header_key, parse_go_duratio
 
 
 @pytest.fixture()
-def echo() -> EchoServer:
+def echo() -> Iterator[EchoServer]:
     with EchoServer(pod="backend-7d9f-abcde", namespace="ns1", service="svc") as server:
-        yield server  # type: ignore[misc]
+        yield server
 
 
 def test_echo_json_shape(echo: EchoServer) -> None:

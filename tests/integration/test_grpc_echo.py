@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -30,7 +31,7 @@ POD = "grpc-backend-v1-7d9c8b6f5-abcde"
 
 
 @pytest.fixture
-def echo() -> GrpcEchoServer:
+def echo() -> Iterator[GrpcEchoServer]:
     server = GrpcEchoServer(pod=POD, namespace="team-a", service="grpc-backend-v1").start()
     yield server
     server.close()

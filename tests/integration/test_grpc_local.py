@@ -187,7 +187,7 @@ def test_missing_service_is_500(deployment: LocalDeployment) -> None:
 
 
 def test_weights_pick_both_backends(deployment: LocalDeployment) -> None:
-    seen = Counter()
+    seen: Counter[str] = Counter()
     for _ in range(40):
         observed = grpc_probe(
             _gw(deployment), "grpc.example.com", SERVICE, "EchoTwo", {"lane": "split"}, timeout=5

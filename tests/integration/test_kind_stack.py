@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
-
 import fakestate
-from harness import FakeWorld
+from harness import SANDBOX_TIMEOUT, FakeWorld
 
 NODE_IMAGE = "kindest/node:v1.35.4"  # a tag without a digest, as our CI's locally built one
 STACK_IMAGES = [
@@ -53,7 +50,7 @@ def world(tmp_path: Path) -> Iterator[FakeWorld]:
 
 
 def _sandbox(world: FakeWorld, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return world.sandbox(*args, **{**KIND, **env})
+    return world.sandbox(*args, timeout=SANDBOX_TIMEOUT, **{**KIND, **env})
 
 
 def _up(world: FakeWorld, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -71,7 +68,8 @@ def _flag(argv: list[str], name: str) -> str:
 
 
 def _cluster(world: FakeWorld, name: str = "sandbox") -> dict[str, Any]:
-    return world.state()["clusters"][name]
+    cluster: dict[str, Any] = world.state()["clusters"][name]
+    return cluster
 
 
 def test_up_creates_a_kind_cluster_with_a_private_kubeconfig_and_loads_the_images(

@@ -18,7 +18,7 @@ from sandbox.probe.prober import Prober
 from sandbox.probe.types import Address
 from sandbox.scenario.model import Check, Expect, ExpectedRedirect, ExpectedRequest, Request
 
-FAST = {"backoff": 0.02}  # the 1 s upstream back-off, shortened for tests
+FAST_BACKOFF = 0.02  # the 1 s upstream back-off, shortened for tests
 
 
 def check(**kw: Any) -> Check:
@@ -150,7 +150,7 @@ def test_echo_check_passes_with_everything_compared(echo: EchoServer) -> None:
             ),
         ),
     )
-    result = Prober(**FAST).run(c, addr(echo.port))
+    result = Prober(backoff=FAST_BACKOFF).run(c, addr(echo.port))
     assert result.passed, result.mismatches
     assert result.attempts == 3
     assert result.observed is not None and result.observed.request is not None
@@ -161,7 +161,7 @@ def test_convergence_through_a_proxy_that_is_wrong_at_first(echo: EchoServer) ->
     proxy = start_proxy(echo.port, wrong_for=4)
     try:
         c = check(expect=Expect(backend="backend"), timeout=10)
-        result = Prober(**FAST).run(c, addr(proxy.server_address[1]))
+        result = Prober(backoff=FAST_BACKOFF).run(c, addr(proxy.server_address[1]))
         assert result.passed, result.mismatches
         assert result.attempts == 4 + 3 and proxy.seen == 7
     finally:
@@ -172,7 +172,7 @@ def test_convergence_through_a_proxy_that_is_wrong_at_first(echo: EchoServer) ->
 def test_wrong_answers_until_the_timeout_report_the_last_response(echo: EchoServer) -> None:
     proxy = start_proxy(echo.port, wrong_for=10**6)
     try:
-        result = Prober(**FAST).run(check(timeout=0.5), addr(proxy.server_address[1]))
+        result = Prober(backoff=FAST_BACKOFF).run(check(timeout=0.5), addr(proxy.server_address[1]))
         assert not result.passed and result.attempts >= 2
         assert result.observed is not None and result.observed.status in (404, 503)
         assert result.mismatches[0].field == "status"
@@ -184,7 +184,9 @@ def test_wrong_answers_until_the_timeout_report_the_last_response(echo: EchoServ
 def test_dropped_connections_are_retried(echo: EchoServer) -> None:
     dropper = start_dropper(echo.port, drop=3)
     try:
-        result = Prober(**FAST).run(check(timeout=10), addr(dropper.server_address[1]))
+        result = Prober(backoff=FAST_BACKOFF).run(
+            check(timeout=10), addr(dropper.server_address[1])
+        )
         assert result.passed, result.mismatches
         assert result.attempts == 6
     finally:
@@ -195,7 +197,9 @@ def test_dropped_connections_are_retried(echo: EchoServer) -> None:
 def test_always_dropped_gives_no_response_mismatch(echo: EchoServer) -> None:
     dropper = start_dropper(echo.port, drop=10**6)
     try:
-        result = Prober(**FAST).run(check(timeout=0.3), addr(dropper.server_address[1]))
+        result = Prober(backoff=FAST_BACKOFF).run(
+            check(timeout=0.3), addr(dropper.server_address[1])
+        )
         assert not result.passed
         assert result.observed is not None and result.observed.status is None
         assert "no response" in result.mismatches[0].observed
@@ -208,13 +212,13 @@ def test_closed_port_is_connection_refused() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    result = Prober(**FAST).run(check(timeout=0.2), addr(port))
+    result = Prober(backoff=FAST_BACKOFF).run(check(timeout=0.2), addr(port))
     assert result.observed is not None and "Connection refused" in (result.observed.error or "")
 
 
 def test_request_timeout(echo: EchoServer) -> None:
     c = check(request=Request(host="h", path="/?delay=2s"), request_timeout=0.3, timeout=0.2)
-    result = Prober(**FAST).run(c, addr(echo.port))
+    result = Prober(backoff=FAST_BACKOFF).run(c, addr(echo.port))
     assert result.observed is not None
     assert result.observed.error == "timed out after 0.3s"
 
@@ -237,7 +241,7 @@ def test_status_endpoint_and_redirect_not_followed() -> None:
             request=Request(host="www.example.com", path="/old"),
             expect=Expect(status=[301], redirect=ExpectedRedirect(scheme="https", path="/new")),
         )
-        result = Prober(**FAST).run(c, addr(server.server_address[1]))
+        result = Prober(backoff=FAST_BACKOFF).run(c, addr(server.server_address[1]))
         assert result.passed, result.mismatches
         assert result.observed is not None and result.observed.status == 301
     finally:
@@ -265,7 +269,7 @@ def test_weighted_shares_over_real_pods() -> None:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
             c = check(expect=Expect(backends={"v1": 0.75, "v2": 0.25}), samples=40)
-            result = Prober(**FAST).run(c, addr(server.server_address[1]))
+            result = Prober(backoff=FAST_BACKOFF).run(c, addr(server.server_address[1]))
             assert result.passed, result.mismatches
             assert result.shares == {"v1": 0.75, "v2": 0.25}
         finally:
@@ -289,7 +293,7 @@ def test_repeated_response_headers_are_joined_with_a_comma() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         c = check(expect=Expect(headers={"X-A": "1,2"}), consecutive=1)
-        result = Prober(**FAST).run(c, addr(server.server_address[1]))
+        result = Prober(backoff=FAST_BACKOFF).run(c, addr(server.server_address[1]))
         assert result.passed, result.mismatches
     finally:
         server.shutdown()
@@ -317,7 +321,7 @@ def test_the_backend_sees_the_path_as_written_and_curl_sends_the_same(
     import shutil
     import subprocess
 
-    probe = Prober(**FAST)
+    probe = Prober(backoff=FAST_BACKOFF)
     sent = probe.build(check(request=request_), addr(echo.port))
     result = probe.run(check(request=request_, consecutive=1), addr(echo.port))
     assert result.passed, result.mismatches  # the request arrived unchanged
@@ -352,7 +356,7 @@ def test_dot_segments_reach_the_backend_and_curl_does_not_clean_them(echo: EchoS
         consecutive=1,
         expect=Expect(status=[301], redirect=ExpectedRedirect(path="/a/b/")),
     )
-    result = Prober(**FAST).run(c, addr(echo.port))
+    result = Prober(backoff=FAST_BACKOFF).run(c, addr(echo.port))
     assert result.passed, result.mismatches
     assert result.observed is not None and result.observed.location == "/a/b/?q=1"
     if shutil.which("curl") is None:
@@ -365,7 +369,7 @@ def test_dot_segments_reach_the_backend_and_curl_does_not_clean_them(echo: EchoS
 
 
 def test_head_is_answered_without_waiting_for_a_body(echo: EchoServer) -> None:
-    result = Prober(**FAST).run(
+    result = Prober(backoff=FAST_BACKOFF).run(
         check(request=Request(host="h", method="HEAD"), consecutive=1, request_timeout=2),
         addr(echo.port),
     )

@@ -19,11 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.echo.http import EchoServer
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
-
 from harness import FakeWorld
+from sandbox.echo.http import EchoServer
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "scenarios" / "quickstart"
 

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
-
-from harness import FakeWorld, closed_port
+from harness import SANDBOX_TIMEOUT, FakeWorld, closed_port
 
 OWNER = "dev.gateway-sandbox.owner"
 
@@ -39,7 +36,7 @@ def world(tmp_path: Path) -> Iterator[FakeWorld]:
 
 
 def _up(world: FakeWorld, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    result = world.sandbox("up", *args, **env)
+    result = world.sandbox("up", *args, timeout=SANDBOX_TIMEOUT, **env)
     assert result.returncode == 0, result.stderr
     return result
 

@@ -4,7 +4,6 @@ mismatch (release layouts: k3d ``checksums.txt`` with ``_dist/`` names; kubectl 
 from __future__ import annotations
 
 import hashlib
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,13 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from harness import FakeWorld
 from sandbox import settings
 from sandbox.errors import ChecksumMismatch, ToolError
 from sandbox.infra import tools
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
-
-from harness import FakeWorld
 
 OS, ARCH = settings.host_platform()
 K3D_BIN = b'#!/bin/sh\necho \'{"k3d":"v5.9.0","k3s":"v1.35.5-k3s1"}\'\n'

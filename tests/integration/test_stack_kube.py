@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from harness import FAKES, FakeWorld
 from sandbox.errors import WaitTimeout
 from sandbox.infra.controllers.envoy_gateway import EnvoyGateway
 from sandbox.infra.kube import APIServerUnreachable, Kubectl, KubectlError, NotFound
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
-
-from harness import FAKES, FakeWorld
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import yaml
@@ -21,9 +21,7 @@ QUERY = ("Gateway", "HTTPRoute", "HTTPRouteQueryParamMatching")
 GRPC = ("Gateway", "GRPCRoute")
 
 
-def _report(
-    results: list[C.TestResult], supported: frozenset[str] | None = None, **kw: object
-) -> dict[str, object]:
+def _report(results: list[C.TestResult], supported: frozenset[str] | None = None) -> dict[str, Any]:
     sup = supported if supported is not None else F.effective_supported(None)
     return C.build_report(
         results,
@@ -32,8 +30,7 @@ def _report(
         gateway_api_version="v1.6.1",
         gateway_api_channel="experimental",
         date="2026-11-26T22:00:00+00:00",
-        **kw,
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_top_level_shape_and_key_order() -> None:
@@ -82,7 +79,7 @@ def test_core_and_extended_counts_lists_and_summary() -> None:
         ],
         supported,
     )
-    profiles = {p["name"]: p for p in report["profiles"]}  # type: ignore[attr-defined]
+    profiles = {p["name"]: p for p in report["profiles"]}
     http = profiles["GATEWAY-HTTP"]
     assert http["core"] == {
         "result": "failure",
@@ -252,13 +249,24 @@ def test_write_reads_the_targets_cluster(tmp_path: Path) -> None:
 
 
 def test_checks_without_a_result_are_skipped_or_not_supported(tmp_path: Path) -> None:
-    scenario = SimpleNamespace(
+    scenario = Scenario(
         name="s",
+        path=Path("s"),
+        file=Path("s/scenario.yaml"),
+        description="",
+        gateway="eg",
+        manifests=[],
+        objects=[],
         features=["Gateway", "HTTPRoute"],
         checks=[
-            SimpleNamespace(name="ran", features=[]),
-            SimpleNamespace(name="left out", features=[]),
-            SimpleNamespace(name="mirror", features=["HTTPRouteRequestMirror"]),
+            Check(name="ran", request=Request(), expect=Expect()),
+            Check(name="left out", request=Request(), expect=Expect()),
+            Check(
+                name="mirror",
+                request=Request(),
+                expect=Expect(),
+                features=["HTTPRouteRequestMirror"],
+            ),
         ],
     )
     report = C.write_conformance_report(

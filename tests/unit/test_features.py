@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sandbox.errors import InputError
 from sandbox.scenario import features as F
+from sandbox.scenario.model import Check, Expect, Request, Scenario
 
 
 def test_counts_match_upstream_sets() -> None:
@@ -81,16 +84,29 @@ def test_effective_supported_like_upstream() -> None:
     assert F.missing(["HTTPRoute", "HTTPRouteCORS", "HTTPRouteCORS"], only) == ["HTTPRouteCORS"]
 
 
-def test_coverage_counts_scenarios_and_checks() -> None:
-    from types import SimpleNamespace as NS
+def _scenario(name: str, features: list[str], check_features: list[list[str]]) -> Scenario:
+    """A scenario with one check per entry of ``check_features`` (the check's own features)."""
+    checks = [
+        Check(name=f"check {i}", request=Request(), expect=Expect(), features=f)
+        for i, f in enumerate(check_features)
+    ]
+    return Scenario(
+        name=name,
+        path=Path(name),
+        file=Path(name) / "scenario.yaml",
+        description="",
+        gateway="eg",
+        manifests=[],
+        objects=[],
+        checks=checks,
+        features=features,
+    )
 
+
+def test_coverage_counts_scenarios_and_checks() -> None:
     scenarios = [
-        NS(
-            name="a",
-            features=["Gateway", "HTTPRoute"],
-            checks=[NS(features=[]), NS(features=["HTTPRouteQueryParamMatching"])],
-        ),
-        NS(name="b", features=["Gateway", "GRPCRoute"], checks=[NS(features=["Gateway"])]),
+        _scenario("a", ["Gateway", "HTTPRoute"], [[], ["HTTPRouteQueryParamMatching"]]),
+        _scenario("b", ["Gateway", "GRPCRoute"], [["Gateway"]]),
     ]
     assert F.coverage(scenarios) == [
         ("GRPCRoute", ["b"], 1),

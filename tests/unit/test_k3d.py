@@ -16,8 +16,8 @@ from sandbox.infra.providers.k3d import (
     create_args,
     owned_by_sandbox,
     parse_cluster_list,
-    parse_kubeconfig,
 )
+from sandbox.infra.providers.kubeconfig import parse_kubeconfig
 
 OWNER = "dev.gateway-sandbox.owner"
 

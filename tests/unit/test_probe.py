@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from sandbox.errors import TargetUnreachable
 from sandbox.probe.expect import backend_name, compare, compare_shares
 from sandbox.probe.http import parse_echo
 from sandbox.probe.prober import SETTLED_ROUNDS, Prober
-from sandbox.probe.types import Address, Observed, ProbeRequest, Refusals, SeenRequest
+from sandbox.probe.types import Address, Mismatch, Observed, ProbeRequest, Refusals, SeenRequest
 from sandbox.scenario.model import (
     Check,
     Expect,
@@ -47,7 +49,7 @@ def check(**kw: object) -> Check:
     return Check(name="c", request=request, expect=expect, **kw)  # type: ignore[arg-type]
 
 
-def fields(mismatches: list) -> list[str]:  # type: ignore[type-arg]
+def fields(mismatches: list[Mismatch]) -> list[str]:
     return [m.field for m in mismatches]
 
 
@@ -221,7 +223,9 @@ class FakeClock:
         self.now += seconds
 
 
-def scripted(responses: list[Observed], clock: FakeClock, cost: float = 0.01):  # type: ignore[no-untyped-def]
+def scripted(
+    responses: list[Observed], clock: FakeClock, cost: float = 0.01
+) -> tuple[Callable[[ProbeRequest], Observed], list[ProbeRequest]]:
     sent: list[ProbeRequest] = []
 
     def send(req: ProbeRequest) -> Observed:
@@ -324,9 +328,13 @@ def test_refusals_after_an_answer_and_the_last_one_are_marked() -> None:
         [Observed(status=503), REFUSED, REFUSED, Observed(status=503), REFUSED, REFUSED], clock
     )
     asked: list[Refusals] = []
+
+    def unreachable(r: Refusals) -> None:
+        asked.append(r)
+
     result = Prober(send=send, clock=clock, sleep=clock.sleep).run(
-        check(timeout=6.0), ADDR, unreachable=lambda r: asked.append(r) or None
-    )  # type: ignore[func-returns-value]
+        check(timeout=6.0), ADDR, unreachable=unreachable
+    )
     assert not result.passed and result.attempts == 6
     assert [(r.count, r.answered) for r in asked] == [(1, True), (2, True), (1, True), (2, True)]
     assert [r.final for r in asked] == [False, False, False, True]

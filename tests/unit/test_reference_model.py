@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from sandbox.errors import InputError
+from sandbox.reference.decision import Decision
 from sandbox.reference.model import Model
 
 BASE = """
@@ -87,7 +88,7 @@ def decide(
     method: str = "GET",
     port: int = 80,
     **headers: str,
-):  # type: ignore[no-untyped-def]
+) -> Decision:
     return m.decide("default/gw", port, method, host, path, headers)
 
 
@@ -397,7 +398,7 @@ def test_https_listener_by_scheme() -> None:
 def _winner(
     routes: str, path: str = "/", host: str = "example.com", **headers: str
 ) -> tuple[str | None, int | None]:
-    d = decide(model(routes), path, host, **headers)
+    d = decide(model(routes), path, host, "GET", 80, **headers)
     return d.route, d.rule
 
 
@@ -599,7 +600,14 @@ def test_request_header_modifier_and_response_header_modifier() -> None:
         {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Set, value: s}], add: [{name: X-Add, value: b}], remove: [X-Remove]}},
         {type: ResponseHeaderModifier, responseHeaderModifier: {add: [{name: X-Resp, value: r}]}}],
       backendRefs: [{name: v1, port: 8080}]}]"""
-    d = decide(model(route("r", rules)), "/", **{"X-Add": "a", "X-Remove": "x", "X-Set": "old"})
+    d = decide(
+        model(route("r", rules)),
+        "/",
+        "example.com",
+        "GET",
+        80,
+        **{"X-Add": "a", "X-Remove": "x", "X-Set": "old"},
+    )
     assert d.request.headers == {"X-Add": "a,b", "X-Set": "s"}
     assert d.response_headers == {"X-Resp": "r"}
 

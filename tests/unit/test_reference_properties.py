@@ -27,27 +27,27 @@ SERVICE: dict[str, Any] = {
 }
 
 paths = st.sampled_from(["/", "/a", "/a/", "/a/b", "/ab", "/a/b/c"])
+# a match's fields are strategies of different types (a string, a list of dicts)
+match_optional: dict[str, st.SearchStrategy[Any]] = {
+    "method": st.sampled_from(["GET", "POST"]),
+    "headers": st.lists(
+        st.fixed_dictionaries({"name": st.sampled_from(["h1", "h2", "h3"]), "value": st.just("1")}),
+        max_size=3,
+        unique_by=lambda h: h["name"],
+    ),
+    "queryParams": st.lists(
+        st.fixed_dictionaries({"name": st.sampled_from(["q1", "q2"]), "value": st.just("1")}),
+        max_size=2,
+        unique_by=lambda q: q["name"],
+    ),
+}
 match_st = st.fixed_dictionaries(
     {
         "path": st.fixed_dictionaries(
             {"type": st.sampled_from(["Exact", "PathPrefix"]), "value": paths}
         ),
     },
-    optional={
-        "method": st.sampled_from(["GET", "POST"]),
-        "headers": st.lists(
-            st.fixed_dictionaries(
-                {"name": st.sampled_from(["h1", "h2", "h3"]), "value": st.just("1")}
-            ),
-            max_size=3,
-            unique_by=lambda h: h["name"],
-        ),
-        "queryParams": st.lists(
-            st.fixed_dictionaries({"name": st.sampled_from(["q1", "q2"]), "value": st.just("1")}),
-            max_size=2,
-            unique_by=lambda q: q["name"],
-        ),
-    },
+    optional=match_optional,
 )
 rule_st = st.lists(match_st, min_size=1, max_size=3).map(
     lambda ms: {"matches": ms, "backendRefs": [{"name": "svc", "port": 8080}]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.errors import ChecksumMismatch
+from sandbox.errors import ChecksumMismatch, ToolError
 from sandbox.infra import tools
 
 A = "a" * 64
@@ -100,7 +100,7 @@ def test_run_reports_stderr_and_exit_code() -> None:
 
 
 def test_run_timeout_and_missing_tool() -> None:
-    with pytest.raises(tools.ToolError, match=r"did not finish within 0\.5s"):
+    with pytest.raises(ToolError, match=r"did not finish within 0\.5s"):
         tools.run(["sleep", "5"], timeout=0.5)
-    with pytest.raises(tools.ToolError, match="not found"):
+    with pytest.raises(ToolError, match="not found"):
         tools.run(["/nonexistent/k3d", "version"], timeout=5)
