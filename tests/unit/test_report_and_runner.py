@@ -69,6 +69,7 @@ class FakeDeployment:
 class FakeTarget:
     name = "fake"
     deploys = True
+    kubectl = None  # no cluster
 
     def __init__(
         self, *, fail_deploy: bool = False, fail_cleanup: bool = False, no_address: bool = False
