@@ -10,6 +10,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -18,6 +19,7 @@ from rich.markup import escape
 
 from sandbox.errors import EXIT_USAGE, SandboxError
 from sandbox.infra.progress import PhaseResult, Reporter
+from sandbox.scenario.library import find_scenarios
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -97,3 +99,18 @@ class ConsoleReporter(Reporter):
         self.console.print(f"[red]✗[/] {phase}: {what} [dim]({seconds:.1f}s)[/]", highlight=False)
         if isinstance(error, KeyboardInterrupt):
             self.console.print("  run `sandbox up` again: it resumes where this one stopped")
+
+
+def expand_args(args: tuple[str, ...]) -> list[str]:
+    """Scenario arguments with a folder *of* scenarios (no scenario.yaml, scenarios deeper
+    down, like ``scenarios/``) replaced by those scenarios, as pytest collects a folder."""
+    out: list[str] = []
+    for arg in args:
+        p = Path(arg)
+        if p.is_dir() and not (p / "scenario.yaml").is_file():
+            found = find_scenarios(p)
+            if found:
+                out.extend(str(f) for f in found)
+                continue
+        out.append(arg)
+    return out

@@ -17,8 +17,8 @@ from typing import Any
 
 import click
 
-from sandbox.cli.common import err, handle_errors, out, output_option, print_json
-from sandbox.cli.scenarios import expand_args, make_target
+from sandbox.cli.common import err, expand_args, handle_errors, out, output_option, print_json
+from sandbox.cli.run import make_target
 from sandbox.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError, SandboxError
 from sandbox.probe.compare import compare_check
 from sandbox.probe.http import send_http

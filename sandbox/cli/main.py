@@ -14,6 +14,7 @@ import click
 from sandbox import __version__
 from sandbox.cli import compare as cli_compare
 from sandbox.cli import explain as cli_explain
+from sandbox.cli import run as cli_run
 from sandbox.cli import scenarios as cli_scenarios
 from sandbox.cli import stack as cli_stack
 
@@ -90,6 +91,7 @@ def _add_verbosity_options(group: click.Group) -> None:
 
 cli_stack.register(main)
 cli_scenarios.register(main)
+cli_run.register(main)
 cli_explain.register(main)
 cli_compare.register(main)
 _add_verbosity_options(main)

@@ -82,7 +82,7 @@ def _kubectl(
 def test_envoy_pod_deleted_mid_run_the_run_recovers(
     stack: dict[str, Any], e2e_provider: str
 ) -> None:
-    from sandbox.cli.scenarios import make_target
+    from sandbox.cli.run import make_target
     from sandbox.probe.prober import Prober
     from sandbox.report.text import format_failure
     from sandbox.runner import Runner
