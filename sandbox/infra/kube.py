@@ -356,7 +356,7 @@ class Kubectl:
     def delete(
         self,
         kind: str,
-        name: str | None = None,
+        name: str | Sequence[str] | None = None,
         *,
         namespace: str | None = None,
         selector: str | None = None,
@@ -365,8 +365,10 @@ class Kubectl:
         timeout: float | None = None,
         doing: str | None = None,
     ) -> str:
-        """Delete ``kind/name`` (or ``kind -l selector``). Missing objects are fine by default."""
-        args = ["delete", kind] + ([name] if name else [])
+        """Delete ``kind/name`` (several names: one call), or ``kind -l selector``. Missing
+        objects are fine by default."""
+        names = [name] if isinstance(name, str) else list(name or [])
+        args = ["delete", kind, *names]
         args += self._scope(namespace, selector)
         if ignore_not_found:
             args.append("--ignore-not-found=true")

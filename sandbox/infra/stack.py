@@ -36,7 +36,8 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -400,6 +401,48 @@ def _offline_or_pull(
     return f"pulled {len(missing)}: {', '.join(n.ref for n in missing)}"
 
 
+def _locate(
+    settings: Settings, provider: Provider, needs: dict[str, list[str]]
+) -> list[images_mod.Need]:
+    """Where each needed image is: the engine, the cluster's nodes (read-only)."""
+    info = provider.get(settings.cluster_name)
+    nodes = list(info.nodes) if info is not None else []
+    return images_mod.locate(needs, nodes)
+
+
+class _Lookahead:
+    """Read-only looks at a running stack, started at once in threads so that a stack that is
+    up is confirmed in about the time of its slowest look instead of the sum of them all.
+
+    The controller and class phases take a look's answer only when it says "fine" (installed,
+    Accepted); the preload phase takes the image locations it would look up itself. When a look
+    says otherwise, or raised, the phase does its own work as before, in order (so errors and
+    repairs are what they were). The kubectl looks start only once the node phase has had an
+    answer from the API server; every look is bounded by the calls it makes (their timeouts).
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="sandbox-up-look")
+        self._looks: dict[str, Future[Any]] = {}
+
+    def start(self, name: str, look: Callable[[], Any]) -> None:
+        self._looks[name] = self._pool.submit(look)
+
+    def get(self, name: str) -> Any:
+        """The look's answer; None when it was not started or raised."""
+        look = self._looks.pop(name, None)
+        if look is None:
+            return None
+        try:
+            return look.result()
+        except Exception as e:  # the phase looks again itself and reports what it finds
+            log.info("look-ahead %s: %s", name, e)
+            return None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _preload(
     settings: Settings,
     provider: Provider,
@@ -407,11 +450,12 @@ def _preload(
     *,
     reporter: Reporter,
     timeout: float,
+    located: list[images_mod.Need] | None = None,
 ) -> str:
-    """Load into the cluster each needed image that the engine has and the cluster lacks."""
-    info = provider.get(settings.cluster_name)
-    nodes = list(info.nodes) if info is not None else []
-    located = images_mod.locate(needs, nodes)
+    """Load into the cluster each needed image that the engine has and the cluster lacks.
+    ``located``: where each of ``needs`` is, when already looked up (:func:`_locate`)."""
+    if located is None:
+        located = _locate(settings, provider, needs)
     to_load = [n for n in located if n.engine and n.cluster is not True]
     absent = [n for n in located if not n.engine and not n.cluster]
     if absent:
@@ -549,66 +593,30 @@ def ensure_up(
                     )
 
         kubectl = Kubectl(kubectl_tool.path, settings.kubeconfig_path, settings.kube_context)
-        with phases.phase("kubeconfig", "private kubeconfig") as act:
-            # a new cluster has new certificates; an existing or restarted one keeps its port
-            current = info if info is not None and info.running else provider.get(name)
-            if (
-                info is not None
-                and current is not None
-                and current.api_port is not None
-                and _kubeconfig_port(settings.kubeconfig_path) == current.api_port
-            ):
-                act.append(f"{settings.kubeconfig_path} (unchanged)")
-            else:
-                provider.write_kubeconfig(name, settings.kubeconfig_path)
-                act.append(str(settings.kubeconfig_path))
-            if merge_kubeconfig:
-                where = provider.merge_into_default(name)
-                phases.reporter.note(
-                    f"merged into your default kubeconfig {where} (context "
-                    f"{settings.kube_context}; current context unchanged)"
-                )
-
-        with phases.phase("node", "node Ready and default ServiceAccount") as act:
-            _wait_nodes_ready(kubectl, timeout=remaining(NODE_TIMEOUT))
-            kubectl.wait(
-                "serviceaccount/default",
-                "create",
-                namespace="default",
-                timeout=remaining(NODE_TIMEOUT),
-                what="ServiceAccount default/default",
+        with contextlib.ExitStack() as exits:
+            looks = _Lookahead()
+            exits.callback(looks.close)
+            running = info is not None and info.running  # the stack may be up: look ahead
+            if running and (needs is not None or controller.install_yaml_at_hand()):
+                if needs is None:
+                    needs = images_mod.merge(
+                        _stack_needs(controller, phases.reporter.note), extra_images or {}
+                    )
+                wanted = needs
+                looks.start("preload", lambda: _locate(settings, provider, wanted))
+            _bring_up(
+                settings,
+                phases,
+                provider,
+                controller,
+                kubectl,
+                info,
+                needs,
+                looks if running else None,
+                merge_kubeconfig=merge_kubeconfig,
+                extra_images=extra_images,
+                remaining=remaining,
             )
-            act.append("ready")
-
-        with phases.phase("preload", "images from the Docker engine") as act:
-            if needs is None:
-                needs = images_mod.merge(
-                    _stack_needs(controller, phases.reporter.note), extra_images or {}
-                )
-            act.append(
-                _preload(
-                    settings,
-                    provider,
-                    needs,
-                    reporter=phases.reporter,
-                    timeout=remaining(PRELOAD_TIMEOUT),
-                )
-            )
-
-        with phases.phase("controller", f"Envoy Gateway {controller.version}") as act:
-            if controller.installed(kubectl):
-                act.append("already installed")
-            else:
-                controller.install(kubectl, timeout=remaining(), progress=phases.reporter.note)
-                act.append("installed")
-
-        with phases.phase("class", f"GatewayClass {controller.gateway_class}") as act:
-            if controller.gateway_class_ready(kubectl):
-                act.append("already Accepted")
-            else:
-                controller.ensure_gateway_class(kubectl, timeout=remaining(120))
-                act.append("Accepted")
-
         _write_state(
             settings,
             ready=True,
@@ -616,6 +624,88 @@ def ensure_up(
             last_up=datetime.now(timezone.utc).isoformat(),
         )
     return Stack(settings, kubectl, controller, provider, phases.results, notes)
+
+
+def _bring_up(
+    settings: Settings,
+    phases: Phases,
+    provider: Provider,
+    controller: EnvoyGateway,
+    kubectl: Kubectl,
+    info: ClusterInfo | None,
+    needs: dict[str, list[str]] | None,
+    looks: _Lookahead | None,
+    *,
+    merge_kubeconfig: bool,
+    extra_images: dict[str, list[str]] | None,
+    remaining: Callable[..., float],
+) -> None:
+    """The phases from the kubeconfig on (see :func:`ensure_up`). ``looks``: read-only looks at
+    a cluster that was found running, whose "fine" answers the phases take (:class:`_Lookahead`)."""
+    name = settings.cluster_name
+    with phases.phase("kubeconfig", "private kubeconfig") as act:
+        # a new cluster has new certificates; an existing or restarted one keeps its port
+        current = info if info is not None and info.running else provider.get(name)
+        if (
+            info is not None
+            and current is not None
+            and current.api_port is not None
+            and _kubeconfig_port(settings.kubeconfig_path) == current.api_port
+        ):
+            act.append(f"{settings.kubeconfig_path} (unchanged)")
+        else:
+            provider.write_kubeconfig(name, settings.kubeconfig_path)
+            act.append(str(settings.kubeconfig_path))
+        if merge_kubeconfig:
+            where = provider.merge_into_default(name)
+            phases.reporter.note(
+                f"merged into your default kubeconfig {where} (context "
+                f"{settings.kube_context}; current context unchanged)"
+            )
+
+    with phases.phase("node", "node Ready and default ServiceAccount") as act:
+        _wait_nodes_ready(kubectl, timeout=remaining(NODE_TIMEOUT))
+        kubectl.wait(
+            "serviceaccount/default",
+            "create",
+            namespace="default",
+            timeout=remaining(NODE_TIMEOUT),
+            what="ServiceAccount default/default",
+        )
+        act.append("ready")
+        if looks is not None:  # the API server has just answered
+            looks.start("controller", lambda: controller.installed(kubectl))
+            looks.start("class", lambda: controller.gateway_class_ready(kubectl))
+
+    with phases.phase("preload", "images from the Docker engine") as act:
+        if needs is None:
+            needs = images_mod.merge(
+                _stack_needs(controller, phases.reporter.note), extra_images or {}
+            )
+        act.append(
+            _preload(
+                settings,
+                provider,
+                needs,
+                reporter=phases.reporter,
+                timeout=remaining(PRELOAD_TIMEOUT),
+                located=looks.get("preload") if looks is not None else None,
+            )
+        )
+
+    with phases.phase("controller", f"Envoy Gateway {controller.version}") as act:
+        if (looks is not None and looks.get("controller")) or controller.installed(kubectl):
+            act.append("already installed")
+        else:
+            controller.install(kubectl, timeout=remaining(), progress=phases.reporter.note)
+            act.append("installed")
+
+    with phases.phase("class", f"GatewayClass {controller.gateway_class}") as act:
+        if (looks is not None and looks.get("class")) or controller.gateway_class_ready(kubectl):
+            act.append("already Accepted")
+        else:
+            controller.ensure_gateway_class(kubectl, timeout=remaining(120))
+            act.append("Accepted")
 
 
 def down(

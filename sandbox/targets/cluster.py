@@ -21,10 +21,11 @@
    controller's log tail; requests refused at a port-forward's local port are retried while its
    kubectl restarts, and end the run (exit 3, ``unreachable()``) once it has given up;
 5. on exit, also after a failure or Ctrl-C, stops the port-forwards and, unless ``keep``, deletes
-   what it applied in reverse kind order, then the namespaces, and waits (bounded) until the
-   namespaces and the Gateways' data-plane Services are gone. A cleanup that fails raises (a
-   failed cleanup never exits 0); when the body already failed, that error wins and the cleanup
-   failure is logged.
+   the namespaces (the namespace controller starts on them only ``NAMESPACE_DELETION_GRACE``
+   seconds later), then what it applied in reverse kind order, and waits (bounded; watching the
+   namespaces with ``kubectl wait --for=delete``) until the namespaces and the Gateways'
+   data-plane Services are gone. A cleanup that fails raises (a failed cleanup never exits 0);
+   when the body already failed, that error wins and the cleanup failure is logged.
 
 Negative scenarios (a route meant to be refused, a backendRef meant not to resolve): once
 everything else is ready, a route whose status for its current generation is written but not
@@ -62,6 +63,7 @@ from sandbox.errors import ClusterError, InputError, SandboxError, TargetUnreach
 from sandbox.infra import certs
 from sandbox.infra.controllers import Controller, DataPlaneService
 from sandbox.infra.kube import (
+    APIServerUnreachable,
     Kubectl,
     KubectlError,
     describe_stuck_pods,
@@ -103,6 +105,11 @@ RESOURCE = {
 }
 LOG_TAIL = 30
 STUCK_LOOK_INTERVAL = 2.0  # seconds between two looks for pods that cannot start
+# kube-controller-manager's namespace controller takes up a deleted namespace only this long
+# after the deletion (kubernetes pkg/controller/namespace/namespace_controller.go
+# namespaceDeletionGracePeriod = 5 * time.Second, "to allow HA api servers to observe namespace
+# deletion"), so a run's namespaces are gone at the earliest that long after they were deleted
+NAMESPACE_DELETION_GRACE = 5.0
 INVALID_MARKERS = (
     "(Invalid)",
     "(BadRequest)",
@@ -939,13 +946,17 @@ class ClusterTarget:
         self.progress(f"deleting namespace{'s' if len(names) > 1 else ''} {' '.join(names)}")
         objects = delete_order(dep.objects)
         doing = f"deleting the namespaces of run {dep.namespace}"
+        # the namespaces first: the namespace controller starts on a deleted namespace only
+        # NAMESPACE_DELETION_GRACE seconds after the request, so that clock starts at once; what
+        # the run applied is deleted explicitly right after, in reverse kind order, well before
+        # the controller's first pass (a Terminating namespace still accepts deletes)
+        if names:
+            self.kubectl.delete(
+                "namespace", names, wait=False, timeout=self.timeouts.delete, doing=doing
+            )
         if objects:
             self.kubectl.delete_manifests(
                 objects, wait=False, timeout=self.timeouts.delete, doing=doing
-            )
-        for name in names:
-            self.kubectl.delete(
-                "namespace", name, wait=False, timeout=self.timeouts.delete, doing=doing
             )
         pending = _Deleting(
             run=dep.namespace,
@@ -969,9 +980,9 @@ class ClusterTarget:
         self.progress(f"waiting for the namespaces of {len(pending)} run(s) to be deleted")
         return self._wait_deleted(pending)
 
-    def _left(self, item: _Deleting) -> list[str]:
+    def _left(self, item: _Deleting, *, namespaces_gone: bool = False) -> list[str]:
         left: list[str] = []
-        for name in item.namespaces:
+        for name in [] if namespaces_gone else item.namespaces:
             ns = self.kubectl.get_json("namespace", name)
             if ns is not None:
                 left.append(summarize_status(ns))
@@ -987,13 +998,41 @@ class ClusterTarget:
                 left.append(f"{kind.lower()}/{obj_name}")
         return left
 
+    def _namespaces_gone(self, pending: list[_Deleting]) -> bool:
+        """Block until the namespaces of ``pending`` are gone, at most until the soonest
+        deadline: ``kubectl wait --for=delete`` watches them, so their removal is seen when it
+        happens rather than at the next poll. False when it did not happen (or the wait could not
+        tell): the caller looks at each run itself."""
+        names = [f"namespace/{n}" for item in pending for n in item.namespaces]
+        seconds = min(i.deadline for i in pending) - time.monotonic()
+        if not names or seconds < 1:
+            return False
+        try:
+            self.kubectl.wait(
+                names,
+                "delete",
+                timeout=seconds,
+                what=f"{len(names)} namespace(s) of {len(pending)} run(s) to be deleted",
+            )
+        except APIServerUnreachable:
+            raise  # no look would tell more: every run's cleanup failed with it
+        except SandboxError as e:  # a timeout, or kubectl could not tell: the look decides
+            log.info("namespace deletion wait: %s", e)
+            return False
+        return True
+
     def _wait_deleted(self, pending: list[_Deleting]) -> dict[str, SandboxError]:
         failed: dict[str, SandboxError] = {}
         while pending:
+            try:
+                gone = self._namespaces_gone(pending)
+            except APIServerUnreachable as e:
+                failed.update((item.run, e) for item in pending)
+                break
             still = []
             for item in pending:
                 try:
-                    left = self._left(item)
+                    left = self._left(item, namespaces_gone=gone)
                 except SandboxError as e:
                     failed[item.run] = e
                     continue

@@ -182,6 +182,7 @@ def test_runner_flow_survives_a_dropped_port_forward_and_cleans_up(
     monkeypatch.setenv("FAKE_PF_DIE_AFTER", "2")
     monkeypatch.setenv("FAKE_PF_DIE_RUNS", "1")
     target = _target(world)
+    before = len(world.calls("kubectl"))
     report = Runner(target).run([scenario])
     sr = report.scenarios[0]
     assert sr.error is None and sr.cleanup_error is None, (sr.error, sr.cleanup_error)
@@ -202,6 +203,17 @@ def test_runner_flow_survives_a_dropped_port_forward_and_cleans_up(
     joined = "\n".join(target.lines)  # type: ignore[attr-defined]
     assert f"creating namespaces {RUN_NS}, {APPS_NS}" in joined
     assert f"deleting namespaces {RUN_NS} {APPS_NS}" in joined
+    # the cleanup: both namespaces in one call, before the objects (the namespace controller
+    # takes a deleted namespace up only 5 s after the request), then the wait watches them
+    calls = [c[c.index("--context") + 2 :] for c in world.calls("kubectl")[before:]]
+    ns_delete = calls.index(
+        ["delete", "namespace", RUN_NS, APPS_NS, "--ignore-not-found=true", "--wait=false",
+         "--timeout=10s"]
+    )  # fmt: skip
+    objects_delete = next(i for i, c in enumerate(calls) if c[:1] == ["delete"] and "-" in c)
+    assert ns_delete < objects_delete
+    waits = [c for c in calls[objects_delete:] if c[:1] == ["wait"] and "--for=delete" in c]
+    assert waits and waits[0][1:3] == [f"namespace/{RUN_NS}", f"namespace/{APPS_NS}"], waits
 
 
 def test_a_port_forward_that_gave_up_ends_the_run_with_exit_3_not_a_30s_check(

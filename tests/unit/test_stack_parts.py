@@ -11,7 +11,7 @@ from rich.console import Console
 
 from sandbox.cli.common import ConsoleReporter
 from sandbox.cli.stack import settings_from
-from sandbox.errors import InputError
+from sandbox.errors import DockerUnavailable, InputError
 from sandbox.infra import docker_engine, stack
 from sandbox.infra.progress import Phases
 
@@ -152,3 +152,32 @@ def test_default_context_means_the_default_socket(
     assert docker_engine.engine_host() is None
     monkeypatch.setenv("DOCKER_CONTEXT", "gone")  # unknown context: the SDK default
     assert docker_engine.engine_host() is None
+
+
+def test_lookahead_runs_looks_together_and_hides_a_failed_one() -> None:
+    # a warm `up` confirms the stack with its read-only looks in threads: together, they take
+    # the time of the slowest; a look that raised gives None, so the phase looks again itself
+    # (and reports what it finds, in order)
+    import threading
+    import time
+
+    looks = stack._Lookahead()
+    both = threading.Barrier(2, timeout=5)  # only met when the two looks run at once
+
+    def look(answer: bool) -> bool:
+        both.wait()
+        return answer
+
+    def broken() -> bool:
+        raise DockerUnavailable("no engine")
+
+    started = time.monotonic()
+    looks.start("controller", lambda: look(True))
+    looks.start("class", lambda: look(False))
+    looks.start("preload", broken)
+    assert looks.get("controller") is True
+    assert looks.get("class") is False
+    assert looks.get("preload") is None
+    assert looks.get("never started") is None
+    assert time.monotonic() - started < 5
+    looks.close()

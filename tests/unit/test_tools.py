@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from sandbox.errors import ChecksumMismatch, ToolError
@@ -97,6 +99,18 @@ def test_run_reports_stderr_and_exit_code() -> None:
     assert "exit 3" in str(info.value)
     ok = tools.run(["sh", "-c", "echo $LOG_COLORS"], timeout=10)
     assert ok.stdout.strip() == "false"
+
+
+def test_run_waits_without_polling_and_gives_no_stdin() -> None:
+    # each kubectl call of a run goes through tools.run: waiting on the child in 0.1 s polls
+    # (as the `sh` library did) cost ~0.1 s a call; ten calls of `true` take milliseconds
+    started = time.monotonic()
+    for _ in range(10):
+        tools.run(["true"], timeout=10)
+    assert time.monotonic() - started < 0.9
+    # a tool reading stdin gets end-of-file at once (never the caller's terminal), or the input
+    assert tools.run(["cat"], timeout=5).stdout == ""
+    assert tools.run(["cat"], input="objects", timeout=5).stdout == "objects"
 
 
 def test_run_timeout_and_missing_tool() -> None:
