@@ -9,10 +9,11 @@ ready stack is confirmed in seconds and an interrupted ``up`` is finished by the
     images      (--offline / --pull only, before the cluster) every needed image is at hand
     cluster     exists and is ours (owner mark) / is created / is started
     kubeconfig  a private kubeconfig in the state dir (the user's is never touched)
-    node        every node Ready and the default ServiceAccount exists (k3d --wait is not enough)
+    node        every node Ready (k3d --wait is not enough)
     preload     images the engine has and the cluster lacks are loaded (sandbox.infra.images)
     controller  Envoy Gateway installed and Available
-    class       EnvoyProxy (ClusterIP Services) and GatewayClass, Accepted
+    class       EnvoyProxy (ClusterIP Services) and GatewayClass, Accepted; the default
+                ServiceAccount exists (waited for last: nothing before needs it)
 
 Ownership: k3d copies ``--runtime-label`` onto the server containers; Docker's container list
 shows it (``k3d cluster list -o json`` does not: it keeps only labels starting with ``k3d``,
@@ -663,15 +664,8 @@ def _bring_up(
                 f"{settings.kube_context}; current context unchanged)"
             )
 
-    with phases.phase("node", "node Ready and default ServiceAccount") as act:
+    with phases.phase("node", "node Ready") as act:
         _wait_nodes_ready(kubectl, timeout=remaining(NODE_TIMEOUT))
-        kubectl.wait(
-            "serviceaccount/default",
-            "create",
-            namespace="default",
-            timeout=remaining(NODE_TIMEOUT),
-            what="ServiceAccount default/default",
-        )
         act.append("ready")
         if looks is not None:  # the API server has just answered
             looks.start("controller", lambda: controller.installed(kubectl))
@@ -706,6 +700,15 @@ def _bring_up(
         else:
             controller.ensure_gateway_class(kubectl, timeout=remaining(120))
             act.append("Accepted")
+        # the controller-manager makes it a few seconds after a new API server answers: waited
+        # for last, when it is long there, not before the install (which does not need it)
+        kubectl.wait(
+            "serviceaccount/default",
+            "create",
+            namespace="default",
+            timeout=remaining(NODE_TIMEOUT),
+            what="ServiceAccount default/default",
+        )
 
 
 def down(
