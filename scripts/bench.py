@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Time the real path, phase by phase, and the tutorial's own steps on the same images.
 
-    python scripts/bench.py [--cluster kind] [--skip-library] [--workers 1,3]
+    python scripts/bench.py [--cluster kind] [--skip-library] [--workers 1,3] [--repeat N]
 
-Each figure is one wall-clock run on this machine (no warm-up, no repetition):
+Each figure is a wall-clock run on this machine; with ``--repeat N`` the stack's phases (cold up,
+warm up, run quickstart, down) and the tutorial are run N times, alternating, and the table shows
+the median with every value in the JSON (the tutorial's own waits vary by seconds from run to
+run: one run of each is not a ratio):
 
 - cold ``sandbox up`` of a new cluster (its phases: cluster, node, preload, Envoy Gateway, class);
 - warm ``sandbox up`` (the stack is ready);
@@ -28,6 +31,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -136,7 +140,59 @@ def main() -> int:
     ap.add_argument("--skip-library", action="store_true", help="no library runs (minutes each)")
     ap.add_argument("--skip-tutorial", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "reports/bench.json"))
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="runs of the stack's phases and the tutorial"
+    )
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
+    if args.repeat == 1:
+        return bench_once(args)
+    return bench_repeated(args)
+
+
+def bench_repeated(args: argparse.Namespace) -> int:
+    """``--repeat N``: N single runs (the library only in the first), medians reported."""
+    runs: list[dict[str, Any]] = []
+    out = Path(args.out)
+    for i in range(args.repeat):
+        one = argparse.Namespace(**vars(args))
+        one.skip_library = args.skip_library or i > 0
+        one.out = str(out.with_name(f"{out.stem}-run{i + 1}{out.suffix}"))
+        if bench_once(one) != 0:
+            return 1
+        runs.append(json.loads(Path(one.out).read_text()))
+        Path(one.out).unlink()
+    report: dict[str, Any] = {**runs[0], "repeat": args.repeat, "runs": runs}
+
+    def median(values: list[float]) -> float:
+        return round(statistics.median(values), 2)
+
+    rows = []
+    for key in ("coldUp", "warmUp", "runQuickstart", "down", "tutorial"):
+        values = [r[key]["seconds"] for r in runs if key in r]
+        if values:
+            report[key] = {**runs[0][key], "seconds": median(values), "all": values}
+            rows.append((key, report[key]["seconds"], " ".join(f"{v:.1f}" for v in values)))
+    ratios = [r["ratio"] for r in runs if "ratio" in r]
+    if ratios:
+        ours = report["coldUp"]["seconds"] + report["runQuickstart"]["seconds"]
+        report["ratio"] = round(ours / report["tutorial"]["seconds"], 2)
+        report["ratios"] = ratios
+        rows.append(
+            ("ratio", report["ratio"], "of the medians; per run: " + " ".join(map(str, ratios)))
+        )
+    print(f"medians of {args.repeat} runs:")
+    for name, value, detail in rows:
+        shown = f"{value:>7.2f}" if name == "ratio" else f"{value:>6.1f}s"
+        print(f"{name:<14}  {shown}  {detail}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written: {out}")
+    return 0
+
+
+def bench_once(args: argparse.Namespace) -> int:
 
     env = {
         **os.environ,
