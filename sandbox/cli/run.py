@@ -38,9 +38,6 @@ from sandbox.scenario.load import load_scenario
 from sandbox.scenario.model import Scenario
 from sandbox.settings import CLUSTER_PROVIDERS, DEFAULT_GATEWAY_CLASS, PROVIDERS
 from sandbox.targets import Target, factory
-from sandbox.targets.factory import sandbox_api_hint
-
-SANDBOX_API_HINT = sandbox_api_hint()
 
 
 def make_target(
