@@ -611,12 +611,66 @@ CRASH_LOOP = "CrashLoopBackOff"
 CRASH_LOOP_RESTARTS = 2
 
 
+# The scheduler's message for a pod that fits no node (pkg/scheduler/framework/types.go
+# FitError.Error, k8s v1.35): "0/N nodes are available: <count reason>, <count reason>." then,
+# when preemption ran, " preemption: 0/N nodes are available: <count reason>." Reasons that
+# go away once other pods end (plugins/noderesources/fit.go fitsRequest: "Too many pods",
+# "Insufficient cpu", "Insufficient memory", "Insufficient <resource>"): a run whose
+# neighbours' data planes are still terminating sees them for a few seconds on a 2-core node.
+# When the request exceeds a node's allocatable, the same reason is UnschedulableAndUnresolvable
+# and preemption says so (framework/preemption/preemption.go: "Preemption is not helpful for
+# scheduling"); when other pods hold the room it says "No preemption victims found for incoming
+# pod" (plugins/defaultpreemption/default_preemption.go).
+_FIT_PREFIX = re.compile(r"^0/\d+ nodes are available:\s*")
+_ROOM_REASONS = ("Insufficient ", "Too many pods")
+_UNRESOLVABLE = "Preemption is not helpful for scheduling"
+
+
+def _reasons(text: str) -> list[str]:
+    """``["Insufficient cpu", ...]`` of one ``0/N nodes are available: 1 a, 2 b.`` part."""
+    body = _FIT_PREFIX.sub("", text.strip()).rstrip(".").strip()
+    return [re.sub(r"^\d+\s+", "", r.strip()) for r in body.split(", ") if r.strip()]
+
+
+def waits_for_room(message: str) -> bool:
+    """True when an Unschedulable pod's scheduler ``message`` says only that the nodes are full
+    for now (cpu, memory, pod count held by other pods): it is scheduled once they end, so it
+    is not stuck. False for any other reason (taints, selectors, affinity, volumes) and when the
+    request exceeds what every node can ever give (preemption: not helpful)."""
+    if not _FIT_PREFIX.match(message.strip()):
+        return False
+    fit, _, post = message.partition(" preemption: ")
+    reasons = _reasons(fit)
+    if not reasons or not all(r.startswith(_ROOM_REASONS) for r in reasons):
+        return False
+    if post:
+        after = _reasons(post)
+        if after and all(r == _UNRESOLVABLE for r in after):
+            return False
+    return True
+
+
+def unschedulable(pod: Mapping[str, Any]) -> str | None:
+    """The scheduler's message when the pod's ``PodScheduled`` condition is False with reason
+    ``Unschedulable``, else None."""
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if (
+            isinstance(cond, Mapping)
+            and cond.get("type") == "PodScheduled"
+            and cond.get("status") == "False"
+            and cond.get("reason") == "Unschedulable"
+        ):
+            return str(cond.get("message") or "").strip()
+    return None
+
+
 def stuck_pods(pods: Mapping[str, Any] | None) -> dict[str, str]:
     """Pods of a ``kubectl get pods -o json`` list that are stuck: ``{name: reason line}``.
 
     Stuck: a container (or init container) waiting with one of :data:`STUCK_REASONS`, or in
-    CrashLoopBackOff after :data:`CRASH_LOOP_RESTARTS` restarts, or the pod's ``PodScheduled`` condition False with reason ``Unschedulable`` (the scheduler's
-    message says why)."""
+    CrashLoopBackOff after :data:`CRASH_LOOP_RESTARTS` restarts, or the pod ``Unschedulable``
+    for a reason that waiting does not cure (:func:`waits_for_room` says which do: a pod
+    waiting for cpu that other pods hold is not stuck; the caller's own timeout bounds it)."""
     out: dict[str, str] = {}
     for pod in (pods or {}).get("items") or []:
         if not isinstance(pod, Mapping):
@@ -647,14 +701,9 @@ def stuck_pods(pods: Mapping[str, Any] | None) -> dict[str, str]:
                 break
         if name in out:
             continue
-        for cond in status.get("conditions") or []:
-            if (
-                isinstance(cond, Mapping)
-                and cond.get("type") == "PodScheduled"
-                and cond.get("status") == "False"
-                and cond.get("reason") == "Unschedulable"
-            ):
-                out[name] = f"Unschedulable: {str(cond.get('message') or '').strip()[:300]}"
+        why = unschedulable(pod)
+        if why is not None and not waits_for_room(why):
+            out[name] = f"Unschedulable: {why[:300]}"
     return out
 
 
@@ -710,5 +759,8 @@ def image_hint(lines: Sequence[str]) -> str | None:
     if "CrashLoopBackOff" in text:
         return "`kubectl logs --previous` of the pod shows why it exits"
     if "Unschedulable" in text:
-        return "the node lacks room or is tainted: `kubectl describe node` shows why"
+        return (
+            "no node can take the pod (a request larger than the node, a taint, a selector): "
+            "`kubectl describe node` shows what it has"
+        )
     return None

@@ -37,9 +37,9 @@ controller has written ``Accepted``, whatever it says.
 
 Status written by Envoy Gateway (envoyproxy/gateway internal/gatewayapi/status/gateway.go,
 internal/gatewayapi/route.go): Gateway ``Programmed`` True reason ``Programmed`` ("Address
-assigned to the Gateway, %d/%d envoy Deployment replicas available"), or False with reason
+assigned to the Gateway, %d/%d envoy replicas available"), or False with reason
 ``AddressNotAssigned`` ("No addresses have been assigned to the Gateway") or ``NoResources``
-("Deployment replicas unavailable"); route parents with ``controllerName``
+("Envoy replicas unavailable"); route parents with ``controllerName``
 ``gateway.envoyproxy.io/gatewayclass-controller``, ``Accepted`` True reason ``Accepted``
 ("Route is accepted") and ``ResolvedRefs`` True reason ``ResolvedRefs`` ("Resolved all the Object
 references for the Route").
@@ -69,6 +69,7 @@ from sandbox.infra.kube import (
     describe_stuck_pods,
     image_hint,
     summarize_status,
+    unschedulable,
 )
 from sandbox.infra.namespaces import (
     ROUTE_KINDS,
@@ -364,6 +365,9 @@ def pod_summary(pod: Mapping[str, Any]) -> str:
                 text += f", container {c.get('name')}: {detail.get('reason')}"
                 if message:
                     text += f" ({message[0][:200]})"
+    waiting = unschedulable(pod)
+    if waiting is not None:
+        text += f", Unschedulable ({waiting[:200]})"
     return text
 
 
@@ -768,6 +772,23 @@ class ClusterTarget:
             lines.append(f"(cannot list pods: {e.message.splitlines()[0]})")
         return lines
 
+    def _gateway_pods(self, namespace: str, name: str) -> list[str]:
+        """One line per data-plane pod of Gateway ``namespace/name`` (found by the controller's
+        own selector, as :meth:`_fail_if_stuck` finds them). Never raises."""
+        ns = self.controller.namespace
+        try:
+            found = (
+                self.kubectl.get_json(
+                    "pods",
+                    namespace=ns,
+                    selector=self.controller.data_plane_selector(namespace, name),
+                )
+                or {}
+            )
+        except SandboxError as e:
+            return [f"(cannot list the data-plane pods: {e.message.splitlines()[0]})"]
+        return [f"data-plane pod {ns}/{pod_summary(pod)}" for pod in found.get("items") or []]
+
     def _wait_ready(self, dep: ClusterDeployment) -> None:
         if not dep.items:
             return
@@ -822,6 +843,10 @@ class ClusterTarget:
                 )
                 pod_ns = sorted({i.namespace for i in pending if i.kind == "Deployment"})
                 pods = self._pods(pod_ns)
+                for ns, name in sorted(
+                    {(i.namespace, i.name) for i in pending if i.kind == "Gateway"}
+                ):
+                    pods += self._gateway_pods(ns, name)
                 if pods:
                     last += "\n" + "\n".join(f"    {line}" for line in pods)
                 tail = self.controller.controller_logs_tail(self.kubectl, 10).strip()
@@ -868,11 +893,11 @@ class ClusterTarget:
         for ns in sorted({i.namespace for i in dep.items}):
             lines += describe_stuck_pods(self.kubectl, ns)
         for ns, name in dep.gateways():
-            selector = (
-                f"gateway.envoyproxy.io/owning-gateway-name={name},"
-                f"gateway.envoyproxy.io/owning-gateway-namespace={ns}"
+            lines += describe_stuck_pods(
+                self.kubectl,
+                self.controller.namespace,
+                self.controller.data_plane_selector(ns, name),
             )
-            lines += describe_stuck_pods(self.kubectl, self.controller.namespace, selector)
         if lines:
             raise ClusterError(
                 f"scenario {dep.scenario.name}: {sum(1 for x in lines if x.startswith('pod '))} "

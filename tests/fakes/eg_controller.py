@@ -6,7 +6,7 @@
   (reason ``MinimumReplicasAvailable``, "Deployment has minimum availability.") and replicas;
 - every Gateway whose class names Envoy Gateway's controller: ``Accepted`` True
   ("The Gateway has been scheduled by Envoy Gateway") and ``Programmed`` True ("Address assigned
-  to the Gateway, 1/1 envoy Deployment replicas available") with a ClusterIP in
+  to the Gateway, 1/1 envoy replicas available") with a ClusterIP in
   ``status.addresses``; listener statuses with ``attachedRoutes``; HTTPS listeners whose Secret is
   missing get ``ResolvedRefs`` False ``InvalidCertificateRef``;
 - a data-plane Service and Deployment per Gateway in ``envoy-gateway-system``, named
@@ -34,6 +34,11 @@ the above but the Deployments' status (the controller is down).
 ``FAKE_EG_NOT_PROGRAMMED``  comma list of Gateway names that stay ``Programmed`` False
                            (``AddressNotAssigned``, "No addresses have been assigned to the
                            Gateway").
+``FAKE_EG_UNSCHEDULABLE``   a scheduler message (k8s pkg/scheduler/framework/types.go
+                           FitError.Error): every data plane gets a Pending envoy Pod whose
+                           ``PodScheduled`` is False ``Unschedulable`` with it, its Deployment
+                           0 available, and its Gateway ``Programmed`` False ``NoResources``
+                           ("Envoy replicas unavailable").
 ``FAKE_EG_STATUS_DELAY``    seconds after the fake first saw an object before its status appears
                            (first sightings kept in ``seen_file``).
 """
@@ -172,7 +177,44 @@ def _data_plane(gateway: dict[str, Any]) -> list[dict[str, Any]]:
             ],
         },
     }
-    return [service, deployment]
+    message = os.environ.get("FAKE_EG_UNSCHEDULABLE")
+    if not message:
+        return [service, deployment]
+    deployment["status"] = {
+        "replicas": 1,
+        "unavailableReplicas": 1,
+        "conditions": [
+            {
+                "type": "Available",
+                "status": "False",
+                "reason": "MinimumReplicasUnavailable",
+                "message": "Deployment does not have minimum availability.",
+            }
+        ],
+    }
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{svc_name[:47]}-7d9f8b6c5-q2x4z",
+            "namespace": EG_NAMESPACE,
+            "labels": labels,
+            "creationTimestamp": stamp,
+        },
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": message,
+                    "lastTransitionTime": stamp,
+                }
+            ],
+        },
+    }
+    return [service, deployment, pod]
 
 
 def _find(
@@ -401,14 +443,19 @@ def _gateway_status(objects: list[dict[str, Any]], gw: dict[str, Any], *, progra
     conditions = [
         _cond(gw, "Accepted", True, "Accepted", "The Gateway has been scheduled by Envoy Gateway")
     ]
-    if programmed:
+    if programmed and os.environ.get("FAKE_EG_UNSCHEDULABLE"):
+        conditions.append(
+            _cond(gw, "Programmed", False, "NoResources", "Envoy replicas unavailable")
+        )
+        gw["status"] = {"addresses": [{"type": "IPAddress", "value": "10.43.0.10"}]}
+    elif programmed:
         conditions.append(
             _cond(
                 gw,
                 "Programmed",
                 True,
                 "Programmed",
-                "Address assigned to the Gateway, 1/1 envoy Deployment replicas available",
+                "Address assigned to the Gateway, 1/1 envoy replicas available",
             )
         )
         gw["status"] = {"addresses": [{"type": "IPAddress", "value": "10.43.0.10"}]}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,12 @@ def env(world: FakeWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     """The fakes' environment for kubectl calls made from this process; yields FAKE_PF_STATE."""
     for key in ("FAKE_STATE_DIR", "PATH"):
         monkeypatch.setenv(key, world.env[key])
-    for key in ("FAKE_EG_NOT_PROGRAMMED", "FAKE_STUCK_NAMESPACES", "FAKE_PF_DIE_AFTER"):
+    for key in (
+        "FAKE_EG_NOT_PROGRAMMED",
+        "FAKE_EG_UNSCHEDULABLE",
+        "FAKE_STUCK_NAMESPACES",
+        "FAKE_PF_DIE_AFTER",
+    ):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("FAKE_PF_STATE", str(tmp_path / "pf"))
     yield tmp_path / "pf"
@@ -299,6 +305,54 @@ def test_gateway_never_programmed_times_out_with_last_conditions_and_cleans_up(
     )
     assert "log tail" in message
     assert info.value.exit_code == 3
+    assert _run_namespaces(world) == []
+
+
+def test_a_data_plane_waiting_for_cpu_is_waited_for_and_named_when_the_wait_ends(
+    world: FakeWorld, env: Path, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what a 2-core node shows while earlier runs' Envoy pods are still terminating: the
+    # scheduler places the pod once they are gone, so the wait goes on (the fake never frees
+    # the room: the wait's own timeout ends it, naming the pod and the scheduler's reason)
+    monkeypatch.setenv(
+        "FAKE_EG_UNSCHEDULABLE",
+        "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: "
+        "1 No preemption victims found for incoming pod.",
+    )
+    # longer than STUCK_LOOK_INTERVAL, so the look for stuck pods has run and let it be
+    target = _target(world, timeouts=Timeouts(ready=3.0, poll=0.1, delete=10))
+    started = time.monotonic()
+    with pytest.raises(WaitTimeout) as info, target.deploy(scenario):
+        pytest.fail("deploy must not yield")
+    assert time.monotonic() - started >= 3.0
+    message = str(info.value)
+    assert "Programmed=False (NoResources: Envoy replicas unavailable)" in message
+    assert (
+        f"data-plane pod envoy-gateway-system/envoy-{RUN_NS}-eg-" in message
+        and ": Pending, ready 0/0, restarts 0, Unschedulable (0/1 nodes are available: "
+        "1 Insufficient cpu."
+        in message
+    ), message
+    assert _run_namespaces(world) == []
+
+
+def test_a_data_plane_no_node_will_take_fails_the_wait_at_once_naming_the_pod(
+    world: FakeWorld, env: Path, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "FAKE_EG_UNSCHEDULABLE",
+        "0/1 nodes are available: 1 node(s) had untolerated taint {dedicated: infra}. "
+        "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.",
+    )
+    target = _target(world, timeouts=Timeouts(ready=30, poll=0.1, delete=10))
+    started = time.monotonic()
+    with pytest.raises(ClusterError) as info, target.deploy(scenario):
+        pytest.fail("deploy must not yield")
+    assert time.monotonic() - started < 15  # not the 30 s timeout
+    message = str(info.value)
+    assert "1 pod(s) cannot start" in message
+    assert "Unschedulable: 0/1 nodes are available: 1 node(s) had untolerated taint" in message
+    assert "describe node" in (info.value.hint or "")
     assert _run_namespaces(world) == []
 
 

@@ -39,7 +39,7 @@ PROGRAMMED = _cond(
     "Programmed",
     "True",
     "Programmed",
-    "Address assigned to the Gateway, 1/1 envoy Deployment replicas available",
+    "Address assigned to the Gateway, 1/1 envoy replicas available",
 )
 ACCEPTED_GW = _cond(
     "Accepted", "True", "Accepted", "The Gateway has been scheduled by Envoy Gateway"
@@ -70,7 +70,7 @@ def test_gateway_programmed() -> None:
         (
             _gateway(
                 ACCEPTED_GW,
-                _cond("Programmed", "False", "NoResources", "Deployment replicas unavailable"),
+                _cond("Programmed", "False", "NoResources", "Envoy replicas unavailable"),
             ),
             "NoResources",
         ),
@@ -315,3 +315,10 @@ def test_pod_summary_names_the_waiting_reason() -> None:
     running = {"metadata": {"name": "p"}, "status": {"phase": "Running", "containerStatuses": [
         {"name": "c", "ready": True, "restartCount": 2, "state": {"running": {}}}]}}  # fmt: skip
     assert pod_summary(running) == "p: Running, ready 1/1, restarts 2"
+    unscheduled = {"metadata": {"name": "envoy-x"}, "status": {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": "0/1 nodes are available: 1 Insufficient cpu."}]}}  # fmt: skip
+    assert pod_summary(unscheduled) == (
+        "envoy-x: Pending, ready 0/0, restarts 0, Unschedulable (0/1 nodes are available: "
+        "1 Insufficient cpu.)"
+    )

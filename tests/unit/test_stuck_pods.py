@@ -3,13 +3,21 @@
 Shapes follow the Pod and Event objects kubectl prints with -o json (k8s.io/api core/v1
 ContainerStateWaiting reason/message, PodCondition PodScheduled/Unschedulable, Event
 involvedObject/reason/message/lastTimestamp); reasons from the kubelet (pkg/kubelet/images
-ErrImagePull, ImagePullBackOff; pkg/kubelet/container CrashLoopBackOff)."""
+ErrImagePull, ImagePullBackOff; pkg/kubelet/container CrashLoopBackOff). Scheduler messages as
+k8s v1.35 writes them: pkg/scheduler/framework/types.go FitError.Error ("0/N nodes are
+available: <sorted 'count reason' list>." + the PostFilter message), reasons from
+plugins/noderesources/fit.go ("Insufficient cpu", "Too many pods"), plugins/tainttoleration
+("node(s) had untolerated taint {key: value}"), preemption from
+framework/preemption/preemption.go ("Preemption is not helpful for scheduling") and
+plugins/defaultpreemption ("preemption: " + "No preemption victims found for incoming pod")."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sandbox.infra.kube import image_hint, last_events, stuck_pods
+import pytest
+
+from sandbox.infra.kube import image_hint, last_events, stuck_pods, waits_for_room
 
 
 def _pod(
@@ -45,6 +53,14 @@ def _pod(
     return {"metadata": {"name": name}, "status": status}
 
 
+TAINTED = (
+    "0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }. "
+    "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+)
+NO_VICTIMS = " preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+NOT_HELPFUL = " preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+
+
 def test_image_pull_and_crash_loops_and_unschedulable_are_stuck() -> None:
     pods = {
         "items": [
@@ -59,7 +75,7 @@ def test_image_pull_and_crash_loops_and_unschedulable_are_stuck() -> None:
             _pod("b1", waiting="CrashLoopBackOff", restarts=1),
             _pod("b2", waiting="RunContainerError", message="runc create failed: unable to freeze"),
             _pod("c", waiting="ContainerCreating"),  # on its way: not stuck
-            _pod("d", unschedulable="0/1 nodes are available: 1 Insufficient cpu."),
+            _pod("d", unschedulable=TAINTED),
             _pod("e", waiting="ImagePullBackOff", init=True),
             {"metadata": {"name": "f"}, "status": {"phase": "Running"}},
         ]
@@ -70,7 +86,7 @@ def test_image_pull_and_crash_loops_and_unschedulable_are_stuck() -> None:
         "container c (registry.k8s.io/gateway-api/echo-basic:v9): ErrImagePull: "
         'failed to pull "x": not found'
     )
-    assert stuck["d"].startswith("Unschedulable: 0/1 nodes")
+    assert stuck["d"] == "Unschedulable: " + TAINTED
     assert "ImagePullBackOff" in stuck["e"]
     assert stuck_pods(None) == {}
 
@@ -124,3 +140,44 @@ def test_hints_name_the_fix_for_each_kind_of_stuck() -> None:
     assert "logs --previous" in (image_hint(["pod x/a: container c: CrashLoopBackOff"]) or "")
     assert "describe node" in (image_hint(["pod x/a: Unschedulable: no"]) or "")
     assert image_hint(["pod x/a: something else"]) is None
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        # what the last CI run's https-listener data plane saw while earlier runs' Envoy pods
+        # were terminating: scheduled seconds later
+        "0/1 nodes are available: 1 Insufficient cpu." + NO_VICTIMS,
+        "0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient memory." + NO_VICTIMS,
+        "0/1 nodes are available: 1 Too many pods." + NO_VICTIMS,
+        "0/3 nodes are available: 1 Insufficient memory, 2 Insufficient cpu.",  # no preemption
+        "0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: "
+        "1 No preemption victims found for incoming pod, 1 Preemption is not helpful for "
+        "scheduling.",  # one node can make room
+    ],
+)
+def test_a_pod_waiting_for_room_that_other_pods_hold_is_not_stuck(message: str) -> None:
+    assert waits_for_room(message)
+    assert stuck_pods({"items": [_pod("p", unschedulable=message)]}) == {}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        TAINTED,
+        # asks for more than the node has at all: UnschedulableAndUnresolvable, no preemption
+        "0/1 nodes are available: 1 Insufficient cpu." + NOT_HELPFUL,
+        # short of cpu, and the other node is tainted: the shortage alone does not say it fits
+        "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint "
+        "{dedicated: infra}." + NO_VICTIMS,
+        "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+        + NOT_HELPFUL,
+        "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims.",
+        "",  # nothing said: not a reason to wait
+    ],
+)
+def test_a_pod_no_node_will_take_is_stuck(message: str) -> None:
+    assert not waits_for_room(message)
+    stuck = stuck_pods({"items": [_pod("p", unschedulable=message or "?")]})
+    assert list(stuck) == ["p"]
+    assert stuck["p"].startswith("Unschedulable: ")

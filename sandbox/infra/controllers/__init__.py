@@ -57,6 +57,10 @@ class Controller(Protocol):
         """The data-plane Service of Gateway ``gateway_namespace/gateway_name``, or None yet."""
         ...
 
+    def data_plane_selector(self, gateway_namespace: str, gateway_name: str) -> str:
+        """The label selector of the data-plane pods and Service of that Gateway."""
+        ...
+
     def wait_data_plane_service(
         self, kubectl: Kubectl, gateway_namespace: str, gateway_name: str, *, timeout: float
     ) -> DataPlaneService:

@@ -322,12 +322,15 @@ class EnvoyGateway:
 
     # -- data plane -------------------------------------------------------------------------
 
+    def data_plane_selector(self, gateway_namespace: str, gateway_name: str) -> str:
+        return (
+            f"{OWNING_GATEWAY_NAME}={gateway_name},{OWNING_GATEWAY_NAMESPACE}={gateway_namespace}"
+        )
+
     def data_plane_service(
         self, kubectl: Kubectl, gateway_namespace: str, gateway_name: str
     ) -> DataPlaneService | None:
-        selector = (
-            f"{OWNING_GATEWAY_NAME}={gateway_name},{OWNING_GATEWAY_NAMESPACE}={gateway_namespace}"
-        )
+        selector = self.data_plane_selector(gateway_namespace, gateway_name)
         found = kubectl.get_json("service", namespace=self.namespace, selector=selector) or {}
         items = [i for i in found.get("items") or [] if isinstance(i, dict)]
         if not items:
@@ -367,9 +370,7 @@ class EnvoyGateway:
         Gateway's default access log, one JSON object per request
         (internal/xds/translator/accesslog.go DefaultAccessLogFormat: ``method``,
         ``x-envoy-origin-path``, ``:authority``, ``response_code``, ``route_name``, ...)."""
-        selector = (
-            f"{OWNING_GATEWAY_NAME}={gateway_name},{OWNING_GATEWAY_NAMESPACE}={gateway_namespace}"
-        )
+        selector = self.data_plane_selector(gateway_namespace, gateway_name)
         try:
             return kubectl.logs(
                 "",
