@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 from rich.console import Console
@@ -64,7 +64,7 @@ def handle_errors(func: F) -> F:
             err.print("interrupted")
             sys.exit(130)
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)  # functools.wraps keeps the signature; mypy cannot see it
 
 
 def usage_error(message: str) -> None:

@@ -14,7 +14,7 @@ from sandbox.pytest_plugin.state import (
     SandboxState,
     discover_scenario_files,
 )
-from sandbox.report.conformance import TestResult
+from sandbox.report.conformance import Outcome, TestResult
 from sandbox.report.write import write_reports
 from sandbox.scenario.load import load_scenario
 from sandbox.scenario.model import Scenario
@@ -28,7 +28,7 @@ class ResultsPlugin:
     def __init__(self, config: pytest.Config, path: str) -> None:
         self.config = config
         self.path = path
-        self.by_nodeid: dict[str, tuple[str, tuple[str, ...], str]] = {}
+        self.by_nodeid: dict[str, tuple[str, tuple[str, ...], Outcome]] = {}
         self.bundle: str | None = None  # from the workers: the cluster's CRDs
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -38,6 +38,7 @@ class ResultsPlugin:
         if BUNDLE_PROPERTY in props:
             self.bundle = str(props[BUNDLE_PROPERTY])
         features = tuple(f for f in str(props[FEATURES_PROPERTY]).split(",") if f)
+        outcome: Outcome
         if report.failed:
             outcome = "failed"
         elif report.skipped:
@@ -60,7 +61,7 @@ class ResultsPlugin:
             if FEATURES_PROPERTY not in props or item.nodeid in self.by_nodeid:
                 continue
             features = tuple(f for f in str(props[FEATURES_PROPERTY]).split(",") if f)
-            outcome = "not-supported" if UNSUPPORTED_PROPERTY in props else "skipped"
+            outcome: Outcome = "not-supported" if UNSUPPORTED_PROPERTY in props else "skipped"
             self.by_nodeid[item.nodeid] = (conformance_test_name(item.nodeid), features, outcome)
 
     @staticmethod
@@ -86,8 +87,7 @@ class ResultsPlugin:
     def results(self) -> list[TestResult]:
 
         return [
-            TestResult(name, feats, outcome)  # type: ignore[arg-type]
-            for name, feats, outcome in self.by_nodeid.values()
+            TestResult(name, feats, outcome) for name, feats, outcome in self.by_nodeid.values()
         ]
 
     @pytest.hookimpl(trylast=True)

@@ -508,6 +508,7 @@ def _list_type(
 def _validator_class() -> Any:
     from jsonschema import Draft4Validator, validators
 
+    # types-jsonschema 4.26 declares validators.extend without annotations (validators.pyi)
     return validators.extend(Draft4Validator, {"x-kubernetes-list-type": _list_type})  # type: ignore[no-untyped-call]
 
 
