@@ -916,7 +916,7 @@ class ClusterTarget:
                     f"its Gateways and routes ({', '.join(i.label for i in pending)} waiting)",
                     hint=(
                         "`sandbox up` re-installs it on the sandbox's cluster; on another "
-                        f"cluster: `kubectl -n {ns} scale deployment/envoy-gateway "
+                        f"cluster: `kubectl -n {ns} scale deployment/{self.controller.deployment} "
                         "--replicas=1`"
                     ),
                 )

@@ -260,6 +260,9 @@ def test_a_controller_scaled_to_zero_during_run_is_named_not_waited_out(
         "is scaled to 0 replicas, so nothing accepts or programs its Gateways and routes"
     ) in stderr, stderr[-2500:]
     assert "hint: `sandbox up` re-installs it" in stdout  # the report, with the error
+    assert "kubectl -n envoy-gateway-system scale deployment/envoy-gateway --replicas=1" in (
+        " ".join((stdout + stderr).split())  # the hint may be wrapped
+    )
     assert "404" not in stdout + stderr
     assert elapsed < 40, f"took {elapsed:.1f}s"  # not the 180 s ready wait
     status = world.sandbox("status", "-o", "json", timeout=60)

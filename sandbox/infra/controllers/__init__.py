@@ -32,6 +32,7 @@ class Controller(Protocol):
     namespace: str  # where the controller and (by default) the data planes run
     gateway_class: str  # the reference GatewayClass it is installed with ("eg")
     controller_name: str  # GatewayClass spec.controllerName it serves
+    deployment: str  # the controller's own Deployment in ``namespace`` ("envoy-gateway")
 
     def installed(self, kubectl: Kubectl) -> bool:
         """True when this version is installed and its controller is Available (no changes)."""

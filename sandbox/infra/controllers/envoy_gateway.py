@@ -90,6 +90,7 @@ class EnvoyGateway:
     """Envoy Gateway ``version`` with the reference GatewayClass ``gateway_class``."""
 
     name = "envoy-gateway"
+    deployment = DEPLOYMENT
 
     def __init__(
         self,
