@@ -4,7 +4,8 @@ Every ``scenario.yaml`` that pytest collects becomes one collector (the scenario
 when its first selected check runs, and cleaned up after its last) holding one item per check.
 So ``-k`` selects by scenario or check name (and by upstream feature name), ``--junitxml``
 records one test case per check, and pytest-xdist distributes scenarios (each deployment has its
-own namespace; ``--dist loadfile`` or ``loadgroup`` keeps a scenario's checks on one worker).
+own namespace; ``--dist loadfile`` or ``loadgroup`` keeps a scenario's checks on one worker:
+for loadgroup the plugin makes sure of it, see :mod:`sandbox.pytest_plugin.xdist_groups`).
 
 The plugin is loaded by every pytest run (including this project's own tests): it collects
 every ``scenario.yaml`` under ``--sandbox-scenarios DIR`` and under the paths pytest collects
@@ -239,6 +240,15 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     from sandbox.pytest_plugin.items import ScenarioFile  # heavy: see the imports
 
     return ScenarioFile.from_parent(parent, path=file_path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` keeps a scenario's checks on one worker whatever the pytest version
+    (:mod:`sandbox.pytest_plugin.xdist_groups`); other modes are xdist's own."""
+    from sandbox.pytest_plugin.xdist_groups import make_scheduler
+
+    return make_scheduler(config, log)
 
 
 # --------------------------------------------------------------------------------------------

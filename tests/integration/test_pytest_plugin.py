@@ -8,6 +8,7 @@ and reported through -k, --junitxml and --conformance-report.
 from __future__ import annotations
 
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -452,6 +453,30 @@ def test_xdist_runs_scenarios_in_workers(suite: pytest.Pytester) -> None:
     core = yaml.safe_load(report.read_text())["profiles"][0]["core"]
     assert core["statistics"] == {"Failed": 0, "Passed": 2, "Skipped": 1}
     assert core["skippedTests"] == ["whale/wrong expectation fails"]
+
+
+def test_loadgroup_keeps_each_scenario_on_one_worker(suite: pytest.Pytester) -> None:
+    # pytest 9.2 with pytest-xdist 3.8: xdist's own loadgroup no longer sees the groups
+    # (pytest-dev/pytest-xdist#1386) and spread a scenario's checks, each worker deploying it
+    # again; the plugin's scheduler keeps them together (sandbox/pytest_plugin/xdist_groups.py)
+    pytest.importorskip("xdist", reason="pytest-xdist is not installed")
+    for name in ("lion", "tiger"):  # more scenarios than workers, of several checks each
+        folder = suite.path / "scenarios" / name
+        folder.mkdir()
+        (folder / "app.yaml").write_text(MANIFESTS)
+        (folder / "scenario.yaml").write_text(SCENARIO)
+    result = run(
+        suite, "scenarios", "--sandbox-provider", "local", "-n", "3", "--dist", "loadgroup",
+        "-v", xdist=True,
+    )  # fmt: skip
+    result.assert_outcomes(passed=7, failed=3)
+    workers: dict[str, set[str]] = {}
+    for line in result.outlines:
+        found = re.match(r"\[(gw\d+)\] .*(?:PASSED|FAILED) (scenarios/\w+)/scenario\.yaml::", line)
+        if found:
+            workers.setdefault(found.group(2), set()).add(found.group(1))
+    assert sorted(workers) == [f"scenarios/{n}" for n in ("lion", "plain", "tiger", "whale")]
+    assert all(len(w) == 1 for w in workers.values()), workers
 
 
 def test_plugin_does_not_slow_ordinary_runs() -> None:
