@@ -55,7 +55,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -749,16 +749,27 @@ class ClusterTarget:
         return states
 
     def _pods(
-        self, namespaces: list[str], data_planes: list[DataPlaneService] | None = None
+        self,
+        namespaces: list[str],
+        data_planes: list[DataPlaneService] | None = None,
+        gateways: Iterable[tuple[str, str]] = (),
     ) -> list[str]:
-        """One line per pod of the run's namespaces and of the given data-plane Services (found
-        by the Service's own selector, so nothing controller-specific is assumed). Never raises."""
+        """One line per pod of the run's namespaces, of the given data-plane Services (found
+        by the Service's own selector, so nothing controller-specific is assumed) and of the
+        data planes of the given ``(namespace, name)`` Gateways (found by the controller's
+        selector, as :meth:`_fail_if_stuck` finds them, Service or not). Never raises."""
         lines: list[str] = []
         try:
             for ns in namespaces:
                 found = self.kubectl.get_json("pods", namespace=ns) or {}
                 for pod in found.get("items") or []:
                     lines.append(f"pod {ns}/{pod_summary(pod)}")
+            ns = self.controller.namespace
+            for gw_ns, gw_name in gateways:
+                owned = self.controller.data_plane_selector(gw_ns, gw_name)
+                found = self.kubectl.get_json("pods", namespace=ns, selector=owned) or {}
+                for pod in found.get("items") or []:
+                    lines.append(f"data-plane pod {ns}/{pod_summary(pod)}")
             for svc in data_planes or []:
                 obj = self.kubectl.get_json("service", svc.name, namespace=svc.namespace) or {}
                 selector = (obj.get("spec") or {}).get("selector") or {}
@@ -771,23 +782,6 @@ class ClusterTarget:
         except SandboxError as e:
             lines.append(f"(cannot list pods: {e.message.splitlines()[0]})")
         return lines
-
-    def _gateway_pods(self, namespace: str, name: str) -> list[str]:
-        """One line per data-plane pod of Gateway ``namespace/name`` (found by the controller's
-        own selector, as :meth:`_fail_if_stuck` finds them). Never raises."""
-        ns = self.controller.namespace
-        try:
-            found = (
-                self.kubectl.get_json(
-                    "pods",
-                    namespace=ns,
-                    selector=self.controller.data_plane_selector(namespace, name),
-                )
-                or {}
-            )
-        except SandboxError as e:
-            return [f"(cannot list the data-plane pods: {e.message.splitlines()[0]})"]
-        return [f"data-plane pod {ns}/{pod_summary(pod)}" for pod in found.get("items") or []]
 
     def _wait_ready(self, dep: ClusterDeployment) -> None:
         if not dep.items:
@@ -842,11 +836,8 @@ class ClusterTarget:
                     f"  - {i.label}: {states[(i.kind, i.namespace, i.name)][1]}" for i in pending
                 )
                 pod_ns = sorted({i.namespace for i in pending if i.kind == "Deployment"})
-                pods = self._pods(pod_ns)
-                for ns, name in sorted(
-                    {(i.namespace, i.name) for i in pending if i.kind == "Gateway"}
-                ):
-                    pods += self._gateway_pods(ns, name)
+                gateways = sorted({(i.namespace, i.name) for i in pending if i.kind == "Gateway"})
+                pods = self._pods(pod_ns, gateways=gateways)
                 if pods:
                     last += "\n" + "\n".join(f"    {line}" for line in pods)
                 tail = self.controller.controller_logs_tail(self.kubectl, 10).strip()
