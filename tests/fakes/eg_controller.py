@@ -36,9 +36,10 @@ the above but the Deployments' status (the controller is down).
                            Gateway").
 ``FAKE_EG_UNSCHEDULABLE``   a scheduler message (k8s pkg/scheduler/framework/types.go
                            FitError.Error): every data plane gets a Pending envoy Pod whose
-                           ``PodScheduled`` is False ``Unschedulable`` with it, its Deployment
-                           0 available, and its Gateway ``Programmed`` False ``NoResources``
-                           ("Envoy replicas unavailable").
+                           ``PodScheduled`` is False ``Unschedulable`` with it and its Deployment
+                           0 available, so its Gateway is ``Programmed`` False ``NoResources``
+                           ("Envoy replicas unavailable"), as for any data plane without an
+                           available replica.
 ``FAKE_EG_STATUS_DELAY``    seconds after the fake first saw an object before its status appears
                            (first sightings kept in ``seen_file``).
 """
@@ -443,7 +444,11 @@ def _gateway_status(objects: list[dict[str, Any]], gw: dict[str, Any], *, progra
     conditions = [
         _cond(gw, "Accepted", True, "Accepted", "The Gateway has been scheduled by Envoy Gateway")
     ]
-    if programmed and os.environ.get("FAKE_EG_UNSCHEDULABLE"):
+    # EG: Programmed only with an available envoy replica (status/gateway.go
+    # updateGatewayProgrammedCondition), else NoResources
+    envoy = _find(objects, "Deployment", EG_NAMESPACE, data_plane_name(gw_ns, _meta(gw)["name"]))
+    unavailable = envoy is not None and not (envoy.get("status") or {}).get("availableReplicas")
+    if programmed and unavailable:
         conditions.append(
             _cond(gw, "Programmed", False, "NoResources", "Envoy replicas unavailable")
         )
